@@ -1,0 +1,279 @@
+"""The ``safsd-glnet`` command line: train, evaluate, predict, convert, synth, features, demo.
+
+Data arguments (``--data``) take a path to an SDT / M3Net feature pickle (``.pkl``), a corpus
+in the kit's own format (``.npz``), or ``synthetic:iemocap`` / ``synthetic:meld`` (the built-in
+synthetic corpus; append ``:seed=K`` for another draw).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .config import PRESETS, Config, preset
+from .data.corpus import DataError
+
+DEMO_SIZES = {"t": 128, "a": 96, "v": 64}
+
+
+def _parse_sizes(text: str | None) -> dict[str, int] | None:
+    """``"t=64,a=48,v=32"`` -> {"t": 64, "a": 48, "v": 32}."""
+    if not text:
+        return None
+    sizes = {}
+    for part in text.split(","):
+        key, _, value = part.partition("=")
+        if key not in ("t", "a", "v") or not value.isdigit():
+            raise argparse.ArgumentTypeError(f"--sizes {text!r}: expected e.g. t=64,a=48,v=32")
+        sizes[key] = int(value)
+    return sizes
+
+
+def load_corpus_arg(args: argparse.Namespace):
+    from .data import load_data
+
+    kw = {}
+    if str(args.data).startswith("synthetic:"):
+        if getattr(args, "sizes", None):
+            kw["feature_sizes"] = _parse_sizes(args.sizes)
+    else:
+        if getattr(args, "valid_fraction", None) is not None and str(args.data).endswith((".pkl", ".pickle")):
+            kw["valid_fraction"] = args.valid_fraction
+        if getattr(args, "text_layers", None) and str(args.data).endswith((".pkl", ".pickle")):
+            kw["text"] = args.text_layers
+    return load_data(str(args.data), **kw)
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    cfg = preset(args.preset)
+    if args.config:
+        from .io import read_json
+
+        d = read_json(args.config)
+        d.pop("data", None)
+        cfg = Config.from_dict(d)
+    overrides = list(args.set or [])
+    for flag, key in (("modalities", "model.modalities"), ("epochs", "train.epochs"),
+                      ("seed", "train.seed"), ("device", "train.device"), ("lr", "train.lr"),
+                      ("batch_size", "train.batch_size")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if getattr(args, "no_progress", False):
+        overrides.append("train.progress=false")
+    return cfg.override(*overrides) if overrides else cfg
+
+
+def _add_data_args(p: argparse.ArgumentParser, default: str | None = "synthetic:iemocap") -> None:
+    p.add_argument("--data", default=default, required=default is None,
+                   help="feature pickle (.pkl), kit corpus (.npz) or synthetic:iemocap / synthetic:meld "
+                        f"(default: {default})")
+    p.add_argument("--sizes", help="synthetic feature sizes, e.g. t=64,a=48,v=32 (default: the standard sizes)")
+    p.add_argument("--valid-fraction", type=float, default=None,
+                   help="pickles: share of training dialogues held out for validation (default 0.1)")
+    p.add_argument("--text-layers", choices=("first", "mean"), default=None,
+                   help="pickles: videoText only (SDT, default) or the mean of the four RoBERTa layers (M3Net)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .plots import plot_confusion, save_figure
+    from .train import train, train_seeds
+
+    corpus = load_corpus_arg(args)
+    cfg = build_config(args)
+    out = Path(args.out)
+    if args.seeds:
+        summary = train_seeds(cfg, corpus, args.seeds, out, resume=args.resume)
+        t, r = summary["test"], summary["reference_protocol"]
+        print(f"{len(args.seeds)} seeds, honest protocol: accuracy {t['accuracy']['mean']:.2f} ± "
+              f"{t['accuracy']['std']:.2f}, weighted F1 {t['weighted_f1']['mean']:.2f} ± {t['weighted_f1']['std']:.2f}")
+        print(f"reference protocol (best test epoch): weighted F1 {r['weighted_f1']['mean']:.2f} ± "
+              f"{r['weighted_f1']['std']:.2f}")
+        print(f"summary: {out / 'summary.json'}")
+        return 0
+    run = train(cfg, corpus, out, resume=args.resume)
+    m = run.metrics
+    fig = plot_confusion(m["test"]["confusion"], m["class_names"],
+                         title=f"{m['corpus']}: test, epoch {m['chosen_epoch']}")
+    save_figure(fig, out / "confusion")
+    print(f"chosen epoch {m['chosen_epoch']} (validation weighted F1 {m['valid']['weighted_f1']:.2f})")
+    print(f"test accuracy {m['test']['accuracy']:.2f}, weighted F1 {m['test']['weighted_f1']:.2f}, "
+          f"macro F1 {m['test']['macro_f1']:.2f}")
+    print(f"reference protocol (best test epoch {m['reference_protocol']['epoch']}): weighted F1 "
+          f"{m['reference_protocol']['weighted_f1']:.2f}")
+    print(f"run folder: {out}")
+    return 0
+
+
+def _load_for_checkpoint(args: argparse.Namespace):
+    from .train import check_compatible, load_model, select_device
+
+    device = select_device(args.device or "auto")
+    model, info = load_model(args.checkpoint, device)
+    corpus = load_corpus_arg(args)
+    check_compatible(info["data"], corpus, str(args.checkpoint))
+    corpus = corpus.with_modalities(tuple(info["data"]["feature_sizes"]))
+    return model, info, corpus, device
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .train import evaluate
+
+    model, info, corpus, device = _load_for_checkpoint(args)
+    result = evaluate(model, corpus.split(args.split), corpus.class_names, device=device)
+    if args.out:
+        from .io import write_json
+
+        write_json(args.out, result)
+    print(f"{args.split}: {corpus.num_utterances(args.split)} utterances, accuracy {result['accuracy']:.2f}, "
+          f"weighted F1 {result['weighted_f1']:.2f}, macro F1 {result['macro_f1']:.2f}")
+    for name, f1 in result["per_class_f1"].items():
+        print(f"  {name:>12s}  F1 {f1:6.2f}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .train import predict, write_predictions
+
+    model, info, corpus, device = _load_for_checkpoint(args)
+    preds = predict(model, corpus.split(args.split), device=device)
+    write_predictions(args.out, preds, corpus.class_names)
+    print(f"wrote {len(preds.labels)} predictions to {args.out}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .data import load_sdt_pickle, save_corpus
+
+    corpus = load_sdt_pickle(args.pickle, kind=args.kind, valid_fraction=args.valid_fraction,
+                             seed=args.seed, text=args.text_layers)
+    save_corpus(corpus, args.out)
+    print(f"{corpus.name}: {len(corpus.dialogues)} dialogues, {corpus.num_utterances()} utterances, "
+          f"modalities {corpus.feature_sizes} -> {args.out}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .data import make_synthetic, save_corpus
+
+    corpus = make_synthetic(args.profile, seed=args.seed, feature_sizes=_parse_sizes(args.sizes),
+                            num_dialogues=args.dialogues)
+    save_corpus(corpus, args.out)
+    counts = {s: len(ids) for s, ids in corpus.splits.items()}
+    print(f"{corpus.name}: dialogues per split {counts}, {corpus.num_utterances()} utterances, "
+          f"sizes {corpus.feature_sizes} -> {args.out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on built-in data: train the small preset on synthetic IEMOCAP and write
+    the metrics, the training curves and the confusion matrix."""
+    from .data import make_synthetic
+    from .plots import plot_confusion, plot_history, save_figure
+    from .train import train
+
+    corpus = make_synthetic("iemocap", seed=0, feature_sizes=DEMO_SIZES)
+    cfg = preset("small").override(f"train.epochs={args.epochs}", f"train.progress={str(not args.no_progress).lower()}")
+    out = Path(args.out)
+    run = train(cfg, corpus, out)
+    m = run.metrics
+    figures = Path(args.figures)
+    save_figure(plot_confusion(m["test"]["confusion"], m["class_names"],
+                               title=f"synthetic IEMOCAP, test set (epoch {m['chosen_epoch']})"),
+                figures / "demo_confusion")
+    save_figure(plot_history(m["history"], m["chosen_epoch"]), figures / "demo_training_curves")
+    print(f"test accuracy {m['test']['accuracy']:.2f}, weighted F1 {m['test']['weighted_f1']:.2f} "
+          f"(epoch {m['chosen_epoch']} chosen on validation); run folder {out}, figures in {figures}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="safsd-glnet", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train SAFSD-GLNet and write a run folder",
+                       description="Train SAFSD-GLNet; the run folder gets config.json, metrics.json, "
+                                   "checkpoints, test predictions and a confusion-matrix figure.")
+    _add_data_args(p)
+    p.add_argument("--preset", choices=PRESETS, default="small", help="hyperparameter preset (default small)")
+    p.add_argument("--config", help="a config.json (for example from an earlier run) instead of a preset")
+    p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
+                   help="override any config field, e.g. --set model.use_gcn=false --set loss.similarity=prior")
+    p.add_argument("--modalities", help="modality subset, e.g. t, ta, tav")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--seeds", type=int, nargs="+", help="train once per seed and report mean ± std")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
+    p.add_argument("--out", default="runs/train", help="run folder (default runs/train)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    for name, func, helptext in (("evaluate", cmd_evaluate, "score a checkpoint on a split"),
+                                 ("predict", cmd_predict, "write a checkpoint's predictions for a split")):
+        p = sub.add_parser(name, help=helptext, description=helptext)
+        p.add_argument("--checkpoint", required=True, help="checkpoint_best.pt or checkpoint_last.pt of a run")
+        _add_data_args(p, default=None)
+        p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+        p.add_argument("--device", help="auto (default), cpu, cuda, mps")
+        if name == "evaluate":
+            p.add_argument("--out", help="also write the metrics as JSON here")
+        else:
+            p.add_argument("--out", required=True, help="CSV file to write")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("convert", help="turn an SDT / M3Net feature pickle into the kit's .npz format",
+                       description="Read a standard feature pickle with the safe unpickler and save it in the "
+                                   "kit's own pickle-free format.")
+    p.add_argument("--pickle", required=True)
+    p.add_argument("--kind", choices=("auto", "iemocap", "meld"), default="auto")
+    p.add_argument("--valid-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation hold-out")
+    p.add_argument("--text-layers", choices=("first", "mean"), default="first")
+    p.add_argument("--out", required=True, help="output .npz")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("synth", help="write the built-in synthetic corpus",
+                       description="Generate the synthetic corpus (deterministic from the seed) and save it.")
+    p.add_argument("--profile", choices=("iemocap", "meld"), default="iemocap")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sizes", help="feature sizes, e.g. t=64,a=48,v=32 (default: 1024/1582/342, MELD audio 300)")
+    p.add_argument("--dialogues", type=int, help="number of dialogues (split proportions kept)")
+    p.add_argument("--out", required=True, help="output .npz")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("demo", help="the main job on built-in data: train and write metrics and figures",
+                       description=cmd_demo.__doc__)
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--figures", default="figures")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    try:
+        from . import cli_features
+    except ImportError:  # the text-feature extras are optional
+        cli_features = None
+    if cli_features is not None:
+        cli_features.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, ValueError, FileNotFoundError) as e:
+        print(f"safsd-glnet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"safsd-glnet {args.command}: interrupted; a training run continues with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

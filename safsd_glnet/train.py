@@ -1,0 +1,415 @@
+"""Training and evaluation: ``train(config, corpus) -> Run``.
+
+Protocols (SPEC.md, "Evaluation protocols"), both recorded in ``metrics.json``:
+
+* honest (the result): the epoch with the best validation weighted F1 is chosen (ties go to
+  the earlier epoch) and the test metrics of that epoch are reported;
+* reference (labelled, for comparison with published numbers only): the best test weighted
+  F1 over all epochs, as SDT, M3Net and the SAFSD-GLNet code report.
+
+A run folder holds ``config.json``, ``metrics.json``, ``checkpoint_best.pt`` (the chosen
+epoch), ``checkpoint_last.pt`` (everything needed to resume: model, optimiser, random
+states, history) and ``test_predictions.csv``. Every write is atomic. ``resume=True``
+continues from ``checkpoint_last.pt``; on CPU the result equals an uninterrupted run.
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import io
+from .config import Config
+from .data.batching import Batch, iterate_batches, num_batches
+from .data.corpus import Corpus, DataError, Dialogue
+from .losses import LossComputer, class_feature_sums
+from .metrics import compute_metrics, summarise_seeds
+from .model import SAFSDGLNet, count_parameters
+
+CHECKPOINT_FORMAT = "safsd-glnet-checkpoint"
+CHECKPOINT_VERSION = 1
+HONEST_LABEL = "honest: epoch chosen by validation weighted F1, test reported at that epoch"
+REFERENCE_LABEL = ("reference protocol: best test weighted F1 over epochs (how SDT, M3Net and the "
+                   "SAFSD-GLNet code report; optimistic, for comparison with published numbers only)")
+
+
+# --------------------------------------------------------------------------- devices and seeds
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state(shuffle: torch.Generator) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+        "shuffle": shuffle.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), *rest))
+    torch.set_rng_state(state["torch"])
+    shuffle.set_state(state["shuffle"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA (no loss scaling needed); a no-op elsewhere."""
+    if enabled and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
+# --------------------------------------------------------------------------- models from files
+
+def build_model(config: Config, corpus: Corpus) -> SAFSDGLNet:
+    return SAFSDGLNet(config.model, corpus.feature_sizes, corpus.num_classes, corpus.num_speakers)
+
+
+def data_signature(corpus: Corpus) -> dict[str, Any]:
+    """What a model needs to know about its data to be rebuilt and fed again."""
+    return {"corpus": corpus.name, "class_names": list(corpus.class_names),
+            "speaker_names": list(corpus.speaker_names), "feature_sizes": dict(corpus.feature_sizes)}
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[SAFSDGLNet, dict[str, Any]]:
+    """Rebuild a model from a checkpoint file alone; returns the model (eval mode) and the file's info."""
+    ckpt = io.load_torch(path, map_location=device)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a safsd-glnet checkpoint (missing format tag)")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint version {ckpt.get('version')}, this kit reads {CHECKPOINT_VERSION}")
+    config = Config.from_dict(ckpt["config"])
+    sig = ckpt["data"]
+    model = SAFSDGLNet(config.model, sig["feature_sizes"], len(sig["class_names"]), len(sig["speaker_names"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), {"config": config, "data": sig, "epoch": ckpt.get("epoch")}
+
+
+def check_compatible(signature: dict[str, Any], corpus: Corpus, source: str) -> None:
+    """Raise a :class:`DataError` when ``corpus`` cannot be fed to a model trained on ``signature``."""
+    for m, size in signature["feature_sizes"].items():
+        if m not in corpus.feature_sizes:
+            raise DataError(f"{corpus.source}: the model from {source} reads modality {m!r}, the data has "
+                            f"{list(corpus.modalities)}")
+        if corpus.feature_sizes[m] != size:
+            raise DataError(f"{corpus.source}: modality {m!r} has size {corpus.feature_sizes[m]}, the model "
+                            f"from {source} expects {size}")
+    if list(corpus.class_names) != list(signature["class_names"]):
+        raise DataError(f"{corpus.source}: classes {corpus.class_names} differ from the model's "
+                        f"{signature['class_names']} ({source})")
+    if corpus.num_speakers > len(signature["speaker_names"]):
+        raise DataError(f"{corpus.source}: {corpus.num_speakers} speakers, the model from {source} knows "
+                        f"{len(signature['speaker_names'])}")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+@dataclass
+class Predictions:
+    """Per real utterance, dialogue-major: ids, positions, labels, predictions, probabilities."""
+
+    dialogue_ids: list[str]
+    positions: np.ndarray  # (N,)
+    labels: np.ndarray  # (N,)
+    preds: np.ndarray  # (N,)
+    probs: np.ndarray  # (N, C) teacher softmax
+    teacher_features: np.ndarray | None = None  # (N, F) when asked for
+    student_features: dict[str, np.ndarray] | None = None
+    student_preds: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def predict(model: SAFSDGLNet, dialogues: list[Dialogue], batch_size: int = 16,
+            device: torch.device | str | None = None, features: bool = False, amp: bool = True) -> Predictions:
+    """Run ``model`` in eval mode over ``dialogues``; padding never reaches the outputs."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    ids, positions, labels, preds, probs, tfeat = [], [], [], [], [], []
+    sfeat: dict[str, list] = {m: [] for m in model.modalities}
+    spred: dict[str, list] = {m: [] for m in model.modalities}
+    for batch in iterate_batches(dialogues, batch_size, modalities=model.modalities):
+        batch = batch.to(device)
+        with _autocast(device, amp):
+            out = model(batch)
+        ids += [d for d, n in zip(batch.dialogue_ids, batch.lengths.tolist()) for _ in range(n)]
+        positions.append(torch.cat([torch.arange(n) for n in batch.lengths.tolist()]))
+        labels.append(batch.real_labels.cpu())
+        logits = out.teacher_logits.float()
+        preds.append(logits.argmax(-1).cpu())
+        probs.append(torch.softmax(logits, -1).cpu())
+        for m in model.modalities:
+            spred[m].append(out.student_logits[m].argmax(-1).cpu())
+        if features:
+            tfeat.append(out.teacher_features.float().cpu())
+            for m in model.modalities:
+                sfeat[m].append(out.student_features[m].float().cpu())
+    model.train(was_training)
+    cat = lambda xs: torch.cat(xs).numpy()  # noqa: E731
+    return Predictions(
+        ids, cat(positions), cat(labels), cat(preds), cat(probs),
+        cat(tfeat) if features else None,
+        {m: cat(v) for m, v in sfeat.items()} if features else None,
+        {m: cat(v) for m, v in spred.items()},
+    )
+
+
+def evaluate(model: SAFSDGLNet, dialogues: list[Dialogue], class_names: list[str], batch_size: int = 16,
+             device: torch.device | str | None = None) -> dict[str, Any]:
+    """Metrics (percent) of the teacher's predictions, plus each student's accuracy and weighted F1."""
+    p = predict(model, dialogues, batch_size, device)
+    result = compute_metrics(p.labels, p.preds, class_names)
+    result["students"] = {}
+    for m, sp in p.student_preds.items():
+        sm = compute_metrics(p.labels, sp, class_names)
+        result["students"][m] = {"accuracy": sm["accuracy"], "weighted_f1": sm["weighted_f1"]}
+    return result
+
+
+def write_predictions(path: str | Path, p: Predictions, class_names: list[str]) -> None:
+    buf = _io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["dialogue_id", "position", "label", "prediction"] + [f"p_{c}" for c in class_names])
+    for i in range(len(p.labels)):
+        w.writerow([p.dialogue_ids[i], int(p.positions[i]), class_names[p.labels[i]], class_names[p.preds[i]]]
+                   + [f"{x:.6f}" for x in p.probs[i]])
+    io.write_text(path, buf.getvalue())
+
+
+# --------------------------------------------------------------------------- training
+
+@dataclass
+class Run:
+    """The outcome of :func:`train`: the config, the metrics dict (as in ``metrics.json``), the
+    model at the chosen epoch and the run folder (None for in-memory runs)."""
+
+    config: Config
+    metrics: dict[str, Any]
+    model: SAFSDGLNet
+    out_dir: Path | None
+
+
+def _check_splits(corpus: Corpus) -> None:
+    for split in ("train", "valid", "test"):
+        if not corpus.splits.get(split):
+            hint = (" The honest protocol needs a validation split: the SDT IEMOCAP loader carves a seeded 10%"
+                    " of training dialogues.") if split == "valid" else ""
+            raise DataError(f"{corpus.source}: corpus {corpus.name!r} has no {split!r} dialogues.{hint}")
+
+
+def _headline(m: dict[str, Any]) -> dict[str, float]:
+    return {"accuracy": m["accuracy"], "weighted_f1": m["weighted_f1"], "macro_f1": m["macro_f1"]}
+
+
+class _Prototypes:
+    """Running class sums of teacher features over an epoch, for the 'prototype' similarity:
+    S is refreshed at each epoch's end and used in the next (identity in the first)."""
+
+    def __init__(self, losses: LossComputer, num_classes: int):
+        self.losses, self.num_classes = losses, num_classes
+        self.active = losses.cfg.similarity == "prototype"
+        self.sums = self.counts = None
+
+    def add(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        if self.active:
+            self.sums, self.counts = class_feature_sums(features.float(), labels, self.num_classes,
+                                                        self.sums, self.counts)
+
+    def end_epoch(self) -> None:
+        if self.active and self.sums is not None:
+            self.losses.set_prototypes(self.sums, self.counts)
+            self.sums = self.counts = None
+
+
+def _progress(iterable, total: int, desc: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, resume: bool = False,
+          callback: Callable[[int, dict[str, Any]], None] | None = None) -> Run:
+    """Train SAFSD-GLNet on ``corpus`` and return the :class:`Run`.
+
+    Args:
+        config: model, loss and training settings.
+        corpus: a validated corpus with train / valid / test splits; it is restricted to
+            ``config.model.modalities``.
+        out_dir: the run folder (created); None keeps everything in memory.
+        resume: continue from ``out_dir/checkpoint_last.pt`` when it exists.
+        callback: called as ``callback(epoch, record)`` after every epoch (plots, logging);
+            an exception raised there stops the run with the last checkpoint already written.
+    """
+    corpus = corpus.with_modalities(config.model.modalities)
+    _check_splits(corpus)
+    tc = config.train
+    out = Path(out_dir) if out_dir is not None else None
+    device = select_device(tc.device)
+    seed_everything(tc.seed)
+    shuffle = torch.Generator().manual_seed(tc.seed)
+    model = build_model(config, corpus).to(device)
+    opt_cls = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    losses = LossComputer.from_counts(config.loss, corpus.class_counts("train"), corpus.class_names).to(device)
+    prototypes = _Prototypes(losses, corpus.num_classes)
+    train_dialogues, valid_dialogues, test_dialogues = (corpus.split(s) for s in ("train", "valid", "test"))
+    signature = data_signature(corpus)
+
+    history: list[dict[str, Any]] = []
+    best = {"epoch": 0, "valid_weighted_f1": -1.0}
+    start_epoch, since_best, started = 1, 0, time.time()
+    last_path = out / "checkpoint_last.pt" if out else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        if resume and last_path.exists():
+            ckpt = io.load_torch(last_path, map_location=device)
+            if ckpt["config"] != config.to_dict():
+                raise ValueError(f"{last_path}: the run was started with another configuration; "
+                                 f"resume with the config.json of {out}")
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            losses.similarity = ckpt["similarity"].to(device)
+            _set_rng_state(ckpt["rng"], shuffle)
+            history, best, since_best = ckpt["history"], ckpt["best"], ckpt["since_best"]
+            start_epoch = ckpt["epoch"] + 1
+        io.write_json(out / "config.json", {**config.to_dict(), "data": signature})
+
+    def checkpoint(epoch: int, full: bool) -> dict[str, Any]:
+        ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config.to_dict(),
+                "data": signature, "epoch": epoch, "model": model.state_dict()}
+        if full:
+            ckpt.update(optimizer=optimizer.state_dict(), similarity=losses.similarity.cpu(), rng=_rng_state(shuffle),
+                        history=history, best=best, since_best=since_best)
+        return ckpt
+
+    best_state = None
+    steps = num_batches(len(train_dialogues), tc.batch_size)
+    for epoch in range(start_epoch, tc.epochs + 1):
+        if tc.patience is not None and since_best >= tc.patience:
+            break
+        t0 = time.time()
+        model.train()
+        sums: dict[str, float] = {}
+        n_utt = 0
+        batches = iterate_batches(train_dialogues, tc.batch_size, shuffle=True, generator=shuffle,
+                                  modalities=config.model.modalities)
+        for batch in _progress(batches, steps, f"epoch {epoch}/{tc.epochs}", tc.progress):
+            batch = batch.to(device)
+            labels = batch.real_labels
+            with _autocast(device, tc.amp):
+                output = model(batch)
+            loss, terms = losses(output, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            prototypes.add(output.teacher_features, labels)
+            k = len(labels)
+            n_utt += k
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value) * k
+        prototypes.end_epoch()
+        valid = evaluate(model, valid_dialogues, corpus.class_names, tc.batch_size, device)
+        test = evaluate(model, test_dialogues, corpus.class_names, tc.batch_size, device)
+        record = {"epoch": epoch, "loss": {k: v / max(n_utt, 1) for k, v in sums.items()},
+                  "valid": {**_headline(valid), "students": valid["students"]},
+                  "test": {**_headline(test), "students": test["students"]},
+                  "seconds": time.time() - t0}
+        history.append(record)
+        if valid["weighted_f1"] > best["valid_weighted_f1"]:
+            best = {"epoch": epoch, "valid_weighted_f1": valid["weighted_f1"]}
+            since_best = 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if out is not None:
+                io.save_torch(out / "checkpoint_best.pt", checkpoint(epoch, full=False))
+        else:
+            since_best += 1
+        if out is not None:
+            io.save_torch(last_path, checkpoint(epoch, full=True))
+        if callback is not None:
+            callback(epoch, record)
+
+    if not history:
+        raise ValueError(f"{out}: nothing to train: the run already finished {tc.epochs} epochs")
+    if best_state is None:  # resumed after the best epoch: read it back from its checkpoint
+        best_state = io.load_torch(out / "checkpoint_best.pt", map_location=device)["model"]
+    model.load_state_dict(best_state)
+    model.eval()
+    preds = predict(model, test_dialogues, tc.batch_size, device)
+    test_final = compute_metrics(preds.labels, preds.preds, corpus.class_names)
+    valid_final = evaluate(model, valid_dialogues, corpus.class_names, tc.batch_size, device)
+    ref = max(history, key=lambda r: (r["test"]["weighted_f1"], -r["epoch"]))
+    metrics = {
+        "corpus": corpus.name,
+        "class_names": list(corpus.class_names),
+        "modalities": "".join(config.model.modalities),
+        "device": str(device),
+        "num_parameters": count_parameters(model),
+        "protocol": HONEST_LABEL,
+        "chosen_epoch": best["epoch"],
+        "test": test_final,
+        "valid": valid_final,
+        "reference_protocol": {"label": REFERENCE_LABEL, "epoch": ref["epoch"],
+                               "weighted_f1": ref["test"]["weighted_f1"], "accuracy": ref["test"]["accuracy"]},
+        "epochs_run": len(history),
+        "stopped_early": len(history) < tc.epochs,
+        "seconds": sum(r["seconds"] for r in history),
+        "history": history,
+    }
+    if out is not None:
+        write_predictions(out / "test_predictions.csv", preds, corpus.class_names)
+        io.write_json(out / "metrics.json", metrics)
+    return Run(config, metrics, model, out)
+
+
+def train_seeds(config: Config, corpus: Corpus, seeds: list[int], out_dir: str | Path | None = None,
+                resume: bool = False) -> dict[str, Any]:
+    """Train once per seed (``out_dir/seed<k>``) and summarise mean and sample std."""
+    runs = []
+    for seed in seeds:
+        cfg = config.replace(train={"seed": seed})
+        sub = Path(out_dir) / f"seed{seed}" if out_dir is not None else None
+        runs.append(train(cfg, corpus, sub, resume=resume).metrics)
+    summary = {
+        "seeds": list(seeds),
+        "test": summarise_seeds([r["test"] for r in runs]),
+        "reference_protocol": summarise_seeds([r["reference_protocol"] for r in runs],
+                                              keys=("accuracy", "weighted_f1")),
+        "protocol": HONEST_LABEL,
+    }
+    if out_dir is not None:
+        io.write_json(Path(out_dir) / "summary.json", summary)
+    return summary

@@ -1,0 +1,168 @@
+"""The model: shapes, gradients, padding, batching, ablations, the GCN's two implementations."""
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from safsd_glnet.config import ModelConfig
+from safsd_glnet.data.batching import collate
+from safsd_glnet.data.corpus import Dialogue
+from safsd_glnet.graph import dialogue_graph, symmetric_norm
+from safsd_glnet.model import MaskedGCN, SAFSDGLNet
+
+SIZES = {"t": 12, "a": 10, "v": 8}
+C, SPEAKERS = 6, 3
+
+
+def make_dialogues(lengths, seed=0, sizes=SIZES):
+    rng = np.random.default_rng(seed)
+    return [Dialogue(f"d{i}", rng.integers(0, SPEAKERS, n), rng.integers(0, C, n),
+                     {m: rng.normal(size=(n, s)).astype(np.float32) for m, s in sizes.items()})
+            for i, n in enumerate(lengths)]
+
+
+def make_model(seed=0, **overrides):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(**{"hidden": 16, "heads": 2, "dropout": 0.1, "gcn_layers": 2, **overrides})
+    sizes = {m: SIZES[m] for m in cfg.modalities}
+    return SAFSDGLNet(cfg, sizes, C, SPEAKERS)
+
+
+@pytest.mark.parametrize("overrides", [
+    {}, {"modalities": "t"}, {"modalities": "ta"}, {"modalities": "av"},
+    {"use_transformer": False}, {"use_gcn": False}, {"use_mask": False},
+    {"window_past": 2, "window_future": 1}, {"gcn_impl": "pyg"}, {"transformer_layers": 2},
+])
+def test_shapes_and_every_parameter_gets_a_gradient(overrides):
+    model = make_model(**overrides).train()
+    batch = collate(make_dialogues([5, 1, 7]))
+    out = model(batch)
+    n_real = 13
+    assert out.teacher_logits.shape == (n_real, C)
+    assert set(out.student_logits) == set(model.modalities)
+    for logits in out.student_logits.values():
+        assert logits.shape == (n_real, C)
+    loss = out.teacher_logits.logsumexp(-1).sum() + sum(s.logsumexp(-1).sum() for s in out.student_logits.values())
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"{name} received no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
+        if "speaker" not in name:  # speaker rows unused in this batch legitimately stay 0
+            assert p.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
+
+
+def test_teacher_width_follows_ablations():
+    assert make_model().teacher.in_features == 3 * 2 * 16
+    assert make_model(use_gcn=False).teacher.in_features == 3 * 16
+    assert make_model(modalities="ta").teacher.in_features == 2 * 2 * 16
+
+
+def test_model_refuses_a_modality_the_data_lacks():
+    with pytest.raises(ValueError, match="modalities"):
+        SAFSDGLNet(ModelConfig(hidden=16, heads=2), {"t": 12}, C, SPEAKERS)
+
+
+@pytest.mark.parametrize("impl", ["dense", "pyg"])
+def test_padding_does_not_change_real_outputs(impl):
+    model = make_model(gcn_impl=impl).eval()
+    short, long_ = make_dialogues([4, 11], seed=3)
+    alone = model(collate([short])).teacher_logits
+    padded = model(collate([short, long_])).teacher_logits[:4]  # short comes first, padded to 11
+    torch.testing.assert_close(alone, padded, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("impl", ["dense", "pyg"])
+def test_batch_equals_dialogues_one_by_one(impl):
+    model = make_model(gcn_impl=impl).eval()
+    dialogues = make_dialogues([6, 2, 9, 1], seed=4)
+    batched = model(collate(dialogues))
+    singles = [model(collate([d])) for d in dialogues]
+    torch.testing.assert_close(batched.teacher_logits, torch.cat([s.teacher_logits for s in singles]),
+                               atol=1e-5, rtol=1e-5)
+    for m in model.modalities:
+        torch.testing.assert_close(batched.student_logits[m], torch.cat([s.student_logits[m] for s in singles]),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_feature_mask_is_training_only():
+    model = make_model(mask_prob=0.5, dropout=0.0)
+    batch = collate(make_dialogues([5, 3]))
+    model.eval()
+    torch.testing.assert_close(model(batch).teacher_logits, model(batch).teacher_logits)
+    model.train()
+    assert not torch.allclose(model(batch).teacher_logits, model(batch).teacher_logits)
+    # With the mask switched off and no dropout, training mode is deterministic again.
+    model = make_model(use_mask=False, dropout=0.0).train()
+    torch.testing.assert_close(model(batch).teacher_logits, model(batch).teacher_logits)
+
+
+# ----------------------------------------------------------------------------- graph
+
+
+def slow_reference_edges(lengths, num_mod, past=None, future=None):
+    """Edge set built with plain loops, straight from the definition in SPEC.md."""
+    n_utt = sum(lengths)
+    edges, start = set(), 0
+    for length in lengths:
+        for k in range(num_mod):
+            for i in range(length):
+                for j in range(length):
+                    if i == j or (past is not None and j < i - past) or (future is not None and j > i + future):
+                        continue
+                    edges.add((k * n_utt + start + j, k * n_utt + start + i))  # source j -> target i
+        for i in range(length):
+            for k_src, k_tgt in itertools.permutations(range(num_mod), 2):
+                edges.add((k_src * n_utt + start + i, k_tgt * n_utt + start + i))
+        start += length
+    return edges
+
+
+@pytest.mark.parametrize("lengths", [[3], [5, 1, 4], [1, 1], [7, 2, 6, 3]])
+@pytest.mark.parametrize("num_mod", [1, 2, 3])
+@pytest.mark.parametrize("window", [(None, None), (1, 0), (2, 3), (0, 0)])
+def test_graph_edges_equal_slow_reference(lengths, num_mod, window):
+    edge_index = dialogue_graph(torch.tensor(lengths), num_mod, *window)
+    got = [tuple(e) for e in edge_index.t().tolist()]
+    assert len(got) == len(set(got)), "duplicate edges"
+    assert set(got) == slow_reference_edges(lengths, num_mod, *window)
+
+
+def test_symmetric_norm_matches_degrees():
+    edges = dialogue_graph(torch.tensor([3, 2]), 2)
+    norm = symmetric_norm(edges, 10)
+    # utterance in a 3-utterance dialogue: 2 intra + 1 inter neighbours; in a 2-utterance one: 1 + 1.
+    deg = {0: 3, 1: 3, 2: 3, 3: 2, 4: 2}
+    for (j, i), w in zip(edges.t().tolist(), norm.tolist()):
+        expected = 1 / np.sqrt(deg[i % 5] * deg[j % 5])
+        assert w == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("window", [(None, None), (2, 1), (0, 3)])
+@pytest.mark.parametrize("num_mod", [1, 3])
+def test_dense_gcn_equals_pyg_layer_forward_and_gradients(window, num_mod):
+    cfg = ModelConfig(hidden=8, heads=2, gcn_layers=3, window_past=window[0], window_future=window[1],
+                      modalities="tav"[:num_mod])
+    torch.manual_seed(1)
+    gcn = MaskedGCN(cfg, has_text=True, num_speakers=SPEAKERS).eval()
+    for conv in gcn.convs:  # larger gates than the default init make tanh's sign matter
+        torch.nn.init.normal_(conv.gate.weight, std=0.5)
+    lengths = torch.tensor([5, 1, 8, 3])
+    b, n = len(lengths), int(lengths.max())
+    mask = torch.arange(n)[None] < lengths[:, None]
+    speakers = torch.randint(0, SPEAKERS, (b, n)).masked_fill(~mask, SPEAKERS)
+    streams = torch.randn(num_mod, b, n, 8, requires_grad=True)
+    results = {}
+    for impl in ("dense", "pyg"):
+        gcn.zero_grad()
+        streams.grad = None
+        out = gcn(streams, speakers, lengths, mask, impl=impl)
+        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        results[impl] = (out.detach(), streams.grad.clone(), [c.gate.weight.grad.clone() for c in gcn.convs],
+                         gcn.speaker.weight.grad.clone())
+    dense, pyg = results["dense"], results["pyg"]
+    torch.testing.assert_close(dense[0], pyg[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(dense[1], pyg[1], atol=1e-5, rtol=1e-5)
+    for gd, gp in zip(dense[2], pyg[2]):
+        torch.testing.assert_close(gd, gp, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(dense[3], pyg[3], atol=1e-5, rtol=1e-5)
