@@ -1,0 +1,143 @@
+"""``safsd-glnet features``: build a text-feature corpus from an utterance table.
+
+Registered on the main command line by :func:`add_parser`. Reads the MELD release
+(``--meld DIR``) or any CSV / TSV / JSON-lines table (``--table FILE`` with ``--columns``),
+encodes every sentence with a sentence-transformers model (cached under ``--cache-dir``),
+optionally adds audio / visual features from a standard SDT / M3Net pickle, and saves the
+corpus in the kit's ``.npz`` format. Nothing heavy is imported until the command runs, so the
+rest of the command line works without the text extras installed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .data.corpus import DataError
+
+EPILOG = """\
+examples:
+  # MELD from the official CSVs (train/dev/test_sent_emo.csv), offline MiniLM:
+  safsd-glnet features --meld data/meld --out meld_text.npz
+  # IEMOCAP utterance table with the default columns
+  # (split, dialogue_id, utterance_index, speaker, emotion, text):
+  safsd-glnet features --table iemocap_utterances.csv --classes iemocap --out iemocap_text.npz
+  # any table, other column names, a bigger encoder (downloaded once), plus audio/visual:
+  safsd-glnet features --table talks.jsonl \\
+      --columns split=fold,dialogue=conv,order=turn,speaker=who,label=emo,text=sentence \\
+      --encoder roberta-large --merge-pickle iemocap_multimodal_features.pkl --out talks.npz
+
+The text vectors are cached under --cache-dir (keyed by the encoder and the exact
+sentences), so running the command again, or with another --merge-pickle, costs nothing.
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``features`` subcommand on ``subparsers`` (sets ``func=run_features``)."""
+    p = subparsers.add_parser(
+        "features",
+        help="encode an utterance table (MELD CSVs, a CSV/JSON-lines table) into a text-feature corpus",
+        description="Build a corpus with text features (modality t) from an utterance table: one "
+                    "frozen sentence-encoder vector per utterance, with labels, speakers and splits "
+                    "from the table, saved as a kit .npz corpus that train/evaluate read with --data.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group("input (one of)")
+    one = src.add_mutually_exclusive_group(required=True)
+    one.add_argument("--meld", metavar="DIR",
+                     help="folder with the official MELD release: train_sent_emo.csv, dev_sent_emo.csv, "
+                          "test_sent_emo.csv (dev becomes the valid split; dialogue ids are "
+                          "train_<Dialogue_ID>, valid_<..>, test_<..>)")
+    one.add_argument("--table", metavar="FILE",
+                     help="CSV, TSV or JSON-lines table, one row per utterance")
+    src.add_argument("--columns", metavar="MAP",
+                     help="--table: column names as field=column pairs, fields split, dialogue, order, "
+                          "speaker, label, text; unnamed fields keep the defaults split, dialogue_id, "
+                          "utterance_index, speaker, emotion, text (e.g. label=Emotion,text=Utterance)")
+    src.add_argument("--format", choices=("csv", "tsv", "jsonl"),
+                     help="--table: file format (default: from the suffix; .jsonl/.json/.ndjson are JSON lines)")
+    src.add_argument("--classes", metavar="NAMES",
+                     help="--table: the class order, comma-separated, or 'iemocap' (happy,sad,neutral,angry,"
+                          "excited,frustrated) or 'meld'; labels outside it are an error (default: the "
+                          "IEMOCAP or MELD order when the labels are exactly that set, else sorted)")
+    src.add_argument("--speakers", choices=("dialogue", "corpus"),
+                     help="speaker indices: 'dialogue' = order of first appearance within each dialogue, "
+                          "'corpus' = one id per name across the corpus (default: dialogue for --meld, "
+                          "corpus for --table)")
+    src.add_argument("--no-fix-text", action="store_true",
+                     help="keep the text as written (default: repair mojibake, ASCII quotes and dashes)")
+    src.add_argument("--name", help="corpus name (default: meld, or the table's file stem)")
+
+    enc = p.add_argument_group("encoder")
+    enc.add_argument("--encoder", default="minilm",
+                     help="sentence-transformers model: 'minilm' (packaged all-MiniLM-L6-v2, 384-d, offline), "
+                          "a local model folder, or a model name to download (default: minilm)")
+    enc.add_argument("--batch-size", type=int, default=64, help="sentences per encoder batch (default: 64)")
+    enc.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps (default: auto)")
+    enc.add_argument("--cache-dir", default=".cache/safsd-glnet",
+                     help="where text vectors are cached (default: .cache/safsd-glnet)")
+    enc.add_argument("--no-cache", action="store_true", help="always encode, and write no cache")
+    enc.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    out = p.add_argument_group("output")
+    out.add_argument("--merge-pickle", metavar="PKL",
+                     help="add audio and visual features from an SDT / M3Net feature pickle, matched by "
+                          "dialogue id and utterance position (MELD ids map to the pickle's numbering)")
+    out.add_argument("--merge-modalities", default="av", metavar="MODS",
+                     help="which modalities --merge-pickle adds: a, v or av (default: av)")
+    out.add_argument("--out", required=True, metavar="NPZ", help="output corpus (.npz, kit format)")
+    p.set_defaults(func=run_features)
+    return p
+
+
+def _read(args: argparse.Namespace):
+    from .data.tables import read_meld_dir, read_table
+
+    fix = not args.no_fix_text
+    if args.meld:
+        for flag in ("columns", "format"):
+            if getattr(args, flag):
+                raise DataError(f"--{flag} applies to --table, not to --meld")
+        kw = {"speaker_mode": args.speakers or "dialogue", "fix_text": fix}
+        if args.classes:
+            kw["class_names"] = args.classes
+        if args.name:
+            kw["name"] = args.name
+        return read_meld_dir(args.meld, **kw)
+    return read_table(args.table, args.columns, args.format, class_names=args.classes,
+                      speaker_mode=args.speakers or "corpus", fix_text=fix, name=args.name)
+
+
+def run_features(args: argparse.Namespace) -> int:
+    """Run the ``features`` subcommand; 0 on success, 2 on bad input."""
+    try:
+        return _run(args)
+    except (DataError, FileNotFoundError, ImportError) as e:
+        print(f"safsd-glnet features: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .data.kit_format import save_corpus
+    from .data.tables import describe
+    from .features import build_text_corpus, merge_pickle_modalities, text_cache_path
+
+    if args.batch_size < 1:
+        raise DataError(f"--batch-size {args.batch_size}: must be >= 1")
+    table = _read(args)
+    print(describe(table))
+    cache_dir = None if args.no_cache else args.cache_dir
+    if cache_dir is not None:
+        path = text_cache_path(table, args.encoder, cache_dir)
+        print(f"text features: {'cached in' if path.is_file() else 'encoding, will cache in'} {path}")
+    t0 = time.perf_counter()
+    corpus = build_text_corpus(table, args.encoder, cache_dir=cache_dir, batch_size=args.batch_size,
+                               device=args.device, progress=not args.no_progress)
+    print(f"text features: {corpus.feature_sizes['t']}-d for {corpus.num_utterances()} utterances "
+          f"in {time.perf_counter() - t0:.1f} s")
+    if args.merge_pickle:
+        corpus = merge_pickle_modalities(corpus, args.merge_pickle, args.merge_modalities)
+        print(f"merged from {args.merge_pickle}: modalities {''.join(corpus.modalities)}, "
+              f"sizes {corpus.feature_sizes}")
+    save_corpus(corpus, args.out)
+    print(f"wrote {args.out}")
+    return 0
