@@ -128,7 +128,11 @@ def validate_dialogue(d: Dialogue, corpus: Corpus, key: str) -> None:
     if bad.size:
         raise DataError(f"{src}: field 'labels' holds {int(bad[0])}, outside the "
                         f"{corpus.num_classes} classes {corpus.class_names}")
+    if d.id != key:
+        raise DataError(f"{src}: field 'id' is {d.id!r}, but the dialogue is stored under {key!r}")
     speakers = np.asarray(d.speakers)
+    if speakers.size and not np.issubdtype(speakers.dtype, np.integer):
+        raise DataError(f"{src}: field 'speakers' must hold integer indices, got {speakers.dtype}")
     if speakers.shape != (n,):
         raise DataError(f"{src}: field 'speakers' has length {speakers.shape}, labels have {n}")
     if speakers.size and (speakers.min() < 0 or speakers.max() >= corpus.num_speakers):
