@@ -48,6 +48,26 @@ def normalise_modalities(value: Any) -> tuple[str, ...]:
     return tuple(m for m in MODALITIES if m in short)
 
 
+_SIMPLE_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def check_field_types(obj: Any) -> None:
+    """Raise a ValueError naming the class, field and value when a field has the wrong type
+    (configs arrive from JSON, the command line and papermill, where ``"64"`` or ``"oops"``
+    can slip in). Annotations are strings here (``from __future__ import annotations``)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        options = [t.strip() for t in str(f.type).split("|")]
+        if "None" in options and value is None:
+            continue
+        allowed = tuple(t for name in options for t in _SIMPLE_TYPES.get(name, ()))
+        if not allowed:
+            continue  # structured fields (modalities) are checked by their own normaliser
+        # bool is an int subclass: True must not pass for hidden=1.
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+            raise ValueError(f"{type(obj).__name__}: {f.name}={value!r} should be {f.type}")
+
+
 @dataclass
 class ModelConfig:
     modalities: tuple[str, ...] = MODALITIES  # which of t/a/v the model reads
@@ -66,6 +86,7 @@ class ModelConfig:
     gcn_impl: str = "dense"  # "pyg" (MessagePassing over an edge list) or "dense" (same maths, per-dialogue matmuls)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         self.modalities = normalise_modalities(self.modalities)
         if self.hidden % self.heads:
             raise ValueError(f"ModelConfig: hidden={self.hidden} is not divisible by heads={self.heads}")
@@ -103,6 +124,7 @@ class LossConfig:
     detach_teacher: bool = False  # True stops KL gradients from reaching the teacher
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         checks = {
             "class_weights": ("inverse", "none"),
             "saf_mode": ("soft", "penalty"),
@@ -133,6 +155,7 @@ class TrainConfig:
     progress: bool = True  # a progress bar per epoch
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.optimizer not in ("adam", "adamw"):
             raise ValueError(f"TrainConfig: optimizer={self.optimizer!r}, expected 'adam' or 'adamw'")
         if self.batch_size < 1 or self.epochs < 1:
