@@ -1,4 +1,4 @@
-"""The ``safsd-glnet`` command line: train, evaluate, predict, convert, synth, features, demo.
+"""The ``safsd-glnet`` command line: train, evaluate, predict, convert, synth, features, demo, figures, ablate.
 
 Data arguments (``--data``) take a path to an SDT / M3Net feature pickle (``.pkl``), a corpus
 in the kit's own format (``.npz``), or ``synthetic:iemocap`` / ``synthetic:meld`` (the built-in
@@ -7,15 +7,12 @@ synthetic corpus; append ``:seed=K`` for another draw).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from .config import PRESETS, Config, preset
 from .data.corpus import DataError
-
-DEMO_SIZES = {"t": 128, "a": 96, "v": 64}
 
 
 def _parse_sizes(text: str | None) -> dict[str, int] | None:
@@ -167,26 +164,113 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on built-in data: train the small preset on synthetic IEMOCAP and write
-    the metrics, the training curves and the confusion matrix."""
-    from .data import make_synthetic
-    from .plots import plot_confusion, plot_history, save_figure
-    from .train import train
+def _print_sequence_result(result: dict, started: float, what: str) -> None:
+    import time
 
-    corpus = make_synthetic("iemocap", seed=0, feature_sizes=DEMO_SIZES)
-    cfg = preset("small").override(f"train.epochs={args.epochs}", f"train.progress={str(not args.no_progress).lower()}")
-    out = Path(args.out)
-    run = train(cfg, corpus, out)
-    m = run.metrics
-    figures = Path(args.figures)
-    save_figure(plot_confusion(m["test"]["confusion"], m["class_names"],
-                               title=f"synthetic IEMOCAP, test set (epoch {m['chosen_epoch']})"),
-                figures / "demo_confusion")
-    save_figure(plot_history(m["history"], m["chosen_epoch"]), figures / "demo_training_curves")
-    print(f"test accuracy {m['test']['accuracy']:.2f}, weighted F1 {m['test']['weighted_f1']:.2f} "
-          f"(epoch {m['chosen_epoch']} chosen on validation); run folder {out}, figures in {figures}")
-    return 0
+    from .ablate import ABLATION_NOTEBOOK
+
+    seconds = result["seconds"]
+    print(f"\n{what} finished in {time.time() - started:.0f} s: " +
+          ", ".join(f"{name.split('_', 1)[0]} {s:.0f} s" for name, s in seconds.items()))
+    print(f"executed notebooks: {result['out_dir']}")
+    ablation = result.get("ablation")
+    if ablation is not None:
+        print(f"ablation runs ({ABLATION_NOTEBOOK} per run): {ablation.out_dir}")
+    figures = sorted(p.name for p in Path(result["figures_dir"]).glob("*.png"))
+    print(f"figures ({len(figures)} PNG, each also as PDF) in {result['figures_dir']}: {', '.join(figures)}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on built-in data: run the five notebooks headless on synthetic IEMOCAP (data
+    exploration, training, confusions and embeddings with and without SAF, a small ablation
+    grid, the ablation report); executed notebooks go to --out, figures to --figures."""
+    import time
+
+    from .notebooks import NotebookError, run_all
+
+    started = time.time()
+    try:
+        result = run_all(args.out, args.figures, grid=args.grid, workers=args.workers,
+                         umap="pca" if args.fast_maps else "umap")
+    except NotebookError as e:
+        print(f"safsd-glnet demo: {e}", file=sys.stderr)
+        return 1
+    _print_sequence_result(result, started, "demo")
+    ablation = result.get("ablation")
+    return 1 if ablation is not None and ablation.failed else 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    """Re-run the notebooks headless and regenerate figures/ (and the executed notebooks)."""
+    import time
+
+    from .notebooks import NOTEBOOKS, NotebookError, run_all
+
+    wanted = NOTEBOOKS
+    if args.only:
+        wanted = tuple(n for n in NOTEBOOKS if any(n.startswith(o) for o in args.only))
+        if not wanted:
+            raise ValueError(f"--only {args.only}: no such notebook (expected numbers 01-05)")
+        if "05_ablation_report.ipynb" in wanted and "04_ablation.ipynb" not in wanted and \
+                not (Path(args.out) / "ablation").exists():
+            raise ValueError(f"--only 05 needs the ablation runs of 04 in {Path(args.out) / 'ablation'}")
+    started = time.time()
+    try:
+        result = run_all(args.out, args.figures, grid=args.grid, workers=args.workers, notebooks=wanted,
+                         umap="pca" if args.fast_maps else "umap")
+    except NotebookError as e:
+        print(f"safsd-glnet figures: {e}", file=sys.stderr)
+        return 1
+    _print_sequence_result(result, started, "figures")
+    ablation = result.get("ablation")
+    return 1 if ablation is not None and ablation.failed else 0
+
+
+def _parse_base(items: list[str] | None) -> dict:
+    """``["PRESET=paper", "EPOCHS=40"]`` -> {"PRESET": "paper", "EPOCHS": 40} (YAML values)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--base {item!r}: expected NAME=VALUE, e.g. --base PRESET=paper")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from .ablate import Grid, format_summary, run_grid
+    from .notebooks import NotebookError, run_notebook
+
+    grid = Grid.load(args.grid)
+    grid.base.update(_parse_base(args.base))
+    if args.seeds:
+        grid.seeds = list(args.seeds)
+    if args.variants:
+        unknown = [v for v in args.variants if v not in {x.name for x in grid.variants}]
+        if unknown:
+            raise ValueError(f"--variants {unknown}: not in {args.grid} ({[v.name for v in grid.variants]})")
+        grid.variants = [v for v in grid.variants if v.name in args.variants]
+    out = Path(args.out) if args.out else Path("runs") / grid.name
+    try:
+        result = run_grid(grid, out, workers=args.workers, force=args.force, skip_failed=args.skip_failed,
+                          timeout=args.timeout)
+    except KeyboardInterrupt:
+        print("safsd-glnet ablate: interrupted; run the same command again to resume (complete runs are "
+              "skipped, an interrupted run continues from its last epoch)", file=sys.stderr)
+        return 130
+    print(format_summary(result, grid))
+    if args.report:
+        report = out / "05_ablation_report.ipynb"
+        try:
+            run_notebook("05_ablation_report.ipynb", report, {"RUNS_DIR": str(out.resolve()),
+                                                              "FIGURES_DIR": str(out.resolve() / "figures")})
+        except NotebookError as e:
+            print(f"safsd-glnet ablate: {e}", file=sys.stderr)
+            return 1
+        print(f"report: {report}; tables {out / 'ablation_table.md'} and .tex; chart in {out / 'figures'}")
+    return 1 if result.failed or result.stale else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,13 +330,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .npz")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("demo", help="the main job on built-in data: train and write metrics and figures",
+    p = sub.add_parser("demo", help="the main job on built-in data: run the five notebooks headless",
                        description=cmd_demo.__doc__)
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--figures", default="figures")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", default="runs/demo", help="folder for the executed notebooks and runs (default runs/demo)")
+    p.add_argument("--figures", default="figures", help="folder for the figures (default figures)")
+    p.add_argument("--grid", help="ablation grid for notebook 4 (default ablations/quick.yaml)")
+    p.add_argument("--workers", type=int, default=1, help="ablation runs executed at once (default 1)")
+    p.add_argument("--fast-maps", action="store_true", help="PCA instead of UMAP for the embedding maps")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("figures", help="re-run the notebooks headless and regenerate figures/",
+                       description=cmd_figures.__doc__ + " The settings are those of the quick start "
+                       "(safsd_glnet.notebooks.QUICK and ablations/quick.yaml).")
+    p.add_argument("--out", default="runs/figures",
+                   help="folder for the executed notebooks and runs (default runs/figures)")
+    p.add_argument("--figures", default="figures", help="folder for the figures (default figures)")
+    p.add_argument("--grid", help="ablation grid for notebook 4 (default ablations/quick.yaml)")
+    p.add_argument("--workers", type=int, default=1, help="ablation runs executed at once (default 1)")
+    p.add_argument("--only", nargs="+", metavar="NN", help="only these notebooks, by number, e.g. --only 01 03")
+    p.add_argument("--fast-maps", action="store_true", help="PCA instead of UMAP for the embedding maps")
+    p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("ablate", help="run an ablation grid: notebook 4 per (variant, seed) with papermill",
+                       description="Execute notebooks/04_ablation.ipynb with papermill once per variant and seed "
+                                   "of a grid file into OUT/<variant>-seed<k>/, skipping complete runs, recording "
+                                   "failures and resuming interrupted grids. Grid format: see ablations/paper.yaml.")
+    p.add_argument("--grid", required=True, help="grid file (YAML), e.g. ablations/paper.yaml")
+    p.add_argument("--out", help="output folder (default runs/<grid name>)")
+    p.add_argument("--workers", type=int, default=1, help="runs executed at once, each in its own process (default 1)")
+    p.add_argument("--base", action="append", metavar="NAME=VALUE",
+                   help="override a base parameter, e.g. --base DATA=data/iemocap_multimodal_features.pkl "
+                        "--base PRESET=paper (values read as YAML)")
+    p.add_argument("--seeds", type=int, nargs="+", help="use these seeds instead of the grid's")
+    p.add_argument("--variants", nargs="+", help="run only these variants of the grid")
+    p.add_argument("--force", action="store_true", help="re-run every run from scratch (empties its folder)")
+    p.add_argument("--skip-failed", action="store_true", help="do not retry runs that failed before")
+    p.add_argument("--timeout", type=float, help="seconds allowed per notebook cell (default: no limit)")
+    p.add_argument("--report", action="store_true",
+                   help="then run notebook 5: OUT/ablation_table.md/.tex/.json and a bar chart in OUT/figures")
+    p.set_defaults(func=cmd_ablate)
 
     try:
         from . import cli_features

@@ -1,0 +1,591 @@
+"""Ablation grids: run ``notebooks/04_ablation.ipynb`` once per (variant, seed) with papermill,
+then collect the run folders into the ablation table.
+
+A grid file (YAML) is a base, named variants and seeds::
+
+    name: paper                      # optional, shown in the summary
+    seeds: [0, 1, 2]
+    base:                            # parameters of 04_ablation.ipynb shared by every run
+      DATA: synthetic:iemocap
+      PRESET: small
+    variants:                        # name -> parameters that differ from the base
+      full: {}
+      no_gcn: {label: "w/o GCN", USE_GCN: false}
+
+Parameter names are those of the notebook's ``parameters`` cell (``papermill
+--help-notebook notebooks/04_ablation.ipynb`` lists them); a lower-case ``label`` gives the
+variant's name in tables and figures. Unknown parameter names are refused before anything
+runs, so a typo cannot silently run the full model under another name.
+
+Each run goes to ``<out>/<variant>-seed<k>/``: the executed notebook ``04_ablation.ipynb``
+beside the ``config.json`` and ``metrics.json`` that training writes, and ``run.json``, the
+runner's record (parameters, status ``done`` or ``failed`` with the error, seconds).
+
+* A run whose ``run.json`` says ``done`` with the same parameters and whose ``metrics.json``
+  exists is skipped.
+* A failed run is recorded and the others go on; the next invocation retries it (unless
+  ``skip_failed``).
+* A killed grid resumes where it stopped: unfinished runs start again and training itself
+  resumes from the run's last epoch checkpoint (the notebook's ``RESUME`` parameter).
+* A folder holding a run made with other parameters is left alone and reported (``force``
+  re-runs it from scratch).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from . import io
+from .explore import markdown_table
+
+if TYPE_CHECKING:
+    from .config import Config
+
+ABLATION_NOTEBOOK = "04_ablation.ipynb"
+RUN_RECORD = "run.json"
+RUN_NAME = re.compile(r"^(?P<variant>.+)-seed(?P<seed>-?\d+)$")
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9_.+]+$")
+METRICS = ("accuracy", "weighted_f1", "macro_f1")
+
+
+# --------------------------------------------------------------------------- notebook parameters
+
+# The ablation notebook's parameters that set one config field each (the rest: PRESET picks
+# the preset, SET holds any other "section.field=value", data and folders are not config).
+PARAMETER_FIELDS = {
+    "MODALITIES": "model.modalities",
+    "USE_TRANSFORMER": "model.use_transformer",
+    "USE_GCN": "model.use_gcn",
+    "USE_MASK": "model.use_mask",
+    "MASK_PROB": "model.mask_prob",
+    "USE_SAF": "loss.use_saf",
+    "SIMILARITY": "loss.similarity",
+    "SAF_MODE": "loss.saf_mode",
+    "SAF_LAMBDA": "loss.saf_lambda",
+    "GAMMA": "loss.gamma",
+    "USE_DISTILLATION": "loss.use_distillation",
+    "TEACHER_WEIGHT": "loss.teacher_weight",
+    "STUDENT_WEIGHT": "loss.student_weight",
+    "DISTILL_WEIGHT": "loss.distill_weight",
+    "TEMPERATURE": "loss.temperature",
+    "EPOCHS": "train.epochs",
+    "SEED": "train.seed",
+    "DEVICE": "train.device",
+}
+
+
+def config_from_parameters(params: Mapping[str, Any]) -> "Config":
+    """The run's :class:`~safsd_glnet.config.Config` from notebook parameters: the ``PRESET``
+    (default ``small``), then each parameter of :data:`PARAMETER_FIELDS` that is given (None,
+    and ``EPOCHS`` 0, keep the preset's value), then the ``SET`` overrides."""
+    from .config import preset
+
+    cfg = preset(params.get("PRESET", "small"))
+    changes: dict[str, dict[str, Any]] = {}
+    for name, dotted in PARAMETER_FIELDS.items():
+        value = params.get(name)
+        if value is None or (name == "EPOCHS" and value == 0):
+            continue
+        section, key = dotted.split(".")
+        changes.setdefault(section, {})[key] = value
+    if changes:
+        cfg = cfg.replace(**changes)
+    extra = params.get("SET") or []
+    if isinstance(extra, str):
+        extra = [extra]
+    return cfg.override(*extra) if extra else cfg
+
+
+# --------------------------------------------------------------------------- grids
+
+@dataclass
+class Variant:
+    name: str
+    label: str
+    parameters: dict[str, Any]  # differences from the base
+
+
+@dataclass
+class Grid:
+    """A base of notebook parameters, ordered variants and seeds (see the module docstring)."""
+
+    base: dict[str, Any]
+    variants: list[Variant]
+    seeds: list[int]
+    name: str = "grid"
+    source: str = "<memory>"
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "<memory>") -> "Grid":
+        where = f"{source}"
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{where}: a grid is a mapping with base, variants and seeds")
+        unknown = set(d) - {"name", "base", "variants", "seeds", "description"}
+        if unknown:
+            raise ValueError(f"{where}: unknown grid keys {sorted(unknown)} (expected name, base, variants, seeds)")
+        base = dict(d.get("base") or {})
+        seeds = d.get("seeds", [0])
+        if isinstance(seeds, int):
+            seeds = [seeds]
+        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise ValueError(f"{where}: seeds must be a non-empty list of integers, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"{where}: seed listed twice in {seeds}")
+        raw = d.get("variants")
+        if not raw or not isinstance(raw, Mapping):
+            raise ValueError(f"{where}: variants must be a non-empty mapping name -> parameters")
+        variants = []
+        for name, params in raw.items():
+            name = str(name)
+            if not VARIANT_NAME.match(name):
+                raise ValueError(f"{where}: variant name {name!r} must use letters, digits, '_', '.', '+' only "
+                                 "(it names a folder)")
+            params = dict(params or {})
+            label = str(params.pop("label", name))
+            if "SEED" in params or "SEED" in base:
+                raise ValueError(f"{where}: variant {name!r}: SEED comes from the grid's seeds, not the parameters")
+            variants.append(Variant(name, label, params))
+        for key in ("SEED", "RUN_DIR"):
+            if key in base:
+                raise ValueError(f"{where}: base sets {key}, which the runner chooses per run")
+        return cls(base, variants, [int(s) for s in seeds], str(d.get("name", Path(source).stem)), source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Grid":
+        import yaml
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such grid file")
+        try:
+            d = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML ({e})") from None
+        return cls.from_dict(d, str(path))
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise KeyError(f"{self.source}: no variant {name!r}")
+
+    def check_parameters(self, known: Mapping[str, Any]) -> None:
+        """Refuse parameter names that the notebook does not have (``known``: name -> anything)."""
+        for where, params in [("base", self.base)] + [(f"variant {v.name!r}", v.parameters) for v in self.variants]:
+            unknown = sorted(set(params) - set(known))
+            if unknown:
+                raise ValueError(f"{self.source}: {where} sets {unknown}, which {ABLATION_NOTEBOOK} does not have; "
+                                 f"its parameters are {sorted(known)}")
+
+    def runs(self, out_dir: str | Path) -> list["RunSpec"]:
+        """Every (variant, seed) run, variant-major, with its folder and full parameters
+        (a relative ``DATA`` path is made absolute against the current directory, because the
+        notebook runs in its own folder)."""
+        out = Path(out_dir).resolve()
+        specs = []
+        for index, v in enumerate(self.variants):
+            for seed in self.seeds:
+                name = f"{v.name}-seed{seed}"
+                folder = out / name
+                params = {**self.base, **v.parameters, "SEED": seed, "RUN_DIR": str(folder)}
+                data = params.get("DATA")
+                if isinstance(data, str) and not data.startswith("synthetic:") and not Path(data).is_absolute():
+                    params["DATA"] = str(Path(data).resolve())
+                specs.append(RunSpec(name, v.name, v.label, seed, index, folder, params))
+        return specs
+
+
+@dataclass
+class RunSpec:
+    name: str  # folder name, <variant>-seed<k>
+    variant: str
+    label: str
+    seed: int
+    index: int  # the variant's position in the grid (table order)
+    folder: Path
+    parameters: dict[str, Any]
+
+    def record(self) -> dict[str, Any] | None:
+        path = self.folder / RUN_RECORD
+        if not path.exists():
+            return None
+        try:
+            return io.read_json(path)
+        except ValueError:
+            return None
+
+    def comparable_parameters(self) -> dict[str, Any]:
+        """Parameters without RUN_DIR (a grid may be moved) and through JSON (tuples == lists)."""
+        return json.loads(json.dumps({k: v for k, v in self.parameters.items() if k not in ("RUN_DIR", "RESUME")}))
+
+    def state(self) -> str:
+        """``new``, ``done``, ``failed``, ``unfinished`` (started, never recorded) or ``stale``
+        (the folder holds a run made with other parameters)."""
+        rec = self.record()
+        if rec is None:
+            return "unfinished" if self.folder.exists() and any(self.folder.iterdir()) else "new"
+        if rec.get("parameters") != self.comparable_parameters():
+            return "stale"
+        if rec.get("status") == "done" and (self.folder / "metrics.json").exists():
+            return "done"
+        if rec.get("status") == "failed":
+            return "failed"
+        return "unfinished"
+
+
+# --------------------------------------------------------------------------- running
+
+def execute_run(spec: RunSpec, notebook: str | Path, kernel_name: str = "python3",
+                timeout: float | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Execute the ablation notebook for one run and write its ``run.json``; never raises for
+    a failing notebook (the error is recorded and returned)."""
+    from .notebooks import run_notebook
+
+    spec.folder.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    record = {"name": spec.name, "variant": spec.variant, "label": spec.label, "seed": spec.seed,
+              "index": spec.index, "parameters": spec.comparable_parameters(), "status": "running",
+              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    io.write_json(spec.folder / RUN_RECORD, record)
+    try:
+        run_notebook(notebook, spec.folder / Path(notebook).name, {**spec.parameters, "RESUME": True},
+                     kernel_name=kernel_name, timeout=timeout, threads=threads)
+        if not (spec.folder / "metrics.json").exists():
+            raise RuntimeError(f"{Path(notebook).name} finished without writing {spec.folder / 'metrics.json'}")
+        record.update(status="done")
+    except Exception as e:  # a failing run must not stop the grid: record it and go on
+        record.update(status="failed", error=_error_text(e), traceback=traceback.format_exc(limit=3))
+    record["seconds"] = round(time.time() - started, 1)
+    io.write_json(spec.folder / RUN_RECORD, record)
+    return record
+
+
+def _error_text(e: BaseException) -> str:
+    """One readable line: papermill's execution errors carry the notebook's exception."""
+    ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}"
+    return f"{type(e).__name__}: {e}"
+
+
+def _execute_in_worker(spec: RunSpec, notebook: str, kernel_name: str, timeout: float | None,
+                       threads: int | None) -> dict[str, Any]:
+    return execute_run(spec, notebook, kernel_name, timeout, threads)
+
+
+@dataclass
+class GridResult:
+    out_dir: Path
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # run name -> run.json
+    skipped: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[str]:
+        return [n for n, r in self.records.items() if r.get("status") == "failed"]
+
+    @property
+    def done(self) -> list[str]:
+        return [n for n, r in self.records.items() if r.get("status") == "done"]
+
+
+def run_grid(grid: Grid, out_dir: str | Path, *, workers: int = 1, force: bool = False,
+             skip_failed: bool = False, notebook: str | Path | None = None, kernel_name: str = "python3",
+             timeout: float | None = None, threads: int | None = None, progress: bool = True,
+             log: Callable[[str], None] | None = print) -> GridResult:
+    """Run every (variant, seed) of ``grid`` that is not complete yet; see the module docstring.
+
+    Args:
+        workers: runs executed at once (each in its own process and kernel; with several, each
+            kernel gets an equal share of the CPU cores as its thread count unless
+            ``OMP_NUM_THREADS`` is set).
+        force: re-run everything from scratch (run folders are emptied first).
+        skip_failed: leave runs that failed before alone instead of retrying them.
+        notebook: the ablation notebook (default ``notebooks/04_ablation.ipynb``).
+        timeout: seconds per notebook cell (None: no limit).
+        threads: CPU threads per kernel (None: see ``workers``).
+    """
+    from .notebooks import notebook_parameters, notebook_path
+
+    notebook = Path(notebook) if notebook is not None else notebook_path(ABLATION_NOTEBOOK)
+    grid.check_parameters(notebook_parameters(notebook))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_grid_copy(grid, out)
+    result = GridResult(out.resolve())
+    started = time.time()
+    todo: list[RunSpec] = []
+    say = log or (lambda _msg: None)
+    for spec in grid.runs(out):
+        state = spec.state()
+        if force and spec.folder.exists():
+            shutil.rmtree(spec.folder)
+            state = "new"
+        if state == "done":
+            result.skipped.append(spec.name)
+            result.records[spec.name] = spec.record()
+        elif state == "stale":
+            result.stale.append(spec.name)
+            say(f"ablate: {spec.folder} holds a run made with other parameters; left alone "
+                "(delete it, use another --out, or --force)")
+        elif state == "failed" and skip_failed:
+            result.records[spec.name] = spec.record()
+        else:
+            todo.append(spec)
+    total = len(grid.runs(out))
+    say(f"ablate: grid {grid.name!r}: {_plural(len(grid.variants), 'variant')} x {_plural(len(grid.seeds), 'seed')} "
+        f"= {_plural(total, 'run')}; "
+        f"{len(result.skipped)} already complete, {len(todo)} to run, {max(workers, 1)} at once -> {out}")
+
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), desc="ablation runs", unit="run", dynamic_ncols=True)
+
+    def finished(record: dict[str, Any]) -> None:
+        result.records[record["name"]] = record
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(failed=len(result.failed))
+        status = record["status"] if record["status"] != "failed" else f"FAILED: {record.get('error')}"
+        message = f"  {record['name']}: {status} ({record.get('seconds', 0):.0f} s)"
+        if bar is not None:
+            bar.write(message)
+        else:
+            say(message)
+
+    if threads is None and workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    try:
+        if workers <= 1:
+            for spec in todo:
+                finished(execute_run(spec, notebook, kernel_name, timeout, threads))
+        else:
+            import multiprocessing
+
+            # "spawn": workers start clean (no forked torch or zmq state from this process).
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                pending = {pool.submit(_execute_in_worker, spec, str(notebook), kernel_name, timeout, threads): spec
+                           for spec in todo}
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        spec = pending.pop(fut)
+                        try:
+                            finished(fut.result())
+                        except Exception as e:  # the worker process itself died
+                            record = {"name": spec.name, "variant": spec.variant, "label": spec.label,
+                                      "seed": spec.seed, "index": spec.index,
+                                      "parameters": spec.comparable_parameters(), "status": "failed",
+                                      "error": _error_text(e)}
+                            io.write_json(spec.folder / RUN_RECORD, record)
+                            finished(record)
+    finally:
+        if bar is not None:
+            bar.close()
+    result.seconds = time.time() - started
+    return result
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _write_grid_copy(grid: Grid, out: Path) -> None:
+    """``<out>/grid.json``: the grid as run (variant order and labels for the report)."""
+    io.write_json(out / "grid.json", {
+        "name": grid.name, "source": grid.source, "base": grid.base, "seeds": grid.seeds,
+        "variants": [{"name": v.name, "label": v.label, "parameters": v.parameters} for v in grid.variants],
+    })
+
+
+def format_summary(result: GridResult, grid: Grid | None = None) -> str:
+    """The end-of-grid summary: counts, failures with their errors, and the table."""
+    lines = [f"ablate: {len(result.done)} runs complete ({len(result.skipped)} of them skipped as already done), "
+             f"{len(result.failed)} failed" + (f", {len(result.stale)} stale (left alone)" if result.stale else "")
+             + f", in {result.seconds:.0f} s"]
+    for name in result.failed:
+        rec = result.records[name]
+        lines.append(f"  FAILED {name}: {rec.get('error')} "
+                     f"(executed notebook: {result.out_dir / name / ABLATION_NOTEBOOK})")
+    records = collect_runs(result.out_dir)
+    if records:
+        rows = summarise(records)
+        lines += ["", ablation_markdown(rows)]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- collecting
+
+def collect_runs(out_dir: str | Path) -> list[dict[str, Any]]:
+    """One record per complete run folder under ``out_dir`` (one level down): variant, label,
+    seed, variant order, the honest test metrics and the reference-protocol ones.
+
+    A folder counts when it has ``metrics.json``; the variant and seed come from its
+    ``run.json`` (written by the runner) or else from the folder name ``<variant>-seed<k>``.
+    Runs recorded as failed are left out.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise FileNotFoundError(f"{out}: no such run folder")
+    order = {}
+    grid_file = out / "grid.json"
+    if grid_file.exists():
+        g = io.read_json(grid_file)
+        order = {v["name"]: (i, v["label"]) for i, v in enumerate(g.get("variants", []))}
+    records = []
+    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
+        metrics_path = folder / "metrics.json"
+        if not metrics_path.exists():
+            continue
+        run = io.read_json(folder / RUN_RECORD) if (folder / RUN_RECORD).exists() else {}
+        if run.get("status") == "failed":
+            continue
+        m = io.read_json(metrics_path)
+        match = RUN_NAME.match(folder.name)
+        variant = run.get("variant") or (match.group("variant") if match else folder.name)
+        seed = run.get("seed")
+        if seed is None:
+            seed = int(match.group("seed")) if match else m.get("seed", 0)
+        index, label = order.get(variant, (run.get("index", len(order) + 1000), run.get("label", variant)))
+        records.append({
+            "run": folder.name, "variant": variant, "label": label, "seed": int(seed), "index": index,
+            "corpus": m.get("corpus"), "modalities": m.get("modalities"), "chosen_epoch": m.get("chosen_epoch"),
+            **{k: float(m["test"][k]) for k in METRICS},
+            "reference_weighted_f1": float(m["reference_protocol"]["weighted_f1"]),
+            "reference_accuracy": float(m["reference_protocol"]["accuracy"]),
+            "reference_epoch": m["reference_protocol"].get("epoch"),
+        })
+    records.sort(key=lambda r: (r["index"], r["variant"], r["seed"]))
+    return records
+
+
+def run_states(out_dir: str | Path) -> list[dict[str, Any]]:
+    """Every run folder under ``out_dir`` with its status (``done``, ``failed``, ``running`` /
+    ``unfinished``, or ``no record`` for folders made by hand) and error, for the report."""
+    out = Path(out_dir)
+    states = []
+    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
+        rec = io.read_json(folder / RUN_RECORD) if (folder / RUN_RECORD).exists() else None
+        if rec is None:
+            status = "done (no run.json)" if (folder / "metrics.json").exists() else "no record"
+        else:
+            status = rec.get("status", "?")
+            if status == "running":
+                status = "unfinished"
+        states.append({"run": folder.name, "status": status, "error": (rec or {}).get("error", ""),
+                       "seconds": (rec or {}).get("seconds", "")})
+    return states
+
+
+def summarise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per variant (grid order): seeds, then mean / std / values over seeds of the honest
+    test metrics and of the reference protocol's weighted F1 and accuracy (sample std, ddof 1,
+    via :func:`safsd_glnet.metrics.summarise_seeds`)."""
+    from .metrics import summarise_seeds
+
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for r in records:
+        groups.setdefault(r["variant"], []).append(r)
+    rows = []
+    for variant, runs in groups.items():
+        honest = summarise_seeds(runs, keys=METRICS)
+        reference = summarise_seeds([{"weighted_f1": r["reference_weighted_f1"], "accuracy": r["reference_accuracy"]}
+                                     for r in runs], keys=("weighted_f1", "accuracy"))
+        row: dict[str, Any] = {"variant": variant, "label": runs[0]["label"], "n": len(runs),
+                               "seeds": sorted(r["seed"] for r in runs), "corpus": runs[0].get("corpus")}
+        for k in METRICS:
+            row[f"{k}_mean"], row[f"{k}_std"] = honest[k]["mean"], honest[k]["std"]
+            row[f"{k}_values"] = honest[k]["values"]
+        for k in ("weighted_f1", "accuracy"):
+            row[f"reference_{k}_mean"] = reference[k]["mean"]
+            row[f"reference_{k}_std"] = reference[k]["std"]
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- tables
+
+TABLE_COLUMNS = (  # (heading, key, is the honest protocol)
+    ("Acc", "accuracy", True),
+    ("w-F1", "weighted_f1", True),
+    ("macro F1", "macro_f1", True),
+    ("w-F1, reference protocol", "reference_weighted_f1", False),
+)
+
+
+def _best(rows: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    values = [r[f"{key}_mean"] for r in rows]
+    return max(values) if values else None
+
+
+def ablation_markdown(rows: Sequence[Mapping[str, Any]], decimals: int = 2) -> str:
+    """The ablation table in Markdown: mean ± std over seeds, best honest mean in bold, the
+    reference protocol (best test epoch) in its own, last column."""
+    best = {key: _best(rows, key) for _, key, _ in TABLE_COLUMNS}
+    table = []
+    for r in rows:
+        line = {"variant": r["label"], "seeds": r["n"]}
+        for heading, key, honest in TABLE_COLUMNS:
+            text = f"{r[f'{key}_mean']:.{decimals}f} ± {r[f'{key}_std']:.{decimals}f}"
+            if honest and round(r[f"{key}_mean"], decimals) == round(best[key], decimals):
+                text = f"**{text}**"
+            line[heading] = text
+        table.append(line)
+    note = ("Test set, mean ± sample std over seeds. Honest protocol: the epoch is chosen by validation "
+            "weighted F1. The last column is the reference protocol (best test epoch, as SDT, M3Net and the "
+            "SAFSD-GLNet code report): optimistic, only for comparison with published numbers.")
+    return markdown_table(table) + "\n\n" + note + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
+                 ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}")):
+        text = text.replace(a, b)
+    return text
+
+
+def ablation_latex(rows: Sequence[Mapping[str, Any]], decimals: int = 2, caption: str | None = None,
+                   label: str = "tab:ablation") -> str:
+    """The ablation table as a LaTeX ``table`` (booktabs), the same content as
+    :func:`ablation_markdown`."""
+    best = {key: _best(rows, key) for _, key, _ in TABLE_COLUMNS}
+    head = " & ".join(["Variant", "Seeds"] + [h.replace("w-F1, reference protocol", "w-F1 (ref.)")
+                                              for h, _, _ in TABLE_COLUMNS])
+    lines = [r"\begin{table}[t]", r"\centering", r"\small",
+             r"\begin{tabular}{l r " + " ".join("c" for _ in TABLE_COLUMNS) + "}", r"\toprule",
+             head + r" \\", r"\midrule"]
+    for r in rows:
+        cells = [_latex_escape(str(r["label"])), str(r["n"])]
+        for _, key, honest in TABLE_COLUMNS:
+            text = f"{r[f'{key}_mean']:.{decimals}f} $\\pm$ {r[f'{key}_std']:.{decimals}f}"
+            if honest and round(r[f"{key}_mean"], decimals) == round(best[key], decimals):
+                text = r"\textbf{" + text + "}"
+            cells.append(text)
+        lines.append(" & ".join(cells) + r" \\")
+    caption = caption or ("Ablations on the test set, mean $\\pm$ sample standard deviation over seeds. "
+                          "Epochs are chosen by validation weighted F1; the last column reports the reference "
+                          "protocol (best test epoch) only for comparison with published numbers.")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + caption + "}", r"\label{" + label + "}",
+              r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, stem: str = "ablation_table") -> list[Path]:
+    """Write ``<stem>.md``, ``<stem>.tex`` and ``<stem>.json`` (the rows) into ``out_dir``."""
+    out = Path(out_dir)
+    paths = [out / f"{stem}.md", out / f"{stem}.tex", out / f"{stem}.json"]
+    io.write_text(paths[0], ablation_markdown(rows))
+    io.write_text(paths[1], ablation_latex(rows))
+    io.write_json(paths[2], list(rows))
+    return paths

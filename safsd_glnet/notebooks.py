@@ -1,0 +1,317 @@
+"""The kit's notebooks: where they are, how to run them headless, and the whole sequence.
+
+``notebooks/`` holds five notebooks, meant to be read in order in JupyterLab and run headless
+with papermill:
+
+=====================================  ==================================================
+01_data_exploration.ipynb              what a conversation corpus looks like
+02_training.ipynb                      train SAFSD-GLNet with live curves
+03_confusion_and_embeddings.ipynb      confusions, similar pairs, UMAP maps; SAF vs no SAF
+04_ablation.ipynb                      one parameterised run (the ablation runner's unit)
+05_ablation_report.ipynb               run folders -> ablation table and bar chart
+=====================================  ==================================================
+
+Every notebook has a cell tagged ``parameters`` (``papermill --help-notebook NOTEBOOK``
+lists them). Paths in the defaults are relative to ``notebooks/`` (where JupyterLab runs
+them); :func:`run_notebook` therefore runs a notebook with its own folder as the working
+directory, and the headless sequence (:func:`run_all`) passes absolute paths.
+
+The kernel is ``python3``. Inside this kit's virtual environment that kernel is the
+environment's own Python (pip installs ``share/jupyter/kernels/python3`` into the
+environment, which Jupyter searches first, and its command ``python`` resolves to the
+interpreter running papermill), so nothing has to be registered.
+"""
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+NOTEBOOKS = (
+    "01_data_exploration.ipynb",
+    "02_training.ipynb",
+    "03_confusion_and_embeddings.ipynb",
+    "04_ablation.ipynb",
+    "05_ablation_report.ipynb",
+)
+KERNEL_NAME = "python3"
+
+
+class NotebookError(RuntimeError):
+    """A notebook cell raised. ``ename`` / ``evalue`` are the exception's type and message in
+    the kernel, ``output`` the executed notebook, which holds the full traceback."""
+
+    def __init__(self, notebook: str, output: Path, ename: str, evalue: str, cell: Any = None):
+        self.notebook, self.output, self.ename, self.evalue = notebook, output, ename, evalue
+        where = f" in cell [{cell}]" if cell is not None else ""
+        super().__init__(f"{notebook} failed{where}: {ename}: {evalue} (traceback in {output})")
+
+
+def repo_root() -> Path:
+    """The kit's source checkout (the folder holding ``safsd_glnet/`` and ``notebooks/``)."""
+    return Path(__file__).resolve().parent.parent
+
+
+def notebook_dir() -> Path:
+    """``notebooks/`` of the checkout, or ``$SAFSD_GLNET_NOTEBOOKS`` where that is set."""
+    env = os.environ.get("SAFSD_GLNET_NOTEBOOKS")
+    folder = Path(env) if env else repo_root() / "notebooks"
+    if not (folder / NOTEBOOKS[0]).exists():
+        raise FileNotFoundError(
+            f"{folder}: the kit's notebooks are not there. They ship with the source checkout "
+            "(install with `pip install -e .` from it), or set SAFSD_GLNET_NOTEBOOKS to their folder.")
+    return folder
+
+
+def notebook_path(name: str | Path) -> Path:
+    """A notebook by file name, stem, or number prefix: ``"04"``, ``"04_ablation"``,
+    ``"04_ablation.ipynb"``; an existing path is returned as it is."""
+    p = Path(name)
+    if p.suffix == ".ipynb" and p.exists():
+        return p.resolve()
+    folder = notebook_dir()
+    matches = [n for n in NOTEBOOKS if n == str(name) or n == f"{name}.ipynb" or n.split("_", 1)[0] == str(name)]
+    if len(matches) != 1:
+        raise FileNotFoundError(f"no notebook {str(name)!r}: expected one of {list(NOTEBOOKS)} (or their number)")
+    return folder / matches[0]
+
+
+def notebook_parameters(path: str | Path) -> dict[str, dict[str, Any]]:
+    """name -> {"inferred_type_name", "default", "help"} of the notebook's ``parameters`` cell."""
+    import papermill as pm
+
+    return pm.inspect_notebook(str(path))
+
+
+@contextmanager
+def _kernel_environment(threads: int | None = None) -> Iterator[None]:
+    """Environment variables that the kernel inherits, set for the duration of a run:
+
+    * ``PYTHONPATH`` gains the checkout when the kit runs from source without being installed;
+    * ``OMP_WAIT_POLICY=PASSIVE`` (unless set): torch's OpenMP threads sleep instead of
+      spinning while they wait, which keeps a CPU run from slowing down many times over when
+      other processes (parallel ablation runs, a second job) share the cores;
+    * ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` = ``threads`` when given (e.g. one per worker
+      when several runs share the machine).
+    """
+    changes = {}
+    root = str(repo_root())
+    path = os.environ.get("PYTHONPATH")
+    if root not in (path.split(os.pathsep) if path else []):
+        changes["PYTHONPATH"] = os.pathsep.join([root, path]) if path else root
+    if "OMP_WAIT_POLICY" not in os.environ:
+        changes["OMP_WAIT_POLICY"] = "PASSIVE"
+    if threads:
+        changes["OMP_NUM_THREADS"] = changes["MKL_NUM_THREADS"] = str(int(threads))
+    old = {k: os.environ.get(k) for k in changes}
+    os.environ.update(changes)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_notebook(notebook: str | Path, output: str | Path, parameters: Mapping[str, Any] | None = None, *,
+                 cwd: str | Path | None = None, kernel_name: str = KERNEL_NAME, timeout: float | None = None,
+                 threads: int | None = None, progress: bool = False, log_output: bool = False) -> Path:
+    """Execute ``notebook`` with papermill into ``output`` (created folders included).
+
+    ``notebook`` is a path or a name for :func:`notebook_path`; ``cwd`` defaults to the
+    notebook's folder so that its relative default paths mean the same as in JupyterLab.
+    A failing cell raises :class:`NotebookError` (with ``ename`` / ``evalue``); the executed
+    notebook, traceback included, is still written to ``output``.
+    ``threads`` caps the kernel's CPU threads (see :func:`_kernel_environment`).
+    """
+    import papermill as pm
+
+    src = notebook_path(notebook)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with _kernel_environment(threads):
+        try:
+            # The kernel logs only errors: each headless kernel would otherwise print a warning
+            # about its local TCP transport to the terminal.
+            pm.execute_notebook(str(src), str(output), parameters=dict(parameters or {}), kernel_name=kernel_name,
+                                cwd=str(cwd or src.parent), progress_bar=progress, log_output=log_output,
+                                execution_timeout=timeout, report_mode=False,
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
+        except pm.PapermillExecutionError as e:
+            raise NotebookError(src.name, output, e.ename, e.evalue, e.exec_count) from None
+    return output
+
+
+def clear_outputs(path: str | Path) -> bool:
+    """Strip outputs and execution counts from a stored notebook (as kept in git); returns
+    whether the file changed."""
+    import nbformat
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    changed = False
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if cell.get("outputs") or cell.get("execution_count") is not None:
+            changed = True
+        cell.outputs, cell.execution_count = [], None
+        for key in ("execution", "papermill"):
+            if cell.metadata.pop(key, None) is not None:
+                changed = True
+    for key in ("papermill", "widgets"):
+        if nb.metadata.pop(key, None) is not None:
+            changed = True
+    if changed:
+        nbformat.write(nb, path)
+    return changed
+
+
+# --------------------------------------------------------------------------- the whole sequence
+
+# Settings of the headless sequence (`safsd-glnet demo` / `safsd-glnet figures`): the small
+# preset on synthetic IEMOCAP with reduced feature sizes and a reduced corpus, so that all five
+# notebooks, the quick ablation grid included, finish in minutes on a laptop CPU.
+QUICK = {
+    "DATA": "synthetic:iemocap",
+    "SYNTH_SIZES": {"t": 100, "a": 80, "v": 60},
+    "SYNTH_DIALOGUES": 80,
+    "PRESET": "small",
+    "EPOCHS": 16,
+}
+
+
+def run_all(out_dir: str | Path = "runs/notebooks", figures_dir: str | Path = "figures", *,
+            grid: str | Path | None = None, settings: Mapping[str, Any] | None = None, workers: int = 1,
+            notebooks: tuple[str, ...] = NOTEBOOKS, umap: str = "umap",
+            extra: Mapping[str, Mapping[str, Any]] | None = None, threads: int | None = None,
+            log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the five notebooks headless, in order, on ``settings`` (default :data:`QUICK`).
+
+    Executed notebooks go to ``out_dir`` (01-03 and 05 directly, the ablation runs of 04 under
+    ``out_dir/ablation/<variant>-seed<k>/``), figures to ``figures_dir``. Notebook 1 explores
+    the whole corpus named by ``settings["DATA"]`` (synthetic data at its standard size);
+    notebooks 2-4 train on ``settings``. ``grid`` is the
+    ablation grid (default ``ablations/quick.yaml``); its base is completed with ``settings``
+    where it leaves them out. ``umap`` is the embedding method of notebook 3 (``"pca"`` is
+    quicker); ``extra`` adds parameters per notebook, keyed by number (``{"03": {"MAX_POINTS":
+    500}}``); ``threads`` caps each kernel's CPU threads. Returns {"seconds": {notebook: s},
+    "ablation": GridResult, "out_dir", "figures_dir"}; a failing notebook raises.
+    """
+    from .ablate import Grid, format_summary, run_grid
+
+    s = dict(QUICK if settings is None else settings)
+    extra = {str(k): dict(v) for k, v in (extra or {}).items()}
+    out = Path(out_dir).resolve()
+    figures = Path(figures_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    common = {"DATA": s["DATA"], "SYNTH_SIZES": s.get("SYNTH_SIZES", {}),
+              "SYNTH_DIALOGUES": s.get("SYNTH_DIALOGUES", 0)}
+    training = {**common, "PRESET": s.get("PRESET", "small"), "EPOCHS": s.get("EPOCHS", 0)}
+    seconds: dict[str, float] = {}
+    result: dict[str, Any] = {"seconds": seconds, "out_dir": out, "figures_dir": figures}
+
+    def run(name: str, params: dict[str, Any]) -> None:
+        t0 = time.time()
+        log(f"[{name}] running ...")
+        run_notebook(name, out / name, {**params, **extra.get(name[:2], {})}, threads=threads)
+        seconds[name] = time.time() - t0
+        log(f"[{name}] done in {seconds[name]:.0f} s -> {out / name}")
+
+    if "01_data_exploration.ipynb" in notebooks:
+        # the whole corpus at its real sizes: exploring it needs no training, so it stays cheap
+        run("01_data_exploration.ipynb", {"DATA": s["DATA"], "FIGURES_DIR": str(figures)})
+    if "02_training.ipynb" in notebooks:
+        run("02_training.ipynb", {**training, "RUN_DIR": str(out / "02_training"), "FIGURES_DIR": str(figures),
+                                  "LIVE_PLOT": False})
+    if "03_confusion_and_embeddings.ipynb" in notebooks:
+        run("03_confusion_and_embeddings.ipynb", {**training, "WORK_DIR": str(out / "03_runs"),
+                                                  "FIGURES_DIR": str(figures), "EMBEDDING": umap})
+    ablation_dir = out / "ablation"
+    if "04_ablation.ipynb" in notebooks:
+        grid_obj = Grid.load(grid or repo_root() / "ablations" / "quick.yaml")
+        for key, value in {**training, **extra.get("04", {})}.items():
+            grid_obj.base.setdefault(key, value)
+        t0 = time.time()
+        log(f"[04_ablation.ipynb] grid {grid_obj.source}")
+        res = run_grid(grid_obj, ablation_dir, workers=workers, threads=threads, log=log)
+        seconds["04_ablation.ipynb"] = time.time() - t0
+        result["ablation"] = res
+        log(format_summary(res, grid_obj))
+    if "05_ablation_report.ipynb" in notebooks:
+        run("05_ablation_report.ipynb", {"RUNS_DIR": str(ablation_dir), "FIGURES_DIR": str(figures)})
+    return result
+
+
+def corpus_fingerprint(corpus) -> str:
+    """A short hash of a corpus' content (splits, labels, speakers, feature sizes and a sample
+    of the features): two corpora with the same fingerprint hold the same data."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    h.update(repr((corpus.name, list(corpus.class_names), dict(corpus.feature_sizes),
+                   {k: list(v) for k, v in sorted(corpus.splits.items())})).encode())
+    for key in sorted(corpus.dialogues):
+        d = corpus.dialogues[key]
+        h.update(np.asarray(d.labels, dtype=np.int64).tobytes())
+        h.update(np.asarray(d.speakers, dtype=np.int64).tobytes())
+        for m in sorted(d.features):
+            h.update(np.ascontiguousarray(d.features[m][:1], dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def train_or_reuse(config, corpus, out_dir: str | Path, callback=None):
+    """Train into ``out_dir``, or reuse the run already there when it finished with the same
+    configuration on the same data; returns ``(metrics, model)`` (the model at the chosen epoch).
+
+    This keeps re-running a notebook cheap: a finished run is read back, anything else
+    (no run, another configuration or data, an interrupted run) trains from scratch. The
+    data's :func:`corpus_fingerprint` is kept in ``out_dir/data_fingerprint.txt``."""
+    from . import io
+    from .train import load_model, train
+
+    out = Path(out_dir)
+    fingerprint = corpus_fingerprint(corpus)
+    files = [out / n for n in ("config.json", "metrics.json", "checkpoint_best.pt", "data_fingerprint.txt")]
+    if all(f.exists() for f in files):
+        stored = io.read_json(files[0])
+        stored.pop("data", None)
+        if stored == config.to_dict() and files[3].read_text().strip() == fingerprint:
+            model, _ = load_model(files[2])
+            return io.read_json(files[1]), model
+    run = train(config, corpus, out, callback=callback)
+    io.write_text(files[3], fingerprint + "\n")
+    return run.metrics, run.model
+
+
+def loss_label(config) -> str:
+    """A short name for a run's student loss: ``SAF (soft, vad)`` or ``no SAF (CE students)``."""
+    loss = config.loss
+    if not loss.use_saf:
+        return "no SAF (CE students)"
+    return f"SAF ({loss.saf_mode}, {loss.similarity})"
+
+
+def load_run(run_dir: str | Path, corpus=None, device="cpu"):
+    """``(config, metrics, model)`` of a finished run folder; the model is the chosen epoch's,
+    in eval mode. With ``corpus`` given, check that the model can read it."""
+    from . import io
+    from .config import Config
+    from .train import check_compatible, load_model
+
+    run_dir = Path(run_dir)
+    for name in ("config.json", "metrics.json", "checkpoint_best.pt"):
+        if not (run_dir / name).exists():
+            raise FileNotFoundError(f"{run_dir}: not a finished run folder (no {name})")
+    stored = io.read_json(run_dir / "config.json")
+    stored.pop("data", None)
+    model, info = load_model(run_dir / "checkpoint_best.pt", device)
+    if corpus is not None:
+        check_compatible(info["data"], corpus, str(run_dir))
+    return Config.from_dict(stored), io.read_json(run_dir / "metrics.json"), model

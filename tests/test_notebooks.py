@@ -1,0 +1,212 @@
+"""The notebooks: stored clean and documented; each executes headless with tiny parameters and
+writes what it promises (run folders, metrics, figures, tables).
+
+One module fixture runs the whole headless sequence (``run_all``, what ``safsd-glnet demo``
+does) on a tiny synthetic corpus: notebooks 1-3, a 2 x 2 ablation grid of notebook 4 in two
+worker processes, and the report of notebook 5. Notebook 3's embedding maps use real UMAP on
+a small subset, so that code path runs once.
+"""
+import ast
+import json
+
+import nbformat
+import numpy as np
+import pytest
+
+from safsd_glnet import notebooks
+from safsd_glnet.io import read_json
+
+TINY = {"DATA": "synthetic:iemocap", "SYNTH_SIZES": {"t": 32, "a": 24, "v": 16}, "SYNTH_DIALOGUES": 24,
+        "PRESET": "tiny", "EPOCHS": 2}
+GRID = """
+name: tiny
+seeds: [0, 1]
+variants:
+  full: {label: "full model"}
+  no_saf: {label: "w/o SAF", USE_SAF: false}
+"""
+FIGURES = {
+    "01": ["01_class_distribution", "01_dialogue_lengths", "01_speaker_turns", "01_transitions", "01_similarity"],
+    "02": ["02_training_curves", "02_confusion"],
+    "03": ["03_confusion", "03_per_class_f1", "03_similar_pairs", "03_embeddings"],
+    "05": ["05_ablation_weighted_f1"],
+}
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sequence")
+    grid = root / "tiny.yaml"
+    grid.write_text(GRID)
+    result = notebooks.run_all(
+        root / "runs", root / "figures", grid=grid, settings=TINY, workers=2, umap="umap", threads=1,
+        extra={"01": {"BROWSE": ["synthetic:meld"], "SYNTH_SIZES": TINY["SYNTH_SIZES"], "SYNTH_DIALOGUES": 30},
+               "02": {"LIVE_PLOT": True}, "03": {"MAX_POINTS": 120}},
+        log=lambda message: None)
+    return result
+
+
+def outputs_text(path):
+    """All text a notebook printed or displayed (streams, Markdown, plain text)."""
+    nb = nbformat.read(path, as_version=4)
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                parts.append(out.text)
+            elif out.output_type in ("display_data", "execute_result"):
+                parts += [v for k, v in out.data.items() if k in ("text/plain", "text/markdown")]
+    return "\n".join(parts)
+
+
+def images(path):
+    nb = nbformat.read(path, as_version=4)
+    return sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
+
+
+# --------------------------------------------------------------------------- stored notebooks
+
+@pytest.mark.parametrize("name", notebooks.NOTEBOOKS)
+def test_stored_notebook_is_clean_and_documented(name):
+    path = notebooks.notebook_path(name)
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "store notebooks with outputs cleared"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    imports, params = code[0], code[1]
+    assert all(line.startswith(("import ", "from ")) or not line.strip() for line in imports.source.splitlines()), \
+        "the first code cell holds the imports only"
+    assert params.metadata.get("tags") == ["parameters"], "the parameters cell comes right after the imports"
+    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
+    documented = notebooks.notebook_parameters(path)
+    lines = [line for line in params.source.splitlines() if line.strip()]
+    assert len(documented) == len(lines), "papermill must parse every parameter line"
+    for line in lines:
+        name_, rest = line.split(":", 1)
+        assert name_.isupper(), line
+        default = rest.split("=", 1)[1].split("  # ", 1)[0]
+        ast.literal_eval(default.strip())  # a literal, never a computed value
+    for pname, info in documented.items():
+        assert info["help"].strip(), f"{pname} has no help text"
+        assert info["inferred_type_name"] != "None", f"{pname} has no type"
+
+
+def test_notebooks_are_found_by_number_and_name():
+    assert notebooks.notebook_path("04").name == "04_ablation.ipynb"
+    assert notebooks.notebook_path("05_ablation_report") == notebooks.notebook_path("05_ablation_report.ipynb")
+    with pytest.raises(FileNotFoundError, match="no notebook"):
+        notebooks.notebook_path("06")
+
+
+def test_clear_outputs(tmp_path, sequence):
+    copy = tmp_path / "executed.ipynb"
+    copy.write_bytes((sequence["out_dir"] / "01_data_exploration.ipynb").read_bytes())
+    assert notebooks.clear_outputs(copy) is True
+    nb = nbformat.read(copy, as_version=4)
+    assert all(not c.outputs for c in nb.cells if c.cell_type == "code") and "papermill" not in nb.metadata
+    assert notebooks.clear_outputs(copy) is False
+
+
+# --------------------------------------------------------------------------- executed notebooks
+
+def assert_figures(figures_dir, number):
+    for stem in FIGURES[number]:
+        for suffix in (".png", ".pdf"):
+            path = figures_dir / f"{stem}{suffix}"
+            assert path.exists() and path.stat().st_size > 1000, path
+
+
+def test_01_data_exploration(sequence):
+    executed = sequence["out_dir"] / "01_data_exploration.ipynb"
+    assert_figures(sequence["figures_dir"], "01")
+    text = outputs_text(executed)
+    assert "VBox(" in text, "the browser widget is displayed (as text when headless)"
+    assert "synthetic-iemocap / test / dialogue" in text and "no sentences" in text  # the static view
+    assert "classes (6): happy, sad, neutral, angry, excited, frustrated" in text
+    assert images(executed) >= 5
+
+
+def test_02_training(sequence):
+    run = sequence["out_dir"] / "02_training"
+    metrics = read_json(run / "metrics.json")
+    assert metrics["epochs_run"] == 2
+    assert (run / "config.json").exists() and (run / "checkpoint_best.pt").exists()
+    assert_figures(sequence["figures_dir"], "02")
+    text = outputs_text(sequence["out_dir"] / "02_training.ipynb")
+    assert "training on the" in text and f"epochs in" in text and f"on {metrics['device']}" in text
+    assert "epoch   2:" in text and "honest: epoch" in text
+    assert images(sequence["out_dir"] / "02_training.ipynb") >= 3  # live curves (updated in place), curves, confusion
+
+
+def test_03_confusion_and_embeddings(sequence):
+    work = sequence["out_dir"] / "03_runs"
+    saf, no_saf = read_json(work / "saf" / "config.json"), read_json(work / "no_saf" / "config.json")
+    assert saf["loss"]["use_saf"] is True and no_saf["loss"]["use_saf"] is False
+    saf.pop("loss"), no_saf.pop("loss")
+    assert saf == no_saf, "the two runs differ only in the SAF switch"
+    comparison = read_json(work / "comparison.json")
+    assert list(comparison["runs"]) == ["SAF (soft, vad)", "no SAF (CE students)"]
+    assert "happy/excited" in comparison["runs"]["SAF (soft, vad)"]["similar_pairs"]
+    assert_figures(sequence["figures_dir"], "03")
+    executed = sequence["out_dir"] / "03_confusion_and_embeddings.ipynb"
+    assert images(executed) >= 4 and "similar-pair confusion" in outputs_text(executed)
+
+
+def test_03_studies_a_given_run_folder(tmp_path, sequence):
+    params = {**{k: v for k, v in TINY.items() if k not in ("PRESET", "EPOCHS")},
+              "RUN_DIR": str(sequence["out_dir"] / "02_training"), "WORK_DIR": str(tmp_path / "work"),
+              "FIGURES_DIR": str(tmp_path / "figures"), "EMBEDDING": "pca"}
+    notebooks.run_notebook("03", tmp_path / "03.ipynb", params, threads=1)
+    # only the counterpart without SAF is trained, with the given run's own configuration
+    assert not (tmp_path / "work" / "saf").exists()
+    given = read_json(sequence["out_dir"] / "02_training" / "config.json")
+    trained = read_json(tmp_path / "work" / "no_saf" / "config.json")
+    assert trained["loss"]["use_saf"] is False and trained["model"] == given["model"]
+    assert trained["train"]["seed"] == given["train"]["seed"] and trained["train"]["epochs"] == 2
+    assert (tmp_path / "figures" / "03_embeddings.png").exists()
+
+
+def test_04_ablation_runs(sequence):
+    ablation = sequence["ablation"]
+    assert sorted(ablation.done) == ["full-seed0", "full-seed1", "no_saf-seed0", "no_saf-seed1"]
+    for name in ablation.done:
+        folder = ablation.out_dir / name
+        for file in ("04_ablation.ipynb", "config.json", "metrics.json", "parameters.json", "run.json",
+                     "training_curves.png"):
+            assert (folder / file).exists(), folder / file
+        config = read_json(folder / "config.json")
+        assert config["loss"]["use_saf"] is name.startswith("full")
+        assert config["train"]["seed"] == int(name[-1]) and config["model"]["hidden"] == 16  # tiny preset
+        assert read_json(folder / "parameters.json")["SYNTH_DIALOGUES"] == 24
+
+
+def test_05_report_equals_the_run_folders(sequence):
+    runs = sequence["ablation"].out_dir
+    rows = {r["variant"]: r for r in read_json(runs / "ablation_table.json")}
+    assert list(rows) == ["full", "no_saf"]
+    for variant, row in rows.items():
+        metrics = [read_json(runs / f"{variant}-seed{s}" / "metrics.json") for s in (0, 1)]
+        for key in ("accuracy", "weighted_f1", "macro_f1"):
+            values = np.array([m["test"][key] for m in metrics])
+            assert row[f"{key}_mean"] == pytest.approx(values.mean())
+            assert row[f"{key}_std"] == pytest.approx(values.std(ddof=1))
+        reference = np.array([m["reference_protocol"]["weighted_f1"] for m in metrics])
+        assert row["reference_weighted_f1_mean"] == pytest.approx(reference.mean())
+        assert row["reference_weighted_f1_std"] == pytest.approx(reference.std(ddof=1))
+    md = (runs / "ablation_table.md").read_text()
+    full = rows["full"]
+    assert f"{full['weighted_f1_mean']:.2f} ± {full['weighted_f1_std']:.2f}" in md and "w/o SAF" in md
+    assert r"\begin{tabular}" in (runs / "ablation_table.tex").read_text()
+    assert_figures(sequence["figures_dir"], "05")
+
+
+def test_a_failing_notebook_names_its_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(notebooks.NotebookError, match="no finished runs") as info:
+        notebooks.run_notebook("05", tmp_path / "05.ipynb", {"RUNS_DIR": str(tmp_path / "empty"),
+                                                              "FIGURES_DIR": str(tmp_path / "fig")}, threads=1)
+    assert info.value.ename == "RuntimeError" and (tmp_path / "05.ipynb").exists()
+    nb = json.loads((tmp_path / "05.ipynb").read_text())
+    assert any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", []))
