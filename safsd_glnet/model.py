@@ -111,7 +111,9 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
         return x
     if x.device.type != "cpu":
         return F.dropout(x, p, True)
-    return x * torch.rand(x.shape, device=x.device, dtype=x.dtype).ge_(p).mul_(1.0 / (1.0 - p))
+    exact = x.dtype in (torch.float32, torch.float64)  # draw half-precision masks in float32
+    uniform = torch.rand(x.shape, device=x.device, dtype=x.dtype if exact else torch.float32)
+    return x * uniform.ge_(p).mul_(1.0 / (1.0 - p)).to(x.dtype)
 
 
 class Dropout(nn.Dropout):

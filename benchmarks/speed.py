@@ -1,0 +1,691 @@
+"""Training and test speed of SAFSD-GLNet at paper size on IEMOCAP- and MELD-shaped workloads.
+
+What it measures, per corpus and model configuration, each in a fresh subprocess (so that the
+peak memory of one configuration is not inherited by the next):
+
+* ``train_epoch_s``: one training epoch over the train + valid dialogues (IEMOCAP 120, MELD
+  1152), shuffled into batches as ``safsd_glnet.train.train`` does, each step exactly as there:
+  ``batch.to(device)``, the model under ``train._autocast`` (bf16 on CUDA, off on the CPU),
+  ``LossComputer``, ``zero_grad``, ``backward``, the Adam step, and the per-term loss sums.
+  With ``--max-batches N`` only the first N batches of the epoch are timed and the epoch is
+  extrapolated by batch count (the output says so: ``extrapolated``);
+* ``test_pass_s``: ``safsd_glnet.train.predict`` over the test dialogues (IEMOCAP 31, MELD 280);
+* ``utterances_per_s`` of both, ``peak_rss_gib`` (``ru_maxrss`` of the worker: model,
+  optimiser state, activations, the data set and the Python runtime; on CUDA also
+  ``peak_cuda_gib``);
+* ``train_flop_per_epoch``: counted by ``torch.utils.flop_counter.FlopCounterMode`` in an
+  untimed pass over the same batches after the timings and the memory reading; matrix
+  products only (mm, addmm, bmm, attention kernels), as FLOP counts usually are. One untimed
+  step before the epoch allocates the Adam state;
+* ``achieved_flops`` = FLOP / time of the timed steps, and ``matmul_flops``: a plain fp32
+  ``(T, H) @ (H, H)`` product measured in the same worker before and after the epoch, T the
+  mean number of real utterances per batch (the rows the model's linear layers see); also a
+  1024^3 product for reference. ``efficiency`` = achieved / matmul (comparable size).
+
+Configurations: ``sdt`` (the Transformer half alone: ``model.use_gcn=false``), ``full`` (the
+paper model, dense GCN over the fully connected dialogue graph, the kit's default),
+``full-window`` (the same with ``--window`` past / future utterances), ``full-pyg`` (the
+PyTorch Geometric reference layer over the edge list: the M3Net way, slow and memory-hungry).
+
+Workloads. With the real transcripts at ``--data`` (``../shared/data``: iemocap_utterances.csv
+and the MELD csvs) every dialogue keeps its real length, speakers and labels and gets random
+features of the standard sizes (text 1024, audio 1582 for IEMOCAP / 300 for MELD, visual
+342). Without them the kit's own ``make_synthetic`` corpora are used (lengths drawn like the
+real ones). Batch size 16 (IEMOCAP) and 8 (MELD), as the reference scripts.
+
+Other modes:
+
+* ``--scaling``: time against dialogue length (batches of ``--scaling-batch`` dialogues of
+  equal length L): a whole training step of ``sdt`` / ``full`` / ``full-window``, and the GCN
+  stage alone (forward + backward) for the dense layer and the PyG reference layer, each
+  over the full graph and the windowed one; writes ``figures/speed_dialogue_length_scaling``
+  (.png and .pdf) and the numbers into the JSON.
+* ``--profile``: ``torch.profiler`` over training steps of the full model on IEMOCAP-shaped
+  batches: the operators that take the time, and forward time per stage (encoders, hybrid
+  attention, GCN, heads) from module hooks; written to ``--profile-out``.
+
+Usage::
+
+    python benchmarks/speed.py                                   # CPU, 2 threads, both corpora
+    python benchmarks/speed.py --corpus iemocap --max-batches 3  # quick look
+    python benchmarks/speed.py --configs sdt full full-window full-pyg
+    python benchmarks/speed.py --scaling --no-epochs             # only the plot
+    python benchmarks/speed.py --profile --no-epochs
+    python benchmarks/speed.py --device cuda                     # bf16 autocast, as train.py
+
+The JSON goes to ``--out`` (default ``benchmarks/results/speed_<device>.json``) and is
+rewritten after each measurement, so an interrupted run keeps what it finished. On a shared
+machine other processes slow everything down: the JSON records the load average, and the
+matmul speed taken in the same worker is the yardstick that moves with it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+DEFAULT_FIGURE = REPO / "figures" / "speed_dialogue_length_scaling"
+CORPORA = ("iemocap", "meld")
+BATCH_SIZE = {"iemocap": 16, "meld": 8}  # the reference scripts' batch sizes
+FEATURE_SIZES = {"iemocap": {"t": 1024, "a": 1582, "v": 342}, "meld": {"t": 1024, "a": 300, "v": 342}}
+CONFIGS = ("sdt", "full", "full-window", "full-pyg")
+GIB = 2.0 ** 30
+MARKER = "SPEED-RESULT "  # prefix of the worker's result line on stdout
+
+
+# --------------------------------------------------------------------------- workloads
+
+def model_overrides(name: str, window: int) -> dict[str, Any]:
+    """``model`` section changes of a configuration name (see the module docstring)."""
+    table = {
+        "sdt": {"use_gcn": False},
+        "full": {},
+        "full-window": {"window_past": window, "window_future": window},
+        "full-pyg": {"gcn_impl": "pyg"},
+    }
+    if name not in table:
+        raise ValueError(f"unknown configuration {name!r}, expected one of {CONFIGS}")
+    return table[name]
+
+
+def real_table(corpus: str, data: Path):
+    """The real transcript table of ``corpus`` under ``data``, or None where it is absent."""
+    from safsd_glnet.data.tables import read_meld_dir, read_table
+
+    if corpus == "iemocap":
+        path = data / "iemocap" / "iemocap_utterances.csv"
+        return read_table(path, class_names="iemocap") if path.is_file() else None
+    folder = data / "meld"
+    return read_meld_dir(folder) if (folder / "train_sent_emo.csv").is_file() else None
+
+
+def workload(corpus: str, data: Path, seed: int = 0):
+    """(Corpus with splits ``train`` = train + valid and ``test``, description of its source)."""
+    import numpy as np
+
+    from safsd_glnet.data import Corpus, Dialogue, make_synthetic
+
+    sizes = FEATURE_SIZES[corpus]
+    table = real_table(corpus, data)
+    if table is None:
+        base = make_synthetic(corpus, seed=seed, feature_sizes=sizes)
+        source = f"make_synthetic({corpus!r}, seed={seed}): synthetic lengths (no transcripts at {data})"
+        dialogues = base.dialogues
+        class_names, speaker_names, splits = base.class_names, base.speaker_names, base.splits
+    else:
+        rng = np.random.default_rng(seed)
+        dialogues = {
+            d.id: Dialogue(d.id, np.asarray(d.speakers, dtype=np.int64), np.asarray(d.labels, dtype=np.int64),
+                           {m: rng.standard_normal((len(d), s), dtype=np.float32) for m, s in sizes.items()})
+            for d in table.dialogues}
+        class_names, speaker_names, splits = table.class_names, table.speaker_names, table.splits
+        source = f"real dialogue lengths, speakers and labels from {table.source}; random features"
+    merged = {"train": list(splits["train"]) + list(splits.get("valid", [])), "test": list(splits["test"])}
+    return Corpus(corpus, list(class_names), list(speaker_names), sizes, dialogues, merged, source), source
+
+
+def length_stats(lengths: list[int]) -> dict[str, float]:
+    return {"dialogues": len(lengths), "utterances": int(sum(lengths)), "mean": sum(lengths) / len(lengths),
+            "max": max(lengths)}
+
+
+# --------------------------------------------------------------------------- timing helpers
+
+def synchronize(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_flops(rows: int, hidden: int, device, dtype=None, seconds: float = 0.6) -> float:
+    """FLOP/s of a plain ``(rows, hidden) @ (hidden, hidden)`` product: median of ~10 timings
+    of as many repeats as fill ``seconds / 10``."""
+    import torch
+
+    dtype = dtype or torch.float32
+    a = torch.randn(rows, hidden, device=device, dtype=dtype)
+    b = torch.randn(hidden, hidden, device=device, dtype=dtype)
+    flop = 2.0 * rows * hidden * hidden
+    torch.mm(a, b)
+    synchronize(device)
+    t0 = time.perf_counter()
+    torch.mm(a, b)
+    synchronize(device)
+    reps = max(1, int(seconds / 10 / max(time.perf_counter() - t0, 1e-6)))
+    rates = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            torch.mm(a, b)
+        synchronize(device)
+        rates.append(flop * reps / (time.perf_counter() - t0))
+    return sorted(rates)[len(rates) // 2]
+
+
+def matmul_probe(rows: int, hidden: int, device, amp: bool) -> dict[str, float]:
+    import torch
+
+    out = {"comparable": matmul_flops(rows, hidden, device), "square_1024": matmul_flops(1024, 1024, device)}
+    if amp and device.type == "cuda":
+        out["comparable_bf16"] = matmul_flops(rows, hidden, device, torch.bfloat16)
+    return out
+
+
+def peak_memory(device) -> dict[str, float]:
+    import torch
+
+    # ru_maxrss is in KiB on Linux, bytes on macOS.
+    scale = 1.0 if sys.platform == "darwin" else 1024.0
+    out = {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / GIB}
+    if device.type == "cuda":
+        out["peak_cuda_gib"] = torch.cuda.max_memory_allocated(device) / GIB
+    return out
+
+
+# --------------------------------------------------------------------------- one configuration
+
+def train_steps(model, optimizer, losses, batches, device, amp: bool):
+    """Run the training steps of ``safsd_glnet.train.train`` over ``batches`` (an iterator that
+    collates lazily, as there). Returns seconds per step, from taking the batch (collation
+    included) to the end of the optimiser step, and (real utterances, padded positions)."""
+    from safsd_glnet.train import _autocast
+
+    times, real, padded = [], 0, 0
+    model.train()
+    sums: dict[str, float] = {}
+    batches = iter(batches)
+    while True:
+        t0 = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:
+            break
+        batch = batch.to(device)
+        labels = batch.real_labels
+        with _autocast(device, amp):
+            output = model(batch)
+        loss, terms = losses(output, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for name, value in terms.items():  # train.py reads every term back (a sync on CUDA)
+            sums[name] = sums.get(name, 0.0) + float(value) * len(labels)
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+        real += len(labels)
+        padded += batch.mask.numel()
+    return times, real, padded
+
+
+def run_config(spec: dict[str, Any]) -> dict[str, Any]:
+    """Measure one (corpus, configuration) in this process; see the module docstring."""
+    import numpy as np
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from safsd_glnet.config import preset
+    from safsd_glnet.data import iterate_batches, num_batches
+    from safsd_glnet.losses import LossComputer
+    from safsd_glnet.model import count_parameters
+    from safsd_glnet.train import build_model, predict, seed_everything, select_device
+
+    torch.set_num_threads(spec["threads"])
+    device = select_device(spec["device"])
+    corpus, source = workload(spec["corpus"], Path(spec["data"]), spec["seed"])
+    batch_size = BATCH_SIZE[spec["corpus"]]
+    config = preset(spec["preset"]).replace(model=model_overrides(spec["config"], spec["window"]),
+                                            train={"batch_size": batch_size})
+    seed_everything(spec["seed"])
+    model = build_model(config, corpus).to(device)
+    opt_cls = torch.optim.AdamW if config.train.optimizer == "adamw" else torch.optim.Adam
+    fused = {"fused": True} if spec["fused_adam"] else {}  # train.py uses the default (foreach)
+    optimizer = opt_cls(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay, **fused)
+    losses = LossComputer.from_counts(config.loss, corpus.class_counts("train"), corpus.class_names).to(device)
+    amp = config.train.amp and not spec["no_amp"]
+    train_dialogues, test_dialogues = corpus.split("train"), corpus.split("test")
+    total = num_batches(len(train_dialogues), batch_size)
+    timed = total if spec["max_batches"] is None else min(total, spec["max_batches"])
+
+    def epoch_batches():  # the same shuffled order for the counting pass and the timed pass
+        gen = torch.Generator().manual_seed(spec["seed"])
+        return islice(iterate_batches(train_dialogues, batch_size, shuffle=True, generator=gen), timed)
+
+    hidden = config.model.hidden
+    train_steps(model, optimizer, losses, islice(epoch_batches(), 1), device, amp)  # warm-up: Adam state
+    rows = max(1, round(sum(len(d) for d in train_dialogues) / total))
+    before = matmul_probe(rows, hidden, device, amp)
+    load_before = os.getloadavg()
+    c0, t0 = time.process_time(), time.perf_counter()
+    steps, real, padded = train_steps(model, optimizer, losses, epoch_batches(), device, amp)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    load_after = os.getloadavg()
+    after = matmul_probe(rows, hidden, device, amp)
+
+    predict(model, test_dialogues[:batch_size], batch_size, device, amp=amp)  # warm the eval path
+    synchronize(device)
+    t0 = time.perf_counter()
+    predict(model, test_dialogues, batch_size, device, amp=amp)
+    synchronize(device)
+    test_s = time.perf_counter() - t0
+    memory = peak_memory(device)  # before counting: FlopCounterMode itself raises the peak by ~0.6 GiB
+
+    counter = FlopCounterMode(display=False)
+    with counter:  # entering it again would reset its counts
+        train_steps(model, optimizer, losses, epoch_batches(), device, amp)
+    flop = float(counter.get_total_flops())
+
+    factor = total / timed
+    matmul = {k: (before[k] + after[k]) / 2 for k in before}
+    achieved = flop / sum(steps)
+    yardstick = matmul["comparable_bf16"] if "comparable_bf16" in matmul else matmul["comparable"]
+    train_utts = sum(len(d) for d in train_dialogues)
+    test_utts = sum(len(d) for d in test_dialogues)
+    return {
+        "corpus": spec["corpus"], "config": spec["config"], "preset": spec["preset"],
+        "model_overrides": model_overrides(spec["config"], spec["window"]),
+        "device": str(device), "threads": torch.get_num_threads(), "amp": bool(amp and device.type == "cuda"),
+        "optimizer": config.train.optimizer + (" (fused)" if spec["fused_adam"] else " (default foreach)"),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+        "workload": source, "batch_size": batch_size,
+        "train_lengths": length_stats([len(d) for d in train_dialogues]),
+        "test_lengths": length_stats([len(d) for d in test_dialogues]),
+        "num_parameters": count_parameters(model),
+        "batches_per_epoch": total, "batches_timed": timed, "extrapolated": timed < total,
+        "timed_real_utterances": real, "timed_padded_positions": padded,
+        "train_epoch_s": wall * factor,
+        "train_epoch_cpu_s": cpu * factor,
+        "train_step_s": {"mean": float(np.mean(steps)), "median": float(np.median(steps)),
+                         "min": float(np.min(steps)), "max": float(np.max(steps))},
+        "train_utterances_per_s": real / wall,
+        "test_pass_s": test_s,
+        "test_utterances_per_s": test_utts / test_s,
+        "train_utterances_per_epoch": train_utts,
+        "train_flop_per_epoch": flop * factor,
+        "achieved_flops": achieved,
+        "matmul_rows": rows,
+        "matmul_flops": matmul, "matmul_flops_before": before, "matmul_flops_after": after,
+        "efficiency": achieved / yardstick,
+        "load_average_1min": [load_before[0], load_after[0]],
+        **memory,
+    }
+
+
+def wait_for_load(limit: float | None, longest: float) -> float:
+    """Wait (up to ``longest`` seconds) until the 1-minute load average is below ``limit``;
+    returns the seconds waited. Other processes on a shared machine distort every timing."""
+    if limit is None:
+        return 0.0
+    t0 = time.time()
+    while os.getloadavg()[0] >= limit and time.time() - t0 < longest:
+        time.sleep(15)
+    return time.time() - t0
+
+
+def run_in_subprocess(spec: dict[str, Any], omp_wait_policy: str | None = None) -> dict[str, Any]:
+    env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]), MKL_NUM_THREADS=str(spec["threads"]))
+    if omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = omp_wait_policy
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARKER)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"worker for {spec['corpus']}/{spec['config']} failed (exit {proc.returncode})")
+    return json.loads(lines[-1][len(MARKER):])
+
+
+# --------------------------------------------------------------------------- scaling with length
+
+def scaling(args) -> dict[str, Any]:
+    """Seconds per forward + backward against the dialogue length L, for batches of
+    ``--scaling-batch`` dialogues of length L: the GCN stage alone (``MaskedGCN`` in training
+    mode, dense and PyG layers, full graph and window) and the whole model with its loss. The
+    Adam step is left out: it costs the same at every L (80 M parameters)."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from safsd_glnet.config import preset
+    from safsd_glnet.data.batching import collate
+    from safsd_glnet.data.corpus import Dialogue
+    from safsd_glnet.losses import LossComputer
+    from safsd_glnet.model import MaskedGCN, SAFSDGLNet
+    from safsd_glnet.train import select_device
+
+    torch.set_num_threads(args.threads)
+    device = select_device(args.device)
+    sizes = FEATURE_SIZES["iemocap"]
+    base = preset(args.preset)
+    hidden, layers, w = base.model.hidden, base.model.gcn_layers, args.window
+    b = args.scaling_batch
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {"batch": b, "window": w, "lengths": args.lengths, "gcn_s": {}, "step_s": {},
+                           "edges": {}, "pyg_limit_gib": args.pyg_limit_gib, "threads": args.threads,
+                           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}
+
+    def best_of(fn) -> float:
+        fn()  # warm-up
+        synchronize(device)
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            fn()
+            synchronize(device)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    def edges(L: int, window: int | None) -> int:  # directed edges of b dialogues, 3 modalities
+        intra = L * (L - 1) if window is None else sum(min(i, window) + min(L - 1 - i, window) for i in range(L))
+        return b * (3 * intra + 6 * L)
+
+    gcn_variants = {"dense, full graph": ("dense", None), f"dense, window {w}": ("dense", w),
+                    "PyG, full graph": ("pyg", None), f"PyG, window {w}": ("pyg", w)}
+    for name, (impl, window) in gcn_variants.items():
+        cfg = dataclasses.replace(base.model, gcn_impl=impl, window_past=window, window_future=window)
+        gcn = MaskedGCN(cfg, True, 2).to(device).train()
+        out["edges"][name] = [edges(L, window) for L in args.lengths]
+        series = []
+        for L in args.lengths:
+            # The PyG layer keeps about five (E, H) tensors per layer for the backward pass.
+            if impl == "pyg" and 5 * layers * edges(L, window) * hidden * 4 > args.pyg_limit_gib * GIB:
+                series.append(None)
+                continue
+            lengths = torch.full((b,), L, device=device)
+            mask = torch.ones(b, L, dtype=torch.bool, device=device)
+            speakers = torch.zeros(b, L, dtype=torch.long, device=device)
+            x = torch.randn(3, b, L, hidden, device=device, requires_grad=True)
+            series.append(best_of(lambda: gcn(x, speakers, lengths, mask).sum().backward()))
+            print(f"  GCN {name:20s} L={L:5d}: {series[-1] * 1e3:9.1f} ms", flush=True)
+        out["gcn_s"][name] = series
+
+    names = ["happy", "sad", "neutral", "angry", "excited", "frustrated"]
+    for config in ("sdt", "full", "full-window"):
+        cfg = base.replace(model=model_overrides(config, w))
+        torch.manual_seed(0)
+        model = SAFSDGLNet(cfg.model, sizes, len(names), 2).to(device).train()
+        losses = LossComputer.from_counts(cfg.loss, np.ones(len(names)), names).to(device)
+        series = []
+        for L in args.lengths:
+            if L > args.step_max_length:
+                series.append(None)
+                continue
+            batch = collate([Dialogue(str(i), rng.integers(0, 2, L), rng.integers(0, len(names), L),
+                                      {m: rng.standard_normal((L, s), dtype=np.float32) for m, s in sizes.items()})
+                             for i in range(b)]).to(device)
+
+            def step():
+                model.zero_grad(set_to_none=True)
+                losses(model(batch), batch.real_labels)[0].backward()
+            series.append(best_of(step))
+            print(f"  model {config:12s} L={L:5d}: {series[-1]:8.3f} s", flush=True)
+        label = {"sdt": "Transformer only (sdt)", "full": "full model, full graph",
+                 "full-window": f"full model, window {w}"}[config]
+        out["step_s"][label] = series
+        del model
+    return out
+
+
+def plot_scaling(result: dict[str, Any], path: Path, device: str) -> list[Path]:
+    """Two log-log panels against L: the GCN stage alone, and the whole model; dotted and
+    dash-dotted grey lines of slope 1 and 2 end at the last point of the first curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from safsd_glnet.plots import save_figure
+
+    lengths = result["lengths"]
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.4))
+    panels = ((axes[0], "gcn_s", "GCN stage alone (4 layers, forward + backward)", 1e3, "ms"),
+              (axes[1], "step_s", "Whole model (forward, loss, backward; not the Adam step)", 1.0, "seconds"))
+    for ax, key, title, unit, ylabel in panels:
+        for name, series in result[key].items():
+            pts = [(L, t * unit) for L, t in zip(lengths, series) if t is not None]
+            if pts:
+                style = "--" if name.startswith("PyG") else (":" if "only" in name else "-")
+                ax.plot(*zip(*pts), style, marker="o", ms=3.5, label=name)
+        first = [(L, t * unit) for L, t in zip(lengths, next(iter(result[key].values()))) if t is not None]
+        (x1, y1), x0 = first[-1], first[max(0, len(first) - 4)][0]  # guides over the last 3 doublings
+        ax.plot([x0, x1], [y1 * x0 / x1, y1], ":", color="grey", lw=1, label="slope 1 (linear)")
+        ax.plot([x0, x1], [y1 * (x0 / x1) ** 2, y1], "-.", color="grey", lw=1, label="slope 2 (quadratic)")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel(f"dialogue length L ({result['batch']} dialogue{'s' if result['batch'] > 1 else ''} per batch)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7.5)
+    fig.suptitle(f"SAFSD-GLNet paper size (H = 1024), training-mode cost against dialogue length ({device}); "
+                 f"PyG points stop where its per-edge tensors would pass {result['pyg_limit_gib']:g} GiB",
+                 fontsize=9.5)
+    fig.tight_layout()
+    files = save_figure(fig, path)
+    plt.close(fig)
+    return files
+
+
+# --------------------------------------------------------------------------- profile
+
+def profile(args) -> str:
+    """torch.profiler table of full-model training steps on IEMOCAP-shaped batches, plus the
+    forward time of each stage from module hooks."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile as torch_profile, record_function
+
+    from safsd_glnet.config import preset
+    from safsd_glnet.data import iterate_batches
+    from safsd_glnet.losses import LossComputer
+    from safsd_glnet.train import build_model, select_device
+
+    torch.set_num_threads(args.threads)
+    device = select_device(args.device)
+    corpus, source = workload("iemocap", Path(args.data))
+    config = preset(args.preset).replace(train={"batch_size": 16})
+    torch.manual_seed(0)
+    model = build_model(config, corpus).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    losses = LossComputer.from_counts(config.loss, corpus.class_counts("train"), corpus.class_names).to(device)
+    gen = torch.Generator().manual_seed(0)
+    batches = [b for _, b in zip(range(args.profile_steps + 1),
+                                 iterate_batches(corpus.split("train"), 16, shuffle=True, generator=gen))]
+    stage_s: dict[str, float] = {}
+    stages = [("encoders", m) for m in model.encoders.values()] + [
+        ("hybrid attention", model.attention), ("GCN", model.gcn), ("teacher", model.teacher)] + [
+        ("students", m) for m in model.students.values()]
+    clock: dict[str, float] = {}
+    for name, module in stages:
+        if module is None:
+            continue
+        module.register_forward_pre_hook(lambda m, a, name=name: clock.__setitem__(name, time.perf_counter()))
+        module.register_forward_hook(lambda m, a, o, name=name: stage_s.__setitem__(
+            name, stage_s.get(name, 0.0) + time.perf_counter() - clock[name]))
+
+    def step(batch):
+        with record_function("forward"):
+            output = model(batch)
+        with record_function("loss"):
+            loss, _ = losses(output, batch.real_labels)
+        optimizer.zero_grad(set_to_none=True)
+        with record_function("backward"):
+            loss.backward()
+        with record_function("optimizer step"):
+            optimizer.step()
+
+    step(batches[0])  # warm-up: Adam state
+    stage_s.clear()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        for batch in batches[1:]:
+            step(batch)
+        wall = time.perf_counter() - t0
+    n = len(batches) - 1
+    lines = [f"full model, preset {args.preset}, IEMOCAP-shaped batches of 16 ({source}), {n} steps, "
+             f"{device}, {torch.get_num_threads()} threads, {wall / n:.2f} s per step",
+             "forward time per stage (module hooks), seconds per step: "
+             + ", ".join(f"{k} {v / n:.3f}" for k, v in stage_s.items())]
+    events = {e.key: e for e in prof.key_averages()}
+    phases = {k: events[k].cpu_time_total / 1e6 / n for k in ("forward", "loss", "backward", "optimizer step")
+              if k in events}
+    lines.append("phases, seconds per step: " + ", ".join(f"{k} {v:.3f}" for k, v in phases.items()))
+    lines.append(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile_rows))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- driver
+
+def summary_table(results: list[dict[str, Any]]) -> str:
+    head = ("corpus   config        epoch s  test s  utt/s(train)  peak GiB  TFLOP/epoch  achieved GF/s  "
+            "matmul GF/s  eff.  vs sdt")
+    lines = [head, "-" * len(head)]
+    sdt = {r["corpus"]: r["train_epoch_s"] for r in results if r["config"] == "sdt"}
+    for r in results:
+        ratio = r["train_epoch_s"] / sdt[r["corpus"]] if r["corpus"] in sdt else float("nan")
+        lines.append(f"{r['corpus']:8s} {r['config']:12s} {r['train_epoch_s']:8.1f} {r['test_pass_s']:7.2f} "
+                     f"{r['train_utterances_per_s']:13.1f} {r.get('peak_cuda_gib', r['peak_rss_gib']):9.2f} "
+                     f"{r['train_flop_per_epoch'] / 1e12:12.2f} {r['achieved_flops'] / 1e9:14.1f} "
+                     f"{r['matmul_flops']['comparable'] / 1e9:12.1f} {r['efficiency']:5.2f} {ratio:7.3f}"
+                     + ("  (extrapolated)" if r["extrapolated"] else ""))
+    return "\n".join(lines)
+
+
+def machine_info(args) -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+    if args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available()):
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--corpus", nargs="+", default=list(CORPORA), choices=CORPORA)
+    p.add_argument("--configs", nargs="+", default=["sdt", "full"], choices=CONFIGS)
+    p.add_argument("--preset", default="paper", help="config preset (default paper: H = 1024)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, or auto (cuda > mps > cpu)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2, the issue's setting)")
+    p.add_argument("--max-batches", type=int, default=None,
+                   help="time only the first N batches of the epoch and extrapolate by batch count")
+    p.add_argument("--epochs-fraction", type=float, default=None,
+                   help="like --max-batches, as a fraction of the epoch's batches")
+    p.add_argument("--window", type=int, default=8, help="past and future utterances of full-window (default 8)")
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with the real transcripts (lengths only)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-amp", action="store_true", help="fp32 on CUDA too (train.py uses bf16 autocast)")
+    p.add_argument("--no-epochs", action="store_true", help="skip the epoch measurements")
+    p.add_argument("--wait-load", type=float, default=None,
+                   help="before each configuration wait until the 1-minute load average is below this")
+    p.add_argument("--wait-max", type=float, default=1800, help="longest wait for --wait-load, seconds")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure every configuration this many times, interleaved; the fastest round is kept")
+    p.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE"], default=None,
+                   help="OMP_WAIT_POLICY for the workers (default: inherited). PASSIVE protects the timings "
+                        "from collapsing when other processes share the cores")
+    p.add_argument("--fused-adam", action="store_true",
+                   help="torch.optim.Adam(fused=True) instead of train.py's default, to show its effect")
+    p.add_argument("--scaling", action="store_true", help="measure cost against dialogue length and plot it")
+    p.add_argument("--lengths", type=int, nargs="+", default=[8, 16, 32, 64, 128, 256, 512, 1024])
+    p.add_argument("--scaling-batch", type=int, default=1, help="dialogues per batch in --scaling (default 1)")
+    p.add_argument("--step-max-length", type=int, default=1024, help="longest L for whole-model steps")
+    p.add_argument("--pyg-limit-gib", type=float, default=6.0,
+                   help="skip PyG points whose per-edge tensors (about 5 (E, H) per layer) would pass this")
+    p.add_argument("--repeats", type=int, default=3, help="timings per point in --scaling (the best counts)")
+    p.add_argument("--figure", default=str(DEFAULT_FIGURE), help="scaling plot path, without suffix")
+    p.add_argument("--profile", action="store_true", help="torch.profiler table of the full model")
+    p.add_argument("--profile-steps", type=int, default=2)
+    p.add_argument("--profile-rows", type=int, default=25)
+    p.add_argument("--profile-out", default=None, help="default benchmarks/results/profile_<device>.txt")
+    p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/speed_<device>.json)")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker is not None:  # one configuration, in its own process
+        print(MARKER + json.dumps(run_config(json.loads(args.worker))), flush=True)
+        return 0
+    device_tag = args.device.split(":")[0]
+    out = Path(args.out or REPO / "benchmarks" / "results" / f"speed_{device_tag}.json")
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    report: dict[str, Any] = {
+        "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info(args),
+        "epochs": previous.get("epochs", []), "scaling": previous.get("scaling"),
+    }
+    from safsd_glnet.io import write_json, write_text
+
+    if not args.no_epochs:
+        report["epochs"] = [r for r in report["epochs"]
+                            if not (r["corpus"] in args.corpus and r["config"] in args.configs)]
+        best: dict[tuple[str, str], dict[str, Any]] = {}
+        for round_ in range(args.rounds):  # configurations interleaved, so slow spells hit all alike
+            for corpus in args.corpus:
+                for config in args.configs:
+                    max_batches = args.max_batches
+                    if args.epochs_fraction is not None:
+                        n_train = {"iemocap": 120, "meld": 1152}[corpus]
+                        max_batches = max(1, math.ceil(args.epochs_fraction * -(-n_train // BATCH_SIZE[corpus])))
+                    spec = {"corpus": corpus, "config": config, "preset": args.preset, "device": args.device,
+                            "threads": args.threads, "max_batches": max_batches, "window": args.window,
+                            "data": args.data, "seed": args.seed, "no_amp": args.no_amp,
+                            "fused_adam": args.fused_adam}
+                    waited = wait_for_load(args.wait_load, args.wait_max)
+                    print(f"round {round_ + 1}/{args.rounds}: {corpus} / {config} (load {os.getloadavg()[0]:.2f}) ...",
+                          flush=True)
+                    result = run_in_subprocess(spec, args.omp_wait_policy)
+                    result["waited_for_load_s"] = waited
+                    print(f"  epoch {result['train_epoch_s']:.1f} s, test {result['test_pass_s']:.2f} s, "
+                          f"peak {result['peak_rss_gib']:.2f} GiB, efficiency {result['efficiency']:.2f}", flush=True)
+                    key = (corpus, config)
+                    rounds = best[key]["train_epoch_s_rounds"] if key in best else []
+                    if key not in best or result["train_epoch_s"] < best[key]["train_epoch_s"]:
+                        best[key] = result
+                    best[key]["train_epoch_s_rounds"] = rounds + [result["train_epoch_s"]]
+                    report["epochs"] = [r for r in report["epochs"] if (r["corpus"], r["config"]) != key]
+                    report["epochs"].append(best[key])
+                    write_json(out, report)
+        print(summary_table(report["epochs"]))
+    if args.scaling:
+        import torch
+
+        report["scaling"] = scaling(args)
+        report["scaling"]["device"] = str(args.device)
+        files = plot_scaling(report["scaling"], Path(args.figure), f"{args.device}, {args.threads} threads"
+                             if args.device == "cpu" else str(torch.cuda.get_device_name(0)))
+        print("wrote " + ", ".join(str(f) for f in files))
+    write_json(out, report)
+    print(f"wrote {out}")
+    if args.profile:
+        text = profile(args)
+        print(text)
+        path = Path(args.profile_out or REPO / "benchmarks" / "results" / f"profile_{device_tag}.txt")
+        write_text(path, text + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
