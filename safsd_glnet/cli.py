@@ -184,27 +184,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on built-in data: run the five notebooks headless on synthetic IEMOCAP (data
     exploration, training, confusions and embeddings with and without SAF, a small ablation
     grid, the ablation report); executed notebooks go to --out, figures to --figures."""
-    import time
-
-    from .notebooks import NotebookError, run_all
-
-    started = time.time()
-    try:
-        result = run_all(args.out, args.figures, grid=args.grid, workers=args.workers,
-                         umap="pca" if args.fast_maps else "umap")
-    except NotebookError as e:
-        print(f"safsd-glnet demo: {e}", file=sys.stderr)
-        return 1
-    _print_sequence_result(result, started, "demo")
-    ablation = result.get("ablation")
-    return 1 if ablation is not None and ablation.failed else 0
+    return _run_sequence(args, "demo")
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
     """Re-run the notebooks headless and regenerate figures/ (and the executed notebooks)."""
-    import time
-
-    from .notebooks import NOTEBOOKS, NotebookError, run_all
+    from .notebooks import NOTEBOOKS
 
     wanted = NOTEBOOKS
     if args.only:
@@ -214,14 +199,24 @@ def cmd_figures(args: argparse.Namespace) -> int:
         if "05_ablation_report.ipynb" in wanted and "04_ablation.ipynb" not in wanted and \
                 not (Path(args.out) / "ablation").exists():
             raise ValueError(f"--only 05 needs the ablation runs of 04 in {Path(args.out) / 'ablation'}")
+    return _run_sequence(args, "figures", wanted)
+
+
+def _run_sequence(args: argparse.Namespace, what: str, notebooks: tuple[str, ...] | None = None) -> int:
+    """Run the notebooks headless (all, or ``notebooks``) and print what they wrote; exit 1
+    when a notebook or an ablation run failed."""
+    import time
+
+    from .notebooks import NOTEBOOKS, NotebookError, run_all
+
     started = time.time()
     try:
-        result = run_all(args.out, args.figures, grid=args.grid, workers=args.workers, notebooks=wanted,
-                         umap="pca" if args.fast_maps else "umap")
+        result = run_all(args.out, args.figures, grid=args.grid, workers=args.workers,
+                         notebooks=notebooks or NOTEBOOKS, umap="pca" if args.fast_maps else "umap")
     except NotebookError as e:
-        print(f"safsd-glnet figures: {e}", file=sys.stderr)
+        print(f"safsd-glnet {what}: {e}", file=sys.stderr)
         return 1
-    _print_sequence_result(result, started, "figures")
+    _print_sequence_result(result, started, what)
     ablation = result.get("ablation")
     return 1 if ablation is not None and ablation.failed else 0
 
