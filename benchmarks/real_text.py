@@ -92,7 +92,7 @@ MODELS = LR_MODELS + tuple(GLNET_VARIANTS)
 TEXT_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "iemocap": {
         "model": {"dropout": 0.5},
-        "loss": {"class_weights": "none"},
+        "loss": {"class_weights": "none", "temperature": 8.0},
         "train": {"batch_size": 8, "epochs": 60, "patience": 15},
     },
     "meld": {
@@ -244,7 +244,23 @@ def machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "sklearn": sklearn.__version__,
-            "cuda": torch.cuda.is_available()}
+            "cuda": torch.cuda.is_available(), **code_version()}
+
+
+def code_version() -> dict[str, Any]:
+    """The checkout's commit and whether the package or this script differ from it (None outside git)."""
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=20,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    changed = git("status", "--porcelain", "--", "safsd_glnet", "benchmarks/real_text.py")
+    return {"git_commit": commit, "uncommitted_changes": None if changed is None else changed.splitlines()}
 
 
 def report(results: dict[str, Any]) -> str:
@@ -265,7 +281,8 @@ def report(results: dict[str, Any]) -> str:
         f"{results['device']!r} (CUDA available: {m['cuda']}), torch {m['torch']} with {m['torch_threads']} "
         f"thread(s), scikit-learn "
         f"{m['sklearn']}, Python {m['python']}. Wall time {results['wall_seconds'] / 60:.1f} min "
-        "(features from the cache).",
+        f"(features from the cache). Code: commit {m.get('git_commit')}"
+        + (f" with uncommitted changes in {m['uncommitted_changes']}" if m.get("uncommitted_changes") else "") + ".",
         "",
         f"Command: `{results['command']}`",
         "",

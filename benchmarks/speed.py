@@ -240,7 +240,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     from safsd_glnet.data import iterate_batches, num_batches
     from safsd_glnet.losses import LossComputer
     from safsd_glnet.model import count_parameters
-    from safsd_glnet.train import build_model, predict, seed_everything, select_device
+    from safsd_glnet.train import build_model, make_optimizer, predict, seed_everything, select_device
 
     torch.set_num_threads(spec["threads"])
     device = select_device(spec["device"])
@@ -250,9 +250,11 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
                                             train={"batch_size": batch_size})
     seed_everything(spec["seed"])
     model = build_model(config, corpus).to(device)
-    opt_cls = torch.optim.AdamW if config.train.optimizer == "adamw" else torch.optim.Adam
-    fused = {"fused": True} if spec["fused_adam"] else {}  # train.py uses the default (foreach)
-    optimizer = opt_cls(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay, **fused)
+    if spec["foreach_adam"]:  # the multi-tensor step, torch's default, to show what fused saves
+        opt_cls = torch.optim.AdamW if config.train.optimizer == "adamw" else torch.optim.Adam
+        optimizer = opt_cls(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    else:
+        optimizer = make_optimizer(config.train, model.parameters(), device)  # as train.py
     losses = LossComputer.from_counts(config.loss, corpus.class_counts("train"), corpus.class_names).to(device)
     amp = config.train.amp and not spec["no_amp"]
     train_dialogues, test_dialogues = corpus.split("train"), corpus.split("test")
@@ -297,7 +299,8 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         "corpus": spec["corpus"], "config": spec["config"], "preset": spec["preset"],
         "model_overrides": model_overrides(spec["config"], spec["window"]),
         "device": str(device), "threads": torch.get_num_threads(), "amp": bool(amp and device.type == "cuda"),
-        "optimizer": config.train.optimizer + (" (fused)" if spec["fused_adam"] else " (default foreach)"),
+        "optimizer": config.train.optimizer + (" (foreach)" if spec["foreach_adam"] else
+                                                 " (train.make_optimizer: fused on cpu/cuda)"),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
         "workload": source, "batch_size": batch_size,
         "train_lengths": length_stats([len(d) for d in train_dialogues]),
@@ -489,7 +492,7 @@ def profile(args) -> str:
     from safsd_glnet.config import preset
     from safsd_glnet.data import iterate_batches
     from safsd_glnet.losses import LossComputer
-    from safsd_glnet.train import build_model, select_device
+    from safsd_glnet.train import build_model, make_optimizer, select_device
 
     torch.set_num_threads(args.threads)
     device = select_device(args.device)
@@ -497,7 +500,7 @@ def profile(args) -> str:
     config = preset(args.preset).replace(train={"batch_size": 16})
     torch.manual_seed(0)
     model = build_model(config, corpus).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    optimizer = make_optimizer(config.train, model.parameters(), device)
     losses = LossComputer.from_counts(config.loss, corpus.class_counts("train"), corpus.class_names).to(device)
     gen = torch.Generator().manual_seed(0)
     batches = [b for _, b in zip(range(args.profile_steps + 1),
@@ -603,8 +606,9 @@ def parse_args(argv=None):
     p.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE"], default=None,
                    help="OMP_WAIT_POLICY for the workers (default: inherited). PASSIVE protects the timings "
                         "from collapsing when other processes share the cores")
-    p.add_argument("--fused-adam", action="store_true",
-                   help="torch.optim.Adam(fused=True) instead of train.py's default, to show its effect")
+    p.add_argument("--foreach-adam", action="store_true",
+                   help="torch's default multi-tensor Adam step instead of train.py's fused one, to show "
+                        "what fusing saves")
     p.add_argument("--scaling", action="store_true", help="measure cost against dialogue length and plot it")
     p.add_argument("--lengths", type=int, nargs="+", default=[8, 16, 32, 64, 128, 256, 512, 1024])
     p.add_argument("--scaling-batch", type=int, default=1, help="dialogues per batch in --scaling (default 1)")
@@ -630,9 +634,10 @@ def main(argv=None) -> int:
     device_tag = args.device.split(":")[0]
     out = Path(args.out or REPO / "benchmarks" / "results" / f"speed_{device_tag}.json")
     previous = json.loads(out.read_text()) if out.exists() else {}
-    report: dict[str, Any] = {
-        "command": "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info(args),
+    command = "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    stamp = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    report: dict[str, Any] = {  # sections not measured now are kept from the previous file
+        **stamp, "machine": machine_info(args),
         "epochs": previous.get("epochs", []), "scaling": previous.get("scaling"),
     }
     from safsd_glnet.io import write_json, write_text
@@ -651,12 +656,13 @@ def main(argv=None) -> int:
                     spec = {"corpus": corpus, "config": config, "preset": args.preset, "device": args.device,
                             "threads": args.threads, "max_batches": max_batches, "window": args.window,
                             "data": args.data, "seed": args.seed, "no_amp": args.no_amp,
-                            "fused_adam": args.fused_adam}
+                            "foreach_adam": args.foreach_adam}
                     waited = wait_for_load(args.wait_load, args.wait_max)
                     print(f"round {round_ + 1}/{args.rounds}: {corpus} / {config} (load {os.getloadavg()[0]:.2f}) ...",
                           flush=True)
                     result = run_in_subprocess(spec, args.omp_wait_policy)
                     result["waited_for_load_s"] = waited
+                    result.update(stamp)
                     print(f"  epoch {result['train_epoch_s']:.1f} s, test {result['test_pass_s']:.2f} s, "
                           f"peak {result['peak_rss_gib']:.2f} GiB, efficiency {result['efficiency']:.2f}", flush=True)
                     key = (corpus, config)
@@ -671,8 +677,7 @@ def main(argv=None) -> int:
     if args.scaling:
         import torch
 
-        report["scaling"] = scaling(args)
-        report["scaling"]["device"] = str(args.device)
+        report["scaling"] = {**scaling(args), **stamp, "device": str(args.device)}
         files = plot_scaling(report["scaling"], Path(args.figure), f"{args.device}, {args.threads} threads"
                              if args.device == "cpu" else str(torch.cuda.get_device_name(0)))
         print("wrote " + ", ".join(str(f) for f in files))

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import io
-from .config import Config
+from .config import Config, TrainConfig
 from .data.batching import Batch, iterate_batches, num_batches
 from .data.corpus import Corpus, DataError, Dialogue
 from .losses import LossComputer, class_feature_sums
@@ -259,6 +259,18 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
     return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
+def make_optimizer(tc: TrainConfig, parameters, device: torch.device) -> torch.optim.Optimizer:
+    """Adam or AdamW as ``tc`` says, with the fused kernel on CPU and CUDA.
+
+    The fused step computes the same update as the default multi-tensor ("foreach") one, in one
+    pass over each parameter instead of several: on the CPU it runs the paper model's 80 M
+    parameters in about 50 ms instead of about 175 ms, a sixth of a MELD epoch's
+    time outside the model (``benchmarks/speed.py``). Other devices (MPS) keep the default."""
+    opt_cls = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
+    fused = {"fused": True} if device.type in ("cpu", "cuda") else {}
+    return opt_cls(parameters, lr=tc.lr, weight_decay=tc.weight_decay, **fused)
+
+
 def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, resume: bool = False,
           callback: Callable[[int, dict[str, Any]], None] | None = None) -> Run:
     """Train SAFSD-GLNet on ``corpus`` and return the :class:`Run`.
@@ -280,8 +292,7 @@ def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, 
     seed_everything(tc.seed)
     shuffle = torch.Generator().manual_seed(tc.seed)
     model = build_model(config, corpus).to(device)
-    opt_cls = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    optimizer = make_optimizer(tc, model.parameters(), device)
     losses = LossComputer.from_counts(config.loss, corpus.class_counts("train"), corpus.class_names).to(device)
     prototypes = _Prototypes(losses, corpus.num_classes)
     train_dialogues, valid_dialogues, test_dialogues = (corpus.split(s) for s in ("train", "valid", "test"))

@@ -12,7 +12,7 @@ from safsd_glnet.data import make_synthetic
 from safsd_glnet.data.batching import collate
 from safsd_glnet.data.corpus import DataError
 from safsd_glnet.losses import LossComputer
-from safsd_glnet.train import build_model, load_model, predict, train
+from safsd_glnet.train import build_model, load_model, make_optimizer, predict, train
 
 SMALL_SIZES = {"t": 32, "a": 24, "v": 16}
 
@@ -130,3 +130,28 @@ def test_modality_subset_and_ablations_train(corpus):
                     {"loss": {"use_saf": False, "use_distillation": False}}):
         run = train(tiny(epochs=1).replace(**changes), corpus)
         assert 0 <= run.metrics["test"]["accuracy"] <= 100
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw"])
+def test_fused_optimizer_takes_the_default_steps(optimizer):
+    """train.py's fused Adam/AdamW follows torch's default (foreach) update within float error."""
+    cfg = preset("tiny").replace(train={"optimizer": optimizer, "lr": 1e-2, "weight_decay": 1e-3})
+    torch.manual_seed(0)
+    start = [torch.randn(7, 5), torch.randn(11)]
+    fused_params = [torch.nn.Parameter(p.clone()) for p in start]
+    plain_params = [torch.nn.Parameter(p.clone()) for p in start]
+    fused = make_optimizer(cfg.train, fused_params, torch.device("cpu"))
+    assert fused.defaults["fused"] is True
+    cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
+    assert isinstance(fused, cls)
+    plain = cls(plain_params, lr=1e-2, weight_decay=1e-3, foreach=True)
+    for step in range(5):
+        grads = [torch.randn_like(p) for p in start]
+        for params, opt in ((fused_params, fused), (plain_params, plain)):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            opt.step()
+    moved = sum((p - s).abs().sum().item() for p, s in zip(fused_params, start))
+    assert moved > 0.1  # the steps did something
+    for a, b in zip(fused_params, plain_params):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
