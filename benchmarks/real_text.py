@@ -46,8 +46,13 @@ Usage::
 
     python benchmarks/real_text.py --datasets iemocap meld --models lr lr_context --seeds 5
     python benchmarks/real_text.py --models glnet glnet_no_gcn --seeds 5 --out results.json
-    # the committed results (benchmarks/results/real_text.{json,md}):
+    # the committed results (benchmarks/results/real_text.{json,md}), one process:
     python benchmarks/real_text.py --seeds 5 --threads 1 \
+        --out benchmarks/results/real_text.json --md benchmarks/results/real_text.md
+    # or one process per dataset on two cores, then merge (same numbers, half the wall time):
+    python benchmarks/real_text.py --datasets iemocap --threads 1 --out iemocap.json &
+    python benchmarks/real_text.py --datasets meld --threads 1 --out meld.json; wait
+    python benchmarks/real_text.py --combine iemocap.json meld.json \
         --out benchmarks/results/real_text.json --md benchmarks/results/real_text.md
 
 Prints a Markdown table and writes everything to ``--out`` (rewritten after every model, so
@@ -91,7 +96,7 @@ MODELS = LR_MODELS + tuple(GLNET_VARIANTS)
 # validation split only; see the module docstring and benchmarks/results/real_text_tuning.md.
 TEXT_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "iemocap": {
-        "model": {"dropout": 0.5},
+        "model": {"dropout": 0.5, "transformer_layers": 2},
         "loss": {"class_weights": "none", "temperature": 8.0},
         "train": {"batch_size": 8, "epochs": 60, "patience": 15},
     },
@@ -298,6 +303,37 @@ def write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def combine(paths: list[Path], out: Path, md: str | None) -> int:
+    """Merge result files of runs with the same settings and commit into one (datasets or models that
+    ran side by side); a (dataset, model) may appear in one file only."""
+    parts = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    merged = dict(parts[0])
+    merged["results"], merged["glnet_settings"] = {}, {}
+    merged["commands"] = [p["command"] for p in parts]
+    merged["command"] = " ; ".join(merged["commands"])
+    for path, part in zip(paths, parts):
+        for key in ("encoder", "context", "seeds", "standardise", "overrides"):
+            if part[key] != merged[key]:
+                raise ValueError(f"{path}: {key}={part[key]!r} differs from {paths[0]}'s {merged[key]!r}")
+        if part["machine"].get("git_commit") != merged["machine"].get("git_commit"):
+            raise ValueError(f"{path}: made from another commit than {paths[0]}")
+        for dataset, models in part["results"].items():
+            into = merged["results"].setdefault(dataset, {})
+            for model, result in models.items():
+                if model in into:
+                    raise ValueError(f"{path}: {dataset} / {model} is already in an earlier file")
+                into[model] = result
+        merged["glnet_settings"].update(part["glnet_settings"])
+    merged["wall_seconds"] = max(p["wall_seconds"] for p in parts)  # they ran side by side
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, merged)
+    text = report(merged)
+    print(text)
+    if md:
+        Path(md).write_text(text, encoding="utf-8")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -318,7 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="SECTION.FIELD=VALUE",
                     help="extra config changes for every SAFSD-GLNet run, after TEXT_SETTINGS")
     ap.add_argument("--md", default=None, help="also write the Markdown report here")
+    ap.add_argument("--combine", nargs="+", default=None, metavar="JSON",
+                    help="merge the results of earlier runs (e.g. one per dataset, run side by side) into "
+                         "--out and --md, and run nothing")
     args = ap.parse_args(argv)
+    if args.combine:
+        return combine([Path(p) for p in args.combine], Path(args.out), args.md)
     if args.threads is not None:
         import torch
         torch.set_num_threads(args.threads)

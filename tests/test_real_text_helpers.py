@@ -1,0 +1,91 @@
+"""The helpers of benchmarks/real_text.py: feature standardisation, the context features of the
+logistic regression, and merging result files. The benchmark itself is not run here."""
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from safsd_glnet.data import make_synthetic
+from safsd_glnet.data.corpus import Corpus, Dialogue
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "real_text.py"
+
+
+@pytest.fixture(scope="module")
+def real_text():
+    spec = importlib.util.spec_from_file_location("real_text_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return make_synthetic("iemocap", seed=4, feature_sizes={"t": 6}, num_dialogues=20)
+
+
+def test_standardise_uses_training_statistics_for_every_split(real_text, corpus):
+    out = real_text.standardise(corpus)
+    train = np.concatenate([d.features["t"] for d in corpus.split("train")]).astype(np.float64)
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    z_train = np.concatenate([d.features["t"] for d in out.split("train")])
+    np.testing.assert_allclose(z_train.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(z_train.std(axis=0), 1.0, atol=1e-4)
+    d = corpus.split("test")[0]
+    np.testing.assert_allclose(out.dialogues[d.id].features["t"], (d.features["t"] - mean) / std, rtol=1e-5,
+                               atol=1e-5)
+    assert out.dialogues[d.id].features["t"].dtype == np.float32
+    np.testing.assert_array_equal(out.dialogues[d.id].labels, d.labels)
+    assert out.splits == corpus.splits
+
+
+def test_context_features_match_a_hand_worked_dialogue(real_text):
+    x = np.arange(10, dtype=np.float32).reshape(5, 2)  # utterance i = [2i, 2i + 1]
+    d = Dialogue("d0", np.zeros(5, dtype=np.int64), np.array([0, 1, 0, 1, 0]), {"t": x})
+    corpus = Corpus("toy", ["a", "b"], ["s"], {"t": 2}, {"d0": d}, {"train": ["d0"], "valid": [], "test": []})
+    feats, labels = real_text.utterance_matrix(corpus, ("train",), context=2)
+    assert feats.shape == (5, 6)
+    np.testing.assert_array_equal(labels, [0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(feats[0], [0, 1, 0, 0, 3, 4])  # no past; next two: mean of u1, u2
+    np.testing.assert_array_equal(feats[1], [2, 3, 0, 1, 5, 6])  # past: u0; next: mean of u2, u3
+    np.testing.assert_array_equal(feats[3], [6, 7, 3, 4, 8, 9])  # past: mean of u1, u2; next: u4
+    np.testing.assert_array_equal(feats[4], [8, 9, 5, 6, 0, 0])  # no future
+    alone, _ = real_text.utterance_matrix(corpus, ("train",), context=None)
+    np.testing.assert_array_equal(alone, x)
+
+
+def _result(dataset, commit="abc", seeds=(0, 1)):
+    return {"protocol": "p", "command": f"run {dataset}", "encoder": "minilm", "context": 3, "seeds": list(seeds),
+            "device": "cpu", "standardise": True, "glnet_settings": {dataset: {"model": {}}}, "overrides": [],
+            "machine": {"git_commit": commit, "cpu_count": 2, "processor": "x", "platform": "y", "cuda": False,
+                        "torch": "t", "torch_threads": 1, "sklearn": "s", "python": "3"},
+            "wall_seconds": 60.0 if dataset == "iemocap" else 90.0,
+            "results": {dataset: {"lr": {"summary": {k: {"mean": 50.0, "std": 0.0} for k in
+                                                     ("accuracy", "weighted_f1", "macro_f1")},
+                                         "seeds": [0], "deterministic": True}}}}
+
+
+def test_combine_merges_datasets_and_refuses_mismatches(real_text, tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_result("iemocap")))
+    b.write_text(json.dumps(_result("meld")))
+    out, md = tmp_path / "all.json", tmp_path / "all.md"
+    assert real_text.main(["--combine", str(a), str(b), "--out", str(out), "--md", str(md)]) == 0
+    merged = json.loads(out.read_text())
+    assert list(merged["results"]) == ["iemocap", "meld"]
+    assert merged["commands"] == ["run iemocap", "run meld"]
+    assert merged["wall_seconds"] == 90.0
+    assert "| iemocap | lr |" in md.read_text() and "| meld | lr |" in md.read_text()
+
+    b.write_text(json.dumps(_result("meld", commit="def")))
+    with pytest.raises(ValueError, match="another commit"):
+        real_text.main(["--combine", str(a), str(b), "--out", str(out)])
+    b.write_text(json.dumps(_result("meld", seeds=(0, 1, 2))))
+    with pytest.raises(ValueError, match="seeds"):
+        real_text.main(["--combine", str(a), str(b), "--out", str(out)])
+    with pytest.raises(ValueError, match="iemocap / lr is already"):
+        real_text.main(["--combine", str(a), str(a), "--out", str(out)])
