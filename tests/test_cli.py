@@ -75,6 +75,21 @@ def test_convert_a_standard_pickle(tmp_path):
     assert corpus.class_names[:2] == ["happy", "sad"] and corpus.splits["valid"]
 
 
+@pytest.mark.parametrize("kind", ["iemocap", "meld"])
+def test_paper_setting_command_trains_on_a_standard_pickle(tmp_path, kind):
+    """The README's `train --data <kind>_multimodal_features.pkl --preset paper`, narrowed to a
+    small width so that it runs in seconds; the pickle's layout decides IEMOCAP or MELD."""
+    pkl = tmp_path / f"{kind}_multimodal_features.pkl"
+    write_sdt_pickle(pkl, kind, num_dialogues=14, sizes={"t": 8, "a": 6, "v": 4})
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(pkl), "--preset", "paper", "--set", "model.hidden=16", "--set", "model.heads=2",
+                 "--epochs", "1", "--no-progress", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["gcn_layers"] == 4 and config["model"]["modalities"] == "tav"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["test"]["per_class_f1"]) == (6 if kind == "iemocap" else 7)
+
+
 def test_errors_are_clear_and_exit_2(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "missing.npz"), "--preset", "tiny"]) == 2
     assert "missing.npz" in capsys.readouterr().err
