@@ -40,8 +40,9 @@ Other modes:
   stage alone (forward + backward) for the dense layer and the PyG reference layer, each
   over the full graph and the windowed one; writes ``figures/speed_dialogue_length_scaling``
   (.png and .pdf) and the numbers into the JSON.
-* ``--profile``: ``torch.profiler`` over training steps of the full model on IEMOCAP-shaped
-  batches: the operators that take the time, and forward time per stage (encoders, hybrid
+* ``--profile``: ``torch.profiler`` over training steps of one configuration
+  (``--profile-config``, default ``full``) on one workload (``--profile-corpus``, default
+  ``iemocap``): the operators that take the time, and forward time per stage (encoders, hybrid
   attention, GCN, heads) from module hooks; written to ``--profile-out``.
 
 Usage::
@@ -484,7 +485,7 @@ def plot_scaling(result: dict[str, Any], path: Path, device: str) -> list[Path]:
 # --------------------------------------------------------------------------- profile
 
 def profile(args) -> str:
-    """torch.profiler table of full-model training steps on IEMOCAP-shaped batches, plus the
+    """torch.profiler table of training steps of ``--profile-config`` on ``--profile-corpus`` batches, plus the
     forward time of each stage from module hooks."""
     import torch
     from torch.profiler import ProfilerActivity, profile as torch_profile, record_function
@@ -496,15 +497,17 @@ def profile(args) -> str:
 
     torch.set_num_threads(args.threads)
     device = select_device(args.device)
-    corpus, source = workload("iemocap", Path(args.data))
-    config = preset(args.preset).replace(train={"batch_size": 16})
+    corpus, source = workload(args.profile_corpus, Path(args.data))
+    batch_size = BATCH_SIZE[args.profile_corpus]
+    config = preset(args.preset).replace(model=model_overrides(args.profile_config, args.window),
+                                         train={"batch_size": batch_size})
     torch.manual_seed(0)
     model = build_model(config, corpus).to(device).train()
     optimizer = make_optimizer(config.train, model.parameters(), device)
     losses = LossComputer.from_counts(config.loss, corpus.class_counts("train"), corpus.class_names).to(device)
     gen = torch.Generator().manual_seed(0)
     batches = [b for _, b in zip(range(args.profile_steps + 1),
-                                 iterate_batches(corpus.split("train"), 16, shuffle=True, generator=gen))]
+                                 iterate_batches(corpus.split("train"), batch_size, shuffle=True, generator=gen))]
     stage_s: dict[str, float] = {}
     stages = [("encoders", m) for m in model.encoders.values()] + [
         ("hybrid attention", model.attention), ("GCN", model.gcn), ("teacher", model.teacher)] + [
@@ -536,7 +539,8 @@ def profile(args) -> str:
             step(batch)
         wall = time.perf_counter() - t0
     n = len(batches) - 1
-    lines = [f"full model, preset {args.preset}, IEMOCAP-shaped batches of 16 ({source}), {n} steps, "
+    lines = [f"configuration {args.profile_config}, preset {args.preset}, {args.profile_corpus}-shaped batches of "
+             f"{batch_size} ({source}), {n} steps, "
              f"{device}, {torch.get_num_threads()} threads, {wall / n:.2f} s per step",
              "forward time per stage (module hooks), seconds per step: "
              + ", ".join(f"{k} {v / n:.3f}" for k, v in stage_s.items())]
@@ -617,10 +621,13 @@ def parse_args(argv=None):
                    help="skip PyG points whose per-edge tensors (about 5 (E, H) per layer) would pass this")
     p.add_argument("--repeats", type=int, default=3, help="timings per point in --scaling (the best counts)")
     p.add_argument("--figure", default=str(DEFAULT_FIGURE), help="scaling plot path, without suffix")
-    p.add_argument("--profile", action="store_true", help="torch.profiler table of the full model")
+    p.add_argument("--profile", action="store_true", help="torch.profiler table of one configuration")
+    p.add_argument("--profile-corpus", choices=CORPORA, default="iemocap")
+    p.add_argument("--profile-config", choices=CONFIGS, default="full")
     p.add_argument("--profile-steps", type=int, default=2)
     p.add_argument("--profile-rows", type=int, default=25)
-    p.add_argument("--profile-out", default=None, help="default benchmarks/results/profile_<device>.txt")
+    p.add_argument("--profile-out", default=None, help="default benchmarks/results/profile_<device>.txt "
+                   "(iemocap, full), else profile_<device>_<corpus>_<config>.txt")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/speed_<device>.json)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -681,12 +688,15 @@ def main(argv=None) -> int:
         files = plot_scaling(report["scaling"], Path(args.figure), f"{args.device}, {args.threads} threads"
                              if args.device == "cpu" else str(torch.cuda.get_device_name(0)))
         print("wrote " + ", ".join(str(f) for f in files))
-    write_json(out, report)
-    print(f"wrote {out}")
+    if not args.no_epochs or args.scaling:  # a profile alone leaves the JSON as it was
+        write_json(out, report)
+        print(f"wrote {out}")
     if args.profile:
         text = profile(args)
         print(text)
-        path = Path(args.profile_out or REPO / "benchmarks" / "results" / f"profile_{device_tag}.txt")
+        default_name = (f"profile_{device_tag}.txt" if (args.profile_corpus, args.profile_config) == ("iemocap", "full")
+                        else f"profile_{device_tag}_{args.profile_corpus}_{args.profile_config}.txt")
+        path = Path(args.profile_out or REPO / "benchmarks" / "results" / default_name)
         write_text(path, text + "\n")
         print(f"wrote {path}")
     return 0
