@@ -176,8 +176,9 @@ def _print_sequence_result(result: dict, started: float, what: str) -> None:
     ablation = result.get("ablation")
     if ablation is not None:
         print(f"ablation runs ({ABLATION_NOTEBOOK} per run): {ablation.out_dir}")
-    figures = sorted(p.name for p in Path(result["figures_dir"]).glob("*.png"))
-    print(f"figures ({len(figures)} PNG, each also as PDF) in {result['figures_dir']}: {', '.join(figures)}")
+    # only what this run wrote: the folder may also hold other figures (the benchmarks' plot)
+    figures = sorted(p.name for p in Path(result["figures_dir"]).glob("*.png") if p.stat().st_mtime >= started)
+    print(f"figures written ({len(figures)} PNG, each also as PDF) in {result['figures_dir']}: {', '.join(figures)}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

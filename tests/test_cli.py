@@ -114,3 +114,20 @@ def test_console_script_runs(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "x.npz" in result.stdout
+
+
+def test_sequence_summary_lists_only_the_figures_it_wrote(tmp_path, capsys):
+    import os
+    import time
+
+    from safsd_glnet.cli import _print_sequence_result
+
+    old, new = tmp_path / "speed_plot.png", tmp_path / "02_confusion.png"
+    old.write_bytes(b"old")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    started = time.time() - 60
+    new.write_bytes(b"new")
+    _print_sequence_result({"seconds": {"02_training": 3.0}, "out_dir": tmp_path, "figures_dir": tmp_path},
+                           started, "demo")
+    out = capsys.readouterr().out
+    assert "figures written (1 PNG" in out and "02_confusion.png" in out and "speed_plot.png" not in out
