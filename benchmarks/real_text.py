@@ -77,6 +77,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from safsd_glnet.data.corpus import Corpus, Dialogue  # noqa: E402
+from safsd_glnet.io import read_json, write_json, write_text  # noqa: E402
 from safsd_glnet.metrics import compute_metrics, summarise_seeds  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -297,16 +298,10 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def combine(paths: list[Path], out: Path, md: str | None) -> int:
     """Merge result files of runs with the same settings and commit into one (datasets or models that
     ran side by side); a (dataset, model) may appear in one file only."""
-    parts = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    parts = [read_json(p) for p in paths]
     merged = dict(parts[0])
     merged["results"], merged["glnet_settings"] = {}, {}
     merged["commands"] = [p["command"] for p in parts]
@@ -325,12 +320,11 @@ def combine(paths: list[Path], out: Path, md: str | None) -> int:
                 into[model] = result
         merged["glnet_settings"].update(part["glnet_settings"])
     merged["wall_seconds"] = max(p["wall_seconds"] for p in parts)  # they ran side by side
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, merged)
     text = report(merged)
     print(text)
     if md:
-        Path(md).write_text(text, encoding="utf-8")
+        write_text(md, text)
     return 0
 
 
@@ -422,8 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"wrote {out}")
     if args.md:
-        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text(text, encoding="utf-8")
+        write_text(args.md, text)
         print(f"wrote {args.md}")
     return 0
 
