@@ -251,11 +251,9 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
                                             train={"batch_size": batch_size})
     seed_everything(spec["seed"])
     model = build_model(config, corpus).to(device)
-    if spec["foreach_adam"]:  # the multi-tensor step, torch's default, to show what fused saves
-        opt_cls = torch.optim.AdamW if config.train.optimizer == "adamw" else torch.optim.Adam
-        optimizer = opt_cls(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
-    else:
-        optimizer = make_optimizer(config.train, model.parameters(), device)  # as train.py
+    # as train.py; --default-adam: torch's default step, to show what fusing saves
+    optimizer = make_optimizer(config.train, model.parameters(), device,
+                               fused=False if spec["default_adam"] else None)
     losses = LossComputer.from_counts(config.loss, corpus.class_counts("train"), corpus.class_names).to(device)
     amp = config.train.amp and not spec["no_amp"]
     train_dialogues, test_dialogues = corpus.split("train"), corpus.split("test")
@@ -300,7 +298,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         "corpus": spec["corpus"], "config": spec["config"], "preset": spec["preset"],
         "model_overrides": model_overrides(spec["config"], spec["window"]),
         "device": str(device), "threads": torch.get_num_threads(), "amp": bool(amp and device.type == "cuda"),
-        "optimizer": config.train.optimizer + (" (foreach)" if spec["foreach_adam"] else
+        "optimizer": config.train.optimizer + (" (torch default)" if spec["default_adam"] else
                                                  " (train.make_optimizer: fused on cpu/cuda)"),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
         "workload": source, "batch_size": batch_size,
@@ -610,9 +608,9 @@ def parse_args(argv=None):
     p.add_argument("--omp-wait-policy", choices=["PASSIVE", "ACTIVE"], default=None,
                    help="OMP_WAIT_POLICY for the workers (default: inherited). PASSIVE protects the timings "
                         "from collapsing when other processes share the cores")
-    p.add_argument("--foreach-adam", action="store_true",
-                   help="torch's default multi-tensor Adam step instead of train.py's fused one, to show "
-                        "what fusing saves")
+    p.add_argument("--default-adam", action="store_true",
+                   help="torch's default Adam step (a per-parameter loop on the CPU) instead of train.py's "
+                        "fused one, to show what fusing saves")
     p.add_argument("--scaling", action="store_true", help="measure cost against dialogue length and plot it")
     p.add_argument("--lengths", type=int, nargs="+", default=[8, 16, 32, 64, 128, 256, 512, 1024])
     p.add_argument("--scaling-batch", type=int, default=1, help="dialogues per batch in --scaling (default 1)")
@@ -663,7 +661,7 @@ def main(argv=None) -> int:
                     spec = {"corpus": corpus, "config": config, "preset": args.preset, "device": args.device,
                             "threads": args.threads, "max_batches": max_batches, "window": args.window,
                             "data": args.data, "seed": args.seed, "no_amp": args.no_amp,
-                            "foreach_adam": args.foreach_adam}
+                            "default_adam": args.default_adam}
                     waited = wait_for_load(args.wait_load, args.wait_max)
                     print(f"round {round_ + 1}/{args.rounds}: {corpus} / {config} (load {os.getloadavg()[0]:.2f}) ...",
                           flush=True)
