@@ -310,8 +310,9 @@ def combine(paths: list[Path], out: Path, md: str | None) -> int:
         for key in ("encoder", "context", "seeds", "standardise", "overrides"):
             if part[key] != merged[key]:
                 raise ValueError(f"{path}: {key}={part[key]!r} differs from {paths[0]}'s {merged[key]!r}")
-        if part["machine"].get("git_commit") != merged["machine"].get("git_commit"):
-            raise ValueError(f"{path}: made from another commit than {paths[0]}")
+        for key in ("git_commit", "uncommitted_changes"):
+            if part["machine"].get(key) != merged["machine"].get(key):
+                raise ValueError(f"{path}: made from another commit or working tree than {paths[0]} ({key})")
         for dataset, models in part["results"].items():
             into = merged["results"].setdefault(dataset, {})
             for model, result in models.items():

@@ -84,6 +84,11 @@ def test_combine_merges_datasets_and_refuses_mismatches(real_text, tmp_path):
     b.write_text(json.dumps(_result("meld", commit="def")))
     with pytest.raises(ValueError, match="another commit"):
         real_text.main(["--combine", str(a), str(b), "--out", str(out)])
+    dirty = _result("meld")
+    dirty["machine"]["uncommitted_changes"] = [" M safsd_glnet/model.py"]
+    b.write_text(json.dumps(dirty))
+    with pytest.raises(ValueError, match="uncommitted_changes"):
+        real_text.main(["--combine", str(a), str(b), "--out", str(out)])
     b.write_text(json.dumps(_result("meld", seeds=(0, 1, 2))))
     with pytest.raises(ValueError, match="seeds"):
         real_text.main(["--combine", str(a), str(b), "--out", str(out)])
