@@ -638,14 +638,15 @@ def main(argv=None) -> int:
         return 0
     device_tag = args.device.split(":")[0]
     out = Path(args.out or REPO / "benchmarks" / "results" / f"speed_{device_tag}.json")
-    previous = json.loads(out.read_text()) if out.exists() else {}
+    from safsd_glnet.io import read_json, write_json, write_text
+
+    previous = read_json(out) if out.exists() else {}  # a corrupt file stops here, naming itself
     command = "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     stamp = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     report: dict[str, Any] = {  # sections not measured now are kept from the previous file
         **stamp, "machine": machine_info(args),
         "epochs": previous.get("epochs", []), "scaling": previous.get("scaling"),
     }
-    from safsd_glnet.io import write_json, write_text
 
     if not args.no_epochs:
         report["epochs"] = [r for r in report["epochs"]
