@@ -13,13 +13,17 @@ from .io import atomic_path
 
 
 def save_figure(fig, path: str | Path, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150) -> list[Path]:
-    """Write ``fig`` as ``path`` with each suffix in ``formats`` (atomically); returns the files."""
+    """Write ``fig`` as ``path`` with each suffix in ``formats`` (atomically); returns the files.
+
+    PDFs carry no creation date, so re-running a notebook rewrites the same bytes and git sees
+    no change (matplotlib would otherwise stamp the time of writing into every PDF)."""
     path = Path(path)
     written = []
     for fmt in formats:
         target = path.with_suffix(f".{fmt}")
+        extra = {"metadata": {"CreationDate": None}} if fmt == "pdf" else {}
         with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", **extra)
         written.append(target)
     return written
 

@@ -51,6 +51,17 @@ def test_save_figure_writes_png_and_pdf(tmp_path):
     assert written[0].read_bytes()[:4] == b"\x89PNG" and written[1].read_bytes()[:4] == b"%PDF"
 
 
+def test_saved_pdf_does_not_depend_on_when_it_was_written(tmp_path, monkeypatch):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 3])
+    pdfs = []
+    for k, when in enumerate(("1000000000", "1700000000")):  # matplotlib's clock for the CreationDate
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", when)
+        pdfs.append(plots.save_figure(fig, tmp_path / f"f{k}", formats=("pdf",))[0].read_bytes())
+    assert pdfs[0] == pdfs[1]
+    assert b"CreationDate" not in pdfs[0]
+
+
 def test_class_colors_are_fixed_and_distinct():
     c = plots.class_colors(IEMOCAP)
     assert len(set(c.values())) == 6
