@@ -76,6 +76,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+from benchmarks.provenance import code_version  # noqa: E402
 from safsd_glnet.data.corpus import Corpus, Dialogue  # noqa: E402
 from safsd_glnet.io import read_json, write_json, write_text  # noqa: E402
 from safsd_glnet.metrics import compute_metrics, summarise_seeds  # noqa: E402
@@ -250,23 +251,7 @@ def machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "sklearn": sklearn.__version__,
-            "cuda": torch.cuda.is_available(), **code_version()}
-
-
-def code_version() -> dict[str, Any]:
-    """The checkout's commit and whether the package or this script differ from it (None outside git)."""
-    import subprocess
-
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=20,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    commit = git("rev-parse", "HEAD")
-    changed = git("status", "--porcelain", "--", "safsd_glnet", "benchmarks/real_text.py")
-    return {"git_commit": commit, "uncommitted_changes": None if changed is None else changed.splitlines()}
+            "cuda": torch.cuda.is_available(), **code_version("benchmarks/real_text.py")}
 
 
 def report(results: dict[str, Any]) -> str:

@@ -35,6 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+from benchmarks.provenance import code_version  # noqa: E402
 from safsd_glnet.data.corpus import Corpus  # noqa: E402
 from safsd_glnet.io import read_json, write_json, write_text  # noqa: E402
 
@@ -159,7 +160,8 @@ def run_main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     results = read_json(out) if out.exists() else {
         "plan": "benchmarks/results/iemocap_selection_plan.md", "encoder": args.encoder, "base": BASE,
-        "settings": {}, "folds": [], "machine": rt.machine(), "runs": {}}
+        "settings": {}, "folds": [], "runs": {},
+        "machine": {**rt.machine(), **code_version("benchmarks/real_text.py", "benchmarks/selection_cv.py")}}
     folds = session_folds(corpus)
     results["folds"] = [{k: (v if k == "name" else len(v)) for k, v in f.items()} for f in folds]
     started = time.perf_counter()

@@ -77,6 +77,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+from benchmarks.provenance import code_version  # noqa: E402
+
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_FIGURE = REPO / "figures" / "speed_dialogue_length_scaling"
 CORPORA = ("iemocap", "meld")
@@ -577,7 +579,7 @@ def machine_info(args) -> dict[str, Any]:
     except OSError:
         pass
     info = {"cpu": cpu, "cpu_count": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform()}
+            "python": platform.python_version(), "platform": platform.platform(), **code_version("benchmarks/speed.py")}
     if args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available()):
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
