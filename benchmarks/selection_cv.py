@@ -24,7 +24,6 @@ run continues where it stopped.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -35,18 +34,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+from benchmarks import real_text as rt  # noqa: E402
 from benchmarks.provenance import code_version  # noqa: E402
 from safsd_glnet.data.corpus import Corpus  # noqa: E402
 from safsd_glnet.io import read_json, write_json, write_text  # noqa: E402
-
-
-def _real_text():
-    """benchmarks/real_text.py as a module (feature loading, standardisation, provenance)."""
-    spec = importlib.util.spec_from_file_location("real_text", REPO / "benchmarks" / "real_text.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
 
 
 # The settings of the plan: rows 39, 43 and 56 of real_text_tuning.md, i.e. preset("small"), text
@@ -151,7 +142,6 @@ def run_main(args: argparse.Namespace) -> int:
     if args.threads is not None:
         import torch
         torch.set_num_threads(args.threads)
-    rt = _real_text()
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
         print(f"selection_cv: {data_dir} not found: the shared IEMOCAP table is needed", file=sys.stderr)
@@ -185,7 +175,6 @@ def run_main(args: argparse.Namespace) -> int:
 def baselines(corpus: Corpus) -> dict[str, dict[str, float]]:
     """Held-out w-F1 of ``real_text.py``'s logistic regressions on every fold: fit on the fold's train +
     valid dialogues (raw vectors, balanced classes, as on the real split), scored on the held-out session."""
-    rt = _real_text()
     out: dict[str, dict[str, float]] = {}
     for fold in session_folds(corpus):
         fc = fold_corpus(corpus, fold)
@@ -261,7 +250,6 @@ def report_main(args: argparse.Namespace) -> int:
             merged["runs"][key] = r
         merged["settings"].update(part["settings"])
     if args.baselines:
-        rt = _real_text()
         corpus = rt.load_dataset("iemocap", Path(args.data_dir), merged["encoder"], Path(args.cache_dir), "auto")
         merged["baselines"] = baselines(corpus)
     table = evaluate(merged["runs"])

@@ -1,15 +1,9 @@
 """benchmarks/provenance.py: the commit and uncommitted changes a benchmark records."""
 import shutil
 import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks import provenance  # noqa: E402
+from benchmarks import provenance
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

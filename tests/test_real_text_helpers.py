@@ -1,26 +1,13 @@
 """The helpers of benchmarks/real_text.py: feature standardisation, the context features of the
 logistic regression, and merging result files. The benchmark itself is not run here."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmarks import real_text
 from safsd_glnet.data import make_synthetic
 from safsd_glnet.data.corpus import Corpus, Dialogue
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "real_text.py"
-
-
-@pytest.fixture(scope="module")
-def real_text():
-    spec = importlib.util.spec_from_file_location("real_text_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +15,7 @@ def corpus():
     return make_synthetic("iemocap", seed=4, feature_sizes={"t": 6}, num_dialogues=20)
 
 
-def test_standardise_uses_training_statistics_for_every_split(real_text, corpus):
+def test_standardise_uses_training_statistics_for_every_split(corpus):
     out = real_text.standardise(corpus)
     train = np.concatenate([d.features["t"] for d in corpus.split("train")]).astype(np.float64)
     mean, std = train.mean(axis=0), train.std(axis=0)
@@ -43,7 +30,7 @@ def test_standardise_uses_training_statistics_for_every_split(real_text, corpus)
     assert out.splits == corpus.splits
 
 
-def test_context_features_match_a_hand_worked_dialogue(real_text):
+def test_context_features_match_a_hand_worked_dialogue():
     x = np.arange(10, dtype=np.float32).reshape(5, 2)  # utterance i = [2i, 2i + 1]
     d = Dialogue("d0", np.zeros(5, dtype=np.int64), np.array([0, 1, 0, 1, 0]), {"t": x})
     corpus = Corpus("toy", ["a", "b"], ["s"], {"t": 2}, {"d0": d}, {"train": ["d0"], "valid": [], "test": []})
@@ -69,7 +56,7 @@ def _result(dataset, commit="abc", seeds=(0, 1)):
                                          "seeds": [0], "deterministic": True}}}}
 
 
-def test_combine_merges_datasets_and_refuses_mismatches(real_text, tmp_path):
+def test_combine_merges_datasets_and_refuses_mismatches(tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(_result("iemocap")))
     b.write_text(json.dumps(_result("meld")))

@@ -1,24 +1,10 @@
 """The helpers of benchmarks/selection_cv.py: session folds, the epoch rules and their scoring.
 The leave-one-session-out runs themselves are not part of the default test run."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from benchmarks import selection_cv as cv
 from safsd_glnet.data.corpus import Corpus, Dialogue
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "selection_cv.py"
-
-
-@pytest.fixture(scope="module")
-def cv():
-    spec = importlib.util.spec_from_file_location("selection_cv_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _iemocap_like(per_session: dict[str, int], test_session: str = "Ses05") -> Corpus:
@@ -36,7 +22,7 @@ def _iemocap_like(per_session: dict[str, int], test_session: str = "Ses05") -> C
     return Corpus("toy", ["a", "b"], ["F"], {"t": 3}, dialogues, {"train": train, "valid": valid, "test": test})
 
 
-def test_session_folds_hold_out_each_session_once_and_never_touch_test(cv):
+def test_session_folds_hold_out_each_session_once_and_never_touch_test():
     corpus = _iemocap_like({"Ses01": 6, "Ses02": 7, "Ses03": 5})
     folds = cv.session_folds(corpus, valid_size=4)
     pool = set(corpus.splits["train"]) | set(corpus.splits["valid"])
@@ -54,7 +40,7 @@ def test_session_folds_hold_out_each_session_once_and_never_touch_test(cv):
     assert fc.splits["test"] == folds[1]["test"] and set(fc.dialogues) == pool
 
 
-def test_session_folds_reject_foreign_ids_and_too_few_dialogues(cv):
+def test_session_folds_reject_foreign_ids_and_too_few_dialogues():
     with pytest.raises(ValueError, match="not an IEMOCAP id"):
         cv.session_of("dia_0001")
     with pytest.raises(ValueError, match="Ses01: 3 dialogues outside it"):
@@ -63,7 +49,7 @@ def test_session_folds_reject_foreign_ids_and_too_few_dialogues(cv):
         cv.session_folds(_iemocap_like({"Ses01": 20}), valid_size=4)
 
 
-def test_choose_epoch_matches_hand_worked_curves(cv):
+def test_choose_epoch_matches_hand_worked_curves():
     v = [50.0, 60.0, 55.0, 61.0, 40.0, 62.0]
     assert cv.choose_epoch(v) == 6  # raw argmax, no early stopping
     assert cv.choose_epoch(v, patience=1) == 2  # epoch 3 does not beat 60: stop before epoch 4
@@ -79,7 +65,7 @@ def test_choose_epoch_matches_hand_worked_curves(cv):
         cv.choose_epoch([])
 
 
-def test_choose_epoch_agrees_with_a_brute_force_reading(cv):
+def test_choose_epoch_agrees_with_a_brute_force_reading():
     rng = np.random.default_rng(0)
     for _ in range(50):
         v = rng.normal(60, 3, size=int(rng.integers(1, 40))).round(1).tolist()
@@ -97,7 +83,7 @@ def test_choose_epoch_agrees_with_a_brute_force_reading(cv):
         assert cv.choose_epoch(v, window, patience) == int(np.argmax(seen)) + 1
 
 
-def test_evaluate_scores_each_rule_at_its_epoch(cv):
+def test_evaluate_scores_each_rule_at_its_epoch():
     runs = {"S1/Ses01/0": {"valid": [1.0, 3.0, 2.0, 2.5], "heldout": [10.0, 20.0, 30.0, 40.0]},
             "S1/Ses02/0": {"valid": [5.0, 1.0, 1.0, 1.0], "heldout": [50.0, 60.0, 70.0, 80.0]}}
     table = cv.evaluate(runs)
@@ -111,7 +97,7 @@ def test_evaluate_scores_each_rule_at_its_epoch(cv):
     assert table["S1 R2"]["best_epoch_heldout_mean"] == pytest.approx(60.0)
 
 
-def test_decision_keeps_the_shipped_pair_unless_beaten_by_the_margin(cv):
+def test_decision_keeps_the_shipped_pair_unless_beaten_by_the_margin():
     def row(setting, rule, mean):
         return {"setting": setting, "rule": rule, "heldout_mean": mean}
 
@@ -123,7 +109,7 @@ def test_decision_keeps_the_shipped_pair_unless_beaten_by_the_margin(cv):
     assert "cannot be taken" in cv.decision({"S2 R0": row("S2", "R0", 50.0)})
 
 
-def test_paired_difference_pairs_runs_by_fold_and_seed(cv):
+def test_paired_difference_pairs_runs_by_fold_and_seed():
     table = {"S1 R0": {"per_run": {"Ses01/0": 50.0, "Ses01/1": 60.0, "Ses02/0": 40.0}},
              "S2 R0": {"per_run": {"Ses01/0": 51.0, "Ses01/1": 63.0, "Ses02/0": 42.0}}}
     mean, se = cv.paired_difference(table, "S2 R0")
@@ -133,7 +119,7 @@ def test_paired_difference_pairs_runs_by_fold_and_seed(cv):
     assert cv.paired_difference({"S2 R0": table["S2 R0"]}, "S2 R0") is None
 
 
-def test_baselines_fit_on_the_fold_and_score_the_held_out_session(cv):
+def test_baselines_fit_on_the_fold_and_score_the_held_out_session():
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
 
