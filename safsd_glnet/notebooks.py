@@ -24,6 +24,8 @@ interpreter running papermill), so nothing has to be registered.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -117,6 +119,40 @@ def _kernel_environment(threads: int | None = None) -> Iterator[None]:
                 os.environ[k] = v
 
 
+# Unix socket paths are limited to 104 (macOS) or 108 (Linux) bytes; past this length the kernel
+# falls back to TCP rather than fail to bind.
+_MAX_IPC_PATH = 96
+
+
+@contextmanager
+def _kernel_connection() -> Iterator[dict[str, Any]]:
+    """papermill keywords that connect a headless kernel over private Unix sockets.
+
+    Over TCP (Jupyter's default) the manager picks five free ports by binding to port 0 and
+    releasing them, and the kernel binds them again a moment later. Two kernels starting at
+    once in different processes (``ablate --workers 2``) can be handed the same port in
+    between: the second kernel dies with ``ZMQError: Address already in use`` and its run
+    fails after a 60-second start-up timeout (about 1 start in 300 with 8 at once here, see
+    ``benchmarks/kernel_starts.py``). The ``ipc`` transport has no ports: the sockets are
+    files in a folder that only this run knows (``mkdtemp``, mode 0700), removed afterwards.
+    Windows has no ``ipc`` transport and keeps TCP.
+    """
+    if os.name != "posix":
+        yield {}
+        return
+    from traitlets.config import Config
+
+    folder = tempfile.mkdtemp(prefix="safsd-kernel-")
+    connection_file = os.path.join(folder, "kernel.json")
+    try:
+        if len(connection_file) + 8 > _MAX_IPC_PATH:  # "kernel-ipc-N" is the longest socket name
+            yield {}
+        else:
+            yield {"config": Config({"KernelManager": {"transport": "ipc", "connection_file": connection_file}})}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_notebook(notebook: str | Path, output: str | Path, parameters: Mapping[str, Any] | None = None, *,
                  cwd: str | Path | None = None, kernel_name: str = KERNEL_NAME, timeout: float | None = None,
                  threads: int | None = None, progress: bool = False, log_output: bool = False) -> Path:
@@ -126,21 +162,22 @@ def run_notebook(notebook: str | Path, output: str | Path, parameters: Mapping[s
     notebook's folder so that its relative default paths mean the same as in JupyterLab.
     A failing cell raises :class:`NotebookError` (with ``ename`` / ``evalue``); the executed
     notebook, traceback included, is still written to ``output``.
-    ``threads`` caps the kernel's CPU threads (see :func:`_kernel_environment`).
+    ``threads`` caps the kernel's CPU threads (see :func:`_kernel_environment`); the kernel
+    talks to papermill over private Unix sockets where it can (see :func:`_kernel_connection`).
     """
     import papermill as pm
 
     src = notebook_path(notebook)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with _kernel_environment(threads):
+    with _kernel_environment(threads), _kernel_connection() as connection:
         try:
             # The kernel logs only errors: each headless kernel would otherwise print a warning
-            # about its local TCP transport to the terminal.
+            # about its local transport to the terminal.
             pm.execute_notebook(str(src), str(output), parameters=dict(parameters or {}), kernel_name=kernel_name,
                                 cwd=str(cwd or src.parent), progress_bar=progress, log_output=log_output,
                                 execution_timeout=timeout, report_mode=False,
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"], **connection)
         except pm.PapermillExecutionError as e:
             raise NotebookError(src.name, output, e.ename, e.evalue, e.exec_count) from None
     return output

@@ -5,6 +5,7 @@ one test runs a small stand-in notebook through papermill in two worker processe
 tests/test_notebooks.py runs the real 04_ablation.ipynb.
 """
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -223,12 +224,20 @@ def test_cli_ablate(tmp_path, fake_notebook, calls, monkeypatch, capsys):
 
 
 def test_papermill_runs_in_worker_processes(tmp_path):
-    """The real execution path: papermill, one kernel per run, two at once, a failure captured."""
+    """The real execution path: papermill, one kernel per run, two at once, a failure captured.
+
+    Each kernel also records how it was connected: over private Unix sockets on POSIX, so that
+    kernels starting at once cannot be handed the same TCP port (``notebooks._kernel_connection``).
+    """
     nb = make_notebook(tmp_path / "04_ablation.ipynb", (
         "if FAIL:\n    raise RuntimeError('asked to fail')\n"
+        "import ipykernel.connect\n"
+        "connection_file = ipykernel.connect.get_connection_file()\n"
+        "connection = {'file': connection_file, 'transport': json.load(open(connection_file))['transport']}\n"
         "m = " + json.dumps(fake_metrics(0)) + "\n"
         "m['test']['weighted_f1'] += SEED\n"
         "pathlib.Path(RUN_DIR).mkdir(parents=True, exist_ok=True)\n"
+        "pathlib.Path(RUN_DIR, 'connection.json').write_text(json.dumps(connection))\n"
         "pathlib.Path(RUN_DIR, 'metrics.json').write_text(json.dumps(m))\n"))
     g = grid(seeds=[0, 2], variants={"full": {}, "bad": {"FAIL": True}})
     result = ablate.run_grid(g, tmp_path / "out", notebook=nb, workers=2, progress=False, log=None)
@@ -236,6 +245,11 @@ def test_papermill_runs_in_worker_processes(tmp_path):
     assert read_json(tmp_path / "out" / "bad-seed0" / "run.json")["error"] == "RuntimeError: asked to fail"
     assert (tmp_path / "out" / "full-seed2" / "04_ablation.ipynb").exists()  # the executed notebook, beside its JSON
     assert [r["weighted_f1"] for r in ablate.collect_runs(tmp_path / "out")] == [50.0, 52.0]
+    connections = [read_json(tmp_path / "out" / f"full-seed{s}" / "connection.json") for s in (0, 2)]
+    if os.name == "posix":
+        assert [c["transport"] for c in connections] == ["ipc", "ipc"]
+    folders = {Path(c["file"]).parent for c in connections}
+    assert len(folders) == 2 and not any(f.exists() for f in folders)  # one private folder per run, removed
 
 
 # --------------------------------------------------------------------------- collecting and tables

@@ -8,6 +8,8 @@ a small subset, so that code path runs once.
 """
 import ast
 import json
+import os
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -210,3 +212,27 @@ def test_a_failing_notebook_names_its_error(tmp_path):
     assert info.value.ename == "RuntimeError" and (tmp_path / "05.ipynb").exists()
     nb = json.loads((tmp_path / "05.ipynb").read_text())
     assert any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", []))
+
+
+def test_a_kernel_whose_socket_paths_would_be_too_long_falls_back_to_tcp(tmp_path, monkeypatch):
+    """Unix socket paths have a length limit: past it the run still works, over TCP, and the
+    private folder is removed all the same."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import json, ipykernel.connect\n"
+        "connection_file = ipykernel.connect.get_connection_file()\n"
+        "print(json.dumps({'file': connection_file, 'transport': json.load(open(connection_file))['transport']}))")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "probe.ipynb")
+    made = []
+    real_mkdtemp = notebooks.tempfile.mkdtemp
+    monkeypatch.setattr(notebooks.tempfile, "mkdtemp", lambda **kw: made.append(real_mkdtemp(**kw)) or made[-1])
+
+    def transport(name):
+        notebooks.run_notebook(tmp_path / "probe.ipynb", tmp_path / name, threads=1)
+        return json.loads(outputs_text(tmp_path / name))["transport"]
+
+    expected = "ipc" if os.name == "posix" else "tcp"
+    assert transport("short.ipynb") == expected
+    monkeypatch.setattr(notebooks, "_MAX_IPC_PATH", 10)
+    assert transport("long.ipynb") == "tcp"
+    assert len(made) == (2 if os.name == "posix" else 0) and not any(Path(m).exists() for m in made)
