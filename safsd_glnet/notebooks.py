@@ -132,8 +132,8 @@ def _kernel_connection() -> Iterator[dict[str, Any]]:
     releasing them, and the kernel binds them again a moment later. Two kernels starting at
     once in different processes (``ablate --workers 2``) can be handed the same port in
     between: the second kernel dies with ``ZMQError: Address already in use`` and its run
-    fails after a 60-second start-up timeout (about 1 start in 300 with 8 at once here, see
-    ``benchmarks/kernel_starts.py``). The ``ipc`` transport has no ports: the sockets are
+    fails after a 60-second start-up timeout (6 of 1200 starts with 8 at once on the 2-core
+    development machine, see ``benchmarks/kernel_starts.py``). The ``ipc`` transport has no ports: the sockets are
     files in a folder that only this run knows (``mkdtemp``, mode 0700), removed afterwards.
     Windows has no ``ipc`` transport and keeps TCP.
     """
