@@ -133,8 +133,9 @@ def _kernel_connection() -> Iterator[dict[str, Any]]:
     once in different processes (``ablate --workers 2``) can be handed the same port in
     between: the second kernel dies with ``ZMQError: Address already in use`` and its run
     fails after a 60-second start-up timeout (6 of 1200 starts with 8 at once on the 2-core
-    development machine, see ``benchmarks/kernel_starts.py``). The ``ipc`` transport has no ports: the sockets are
-    files in a folder that only this run knows (``mkdtemp``, mode 0700), removed afterwards.
+    development machine, see ``benchmarks/kernel_starts.py``). The ``ipc`` transport has no
+    ports: the sockets are files (``kernel-ipc-1`` ... ``kernel-ipc-5`` beside ``kernel.json``)
+    in a folder that only this run knows (``mkdtemp``, mode 0700), removed afterwards.
     Windows has no ``ipc`` transport and keeps TCP.
     """
     if os.name != "posix":
@@ -145,7 +146,7 @@ def _kernel_connection() -> Iterator[dict[str, Any]]:
     folder = tempfile.mkdtemp(prefix="safsd-kernel-")
     connection_file = os.path.join(folder, "kernel.json")
     try:
-        if len(connection_file) + 8 > _MAX_IPC_PATH:  # "kernel-ipc-N" is the longest socket name
+        if len(connection_file) + 8 > _MAX_IPC_PATH:  # room for "kernel-ipc-N" with a margin
             yield {}
         else:
             yield {"config": Config({"KernelManager": {"transport": "ipc", "connection_file": connection_file}})}

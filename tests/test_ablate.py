@@ -248,8 +248,8 @@ def test_papermill_runs_in_worker_processes(tmp_path):
     connections = [read_json(tmp_path / "out" / f"full-seed{s}" / "connection.json") for s in (0, 2)]
     if os.name == "posix":
         assert [c["transport"] for c in connections] == ["ipc", "ipc"]
-    folders = {Path(c["file"]).parent for c in connections}
-    assert len(folders) == 2 and not any(f.exists() for f in folders)  # one private folder per run, removed
+        folders = {Path(c["file"]).parent for c in connections}
+        assert len(folders) == 2 and not any(f.exists() for f in folders)  # one private folder per run, removed
 
 
 # --------------------------------------------------------------------------- collecting and tables
