@@ -44,7 +44,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from . import io
+from .data.corpus import DataError
 from .explore import markdown_table
+from .run_folder import RUNNER_LOCK_NAME as RUNNER_LOCK  # held while this process runs a folder's notebook
 
 if TYPE_CHECKING:
     from .config import Config
@@ -102,6 +104,20 @@ def config_from_parameters(params: Mapping[str, Any]) -> "Config":
     if isinstance(extra, str):
         extra = [extra]
     return cfg.override(*extra) if extra else cfg
+
+
+_PAPERMILL_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "dict": (dict,),
+                    "list": (list, tuple)}
+
+
+def _check_type(where: str, name: str, value: Any, declared: Mapping[str, Any]) -> None:
+    """A parameter's value against the type its ``parameters`` cell declares (``EPOCHS: int``)."""
+    kinds = _PAPERMILL_TYPES.get(str(declared.get("inferred_type_name", "")).strip())
+    if kinds is None or value is None:
+        return  # undeclared, or None (which the notebooks read as "keep the preset's value")
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        raise ValueError(f"{where}: {name}={value!r} should be {declared['inferred_type_name']} "
+                         f"({ABLATION_NOTEBOOK} declares {name}: {declared['inferred_type_name']})")
 
 
 # --------------------------------------------------------------------------- grids
@@ -178,12 +194,34 @@ class Grid:
         raise KeyError(f"{self.source}: no variant {name!r}")
 
     def check_parameters(self, known: Mapping[str, Any]) -> None:
-        """Refuse parameter names that the notebook does not have (``known``: name -> anything)."""
+        """Refuse parameter names that the notebook does not have, and values it could not use,
+        before any kernel starts (``known``: name -> papermill's description of the parameter).
+
+        Checked per (variant, seed): each value's type against the notebook's declaration,
+        the run's configuration (:func:`config_from_parameters`, which validates every field,
+        ``EPOCHS`` included) and ``DATA`` (:func:`safsd_glnet.data.check_data_spec`: a known
+        form, and an existing file). A typo then costs nothing instead of one failed run each."""
         for where, params in [("base", self.base)] + [(f"variant {v.name!r}", v.parameters) for v in self.variants]:
             unknown = sorted(set(params) - set(known))
             if unknown:
                 raise ValueError(f"{self.source}: {where} sets {unknown}, which {ABLATION_NOTEBOOK} does not have; "
                                  f"its parameters are {sorted(known)}")
+        from .data import check_data_spec
+
+        checked_data = set()
+        for v in self.variants:
+            params = {**self.base, **v.parameters, "SEED": self.seeds[0]}
+            where = f"{self.source}: variant {v.name!r}"
+            for name, value in params.items():
+                _check_type(where, name, value, known.get(name, {}))
+            try:
+                config_from_parameters(params)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
+            data = params.get("DATA")
+            if isinstance(data, str) and data not in checked_data:
+                check_data_spec(data, where=f"{where}: DATA")
+                checked_data.add(data)
 
     def runs(self, out_dir: str | Path) -> list["RunSpec"]:
         """Every (variant, seed) run, variant-major, with its folder and full parameters
@@ -248,8 +286,21 @@ def execute_run(spec: RunSpec, notebook: str | Path, kernel_name: str = "python3
     """Execute the ablation notebook for one run and write its ``run.json``; never raises for
     a failing notebook (the error is recorded and returned)."""
     from .notebooks import run_notebook
+    from .run_folder import RunLock
 
     spec.folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with RunLock(spec.folder, RUNNER_LOCK):
+            return _execute_locked(spec, notebook, kernel_name, timeout, threads)
+    except DataError as e:  # another ablate process runs this folder: leave it (and its run.json) alone
+        return {"name": spec.name, "variant": spec.variant, "label": spec.label, "seed": spec.seed,
+                "index": spec.index, "status": "busy", "error": str(e)}
+
+
+def _execute_locked(spec: RunSpec, notebook: str | Path, kernel_name: str, timeout: float | None,
+                    threads: int | None) -> dict[str, Any]:
+    from .notebooks import run_notebook
+
     started = time.time()
     record = {"name": spec.name, "variant": spec.variant, "label": spec.label, "seed": spec.seed,
               "index": spec.index, "parameters": spec.comparable_parameters(), "status": "running",
@@ -281,12 +332,35 @@ def _execute_in_worker(spec: RunSpec, notebook: str, kernel_name: str, timeout: 
     return execute_run(spec, notebook, kernel_name, timeout, threads)
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: on Linux the operating system kills this worker when the ablate
+    process that started it dies (``prctl(PR_SET_PDEATHSIG)``), even by ``kill -9``; its
+    kernel follows by itself (ipykernel exits when its parent process changes). Without this
+    a killed grid left its workers training into the run folders that a re-run trained too.
+    Elsewhere the lock of each run folder still keeps two processes out of one folder."""
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 @dataclass
 class GridResult:
     out_dir: Path
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # run name -> run.json
     skipped: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # being run by another ablate process: left alone
     seconds: float = 0.0
 
     @property
@@ -353,6 +427,13 @@ def run_grid(grid: Grid, out_dir: str | Path, *, workers: int = 1, force: bool =
         bar = tqdm(total=len(todo), desc="ablation runs", unit="run", dynamic_ncols=True)
 
     def finished(record: dict[str, Any]) -> None:
+        if record["status"] == "busy":
+            result.busy.append(record["name"])
+            message = f"  {record['name']}: left alone, {record['error']}"
+            say(message) if bar is None else bar.write(message)
+            if bar is not None:
+                bar.update(1)
+            return
         result.records[record["name"]] = record
         if bar is not None:
             bar.update(1)
@@ -374,7 +455,8 @@ def run_grid(grid: Grid, out_dir: str | Path, *, workers: int = 1, force: bool =
             import multiprocessing
 
             # "spawn": workers start clean (no forked torch or zmq state from this process).
-            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
                 pending = {pool.submit(_execute_in_worker, spec, str(notebook), kernel_name, timeout, threads): spec
                            for spec in todo}
                 while pending:
@@ -413,6 +495,7 @@ def format_summary(result: GridResult, grid: Grid | None = None) -> str:
     """The end-of-grid summary: counts, failures with their errors, and the table."""
     lines = [f"ablate: {len(result.done)} runs complete ({len(result.skipped)} of them skipped as already done), "
              f"{len(result.failed)} failed" + (f", {len(result.stale)} stale (left alone)" if result.stale else "")
+             + (f", {len(result.busy)} left to another process" if result.busy else "")
              + f", in {result.seconds:.0f} s"]
     for name in result.failed:
         rec = result.records[name]

@@ -22,25 +22,75 @@ def _parse_sizes(text: str | None) -> dict[str, int] | None:
     sizes = {}
     for part in text.split(","):
         key, _, value = part.partition("=")
-        if key not in ("t", "a", "v") or not value.isdigit():
-            raise argparse.ArgumentTypeError(f"--sizes {text!r}: expected e.g. t=64,a=48,v=32")
+        key, value = key.strip(), value.strip()
+        if key not in ("t", "a", "v") or not value.isdigit() or len(value) > 7 or int(value) < 1:
+            raise ValueError(f"--sizes {text!r}: expected modality=size pairs with sizes from 1 to 9999999, "
+                             f"e.g. t=64,a=48,v=32")
+        if key in sizes:
+            raise ValueError(f"--sizes {text!r}: modality {key!r} is given twice")
         sizes[key] = int(value)
     return sizes
+
+
+MAX_ID_FILE_BYTES = 16 * 1024 * 1024  # an id list of a few thousand dialogues is a few kB
+
+
+def read_id_list(path: str) -> list[str] | str:
+    """Dialogue ids from a file (one per line, or separated by commas or spaces; ``#`` starts a
+    comment), or the name ``meld-dev`` (the official MELD dev dialogues of the standard pickle)."""
+    if path == "meld-dev":
+        return path
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: --valid-ids file not found (expected one dialogue id per line, or 'meld-dev')")
+    if p.stat().st_size > MAX_ID_FILE_BYTES:
+        raise DataError(f"{p}: --valid-ids file is {p.stat().st_size} bytes, more than an id list can be")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p}: --valid-ids file is not UTF-8 text (byte {e.start})") from None
+    ids = [tok for line in text.splitlines() for tok in line.split("#", 1)[0].replace(",", " ").split()]
+    if not ids:
+        raise DataError(f"{p}: --valid-ids file names no dialogue")
+    return ids
+
+
+def _data_kind(data: str) -> str:
+    lowered = data.lower()
+    if lowered.startswith("synthetic:"):
+        return "synthetic"
+    if lowered.endswith((".pkl", ".pickle")):
+        return "pickle"
+    return "npz" if lowered.endswith(".npz") else "other"
+
+
+# Data flags and the kinds of --data they apply to: a flag that would be ignored is refused.
+_DATA_FLAGS = {"sizes": ("--sizes", ("synthetic",)), "valid_fraction": ("--valid-fraction", ("pickle",)),
+               "text_layers": ("--text-layers", ("pickle",)), "valid_ids": ("--valid-ids", ("pickle",))}
 
 
 def load_corpus_arg(args: argparse.Namespace):
     from .data import load_data
 
+    data = str(args.data)
+    kind = _data_kind(data)
+    for attr, (flag, kinds) in _DATA_FLAGS.items():
+        if getattr(args, attr, None) is not None and kind not in kinds:
+            applies = {"synthetic": "synthetic data", "pickle": "SDT/M3Net .pkl files"}[kinds[0]]
+            raise ValueError(f"{flag} applies only to {applies}, not to --data {data} (it would be ignored)")
+    if getattr(args, "valid_fraction", None) is not None and getattr(args, "valid_ids", None) is not None:
+        raise ValueError("--valid-fraction and --valid-ids exclude each other: the ids replace the seeded draw")
     kw = {}
-    if str(args.data).startswith("synthetic:"):
-        if getattr(args, "sizes", None):
-            kw["feature_sizes"] = _parse_sizes(args.sizes)
-    else:
-        if getattr(args, "valid_fraction", None) is not None and str(args.data).endswith((".pkl", ".pickle")):
+    if kind == "synthetic" and getattr(args, "sizes", None):
+        kw["feature_sizes"] = _parse_sizes(args.sizes)
+    if kind == "pickle":
+        if getattr(args, "valid_fraction", None) is not None:
             kw["valid_fraction"] = args.valid_fraction
-        if getattr(args, "text_layers", None) and str(args.data).endswith((".pkl", ".pickle")):
+        if getattr(args, "text_layers", None):
             kw["text"] = args.text_layers
-    return load_data(str(args.data), **kw)
+        if getattr(args, "valid_ids", None) is not None:
+            kw["valid_ids"] = read_id_list(args.valid_ids)
+    return load_data(data, **kw)
 
 
 def build_config(args: argparse.Namespace) -> Config:
@@ -70,19 +120,34 @@ def _add_data_args(p: argparse.ArgumentParser, default: str | None = "synthetic:
     p.add_argument("--sizes", help="synthetic feature sizes, e.g. t=64,a=48,v=32 (default: the standard sizes)")
     p.add_argument("--valid-fraction", type=float, default=None,
                    help="pickles: share of training dialogues held out for validation (default 0.1)")
+    p.add_argument("--valid-ids", metavar="FILE", default=None,
+                   help="pickles: validation dialogues instead of the seeded 10%%: a file with one dialogue id "
+                        "per line, or 'meld-dev' for MELD's official dev split (ids 1039-1152 of the standard file)")
     p.add_argument("--text-layers", choices=("first", "mean"), default=None,
                    help="pickles: videoText only (SDT, default) or the mean of the four RoBERTa layers (M3Net)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .config import PAPER_PRESET_FOR
     from .plots import plot_confusion, save_figure
-    from .train import train, train_seeds
+    from .run_folder import check_writable
+    from .train import select_device, train, train_seeds
 
-    corpus = load_corpus_arg(args)
+    if args.seeds and args.seed is not None:
+        raise ValueError("--seed and --seeds exclude each other: --seeds trains once per listed seed")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
     cfg = build_config(args)
+    select_device(cfg.train.device)  # a missing GPU is an error before the data is read
     out = Path(args.out)
+    check_writable(out, "run folder")  # a read-only --out fails now, not after the first epoch
+    corpus = load_corpus_arg(args)
+    wanted = PAPER_PRESET_FOR.get(corpus.name)
+    if args.preset in PAPER_PRESET_FOR.values() and not args.config and wanted and wanted != args.preset:
+        print(f"note: --preset {args.preset} holds the reference settings of another corpus; "
+              f"{corpus.name}'s are --preset {wanted}", file=sys.stderr)
     if args.seeds:
-        summary = train_seeds(cfg, corpus, args.seeds, out, resume=args.resume)
+        summary = train_seeds(cfg, corpus, args.seeds, out, resume=args.resume, overwrite=args.overwrite)
         t, r = summary["test"], summary["reference_protocol"]
         print(f"{len(args.seeds)} seeds, honest protocol: accuracy {t['accuracy']['mean']:.2f} ± "
               f"{t['accuracy']['std']:.2f}, weighted F1 {t['weighted_f1']['mean']:.2f} ± {t['weighted_f1']['std']:.2f}")
@@ -90,7 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{r['weighted_f1']['std']:.2f}")
         print(f"summary: {out / 'summary.json'}")
         return 0
-    run = train(cfg, corpus, out, resume=args.resume)
+    run = train(cfg, corpus, out, resume=args.resume, overwrite=args.overwrite)
     m = run.metrics
     fig = plot_confusion(m["test"]["confusion"], m["class_names"],
                          title=f"{m['corpus']}: test, epoch {m['chosen_epoch']}")
@@ -112,14 +177,23 @@ def _load_for_checkpoint(args: argparse.Namespace):
     corpus = load_corpus_arg(args)
     check_compatible(info["data"], corpus, str(args.checkpoint))
     corpus = corpus.with_modalities(tuple(info["data"]["feature_sizes"]))
+    if not corpus.splits.get(args.split):
+        have = ", ".join(s for s, ids in corpus.splits.items() if ids) or "none"
+        raise DataError(f"{corpus.source}: corpus {corpus.name!r} has no {args.split!r} split "
+                        f"(it has: {have}); choose one with --split")
     return model, info, corpus, device
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .train import evaluate
 
+    if args.out:
+        from .run_folder import check_output_file
+
+        check_output_file(args.out, "--out file")
     model, info, corpus, device = _load_for_checkpoint(args)
-    result = evaluate(model, corpus.split(args.split), corpus.class_names, device=device)
+    result = evaluate(model, corpus.split(args.split), corpus.class_names, device=device,
+                      amp=info["config"].train.amp)
     if args.out:
         from .io import write_json
 
@@ -132,10 +206,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from .run_folder import check_output_file
     from .train import predict, write_predictions
 
+    check_output_file(args.out, "--out file")
     model, info, corpus, device = _load_for_checkpoint(args)
-    preds = predict(model, corpus.split(args.split), device=device)
+    preds = predict(model, corpus.split(args.split), device=device, amp=info["config"].train.amp)
     write_predictions(args.out, preds, corpus.class_names)
     print(f"wrote {len(preds.labels)} predictions to {args.out}")
     return 0
@@ -143,9 +219,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from .data import load_sdt_pickle, save_corpus
+    from .run_folder import check_output_file
 
-    corpus = load_sdt_pickle(args.pickle, kind=args.kind, valid_fraction=args.valid_fraction,
-                             seed=args.seed, text=args.text_layers)
+    check_output_file(args.out, "--out file")
+    if args.valid_ids is not None and args.valid_fraction is not None:
+        raise ValueError("--valid-fraction and --valid-ids exclude each other: the ids replace the seeded draw")
+    valid_ids = read_id_list(args.valid_ids) if args.valid_ids is not None else None
+    corpus = load_sdt_pickle(args.pickle, kind=args.kind,
+                             valid_fraction=0.1 if args.valid_fraction is None else args.valid_fraction,
+                             seed=args.seed, text=args.text_layers, valid_ids=valid_ids)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_corpus(corpus, args.out)
     print(f"{corpus.name}: {len(corpus.dialogues)} dialogues, {corpus.num_utterances()} utterances, "
           f"modalities {corpus.feature_sizes} -> {args.out}")
@@ -154,9 +237,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from .data import make_synthetic, save_corpus
+    from .run_folder import check_output_file
 
+    check_output_file(args.out, "--out file")
     corpus = make_synthetic(args.profile, seed=args.seed, feature_sizes=_parse_sizes(args.sizes),
                             num_dialogues=args.dialogues)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_corpus(corpus, args.out)
     counts = {s: len(ids) for s, ids in corpus.splits.items()}
     print(f"{corpus.name}: dialogues per split {counts}, {corpus.num_utterances()} utterances, "
@@ -266,7 +352,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             print(f"safsd-glnet ablate: {e}", file=sys.stderr)
             return 1
         print(f"report: {report}; tables {out / 'ablation_table.md'} and .tex; chart in {out / 'figures'}")
-    return 1 if result.failed or result.stale else 0
+    return 1 if result.failed or result.stale or result.busy else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -277,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train SAFSD-GLNet; the run folder gets config.json, metrics.json, "
                                    "checkpoints, test predictions and a confusion-matrix figure.")
     _add_data_args(p)
-    p.add_argument("--preset", choices=PRESETS, default="small", help="hyperparameter preset (default small)")
+    p.add_argument("--preset", choices=PRESETS, default="small",
+                   help="hyperparameter preset (default small): paper = the reference settings for IEMOCAP, "
+                        "paper-meld = MELD's (lr 5e-6, batch 8, 90 epochs, T 8), small = CPU-sized, tiny = tests")
     p.add_argument("--config", help="a config.json (for example from an earlier run) instead of a preset")
     p.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
                    help="override any config field, e.g. --set model.use_gcn=false --set loss.similarity=prior")
@@ -290,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
     p.add_argument("--out", default="runs/train", help="run folder (default runs/train)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (without it, or --resume, a run folder is never replaced)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
@@ -311,7 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "kit's own pickle-free format.")
     p.add_argument("--pickle", required=True)
     p.add_argument("--kind", choices=("auto", "iemocap", "meld"), default="auto")
-    p.add_argument("--valid-fraction", type=float, default=0.1)
+    p.add_argument("--valid-fraction", type=float, default=None, help="share of training dialogues held out for "
+                   "validation (default 0.1)")
+    p.add_argument("--valid-ids", metavar="FILE", default=None,
+                   help="validation dialogues instead of the seeded draw: a file with one id per line, or "
+                        "'meld-dev' (MELD's official dev split, ids 1039-1152)")
     p.add_argument("--seed", type=int, default=0, help="seed of the validation hold-out")
     p.add_argument("--text-layers", choices=("first", "mean"), default="first")
     p.add_argument("--out", required=True, help="output .npz")

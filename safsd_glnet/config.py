@@ -3,8 +3,10 @@
 A run is described by one :class:`Config` (model, loss, training). Every ablation switch of
 SPEC.md is a field here, so an ablation is a config change and nothing else. Presets:
 
-* ``paper``: the authors' reference hyperparameters (H = 1024, 8 heads, dropout 0.5, Adam
-  1e-4, batch 16, 80 epochs, GCN K = 4, mask p = 0.5, gamma 2, T = 1).
+* ``paper``: the authors' reference hyperparameters for IEMOCAP (H = 1024, 8 heads, dropout
+  0.5, Adam 1e-4, batch 16, 80 epochs, GCN K = 4, mask p = 0.5, gamma 2, T = 1).
+* ``paper-meld``: the same model with MELD's reference settings (SPEC.md): Adam 5e-6, batch 8,
+  90 epochs, and T = 8 as in SDT.
 * ``small``: the same model at H = 128, fast enough to train on a laptop CPU in minutes.
 * ``tiny``: H = 16 and a handful of epochs, for tests.
 
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +72,35 @@ def check_field_types(obj: Any) -> None:
             raise ValueError(f"{type(obj).__name__}: {f.name}={value!r} should be {f.type}")
 
 
+def _at_least(obj: Any, name: str, low: int, why: str = "") -> None:
+    value = getattr(obj, name)
+    if value < low:
+        raise ValueError(f"{type(obj).__name__}: {name}={value} must be >= {low}{why}")
+
+
+def _finite_at_least(obj: Any, name: str, low: float) -> None:
+    value = getattr(obj, name)
+    if not (math.isfinite(value) and value >= low):
+        raise ValueError(f"{type(obj).__name__}: {name}={value} must be a finite number >= {low:g}")
+
+
+def _finite_positive(obj: Any, name: str) -> None:
+    value = getattr(obj, name)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{type(obj).__name__}: {name}={value} must be a finite number > 0")
+
+
+_DEVICE_NAME = re.compile(r"^(auto|cpu|mps|meta|(cuda|xpu)(:\d+)?)$")
+
+
+def check_device_name(name: str, what: str = "device") -> None:
+    """Refuse device strings torch cannot parse (``gpu``, ``cuda0``) with a message that lists
+    the forms it can; whether the device exists is checked when a run starts
+    (:func:`safsd_glnet.train.select_device`)."""
+    if not isinstance(name, str) or not _DEVICE_NAME.match(name):
+        raise ValueError(f"{what}={name!r} is not a device: expected auto, cpu, cuda, cuda:N or mps")
+
+
 @dataclass
 class ModelConfig:
     modalities: tuple[str, ...] = MODALITIES  # which of t/a/v the model reads
@@ -88,6 +121,14 @@ class ModelConfig:
     def __post_init__(self) -> None:
         check_field_types(self)
         self.modalities = normalise_modalities(self.modalities)
+        _at_least(self, "hidden", 1)
+        _at_least(self, "heads", 1)
+        _at_least(self, "transformer_layers", 1)
+        if self.ff_width is not None:
+            _at_least(self, "ff_width", 1)
+        # K = 0 with the GCN on would be a graph stage that does nothing: say "use_gcn=false".
+        _at_least(self, "gcn_layers", 1 if self.use_gcn else 0,
+                  " while use_gcn is true (set model.use_gcn=false to drop the GCN)")
         if self.hidden % self.heads:
             raise ValueError(f"ModelConfig: hidden={self.hidden} is not divisible by heads={self.heads}")
         if not 0.0 <= self.mask_prob < 1.0:
@@ -134,10 +175,10 @@ class LossConfig:
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"LossConfig: {name}={getattr(self, name)!r}, expected one of {allowed}")
-        if self.temperature <= 0:
-            raise ValueError(f"LossConfig: temperature={self.temperature} must be > 0")
-        if self.gamma < 0:
-            raise ValueError(f"LossConfig: gamma={self.gamma} must be >= 0")
+        for name in ("teacher_weight", "student_weight", "distill_weight", "gamma", "saf_lambda"):
+            _finite_at_least(self, name, 0.0)
+        for name in ("temperature", "vad_sigma"):
+            _finite_positive(self, name)
 
 
 @dataclass
@@ -158,8 +199,16 @@ class TrainConfig:
         check_field_types(self)
         if self.optimizer not in ("adam", "adamw"):
             raise ValueError(f"TrainConfig: optimizer={self.optimizer!r}, expected 'adam' or 'adamw'")
-        if self.batch_size < 1 or self.epochs < 1:
-            raise ValueError("TrainConfig: batch_size and epochs must be >= 1")
+        _at_least(self, "batch_size", 1)
+        _at_least(self, "epochs", 1)
+        if self.patience is not None:
+            # patience 0 would stop before the first epoch (and then "nothing to train").
+            _at_least(self, "patience", 1, " (None turns early stopping off)")
+        _finite_positive(self, "lr")
+        _finite_at_least(self, "weight_decay", 0.0)
+        if self.grad_clip is not None:
+            _finite_positive(self, "grad_clip")
+        check_device_name(self.device, "TrainConfig: device")
 
 
 @dataclass
@@ -175,9 +224,14 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
+        if not isinstance(d, dict):
+            raise ValueError(f"Config: expected an object with sections model, loss, train; got {type(d).__name__}")
         parts = {}
         for name, kind in (("model", ModelConfig), ("loss", LossConfig), ("train", TrainConfig)):
-            sub = dict(d.get(name, {}))
+            sub = d.get(name, {})
+            if not isinstance(sub, dict):
+                raise ValueError(f"Config: section {name!r} must be an object, got {type(sub).__name__}")
+            sub = dict(sub)
             known = {f.name for f in dataclasses.fields(kind)}
             unknown = set(sub) - known
             if unknown:
@@ -198,34 +252,58 @@ class Config:
         return Config.from_dict(d)
 
     def override(self, *assignments: str) -> "Config":
-        """Apply ``section.field=value`` strings; values are parsed as JSON where they can be."""
+        """Apply ``section.field=value`` strings (the command line's ``--set``, papermill's ``SET``).
+
+        Values are read for the field's type (:func:`parse_value`), so whatever ``config.json``
+        holds can be given back: ``loss.class_weights=none`` stays the string "none", while
+        ``train.patience=none`` (or ``null``) turns early stopping off."""
         changes: dict[str, dict[str, Any]] = {}
+        sections = {"model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
         for a in assignments:
             if "=" not in a or "." not in a.split("=", 1)[0]:
                 raise ValueError(f"override {a!r}: expected section.field=value, e.g. model.hidden=64")
             key, raw = a.split("=", 1)
             section, name = key.split(".", 1)
-            changes.setdefault(section, {})[name] = parse_value(raw)
+            kind = sections.get(section)
+            types = {f.name: str(f.type) for f in dataclasses.fields(kind)} if kind else {}
+            changes.setdefault(section, {})[name] = parse_value(raw, types.get(name))
         return self.replace(**changes)
 
 
-def parse_value(raw: str) -> Any:
-    """``"64"`` -> 64, ``"false"`` -> False, ``"null"`` -> None, ``"tav"`` -> ``"tav"``."""
-    lowered = raw.strip()
-    if lowered.lower() in ("true", "false"):
-        return lowered.lower() == "true"
-    if lowered.lower() in ("none", "null"):
+def parse_value(raw: str, field_type: str | None = None) -> Any:
+    """Read one override value: ``"64"`` -> 64, ``"false"`` -> False, ``"null"`` -> None,
+    ``"tav"`` -> ``"tav"``.
+
+    ``field_type`` is the field's annotation as written (``"int | None"``, ``"str"``): a field
+    that holds strings keeps the text as it is (``"none"`` is a valid ``class_weights``), and
+    ``none`` means None only for a field that may be None. Values are otherwise read as JSON,
+    so every value of a ``config.json`` round-trips, quoted strings included."""
+    text = raw.strip()
+    options = [t.strip() for t in field_type.split("|")] if field_type else []
+    if "str" in options and not (text.startswith('"') and text.endswith('"') and len(text) >= 2):
+        # A string field: "none" / "null" mean None only where None is allowed and no string
+        # of that spelling is meaningful; every string field of the kit names choices.
+        if text.lower() in ("null", "none") and "None" in options:
+            return None
+        return raw.strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.lower() in ("none", "null"):
         return None
     try:
-        return json.loads(lowered)
-    except json.JSONDecodeError:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError):
         return raw
 
 
 def preset(name: str) -> Config:
-    """The named preset: ``paper``, ``small`` or ``tiny``."""
+    """The named preset (see the module docstring and :data:`PRESETS`)."""
     if name == "paper":
         return Config()
+    if name == "paper-meld":
+        # SPEC.md, "Reference hyperparameters": the authors' MELD scripts use lr 5e-6, batch 8
+        # and 90 epochs; T = 8 is SDT's MELD temperature (the SAFSD-GLNet code's default is 1).
+        return Config(loss=LossConfig(temperature=8.0), train=TrainConfig(lr=5e-6, batch_size=8, epochs=90))
     if name == "small":
         # Same architecture, narrower streams and a faster learning rate so that a CPU run of a
         # few minutes converges; dropout lowered because the model is 60x smaller.
@@ -238,7 +316,8 @@ def preset(name: str) -> Config:
             model=ModelConfig(hidden=16, heads=2, dropout=0.1, gcn_layers=2),
             train=TrainConfig(lr=3e-3, epochs=3, batch_size=8, progress=False),
         )
-    raise ValueError(f"unknown preset {name!r}: expected paper, small or tiny")
+    raise ValueError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
 
 
-PRESETS = ("paper", "small", "tiny")
+PRESETS = ("paper", "paper-meld", "small", "tiny")
+PAPER_PRESET_FOR = {"iemocap": "paper", "meld": "paper-meld"}  # the reference settings of each corpus

@@ -166,9 +166,10 @@ def input_prototype_similarity(corpus: Corpus, split: str = "train") -> np.ndarr
     """(C, C) the "prototype" similarity computed on the input features.
 
     Training computes prototypes from the teacher's features and refreshes them every epoch;
-    before any training, the closest stand-in is the same recipe on the inputs: each
-    modality standardised over ``split``, the modalities concatenated, cosine of the class
-    means clamped to [0, 1] (:func:`safsd_glnet.losses.prototype_similarity`).
+    before any training, the closest stand-in is the same function on the inputs: each
+    modality scaled to unit variance over ``split`` (so no modality or dimension dominates),
+    the modalities concatenated, then :func:`safsd_glnet.losses.prototype_similarity`, which
+    centres the class means by the overall mean and takes their cosine, clamped to [0, 1].
     """
     import torch
 

@@ -32,13 +32,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from . import io
 from .config import MODALITIES, normalise_modalities
 from .data.corpus import Corpus, DataError, Dialogue
 from .data.tables import Table
@@ -213,18 +213,10 @@ def _load_cache(path: Path, texts_hash: str, n: int) -> np.ndarray | None:
 
 def _save_cache(path: Path, x: np.ndarray, texts_hash: str, spec: EncoderSpec, table: Table) -> None:
     """Write atomically (temporary file + rename) so an interrupted run leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, features=x.astype(np.float32), texts_sha256=np.array(texts_hash),
-                     encoder=np.array(spec.identity),
-                     sources=np.array(json.dumps(table.source_sha256, sort_keys=True)))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with io.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, features=x.astype(np.float32), texts_sha256=np.array(texts_hash),
+                 encoder=np.array(spec.identity),
+                 sources=np.array(json.dumps(table.source_sha256, sort_keys=True)))
 
 
 # --------------------------------------------------------------------------------------------

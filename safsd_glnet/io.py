@@ -13,12 +13,35 @@ from typing import Any, Iterator
 import torch
 
 
+def default_mode(path: str | Path) -> int:
+    """The permission bits a plain ``open(path, "w")`` would leave: the existing file's mode,
+    else 0o666 less the process umask."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        pass
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed.
+
+    ``mkstemp`` creates its file private (0600); the result gets the mode a plain ``open()``
+    would give it (:func:`default_mode`), so run folders, figures and caches shared with a group
+    stay readable as the umask says. The temporary file is named ``.<name>.<random>.tmp``; a
+    kill can leave one behind, and :func:`safsd_glnet.run_folder.remove_stale_temporaries`
+    finds those in run folders."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = default_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+    except (AttributeError, OSError):  # Windows has no fchmod; its files carry no such bits
+        pass
     os.close(fd)
     tmp_path = Path(tmp)
     try:

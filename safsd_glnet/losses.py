@@ -23,7 +23,7 @@ own label; here row ``S[y_i]`` is gathered per sample.
 
 Sources of S (:func:`similarity_matrix`): ``"identity"``, ``"prior"`` (the reference's
 hand-set IEMOCAP matrix), ``"vad"`` (a Gaussian kernel on NRC-VAD valence/arousal/dominance)
-and ``"prototype"`` (cosine similarity of class-mean teacher features, clamped to [0, 1]).
+and ``"prototype"`` (cosine similarity of centred class-mean teacher features, clamped to [0, 1]).
 """
 from __future__ import annotations
 
@@ -216,14 +216,23 @@ def class_feature_sums(features: torch.Tensor, labels: torch.Tensor, num_classes
 
 
 def prototype_similarity(class_sums: torch.Tensor, class_counts: torch.Tensor) -> torch.Tensor:
-    """S from accumulated class feature sums: cosine of class means, clamped to [0, 1].
+    r"""S from accumulated class feature sums: cosine of centred class means, clamped to [0, 1].
 
-    mu_c = class_sums[c] / class_counts[c];  S[a, b] = max(0, <mu_a, mu_b> / (|mu_a| |mu_b|));
-    S[c, c] = 1. Negative cosines are clamped to 0 because S weighs loss terms and a
-    negative weight would reward confidence in the true class's opposite. A class with no
-    samples (or a zero mean vector, whose direction is undefined) gets an identity row and
-    column: it is then treated as similar to nothing. Returns float32 (C, C) on the device of
-    ``class_sums``.
+    .. math::
+        \mu_c = \frac{\text{sums}_c}{n_c},\quad
+        \bar\mu = \frac{\sum_c \text{sums}_c}{\sum_c n_c},\quad
+        S[a, b] = \max\Big(0, \frac{\langle \mu_a - \bar\mu, \mu_b - \bar\mu\rangle}
+                                 {\lVert \mu_a - \bar\mu\rVert \lVert \mu_b - \bar\mu\rVert}\Big),\quad S[c, c] = 1
+
+    Centring by the count-weighted mean of all features matters: features after ReLUs, layer
+    norms and shared embeddings have a large common component, so *uncentred* class means all
+    point almost the same way (every off-diagonal at 0.73-1.00 in a trained model), and soft
+    SAF then pushes each student towards a near-uniform target. After centring, S measures
+    how two classes differ from the average in the same direction. Negative cosines are
+    clamped to 0 because S weighs loss terms and a negative weight would reward confidence in
+    the true class's opposite. A class with no samples (or a mean equal to the global mean,
+    whose direction is undefined) gets an identity row and column: it is then treated as
+    similar to nothing. Returns float32 (C, C) on the device of ``class_sums``.
     """
     fn = "prototype_similarity"
     sums = torch.as_tensor(class_sums)
@@ -235,9 +244,10 @@ def prototype_similarity(class_sums: torch.Tensor, class_counts: torch.Tensor) -
     sums = sums.to(torch.float64)
     counts = counts.to(torch.float64)
     present = counts > 0
-    means = sums / counts.clamp_min(1.0).unsqueeze(1)
+    global_mean = sums.sum(0) / counts.sum().clamp_min(1.0)  # (F,) count-weighted mean of all features
+    means = sums / counts.clamp_min(1.0).unsqueeze(1) - global_mean  # (C, F) centred class means
     norms = means.norm(dim=1)
-    usable = present & (norms > 0)
+    usable = present & (norms > 1e-12 * global_mean.norm().clamp_min(1.0))
     unit = means / norms.clamp_min(torch.finfo(torch.float64).tiny).unsqueeze(1)
     sim = (unit @ unit.T).clamp(0.0, 1.0)
     keep = usable.unsqueeze(0) & usable.unsqueeze(1)
@@ -258,7 +268,7 @@ def similarity_matrix(source: str, class_names: Sequence[str], *, sigma: float =
     * ``"vad"``: S[i, j] = exp(-||vad_i - vad_j||^2 / sigma^2), vad from :data:`NRC_VAD`
       (names looked up case-insensitively). Symmetric, in (0, 1].
     * ``"prototype"``: :func:`prototype_similarity` of the class means of ``features`` (N, F)
-      grouped by ``labels`` (N,); on the device of ``features``.
+      grouped by ``labels`` (N,), centred by their overall mean; on the device of ``features``.
     """
     fn = "similarity_matrix"
     names = _normalise_names(fn, class_names)

@@ -143,7 +143,8 @@ def _kernel_connection() -> Iterator[dict[str, Any]]:
         return
     from traitlets.config import Config
 
-    folder = tempfile.mkdtemp(prefix="safsd-kernel-")
+    remove_stale_kernel_folders()
+    folder = tempfile.mkdtemp(prefix=f"{KERNEL_FOLDER_PREFIX}{os.getpid()}-")
     connection_file = os.path.join(folder, "kernel.json")
     try:
         if len(connection_file) + 8 > _MAX_IPC_PATH:  # room for "kernel-ipc-N" with a margin
@@ -152,6 +153,33 @@ def _kernel_connection() -> Iterator[dict[str, Any]]:
             yield {"config": Config({"KernelManager": {"transport": "ipc", "connection_file": connection_file}})}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+KERNEL_FOLDER_PREFIX = "safsd-kernel-"
+
+
+def remove_stale_kernel_folders(root: str | Path | None = None) -> list[str]:
+    """Remove ``safsd-kernel-<pid>-*`` socket folders whose process is gone.
+
+    :func:`_kernel_connection` removes its folder when the run ends, but a killed process
+    (``kill -9``, a lost SSH session) cannot; the next headless run sweeps up after it. Only
+    this user's folders of dead processes are touched."""
+    root = Path(root or tempfile.gettempdir())
+    removed = []
+    for path in root.glob(f"{KERNEL_FOLDER_PREFIX}*"):
+        pid_text = path.name[len(KERNEL_FOLDER_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or not path.is_dir():
+            continue
+        try:
+            if path.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid_text), 0)  # raises when no such process exists
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+        except (PermissionError, OSError):
+            continue  # alive under another user, or not ours to judge
+    return removed
 
 
 def run_notebook(notebook: str | Path, output: str | Path, parameters: Mapping[str, Any] | None = None, *,
@@ -173,12 +201,13 @@ def run_notebook(notebook: str | Path, output: str | Path, parameters: Mapping[s
     output.parent.mkdir(parents=True, exist_ok=True)
     with _kernel_environment(threads), _kernel_connection() as connection:
         try:
-            # The kernel logs only errors: each headless kernel would otherwise print a warning
-            # about its local transport to the terminal.
+            # The kernel logs nothing to the terminal: each headless kernel would otherwise print
+            # a warning about its local transport, and on Ctrl-C a ZMQ traceback of a reply it
+            # can no longer send. A cell's own error is in the executed notebook either way.
             pm.execute_notebook(str(src), str(output), parameters=dict(parameters or {}), kernel_name=kernel_name,
                                 cwd=str(cwd or src.parent), progress_bar=progress, log_output=log_output,
                                 execution_timeout=timeout, report_mode=False,
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"], **connection)
+                                extra_arguments=["--IPKernelApp.log_level=CRITICAL"], **connection)
         except pm.PapermillExecutionError as e:
             raise NotebookError(src.name, output, e.ename, e.evalue, e.exec_count) from None
     return output
@@ -323,7 +352,10 @@ def train_or_reuse(config, corpus, out_dir: str | Path, callback=None):
         if stored == config.to_dict() and files[3].read_text().strip() == fingerprint:
             model, _ = load_model(files[2])
             return io.read_json(files[1]), model
-    run = train(config, corpus, out, callback=callback)
+    from .run_folder import holds_run
+
+    # Anything else in the folder is a run this notebook made before with other settings: replace it.
+    run = train(config, corpus, out, overwrite=holds_run(out), callback=callback)
     io.write_text(files[3], fingerprint + "\n")
     return run.metrics, run.model
 

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from . import io
-from .config import Config, TrainConfig
+from . import run_folder
+from .config import Config, TrainConfig, check_device_name
 from .data.batching import Batch, iterate_batches, num_batches
 from .data.corpus import Corpus, DataError, Dialogue
 from .losses import LossComputer, class_feature_sums
@@ -42,15 +43,30 @@ REFERENCE_LABEL = ("reference protocol: best test weighted F1 over epochs (how S
 
 # --------------------------------------------------------------------------- devices and seeds
 
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def select_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """``auto`` picks CUDA, then Apple MPS, then the CPU. An explicit device that this machine
+    does not have (``cuda`` without a GPU, ``cuda:3`` on a one-GPU machine, ``mps`` off a Mac)
+    is a one-line ValueError here, before any data is read or any epoch runs."""
+    check_device_name(name)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name!r}: this torch ({torch.__version__}) sees no CUDA GPU; "
+                             "use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"numbered from 0")
+    elif device.type == "mps" and not _mps_available():
+        raise ValueError(f"device={name!r}: Apple's MPS backend is not available here; use --device cpu (or auto)")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -186,9 +202,11 @@ def predict(model: SAFSDGLNet, dialogues: list[Dialogue], batch_size: int = 16,
 
 
 def evaluate(model: SAFSDGLNet, dialogues: list[Dialogue], class_names: list[str], batch_size: int = 16,
-             device: torch.device | str | None = None) -> dict[str, Any]:
-    """Metrics (percent) of the teacher's predictions, plus each student's accuracy and weighted F1."""
-    p = predict(model, dialogues, batch_size, device)
+             device: torch.device | str | None = None, amp: bool = True) -> dict[str, Any]:
+    """Metrics (percent) of the teacher's predictions, plus each student's accuracy and weighted F1.
+
+    ``amp`` is the run's ``train.amp``: an epoch must be scored in the precision it trained in."""
+    p = predict(model, dialogues, batch_size, device, amp=amp)
     result = compute_metrics(p.labels, p.preds, class_names)
     result["students"] = {}
     for m, sp in p.student_preds.items():
@@ -277,23 +295,77 @@ def make_optimizer(tc: TrainConfig, parameters, device: torch.device,
 
 
 def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, resume: bool = False,
-          callback: Callable[[int, dict[str, Any]], None] | None = None) -> Run:
+          overwrite: bool = False, callback: Callable[[int, dict[str, Any]], None] | None = None) -> Run:
     """Train SAFSD-GLNet on ``corpus`` and return the :class:`Run`.
 
     Args:
         config: model, loss and training settings.
         corpus: a validated corpus with train / valid / test splits; it is restricted to
             ``config.model.modalities``.
-        out_dir: the run folder (created); None keeps everything in memory.
+        out_dir: the run folder (created); None keeps everything in memory. A folder that
+            already holds a run is refused unless ``resume`` or ``overwrite`` says what to do
+            with it (:func:`safsd_glnet.run_folder.prepare`); while the run trains the folder
+            is locked against a second process (:class:`~safsd_glnet.run_folder.RunLock`).
         resume: continue from ``out_dir/checkpoint_last.pt`` when it exists.
+        overwrite: replace the run in ``out_dir`` (its files are removed first).
         callback: called as ``callback(epoch, record)`` after every epoch (plots, logging);
             an exception raised there stops the run with the last checkpoint already written.
     """
     corpus = corpus.with_modalities(config.model.modalities)
     _check_splits(corpus)
+    device = select_device(config.train.device)
+    if out_dir is None:
+        return _train(config, corpus, None, device, False, callback)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: the run folder is a file, expected a folder")
+    run_folder.check_writable(out, "run folder")
+    with run_folder.RunLock(out):
+        run_folder.prepare(out, resume=resume, overwrite=overwrite)
+        return _train(config, corpus, out, device, resume, callback)
+
+
+# Fields that say how a run is executed, not what it computes: a run may resume with others.
+RUNTIME_FIELDS = {"train": ("progress", "device")}
+_RESUME_KEYS = ("config", "model", "optimizer", "similarity", "rng", "history", "best", "since_best", "epoch")
+
+
+def comparable_config(d: dict[str, Any]) -> dict[str, Any]:
+    """A config dict without :data:`RUNTIME_FIELDS`, for "is this the same run?" checks."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items() if k != "data"}
+    for section, names in RUNTIME_FIELDS.items():
+        for name in names:
+            out.get(section, {}).pop(name, None)
+    return out
+
+
+def _resume_state(out: Path, config: Config, device: torch.device) -> dict[str, Any] | None:
+    """``checkpoint_last.pt`` of ``out`` checked for resuming, or None when there is none yet.
+
+    Everything that would make the resumed run fail late is checked first: another
+    configuration, a file that is not a full training checkpoint, and a missing
+    ``checkpoint_best.pt`` (the chosen epoch's weights, which the end of the run reads)."""
+    last_path = out / "checkpoint_last.pt"
+    if not last_path.exists():
+        return None
+    ckpt = io.load_torch(last_path, map_location=device)
+    missing = [k for k in _RESUME_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise DataError(f"{last_path}: not a resumable training checkpoint (no {', '.join(missing)})")
+    if not isinstance(ckpt["config"], dict) or comparable_config(ckpt["config"]) != comparable_config(config.to_dict()):
+        raise ValueError(f"{last_path}: the run was started with another configuration; "
+                         f"resume with the config.json of {out}, or pass --overwrite to start again")
+    best_epoch = ckpt["best"].get("epoch", 0) if isinstance(ckpt["best"], dict) else 0
+    if best_epoch and not (out / "checkpoint_best.pt").exists():
+        raise DataError(f"{out}: checkpoint_best.pt (epoch {best_epoch}, the best so far) is missing, so the "
+                        "run cannot resume; pass --overwrite to train it again from the start")
+    return ckpt
+
+
+def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.device, resume: bool,
+           callback: Callable[[int, dict[str, Any]], None] | None) -> Run:
+    """The training loop of :func:`train`; ``out`` is checked and locked already."""
     tc = config.train
-    out = Path(out_dir) if out_dir is not None else None
-    device = select_device(tc.device)
     seed_everything(tc.seed)
     shuffle = torch.Generator().manual_seed(tc.seed)
     model = build_model(config, corpus).to(device)
@@ -305,17 +377,17 @@ def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, 
 
     history: list[dict[str, Any]] = []
     best = {"epoch": 0, "valid_weighted_f1": -1.0}
-    start_epoch, since_best, started = 1, 0, time.time()
+    start_epoch, since_best = 1, 0
     last_path = out / "checkpoint_last.pt" if out else None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        if resume and last_path.exists():
-            ckpt = io.load_torch(last_path, map_location=device)
-            if ckpt["config"] != config.to_dict():
-                raise ValueError(f"{last_path}: the run was started with another configuration; "
-                                 f"resume with the config.json of {out}")
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
+        ckpt = _resume_state(out, config, device) if resume else None
+        if ckpt is not None:
+            try:
+                model.load_state_dict(ckpt["model"])
+                optimizer.load_state_dict(ckpt["optimizer"])
+            except (RuntimeError, ValueError, KeyError) as e:
+                raise DataError(f"{last_path}: its weights do not fit the configuration "
+                                f"({str(e).splitlines()[0]})") from None
             losses.similarity = ckpt["similarity"].to(device)
             _set_rng_state(ckpt["rng"], shuffle)
             history, best, since_best = ckpt["history"], ckpt["best"], ckpt["since_best"]
@@ -358,8 +430,8 @@ def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, 
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value) * k
         prototypes.end_epoch()
-        valid = evaluate(model, valid_dialogues, corpus.class_names, tc.batch_size, device)
-        test = evaluate(model, test_dialogues, corpus.class_names, tc.batch_size, device)
+        valid = evaluate(model, valid_dialogues, corpus.class_names, tc.batch_size, device, tc.amp)
+        test = evaluate(model, test_dialogues, corpus.class_names, tc.batch_size, device, tc.amp)
         record = {"epoch": epoch, "loss": {k: v / max(n_utt, 1) for k, v in sums.items()},
                   "valid": {**_headline(valid), "students": valid["students"]},
                   "test": {**_headline(test), "students": test["students"]},
@@ -384,9 +456,9 @@ def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, 
         best_state = io.load_torch(out / "checkpoint_best.pt", map_location=device)["model"]
     model.load_state_dict(best_state)
     model.eval()
-    preds = predict(model, test_dialogues, tc.batch_size, device)
+    preds = predict(model, test_dialogues, tc.batch_size, device, amp=tc.amp)
     test_final = compute_metrics(preds.labels, preds.preds, corpus.class_names)
-    valid_final = evaluate(model, valid_dialogues, corpus.class_names, tc.batch_size, device)
+    valid_final = evaluate(model, valid_dialogues, corpus.class_names, tc.batch_size, device, tc.amp)
     ref = max(history, key=lambda r: (r["test"]["weighted_f1"], -r["epoch"]))
     metrics = {
         "corpus": corpus.name,
@@ -412,13 +484,16 @@ def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, 
 
 
 def train_seeds(config: Config, corpus: Corpus, seeds: list[int], out_dir: str | Path | None = None,
-                resume: bool = False) -> dict[str, Any]:
+                resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train once per seed (``out_dir/seed<k>``) and summarise mean and sample std."""
+    if out_dir is not None and run_folder.holds_run(out_dir):
+        raise DataError(f"{out_dir}: holds a single run; several seeds need a folder of their own "
+                        "(each seed trains into <folder>/seed<k>)")
     runs = []
     for seed in seeds:
         cfg = config.replace(train={"seed": seed})
         sub = Path(out_dir) / f"seed{seed}" if out_dir is not None else None
-        runs.append(train(cfg, corpus, sub, resume=resume).metrics)
+        runs.append(train(cfg, corpus, sub, resume=resume, overwrite=overwrite).metrics)
     summary = {
         "seeds": list(seeds),
         "test": summarise_seeds([r["test"] for r in runs]),

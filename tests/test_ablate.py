@@ -305,3 +305,92 @@ def test_run_states(tmp_path):
     write_json(tmp_path / "cut-seed0" / "run.json", {"status": "running"})
     states = {s["run"]: s["status"] for s in ablate.run_states(tmp_path)}
     assert states == {"bad-seed0": "failed", "cut-seed0": "unfinished", "full-seed0": "done (no run.json)"}
+
+
+# --------------------------------------------------------------------------- safety
+
+def test_parameter_values_are_checked_before_any_kernel(tmp_path, fake_notebook, calls):
+    for variants, message in (({"full": {"USE_GCN": "yes"}}, "USE_GCN='yes' should be bool"),
+                              ({"full": {"DATA": str(tmp_path / "missing.pkl")}}, "DATA: .*missing.pkl: file not found"),
+                              ({"full": {"DATA": "synthetic:imocap"}}, "unknown synthetic profile")):
+        with pytest.raises(ValueError, match=message):
+            ablate.run_grid(grid(variants=variants), tmp_path / "out", notebook=fake_notebook, progress=False, log=None)
+    assert calls == []
+    assert not (tmp_path / "out" / "full-seed0").exists()
+    # The real notebook's declarations and the configuration's own checks apply too.
+    known = notebooks.notebook_parameters(notebooks.notebook_path("04_ablation.ipynb"))
+    for base, message in (({"EPOCHS": "ten"}, "EPOCHS='ten' should be int"), ({"EPOCHS": -3}, "epochs=-3"),
+                          ({"MASK_PROB": 2.0}, "mask_prob")):
+        with pytest.raises(ValueError, match=message):
+            grid(base={"DATA": "synthetic:iemocap", **base}).check_parameters(known)
+
+
+def test_unset_notebook_parameters_keep_the_preset(tmp_path):
+    """04's loss and model parameters default to None, so PRESET=paper-meld runs the preset's values."""
+    known = notebooks.notebook_parameters(notebooks.notebook_path("04_ablation.ipynb"))
+    defaults = {name: eval(p["default"]) for name, p in known.items()}  # literals of the parameters cell
+    for name in ablate.PARAMETER_FIELDS:
+        if name not in ("EPOCHS", "SEED", "DEVICE"):
+            assert defaults[name] is None, name
+    cfg = ablate.config_from_parameters({**defaults, "PRESET": "paper-meld", "EPOCHS": 0})
+    assert cfg == preset("paper-meld")
+
+
+def test_a_folder_run_by_another_invocation_is_left_alone(tmp_path, fake_notebook, calls):
+    from safsd_glnet.run_folder import RunLock
+
+    out = tmp_path / "out"
+    busy = out / "full-seed1"
+    busy.mkdir(parents=True)
+    with RunLock(busy, ablate.RUNNER_LOCK):  # as another ablate process holds it while it runs
+        result = ablate.run_grid(grid(), out, notebook=fake_notebook, progress=False, log=None)
+    assert result.busy == ["full-seed1"]
+    assert sorted(result.done) == ["full-seed0", "no_gcn-seed0", "no_gcn-seed1"]
+    assert [c["SEED"] for c in calls if c["RUN_DIR"] == str(busy.resolve())] == []
+    assert not (busy / "run.json").exists()  # nothing written over the other process's record
+
+
+@pytest.mark.skipif(not os.sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_killing_a_grid_takes_its_workers_and_kernels_along(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    nb = make_notebook(tmp_path / "04_ablation.ipynb", (
+        "import os, time\n"
+        "pathlib.Path(RUN_DIR).mkdir(parents=True, exist_ok=True)\n"
+        "pathlib.Path(RUN_DIR, 'pids.json').write_text(json.dumps([os.getpid(), os.getppid()]))\n"
+        "time.sleep(120)\n"))
+    driver = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+              "from safsd_glnet import ablate\n"
+              f"g = ablate.Grid.from_dict({{'seeds': [0, 1], 'base': {{'DATA': 'synthetic:iemocap'}}, "
+              f"'variants': {{'full': {{}}}}}}, 'g.yaml')\n"
+              f"ablate.run_grid(g, {str(tmp_path / 'out')!r}, notebook={str(nb)!r}, workers=2, progress=False, log=None)\n")
+    proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_files = [tmp_path / "out" / f"full-seed{s}" / "pids.json" for s in (0, 1)]
+    try:
+        deadline = time.time() + 90
+        while not all(p.exists() and p.read_text() for p in pid_files):
+            assert time.time() < deadline, "the runs never started"
+            assert proc.poll() is None, "the grid ended early"
+            time.sleep(0.5)
+        pids = [pid for p in pid_files for pid in json.loads(p.read_text())]  # kernels and workers
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+    deadline = time.time() + 20
+    while any(alive(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.5)
+    survivors = [p for p in pids if alive(p)]
+    for p in survivors:  # never leave them running, even when the test fails
+        os.kill(p, signal.SIGKILL)
+    assert survivors == []

@@ -131,3 +131,86 @@ def test_sequence_summary_lists_only_the_figures_it_wrote(tmp_path, capsys):
                            started, "demo")
     out = capsys.readouterr().out
     assert "figures written (1 PNG" in out and "02_confusion.png" in out and "speed_plot.png" not in out
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+def test_ignored_flags_are_refused(tmp_path, capsys):
+    data = tmp_path / "s.npz"
+    assert main(["synth", "--sizes", SIZES, "--dialogues", "20", "--out", str(data)]) == 0
+    capsys.readouterr()
+    for argv, message in (
+        (["train", "--preset", "tiny", "--seed", "1", "--seeds", "1", "2"], "--seed and --seeds exclude each other"),
+        (["train", "--preset", "tiny", "--data", str(data), "--valid-fraction", "0.2"], "--valid-fraction applies only"),
+        (["train", "--preset", "tiny", "--data", str(data), "--sizes", SIZES], "--sizes applies only to synthetic"),
+        (["train", "--preset", "tiny", "--data", str(data), "--valid-ids", "meld-dev"], "--valid-ids applies only"),
+        (["train", "--preset", "tiny", "--sizes", "t=abc"], "--sizes 't=abc'"),
+        (["train", "--preset", "tiny", "--sizes", "t=64,t=32"], "given twice"),
+        (["train", "--preset", "tiny", "--device", "cuda:7"], "cuda"),
+        (["train", "--preset", "tiny", "--set", "train.device=gpu"], "device='gpu'"),
+        (["train", "--preset", "tiny", "--resume", "--overwrite"], "exclude each other"),
+    ):
+        before = set(tmp_path.iterdir())
+        assert main(argv + ["--out", str(tmp_path / "never")]) == 2, argv
+        assert message in one_error_line(capsys), argv
+        assert set(tmp_path.iterdir()) == before, argv  # nothing was written
+
+
+def test_predict_names_a_missing_split(tmp_path, capsys):
+    from safsd_glnet.data import make_synthetic, save_corpus
+
+    data = tmp_path / "s.npz"
+    assert main(["synth", "--sizes", SIZES, "--dialogues", "20", "--out", str(data)]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--preset", "tiny", "--epochs", "1", "--no-progress",
+                 "--out", str(run)]) == 0
+    corpus = make_synthetic("iemocap", feature_sizes={"t": 24, "a": 16, "v": 8}, num_dialogues=20)
+    corpus.splits.pop("valid")
+    save_corpus(corpus, tmp_path / "novalid.npz")
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(run / "checkpoint_best.pt"), "--data", str(tmp_path / "novalid.npz"),
+                 "--split", "valid", "--out", str(tmp_path / "p.csv")]) == 2
+    line = one_error_line(capsys)
+    assert "no 'valid' split" in line and "train, test" in line
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_validation_ids_from_a_file(tmp_path, capsys):
+    pkl = tmp_path / "meld_multimodal_features.pkl"
+    write_sdt_pickle(pkl, "meld", num_dialogues=14, sizes={"t": 8, "a": 6, "v": 4})
+    from safsd_glnet.data import load_sdt_pickle
+
+    train_ids = load_sdt_pickle(pkl, valid_fraction=0.0).splits["train"]
+    chosen = train_ids[:3]
+    ids = tmp_path / "dev.txt"
+    ids.write_text("# the dev dialogues\n" + "\n".join(chosen) + "\n")
+    out = tmp_path / "c.npz"
+    assert main(["convert", "--pickle", str(pkl), "--valid-ids", str(ids), "--out", str(out)]) == 0
+    corpus = load_corpus(out)
+    assert corpus.splits["valid"] == chosen
+    assert set(corpus.splits["train"]) == set(train_ids) - set(chosen)
+    capsys.readouterr()
+    ids.write_text("no-such-dialogue\n")
+    assert main(["convert", "--pickle", str(pkl), "--valid-ids", str(ids), "--out", str(out)]) == 2
+    assert "no-such-dialogue" in one_error_line(capsys)
+    # The official MELD dev block exists only in a full-size file: the small one says so.
+    assert main(["convert", "--pickle", str(pkl), "--valid-ids", "meld-dev", "--out", str(out)]) == 2
+    assert "1039" in one_error_line(capsys)
+
+
+def test_the_paper_preset_of_the_other_corpus_is_pointed_out(tmp_path, capsys):
+    pkl = tmp_path / "meld_multimodal_features.pkl"
+    write_sdt_pickle(pkl, "meld", num_dialogues=14, sizes={"t": 8, "a": 6, "v": 4})
+    assert main(["train", "--data", str(pkl), "--preset", "paper", "--set", "model.hidden=16", "--set",
+                 "model.heads=2", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "r")]) == 0
+    assert "--preset paper-meld" in capsys.readouterr().err
+
+
+def test_convert_and_synth_into_a_missing_folder_create_it(tmp_path):
+    out = tmp_path / "new" / "folder" / "x.npz"
+    assert main(["synth", "--sizes", SIZES, "--dialogues", "10", "--out", str(out)]) == 0
+    assert load_corpus(out).feature_sizes["t"] == 24

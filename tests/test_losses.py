@@ -308,13 +308,16 @@ def test_similarity_errors():
 
 
 def test_prototype_equals_direct_cosine():
+    """S is the cosine of class means minus the overall mean, as a slow loop computes it; a large
+    shared offset (as ReLU / LayerNorm features have) changes nothing."""
     rng = np.random.default_rng(0)
     c = 5
-    feats = rng.normal(size=(40, 6))
+    feats = rng.normal(size=(40, 6)) + 25.0  # a common component far larger than the class signal
     labels = rng.integers(0, 4, size=40)  # class 4 has no samples
     labels[:4] = [0, 1, 2, 3]
     want = np.eye(c)
-    means = [feats[labels == k].mean(axis=0) for k in range(4)]
+    overall = feats.mean(axis=0)  # count-weighted: the mean of all samples
+    means = [feats[labels == k].mean(axis=0) - overall for k in range(4)]
     for a in range(4):
         for b in range(4):
             if a != b:
@@ -330,6 +333,10 @@ def test_prototype_equals_direct_cosine():
         sums, counts = class_feature_sums(torch.tensor(feats[chunk]), torch.tensor(labels[chunk]), c, sums, counts)
     np.testing.assert_allclose(prototype_similarity(sums, counts).numpy(), want, atol=1e-6)
     assert counts.tolist() == [float((labels == k).sum()) for k in range(c)]
+    # Uncentred, the offset would put every off-diagonal near 1: the degenerate S this avoids.
+    raw = [feats[labels == k].mean(axis=0) for k in range(4)]
+    assert min(float(raw[a] @ raw[b] / np.linalg.norm(raw[a]) / np.linalg.norm(raw[b]))
+               for a in range(4) for b in range(4)) > 0.99
 
 
 # ---------------------------------------------------------------- class weights

@@ -166,3 +166,80 @@ def test_dense_gcn_equals_pyg_layer_forward_and_gradients(window, num_mod):
     for gd, gp in zip(dense[2], pyg[2]):
         torch.testing.assert_close(gd, gp, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(dense[3], pyg[3], atol=1e-5, rtol=1e-5)
+
+
+def test_gcn_layer_on_a_hand_worked_graph():
+    """One layer on 2 utterances x 2 modalities, the convention written out by hand:
+    x_i is the target, the gate reads [x_i || x_j], norm_ij = 1 / sqrt(d_i d_j).
+
+    Nodes (node k N + u): t0 = 0, t1 = 1, a0 = 2, a1 = 3. Edges: t0 <-> t1, a0 <-> a1 (intra-modal)
+    and t0 <-> a0, t1 <-> a1 (inter-modal); every node has in-degree 2, so every norm is 1/2.
+    """
+    import math
+
+    from safsd_glnet.graph import padded_graph
+    from safsd_glnet.model import HighFrequencyConv, dense_high_frequency
+
+    x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [-1.0, 3.0]])  # t0, t1, a0, a1 (H = 2)
+    a, c = [0.5, -1.0], [2.0, 0.25]  # w = [a; c]: a reads the target, c the source
+    conv = HighFrequencyConv(2)
+    with torch.no_grad():
+        conv.gate.weight.copy_(torch.tensor([a + c]))
+
+    def gate(i, j):  # tanh(a . x_i + c . x_j)
+        return math.tanh(sum(ak * xk for ak, xk in zip(a, x[i].tolist())) +
+                         sum(ck * xk for ck, xk in zip(c, x[j].tolist())))
+
+    neighbours = {0: (1, 2), 1: (0, 3), 2: (3, 0), 3: (2, 1)}
+    want = torch.stack([sum(0.5 * gate(i, j) * x[j] for j in neighbours[i]) for i in range(4)])
+    edges = dialogue_graph(torch.tensor([2]), 2)
+    norm = symmetric_norm(edges, 4)
+    torch.testing.assert_close(norm, torch.full_like(norm, 0.5))
+    torch.testing.assert_close(conv(x, edges, norm), want)
+    # The dense path: the same numbers from the padded (M, b, n, H) layout.
+    dense = dense_high_frequency(x.view(2, 1, 2, 2), conv.gate.weight, padded_graph(torch.tensor([2]), 2, 2))
+    torch.testing.assert_close(dense.view(4, 2), want)
+    # Written out for t0: neighbours t1 (2 * tanh(0.5 + 0.5)) and a0 (tanh(0.5 + 2.25)) at norm 1/2.
+    t0 = 0.5 * math.tanh(1.0) * torch.tensor([0.0, 2.0]) + 0.5 * math.tanh(2.75) * torch.tensor([1.0, 1.0])
+    torch.testing.assert_close(want[0], t0)
+
+
+def _outputs(model, dialogues):
+    with torch.no_grad():
+        return model.eval()(collate(dialogues))
+
+
+def test_cross_attention_reads_the_other_modalities():
+    """The text student reads F'_t. With the hybrid attention, F'_t depends on the audio stream
+    through the cross-attention block; without it, audio cannot reach the text student."""
+    dialogues = make_dialogues([6])
+    changed = [Dialogue(d.id, d.speakers, d.labels, {**d.features, "a": d.features["a"] + 3.0}) for d in dialogues]
+    for use_transformer, moves in ((True, True), (False, False)):
+        model = make_model(use_gcn=False, use_transformer=use_transformer)
+        before = _outputs(model, dialogues).student_logits["t"]
+        after = _outputs(model, changed).student_logits["t"]
+        assert (not torch.allclose(before, after, atol=1e-5)) == moves, use_transformer
+    # And the audio student, reading F'_a, moves in both cases.
+    model = make_model(use_gcn=False, use_transformer=False)
+    assert not torch.allclose(_outputs(model, dialogues).student_logits["a"],
+                              _outputs(model, changed).student_logits["a"])
+
+
+def test_speaker_and_position_embeddings_reach_the_output(monkeypatch):
+    """Two utterances with identical features: only the position encoding and the speakers can
+    tell them apart, so the teacher's logits differ between them exactly when one of those does."""
+    from safsd_glnet import model as model_module
+
+    feats = {m: np.tile(np.random.default_rng(1).normal(size=(1, s)).astype(np.float32), (2, 1))
+             for m, s in SIZES.items()}
+    same = [Dialogue("d", np.array([0, 0]), np.array([0, 1]), feats)]
+    other = [Dialogue("d", np.array([0, 1]), np.array([0, 1]), feats)]
+    model = make_model()
+    logits = _outputs(model, same).teacher_logits
+    assert not torch.allclose(logits[0], logits[1], atol=1e-5)  # positions differ
+    zeros = lambda length, hidden, device=None: torch.zeros(length, hidden, device=device)  # noqa: E731
+    monkeypatch.setattr(model_module, "sinusoidal_positions", zeros)
+    logits = _outputs(model, same).teacher_logits
+    torch.testing.assert_close(logits[0], logits[1])  # nothing else tells the two apart
+    logits = _outputs(model, other).teacher_logits
+    assert not torch.allclose(logits[0], logits[1], atol=1e-5)  # the speaker embedding does

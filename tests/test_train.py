@@ -112,10 +112,25 @@ def test_resume_refuses_another_config(tmp_path, corpus):
         train(tiny(epochs=2, lr=0.5), corpus, tmp_path / "r", resume=True)
 
 
-def test_prototype_similarity_is_refreshed(corpus):
-    cfg = tiny(epochs=2).replace(loss={"similarity": "prototype"})
-    run = train(cfg, corpus)
-    assert run.metrics["epochs_run"] == 2
+def test_prototype_similarity_is_refreshed_and_sane(tmp_path):
+    """After training, S of the "prototype" source has an identity diagonal, spread-out
+    off-diagonals (uncentred class means put them all at 0.73-1.00), and each designed similar
+    class of the synthetic corpus has its partner as its most similar class."""
+    data = make_synthetic("iemocap", seed=0, feature_sizes={"t": 64, "a": 48, "v": 32}, num_dialogues=60)
+    cfg = tiny(epochs=6).replace(loss={"similarity": "prototype"})
+    train(cfg, data, tmp_path / "run")
+    s = torch.load(tmp_path / "run" / "checkpoint_last.pt", weights_only=True)["similarity"].numpy()
+    names = data.class_names
+    np.testing.assert_allclose(np.diag(s), 1.0)
+    off = s[~np.eye(len(names), dtype=bool)]
+    assert off.std() > 0.2 and (off < 0.5).mean() > 0.5, np.round(s, 2)
+    pairs = [("happy", "excited"), ("angry", "frustrated"), ("sad", "frustrated")]
+    partners = {n: {b if a == n else a for a, b in pairs if n in (a, b)} for n in names}
+    for i, name in enumerate(names):
+        if partners[name]:
+            row = s[i].copy()
+            row[i] = -1
+            assert names[int(row.argmax())] in partners[name], (name, np.round(s[i], 2))
 
 
 def test_training_needs_a_validation_split(corpus):
@@ -126,10 +141,74 @@ def test_training_needs_a_validation_split(corpus):
 
 
 def test_modality_subset_and_ablations_train(corpus):
-    for changes in ({"model": {"modalities": "ta"}}, {"model": {"use_gcn": False, "use_transformer": False}},
-                    {"loss": {"use_saf": False, "use_distillation": False}}):
-        run = train(tiny(epochs=1).replace(**changes), corpus)
-        assert 0 <= run.metrics["test"]["accuracy"] <= 100
+    run = train(tiny(epochs=1).replace(model={"modalities": "ta"}), corpus)
+    assert run.model.modalities == ("t", "a") and set(run.model.encoders) == {"t", "a"}
+    assert {k for k in run.metrics["history"][0]["loss"] if k.startswith("student_")} == {"student_t", "student_a"}
+    # The visual features are not read: changing them changes no prediction.
+    noisy = corpus.with_modalities(("t", "a", "v"))
+    for d in noisy.split("test"):
+        d.features["v"] = d.features["v"] + 100.0
+    assert (predict(run.model, noisy.split("test")).preds == predict(run.model, corpus.split("test")).preds).all()
+
+    run = train(tiny(epochs=1).replace(model={"use_gcn": False, "use_transformer": False}), corpus)
+    assert run.model.gcn is None and run.model.attention is None
+    assert run.model.teacher.in_features == 3 * run.config.model.hidden
+
+    run = train(tiny(epochs=1).replace(loss={"use_saf": False, "use_distillation": False}), corpus)
+    terms = set(run.metrics["history"][0]["loss"])
+    assert not any(k.startswith("kl_") for k in terms) and {"teacher_ce", "student_t", "total"} <= terms
+    # Without SAF the student terms are the teacher's weighted CE, computed on the same outputs.
+    from safsd_glnet.losses import weighted_ce
+
+    batch = collate(corpus.split("train")[:3])
+    out = run.model.eval()(batch)
+    losses = LossComputer.from_counts(run.config.loss, corpus.class_counts("train"), corpus.class_names)
+    _, t = losses(out, batch.real_labels)
+    torch.testing.assert_close(t["student_a"], weighted_ce(out.student_logits["a"], batch.real_labels,
+                                                            losses.class_weights).detach())
+
+
+def test_early_stopping_inside_train(corpus, monkeypatch):
+    """A scripted validation curve: with patience 3 the run stops after three epochs without a
+    better validation weighted F1, and the chosen epoch is the best one (ties go to the earlier)."""
+    from safsd_glnet import train as train_module
+
+    curve = iter([10.0, 30.0, 30.0, 35.0, 25.0, 40.0, 39.0, 40.0, 12.0, 11.0, 50.0, 60.0])
+    real_evaluate = train_module.evaluate
+    calls = {"n": 0}
+
+    def scripted(model, dialogues, class_names, *args, **kwargs):
+        result = real_evaluate(model, dialogues, class_names, *args, **kwargs)
+        if calls["n"] % 2 == 0:  # per epoch: validation, then test
+            result["weighted_f1"] = next(curve)
+        calls["n"] += 1
+        return result
+
+    monkeypatch.setattr(train_module, "evaluate", scripted)
+    run = train(tiny(epochs=12, patience=3), corpus)
+    m = run.metrics
+    # best 40.0 at epoch 6; epochs 7, 8 (a tie, not better) and 9 do not improve: stop after 9
+    assert [r["epoch"] for r in m["history"]] == list(range(1, 10))
+    assert m["chosen_epoch"] == 6 and m["stopped_early"] is True and m["epochs_run"] == 9
+
+
+def test_evaluation_runs_in_the_precision_of_training(corpus, monkeypatch):
+    """``train.amp`` reaches every forward pass: training steps, validation and test scoring."""
+    from safsd_glnet import train as train_module
+
+    seen = []
+    real = train_module._autocast
+
+    def spy(device, enabled):
+        seen.append(enabled)
+        return real(device, enabled)
+
+    monkeypatch.setattr(train_module, "_autocast", spy)
+    train(tiny(epochs=1, amp=False), corpus)
+    assert seen and not any(seen)
+    seen.clear()
+    train(tiny(epochs=1, amp=True), corpus)
+    assert seen and all(seen)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw"])

@@ -24,10 +24,27 @@ __all__ = [
     "Corpus", "Dialogue", "DataError", "SPLITS", "Batch", "PAD_LABEL", "collate",
     "iterate_batches", "num_batches", "load_sdt_pickle", "save_corpus", "load_corpus",
     "make_synthetic", "load_data", "safe_load", "UnsafePickleError", "IEMOCAP_CLASSES",
-    "MELD_CLASSES",
+    "MELD_CLASSES", "check_data_spec",
 ]
 
 _SYNTHETIC_OPTIONS = {"seed": int, "num_dialogues": int, "scale": float}
+
+
+def check_data_spec(spec: str | os.PathLike, where: str = "data") -> None:
+    """Check that ``spec`` names data :func:`load_data` can try, without reading it: a valid
+    ``synthetic:`` spec, or an existing file with a known suffix. Raises :class:`DataError`."""
+    text = os.fspath(spec)
+    if text.startswith("synthetic:"):
+        parts = text.split(":")
+        if len(parts) < 2 or parts[1] not in PROFILES:
+            raise DataError(f"{where}: {text!r}: unknown synthetic profile, expected one of {sorted(PROFILES)}")
+        _synthetic_options(text, parts[2:])
+        return
+    if not text.lower().endswith((".pkl", ".pickle", ".npz")):
+        raise DataError(f"{where}: {text!r}: cannot tell the format: expected 'synthetic:iemocap', "
+                        f"'synthetic:meld', a .pkl / .pickle SDT feature file or a .npz kit file")
+    if not os.path.isfile(text):
+        raise DataError(f"{where}: {text}: file not found")
 
 
 def load_data(spec: str | os.PathLike, **kw: Any) -> Corpus:
@@ -57,14 +74,9 @@ def load_data(spec: str | os.PathLike, **kw: Any) -> Corpus:
     return load_sdt_pickle(text, **kw)
 
 
-def _synthetic(spec: str, kw: dict[str, Any]) -> Corpus:
-    parts = spec.split(":")
-    profile = parts[1] if len(parts) > 1 else ""
-    if profile not in PROFILES:
-        raise DataError(f"{spec}: unknown synthetic profile {profile!r}, expected one of "
-                        f"{sorted(PROFILES)} (e.g. 'synthetic:iemocap:seed=3')")
+def _synthetic_options(spec: str, parts: list[str]) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    for part in parts[2:]:
+    for part in parts:
         key, sep, raw = part.partition("=")
         if not sep or key not in _SYNTHETIC_OPTIONS:
             raise DataError(f"{spec}: option {part!r} is not key=value with key one of "
@@ -74,6 +86,16 @@ def _synthetic(spec: str, kw: dict[str, Any]) -> Corpus:
         except ValueError as e:
             raise DataError(f"{spec}: option {key}={raw!r} is not a valid "
                             f"{_SYNTHETIC_OPTIONS[key].__name__}") from e
+    return options
+
+
+def _synthetic(spec: str, kw: dict[str, Any]) -> Corpus:
+    parts = spec.split(":")
+    profile = parts[1] if len(parts) > 1 else ""
+    if profile not in PROFILES:
+        raise DataError(f"{spec}: unknown synthetic profile {profile!r}, expected one of "
+                        f"{sorted(PROFILES)} (e.g. 'synthetic:iemocap:seed=3')")
+    options = _synthetic_options(spec, parts[2:])
     clash = set(options) & set(kw)
     if clash:
         raise DataError(f"{spec}: {sorted(clash)} given both in the spec and as keyword arguments")

@@ -79,6 +79,8 @@ def save_corpus(corpus: Corpus, path: str | os.PathLike) -> None:
     arrays["meta"] = _encode_meta(meta)
 
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise DataError(f"{path}: the folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -42,6 +42,9 @@ IEMOCAP_SPEAKERS = ["M", "F"]
 SDT_FIELDS = ("videoIDs", "videoSpeakers", "videoLabels", "videoText", "roberta2", "roberta3",
               "roberta4", "videoAudio", "videoVisual", "videoSentence", "trainVid", "testVid")
 _TUPLE_LENGTH = {"iemocap": 12, "meld": 13}
+# The official MELD dev dialogues in the standard pickle's numbering (DialogueRNN / COSMIC / SDT /
+# M3Net): train keeps its Dialogue_ID (0-1038), dev dialogue k is 1039 + k, test 1153 + k.
+MELD_DEV_IDS = tuple(str(i) for i in range(1039, 1153))
 _TEXT_LAYERS = ("videoText", "roberta2", "roberta3", "roberta4")
 
 
@@ -62,7 +65,8 @@ def load_sdt_pickle(path: str | os.PathLike, kind: str = "auto", valid_fraction:
         text: ``"first"`` uses ``videoText`` (SDT and the SAFSD-GLNet code); ``"mean"``
             averages ``videoText`` and ``roberta2``-``roberta4`` (M3Net).
         valid_ids: explicit validation dialogues (ids as in the file, or their ``str``). They
-            must belong to ``trainVid``; they replace the seeded draw.
+            must belong to ``trainVid``; they replace the seeded draw. ``"meld-dev"`` names
+            the official MELD dev dialogues in the standard numbering (:data:`MELD_DEV_IDS`).
 
     Returns:
         Corpus named ``"iemocap"`` or ``"meld"``, modalities t / a / v, splits ``train`` /
@@ -76,9 +80,12 @@ def load_sdt_pickle(path: str | os.PathLike, kind: str = "auto", valid_fraction:
     Splits, honestly: IEMOCAP has no official validation split, so one is carved from
     ``trainVid`` (SPEC.md: a fixed, seeded 10%). For MELD, ``trainVid`` of the standard file
     holds the official train *and* dev dialogues together (1038 + 114 = 1152), and the file
-    does not say which ids are the dev ones. They are probably a contiguous block of ids after
-    the training dialogues, but that is not verified here; so the kit carves ``"valid"`` the
-    same seeded way as for IEMOCAP unless ``valid_ids`` names the official dev dialogues.
+    does not say which ids are the dev ones (SDT and M3Net train on all 1152 and pick epochs on
+    test). In the numbering these files share with DialogueRNN and COSMIC the dev dialogues are
+    the block 1039-1152 after the training ones (the kit's pickle merging relies on the same
+    numbering), but the file itself cannot confirm it; so by default the kit carves ``"valid"``
+    the same seeded way as for IEMOCAP, and ``valid_ids="meld-dev"`` (command line:
+    ``--valid-ids meld-dev``) or an explicit id list names the official dev dialogues instead.
     With the default 10%, 115 of the 1152 dialogues are held out, close to the official 114,
     but not the same ones: validation numbers are not comparable with papers that used the
     official dev split (their test numbers are, since ``testVid`` is the official test split).
@@ -98,6 +105,11 @@ def load_sdt_pickle(path: str | os.PathLike, kind: str = "auto", valid_fraction:
         raise ValueError(f"load_sdt_pickle: valid_fraction={valid_fraction} must lie in [0, 1)")
     if kind not in ("auto", "iemocap", "meld"):
         raise ValueError(f"load_sdt_pickle: kind={kind!r}, expected 'auto', 'iemocap' or 'meld'")
+    if isinstance(valid_ids, str):
+        if valid_ids != "meld-dev":
+            raise ValueError(f"load_sdt_pickle: valid_ids={valid_ids!r}: expected a collection of dialogue "
+                             "ids or 'meld-dev'")
+        valid_ids = MELD_DEV_IDS
     raw = safe_load(source, encoding="latin1")
     kind, fields = _unpack(raw, kind, source)
     return _build_corpus(fields, kind, source, valid_fraction, seed, text, valid_ids)
