@@ -589,6 +589,15 @@ def test_hostile_tables_get_one_short_line(tmp_path, case):
         assert piece in message, f"{case}: {piece!r} not in {message!r}"
 
 
+def test_json_recursion_error_is_caught_behind_the_depth_check(tmp_path, monkeypatch):
+    monkeypatch.setattr(table_files, "MAX_JSON_DEPTH", 10 ** 9)  # let json.loads meet the nesting itself
+    name, data, _ = HOSTILE["array nested 200000 deep"]
+    p = tmp_path / name
+    p.write_bytes(data)
+    message = error_of(read_table, p)
+    assert all(s in message for s in ("deep.jsonl", "row 1 (line 2)", "too deep"))
+
+
 def test_json_lines_split_only_at_newlines(tmp_path):
     # U+2028 and U+0085 are legal raw inside JSON strings; str.splitlines() would split there.
     p = tmp_path / "seps.jsonl"
