@@ -1,7 +1,8 @@
 """``safsd-glnet features``: build a text-feature corpus from an utterance table.
 
 Registered on the main command line by :func:`add_parser`. Reads the MELD release
-(``--meld DIR``) or any CSV / TSV / JSON-lines table (``--table FILE`` with ``--columns``),
+(``--meld DIR``) or any CSV / TSV / JSON-lines table (``--table FILE``, or one file per
+split with ``--table train=A --table valid=B --table test=C``, with ``--columns``),
 encodes every sentence with a sentence-transformers model (cached under ``--cache-dir``),
 optionally adds audio / visual features from a standard SDT / M3Net pickle, and saves the
 corpus in the kit's ``.npz`` format. Nothing heavy is imported until the command runs, so the
@@ -22,6 +23,13 @@ examples:
   # IEMOCAP utterance table with the default columns
   # (split, dialogue_id, utterance_index, speaker, emotion, text):
   safsd-glnet features --table iemocap_utterances.csv --classes iemocap --out iemocap_text.npz
+  # one file per split (no split column; ids that repeat across files get the split as prefix):
+  safsd-glnet features --table train=train.csv --table dev=dev.csv --table test=test.csv \\
+      --columns dialogue=Dialogue_ID,order=Utterance_ID,speaker=Speaker,label=Emotion,text=Utterance \\
+      --out my.npz
+  # dialogue id from several columns, a ';'-delimited Windows-1252 export named explicitly:
+  safsd-glnet features --table friends.csv --columns "dialogue=Season+Episode+Scene" \\
+      --delimiter ';' --encoding cp1252 --out friends.npz
   # any table, other column names, a bigger encoder (downloaded once), plus audio/visual:
   safsd-glnet features --table talks.jsonl \\
       --columns split=fold,dialogue=conv,order=turn,speaker=who,label=emo,text=sentence \\
@@ -47,14 +55,29 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      help="folder with the official MELD release: train_sent_emo.csv, dev_sent_emo.csv, "
                           "test_sent_emo.csv (dev becomes the valid split; dialogue ids are "
                           "train_<Dialogue_ID>, valid_<..>, test_<..>)")
-    one.add_argument("--table", metavar="FILE",
-                     help="CSV, TSV or JSON-lines table, one row per utterance")
+    one.add_argument("--table", metavar="[SPLIT=]FILE", action="append",
+                     help="CSV, TSV or JSON-lines table, one row per utterance, with a split column; or "
+                          "repeat as SPLIT=FILE, one file per split (train=, valid= or dev=, test=), "
+                          "files without a split column")
     src.add_argument("--columns", metavar="MAP",
                      help="--table: column names as field=column pairs, fields split, dialogue, order, "
                           "speaker, label, text; unnamed fields keep the defaults split, dialogue_id, "
-                          "utterance_index, speaker, emotion, text (e.g. label=Emotion,text=Utterance)")
+                          "utterance_index, speaker, emotion, text (e.g. label=Emotion,text=Utterance). "
+                          "dialogue=A+B+C builds the dialogue id from several columns (values joined "
+                          "with '_'); names with ',' '+' or '=' go in a JSON object: "
+                          "'{\"dialogue\": [\"Season\", \"Scene+Take\"]}'")
     src.add_argument("--format", choices=("csv", "tsv", "jsonl"),
-                     help="--table: file format (default: from the suffix; .jsonl/.json/.ndjson are JSON lines)")
+                     help="--table: file format (default: from the suffix; .jsonl/.json/.ndjson are JSON lines, "
+                          ".tsv is TAB-delimited, anything else CSV)")
+    src.add_argument("--delimiter", metavar="CHAR",
+                     help="--table: the CSV delimiter, e.g. ';' or tab (default: detected among , ; TAB |)")
+    src.add_argument("--encoding", metavar="CODEC",
+                     help="--table: the text encoding, e.g. utf-8, utf-16, cp1252 (default: detected: a "
+                          "byte-order mark, UTF-16 by its NUL bytes, UTF-8, else Windows-1252)")
+    src.add_argument("--split-prefix", choices=("auto", "always", "never"),
+                     help="--table: prefix dialogue ids with their split ('train_12'): auto (default) = "
+                          "when ids repeat across the SPLIT=FILE files, always, or never (a repeated id "
+                          "is then an error)")
     src.add_argument("--classes", metavar="NAMES",
                      help="--table: the class order, comma-separated, or 'iemocap' (happy,sad,neutral,angry,"
                           "excited,frustrated) or 'meld'; labels outside it are an error (default: the "
@@ -94,17 +117,48 @@ def _read(args: argparse.Namespace):
 
     fix = not args.no_fix_text
     if args.meld:
-        for flag in ("columns", "format"):
+        for flag in ("columns", "format", "delimiter", "encoding", "split_prefix"):
             if getattr(args, flag):
-                raise DataError(f"--{flag} applies to --table, not to --meld")
+                raise DataError(f"--{flag.replace('_', '-')} applies to --table, not to --meld")
         kw = {"speaker_mode": args.speakers or "dialogue", "fix_text": fix}
         if args.classes:
             kw["class_names"] = args.classes
         if args.name:
             kw["name"] = args.name
         return read_meld_dir(args.meld, **kw)
-    return read_table(args.table, args.columns, args.format, class_names=args.classes,
-                      speaker_mode=args.speakers or "corpus", fix_text=fix, name=args.name)
+    return read_table(table_sources(args.table), args.columns, args.format, class_names=args.classes,
+                      speaker_mode=args.speakers or "corpus", fix_text=fix, name=args.name,
+                      delimiter=args.delimiter, encoding=args.encoding,
+                      split_prefix=args.split_prefix or "auto")
+
+
+def table_sources(values: list[str]):
+    """``--table`` values -> one path, or {split: path} when given as SPLIT=FILE.
+
+    A single value is a path unless it starts with a split name and ``=`` (``test=new.csv``);
+    several values must all be SPLIT=FILE. A file whose name starts like that is given as
+    ``./test=x.csv``.
+    """
+    from .data.tables import SPLIT_ALIASES
+
+    def split_of(value: str):
+        head, sep, tail = value.partition("=")
+        split = SPLIT_ALIASES.get(head.strip().lower()) if sep else None
+        return (split, tail) if split and tail else (None, value)
+
+    if len(values) == 1:
+        split, path = split_of(values[0])
+        return path if split is None else {split: path}
+    files: dict[str, str] = {}
+    for value in values:
+        split, path = split_of(value)
+        if split is None:
+            raise DataError(f"--table {value!r}: with several --table options each must be SPLIT=FILE "
+                            f"(train=..., valid=... or dev=..., test=...)")
+        if split in files:
+            raise DataError(f"--table {value!r}: split {split!r} is given twice (also {files[split]!r})")
+        files[split] = path
+    return files
 
 
 def run_features(args: argparse.Namespace) -> int:

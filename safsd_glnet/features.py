@@ -222,8 +222,20 @@ def _save_cache(path: Path, x: np.ndarray, texts_hash: str, spec: EncoderSpec, t
 # --------------------------------------------------------------------------------------------
 # Table -> Corpus
 
+def _require_labels(table: Table) -> None:
+    """A Corpus (for training and evaluation) needs labels; an unlabelled table is for prediction."""
+    if not table.labelled or any(d.labels is None for d in table.dialogues):
+        raise DataError(f"{table.source}: table {table.name!r} has no labels (it was read with labelled=False "
+                        f"or without a label column); a corpus for training and evaluation needs the "
+                        f"label column")
+
+
 def table_to_corpus(table: Table, text_features: np.ndarray, name: str | None = None) -> Corpus:
-    """Wrap ``table`` and its (N, d) sentence vectors (dialogue-major) into a validated Corpus."""
+    """Wrap ``table`` and its (N, d) sentence vectors (dialogue-major) into a validated Corpus.
+
+    Refuses an unlabelled table (:attr:`~safsd_glnet.data.tables.Table.labelled` False).
+    """
+    _require_labels(table)
     x = np.asarray(text_features, dtype=np.float32)
     n = table.num_utterances()
     if x.ndim != 2 or x.shape[0] != n:
@@ -254,7 +266,9 @@ def build_text_corpus(table: Table, encoder: str | os.PathLike = DEFAULT_ENCODER
     With ``cache_dir`` (default ``.cache/safsd-glnet``) the vectors are stored there and a
     later call with the same encoder and sentences loads them instead of encoding; ``None``
     turns the cache off. Splits that have no dialogue are left out of ``Corpus.splits``.
+    An unlabelled table is refused before anything is encoded.
     """
+    _require_labels(table)
     texts = table.texts
     spec = resolve_encoder(encoder)
     texts_hash = texts_sha256(texts)

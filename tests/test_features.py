@@ -1,16 +1,14 @@
-"""Utterance tables, text features, the feature cache, pickle merging and ``safsd-glnet features``.
+"""Text features, the feature cache, pickle merging and ``safsd-glnet features``.
 
 Most tests swap the sentence encoder for a tiny deterministic fake (a hash of the sentence),
 so they run in milliseconds and can check that every vector landed on the right utterance.
-One test loads the packaged all-MiniLM-L6-v2 offline and skips cleanly without it. The real
-MELD and IEMOCAP tables are read from ``../shared/data`` when that folder exists.
+One test loads the packaged all-MiniLM-L6-v2 offline and skips cleanly without it. Reading
+the tables themselves is tested in ``test_tables.py``.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import json
 import os
 import pickle
 from pathlib import Path
@@ -20,11 +18,8 @@ import pytest
 
 from safsd_glnet import features as feat
 from safsd_glnet.data.corpus import DataError
-from safsd_glnet.data.tables import (IEMOCAP_CLASSES, MELD_CLASSES, clean_text, read_meld_csvs,
-                                     read_meld_dir, read_table)
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-HEADER = ["split", "dialogue_id", "utterance_index", "speaker", "emotion", "text"]
+from safsd_glnet.data.tables import read_meld_csvs, read_table
+from table_fixtures import SMALL_ROWS, small_csv, write_csv  # noqa: F401  (small_csv is a fixture)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -54,190 +49,6 @@ def fake_encoder(monkeypatch):
     model = FakeModel()
     monkeypatch.setattr(feat, "load_encoder", lambda encoder="minilm", device="auto": model)
     return model
-
-
-def write_csv(path: Path, rows, header=HEADER, encoding="utf-8") -> Path:
-    with open(path, "w", newline="", encoding=encoding) as f:
-        w = csv.writer(f)
-        if header is not None:
-            w.writerow(header)
-        w.writerows(rows)
-    return path
-
-
-# Three small IEMOCAP-style dialogues; rows deliberately out of order inside dialogue d1.
-SMALL_ROWS = [
-    ["train", "d1", 1, "F", "sad", "Okay."],
-    ["train", "d1", 0, "M", "neutral", "How you doing?"],
-    ["train", "d1", 2, "M", "happy", "We\u2019re all going to miss him."],
-    ["train", "d2", 0, "F", "angry", "Leave me alone."],
-    ["train", "d2", 1, "F", "frustrated", "I said leave."],
-    ["dev", "d3", 0, "M", "excited", "We won!"],
-    ["dev", "d3", 1, "F", "excited", "No way!"],
-    ["test", "d4", 0, "F", "neutral", "Fine."],
-    ["test", "d4", 1, "M", "sad", "It is over."],
-    ["test", "d4", 2, "F", "happy", "Good."],
-]
-
-
-@pytest.fixture
-def small_csv(tmp_path) -> Path:
-    return write_csv(tmp_path / "small.csv", SMALL_ROWS)
-
-
-# ----------------------------------------------------------------------------- reading tables
-
-def test_read_table_sorts_normalises_and_indexes(small_csv):
-    t = read_table(small_csv)
-    assert t.name == "small"
-    assert t.class_names == list(IEMOCAP_CLASSES)  # exactly the IEMOCAP six: standard order
-    assert t.splits == {"train": ["d1", "d2"], "valid": ["d3"], "test": ["d4"]}  # dev -> valid
-    d1 = t.dialogues[0]
-    assert d1.texts == ["How you doing?", "Okay.", "We're all going to miss him."]  # sorted, ASCII quote
-    assert [t.class_names[y] for y in d1.labels] == ["neutral", "sad", "happy"]
-    assert t.speaker_names == ["F", "M"]  # corpus mode: sorted names
-    assert d1.speakers == [1, 0, 1]
-    assert d1.rows == [2, 1, 3]
-    assert t.num_utterances() == 10 and t.num_utterances("test") == 3
-
-
-def test_dialogue_speaker_mode_is_first_appearance(small_csv):
-    t = read_table(small_csv, speaker_mode="dialogue")
-    assert t.speaker_names == ["speaker0", "speaker1"]
-    by_id = {d.id: d for d in t.dialogues}
-    assert by_id["d1"].speakers == [0, 1, 0]  # M speaks first in d1
-    assert by_id["d2"].speakers == [0, 0]
-    assert by_id["d4"].speakers == [0, 1, 0]  # F first in d4
-
-
-def test_class_order_other_sets_are_sorted_or_given(tmp_path):
-    rows = [["train", "a", 0, "x", "Calm", "hi"], ["train", "a", 1, "y", "angry", "go"],
-            ["test", "b", 0, "x", "bored", "meh"]]
-    p = write_csv(tmp_path / "t.csv", rows)
-    assert read_table(p).class_names == ["angry", "bored", "calm"]  # lower-cased, sorted
-    given = read_table(p, class_names="bored,calm,angry")
-    assert given.class_names == ["bored", "calm", "angry"]
-    assert given.dialogues[0].labels == [1, 2]
-
-
-def test_meld_label_set_gets_meld_order(tmp_path):
-    rows = [["train", "a", i, "x", c, f"s{i}"] for i, c in enumerate(reversed(MELD_CLASSES))]
-    assert read_table(write_csv(tmp_path / "m.csv", rows)).class_names == list(MELD_CLASSES)
-
-
-def test_jsonl_with_column_mapping(tmp_path):
-    p = tmp_path / "talks.jsonl"
-    lines = [
-        {"fold": "validation", "conv": 7, "turn": 1, "who": "Ann", "emo": "joy", "sentence": "Yes!"},
-        {"fold": "validation", "conv": 7, "turn": 0, "who": "Bob", "emo": "anger", "sentence": "No."},
-        {"fold": "train", "conv": 8, "turn": 0.0, "who": "Ann", "emo": "joy", "sentence": "Hi."},
-    ]
-    p.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n", encoding="utf-8")
-    t = read_table(p, "split=fold,dialogue=conv,order=turn,speaker=who,label=emo,text=sentence")
-    assert t.splits == {"train": ["8"], "valid": ["7"]}
-    assert t.dialogues[1].texts == ["No.", "Yes!"]
-    assert t.class_names == ["anger", "joy"]
-
-
-def test_text_cleaning_bom_mojibake_and_cp1252(tmp_path):
-    assert clean_text("He\u00e2\u20ac\u2122s  \u201cfine\u201d\u2026") == "He's \"fine\"..."
-    assert clean_text("caf\u00c3\u00a9 \u2014 ok") == "caf\u00e9 - ok"
-    assert clean_text("don\x92t") == "don't"  # a cp1252 byte read as Latin-1
-    rows = [["train", "a", 0, "M", "sad", "I can\u2019t"], ["test", "b", 0, "F", "sad", "No"]]
-    bom = write_csv(tmp_path / "bom.csv", rows, encoding="utf-8-sig")
-    t = read_table(bom)  # the BOM must not end up in the first column's name
-    assert t.dialogues[0].texts == ["I can't"]
-    cp = write_csv(tmp_path / "cp.csv", rows, encoding="cp1252")
-    t = read_table(cp)
-    assert t.dialogues[0].texts == ["I can't"]
-    assert any("Windows-1252" in n for n in t.notes)
-    raw = read_table(bom, fix_text=False)
-    assert raw.dialogues[0].texts == ["I can\u2019t"]
-
-
-# --------------------------------------------------------------------------- bad tables
-
-BAD_TABLES = {
-    "missing columns": (
-        [["train", "a", 0, "M"]], ["split", "dialogue_id", "utterance_index", "speaker"], {},
-        ["bad.csv", "'emotion'", "'text'", "missing column"]),
-    "unknown label": (
-        [["train", "a", 0, "M", "sad", "x"], ["train", "a", 1, "F", "bored", "y"]], HEADER,
-        {"class_names": "iemocap"},
-        ["bad.csv", "row 2", "'a'", "'emotion'", "'bored'"]),
-    "duplicated position": (
-        [["train", "a", 0, "M", "sad", "x"], ["train", "a", 1, "F", "sad", "y"],
-         ["train", "a", 1, "M", "sad", "z"]], HEADER, {},
-        ["bad.csv", "row 3", "'a'", "'utterance_index'", "used twice", "row 2"]),
-    "empty text": (
-        [["train", "a", 0, "M", "sad", "x"], ["train", "b", 0, "F", "sad", "   "]], HEADER, {},
-        ["bad.csv", "row 2 (line 3)", "'b'", "'text'", "empty"]),
-    "dialogue in two splits": (
-        [["train", "a", 0, "M", "sad", "x"], ["test", "a", 1, "F", "sad", "y"]], HEADER, {},
-        ["bad.csv", "row 2", "'a'", "'test'", "'train'", "one split"]),
-    "non-integer order": (
-        [["train", "a", "first", "M", "sad", "x"]], HEADER, {},
-        ["bad.csv", "row 1", "'a'", "'utterance_index'", "'first'", "integer"]),
-    "fractional order": (
-        [["train", "a", "1.5", "M", "sad", "x"]], HEADER, {},
-        ["bad.csv", "row 1", "'utterance_index'", "'1.5'"]),
-    "unknown split": (
-        [["train", "a", 0, "M", "sad", "x"], ["holdout", "b", 0, "M", "sad", "y"]], HEADER, {},
-        ["bad.csv", "row 2", "'b'", "'split'", "'holdout'"]),
-    "empty speaker": (
-        [["train", "a", 0, "", "sad", "x"]], HEADER, {}, ["bad.csv", "row 1", "'speaker'"]),
-    "empty table": ([], HEADER, {}, ["bad.csv", "empty"]),
-    "zero-byte file": ([], None, {}, ["bad.csv", "empty"]),
-    "too many fields": (
-        [["train", "a", 0, "M", "sad", "x", "extra"]], HEADER, {}, ["bad.csv", "row 1", "7 fields"]),
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_TABLES))
-def test_bad_tables_raise_clear_errors(tmp_path, case):
-    rows, header, kwargs, expected = BAD_TABLES[case]
-    p = write_csv(tmp_path / "bad.csv", rows, header=header)
-    with pytest.raises(DataError) as err:
-        read_table(p, **kwargs)
-    message = str(err.value)
-    for piece in expected:
-        assert piece in message, f"{case}: {piece!r} not in {message!r}"
-
-
-def test_bad_column_mapping_and_missing_file(tmp_path):
-    with pytest.raises(DataError, match="unknown field 'mood'"):
-        read_table(tmp_path / "x.csv", "mood=emotion")
-    with pytest.raises(DataError, match="x.csv: table file not found"):
-        read_table(tmp_path / "x.csv")
-    with pytest.raises(DataError, match="dev_sent_emo.csv"):
-        read_meld_dir(tmp_path)
-
-
-def test_meld_layout_from_small_files(tmp_path):
-    header = ["Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID",
-              "Season", "Episode", "StartTime", "EndTime"]
-    def rows(*utts):
-        return [[i + 1, text, spk, emo, "neutral", dia, utt, 1, 1, "00:00:01,000", "00:00:02,000"]
-                for i, (dia, utt, spk, emo, text) in enumerate(utts)]
-    train = write_csv(tmp_path / "train.csv", rows((0, 0, "Ross", "joy", "Hi"), (0, 3, "Rachel", "anger", "Go"),
-                                                    (0, 1, "Ross", "fear", "Uh"), (2, 0, "Joey", "neutral", "Hey")),
-                      header=header, encoding="utf-8-sig")
-    dev = write_csv(tmp_path / "dev.csv", rows((0, 0, "Monica", "sadness", "Oh")), header=header)
-    test = write_csv(tmp_path / "test.csv", rows((0, 0, "Phoebe", "surprise", "What?"),
-                                                  (0, 1, "Joey", "disgust", "Ew")), header=header)
-    t = read_meld_csvs(train, dev, test)
-    assert t.class_names == list(MELD_CLASSES)
-    assert t.splits == {"train": ["train_0", "train_2"], "valid": ["valid_0"], "test": ["test_0"]}
-    d = t.dialogues[0]
-    assert d.texts == ["Hi", "Uh", "Go"] and d.orders == [0, 1, 3]  # a gap, kept as ranks
-    assert d.speakers == [0, 0, 1] and t.speaker_names == ["speaker0", "speaker1"]
-    assert any("gaps" in n for n in t.notes)
-    corpus_mode = read_meld_csvs(train, dev, test, speaker_mode="corpus")
-    assert corpus_mode.speaker_names == ["Joey", "Monica", "Phoebe", "Rachel", "Ross"]
-    bad = write_csv(tmp_path / "bad_dev.csv", rows((0, 0, "Monica", "sad", "Oh")), header=header)
-    with pytest.raises(DataError) as err:
-        read_meld_csvs(train, bad, test)
-    assert all(s in str(err.value) for s in ("bad_dev.csv", "row 1", "'valid_0'", "'Emotion'", "'sad'"))
 
 
 # ------------------------------------------------------------------ features and the cache
@@ -472,34 +283,3 @@ def test_cli_features_errors_and_help(tmp_path, capsys, fake_encoder):
         assert flag in text
     with pytest.raises(SystemExit):  # --meld and --table together
         make_cli().parse_args(["features", "--meld", "x", "--table", "y", "--out", "o.npz"])
-
-
-# --------------------------------------------------------------------------- real data
-
-def shared_data(*parts: str) -> Path:
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"../shared/data not found: {path} is absent (the real MELD / IEMOCAP tables)")
-    return path
-
-
-def test_real_meld_csvs():
-    t = read_meld_dir(shared_data("meld"))
-    assert t.class_names == list(MELD_CLASSES)
-    counts = {s: (len(ids), t.num_utterances(s)) for s, ids in t.splits.items()}
-    assert counts == {"train": (1038, 9989), "valid": (114, 1109), "test": (280, 2610)}
-    ids = [d.id for d in t.dialogues]
-    assert len(set(ids)) == len(ids) == 1432
-    assert "train_60" not in ids and "valid_0" in ids and "test_279" in ids
-    assert t.speaker_mode == "dialogue" and len(t.speaker_names) == 9
-    assert not any("\u2019" in s for s in t.texts)  # typographic quotes became ASCII
-    assert t.dialogues[0].texts[0].startswith("also I was the point person on my company's")
-
-
-def test_real_iemocap_table():
-    t = read_table(shared_data("iemocap", "iemocap_utterances.csv"))
-    assert t.class_names == list(IEMOCAP_CLASSES)
-    assert len(t.dialogues) == 151 and t.num_utterances() == 7433
-    assert {s: len(ids) for s, ids in t.splits.items()} == {"train": 108, "valid": 12, "test": 31}
-    assert t.speaker_names == ["F", "M"]
-    assert all(d.id.startswith("Ses05") for d in t.dialogues if d.split == "test")

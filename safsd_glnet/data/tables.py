@@ -5,7 +5,8 @@ dialogue, the utterance's position in it, the speaker, the emotion label and the
 This module turns such tables into a :class:`Table` (dialogues in utterance order, labels as
 class indices, speakers as indices) which :func:`safsd_glnet.features.build_text_corpus`
 then encodes into a :class:`~safsd_glnet.data.corpus.Corpus`. Nothing here needs torch or
-an encoder, so tables can be checked quickly and cheaply.
+an encoder, so tables can be checked quickly and cheaply. Getting rows out of the bytes
+(size limits, encoding, delimiter, JSON safety) is :mod:`safsd_glnet.data.table_files`.
 
 Two readers:
 
@@ -13,9 +14,34 @@ Two readers:
   ``dev_sent_emo.csv``, ``test_sent_emo.csv``). MELD numbers its dialogues from 0 in every
   split, so the kit's dialogue ids are ``f"{split}_{Dialogue_ID}"`` (``train_12``,
   ``valid_0``, ``test_279``); the dev split is called ``valid`` as everywhere in the kit.
-* :func:`read_table` reads any CSV, TSV or JSON-lines table through a column mapping; its
-  defaults fit ``iemocap_utterances.csv`` (split, dialogue_id, utterance_index, speaker,
-  emotion, text).
+* :func:`read_table` reads any CSV (``,`` ``;`` TAB or ``|`` delimited, detected), TSV or
+  JSON-lines table through a column mapping; its defaults fit ``iemocap_utterances.csv``
+  (split, dialogue_id, utterance_index, speaker, emotion, text). It reads one file with a
+  split column, or one file per split given as ``{"train": a, "valid": b, "test": c}``.
+
+Layouts :func:`read_table` understands:
+
+* **One file per split** (``{"train": ..., "valid": ..., "test": ...}``, ``dev`` and the
+  other aliases allowed; any subset): the split comes from the key and no split column is
+  read. Dialogue ids that occur in more than one file (MELD restarts its numbering in every
+  split) are never merged: with ``split_prefix="auto"`` (default) every id of the table is
+  then prefixed with its split (``train_0``, ``valid_0``), as :func:`read_meld_csvs` does,
+  and a note says so; ``"always"`` prefixes whatever the ids; ``"never"`` keeps them and a
+  repeated id is an error. In a single file ``"always"`` prefixes the row's split, and
+  ``"auto"`` keeps ids as written.
+* **Composite dialogue ids**: ``columns={"dialogue": ["Season", "Episode", "Scene"]}``
+  (``--columns dialogue=Season+Episode+Scene``). The kit's id is the cell values joined
+  with ``_`` (``3_12_7``); two different value tuples that join to the same id (``1_2`` +
+  ``3`` and ``1`` + ``2_3``) are an error.
+* **List-valued speaker cells**: ``"['Monica Geller']"`` or ``'["Ross", "Rachel"]'`` (or a
+  JSON array in JSON lines). One name is that name; several are sorted, duplicates dropped,
+  and joined with ``" & "`` (``"Rachel & Ross"``): a group that speaks together is one more
+  speaker, the same whichever order the transcriber wrote. Parsed by a small scanner, never
+  ``eval``. ``"[Narrator]"`` (no quotes) is a plain name.
+* **Unlabelled tables** (to predict on): ``labelled=False`` ignores the label column;
+  ``labelled=None`` reads labels when the label column exists. Unlabelled dialogues have
+  ``labels=None`` and :attr:`Table.labelled` is False; without a split column every
+  dialogue goes to the ``"test"`` split (:data:`UNLABELLED_SPLIT`).
 
 Utterance order: rows are sorted by the order column inside each dialogue. The values need
 not be contiguous (MELD's ``Utterance_ID`` has gaps where the MELD authors dropped clips);
@@ -36,6 +62,10 @@ has to mean the same thing in every dialogue.
   row order). The default for :func:`read_table`, where names like IEMOCAP's ``M`` / ``F``
   already mean the same thing in every dialogue.
 
+A fixed vocabulary (``speaker_names=[...]``, e.g. a checkpoint's): in corpus mode each name
+gets its index in that list and a name outside it is an error (never a silent new index);
+in dialogue mode a dialogue may not have more speakers than the list has slots.
+
 Class order (the label index): fixed by ``class_names`` when given (labels outside it are an
 error). Otherwise, when the labels found are exactly the IEMOCAP six or the MELD seven, the
 standard order of that data set (:data:`IEMOCAP_CLASSES`, :data:`MELD_CLASSES`); otherwise
@@ -49,20 +79,23 @@ whitespace collapse. Sentence encoders were trained mostly on ASCII punctuation,
 same sentence should give the same vector whichever quote a transcriber typed.
 
 Every fault raises :class:`~safsd_glnet.data.corpus.DataError` naming the file, the row
-(1-based data row; for CSV also the file line), the dialogue and the column.
+(1-based data row; for CSV also the file line), the dialogue and the column. Limits (constants of
+:mod:`~safsd_glnet.data.table_files`, where a user may raise them): ``MAX_TABLE_BYTES``
+(512 MiB) per file, ``MAX_TABLE_ROWS`` (2 million) rows, ``MAX_TEXT_CHARS`` (100,000) per
+sentence, ``MAX_FIELD_CHARS`` (1,000) per other cell; order values lie within +-10^18.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from . import table_files as tf
 from .corpus import SPLITS, DataError
+from .table_files import show
 
 MELD_CLASSES = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
 IEMOCAP_CLASSES = ("happy", "sad", "neutral", "angry", "excited", "frustrated")
@@ -97,6 +130,11 @@ SPLIT_ALIASES = {
 }
 SPEAKER_MODES = ("dialogue", "corpus")
 FORMATS = ("csv", "tsv", "jsonl")
+SPLIT_PREFIX_MODES = ("auto", "always", "never")
+UNLABELLED_SPLIT = "test"  # where the dialogues of an unlabelled table without split column go
+ID_JOINER = "_"  # between the parts of a composite dialogue id
+GROUP_JOINER = " & "  # between the names of a list-valued speaker cell
+MAX_ORDER = 10 ** 18  # order values must lie strictly within +-MAX_ORDER
 
 
 @dataclass
@@ -105,16 +143,16 @@ class TableDialogue:
 
     id: str
     split: str  # train / valid / test
-    labels: list[int]  # index into Table.class_names
+    labels: list[int] | None  # index into Table.class_names; None when the table is unlabelled
     speakers: list[int]  # index into Table.speaker_names
-    speaker_labels: list[str]  # the names as written in the table
+    speaker_labels: list[str]  # the names as written in the table (list cells joined, see module notes)
     texts: list[str]
     orders: list[int]  # the order values as written (may have gaps)
     rows: list[int]  # 1-based data row of each utterance, for messages
     source: str  # the file the rows came from
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.texts)
 
 
 @dataclass
@@ -122,13 +160,14 @@ class Table:
     """Dialogues parsed from one or more utterance tables (no features yet)."""
 
     name: str
-    class_names: list[str]
+    class_names: list[str]  # for an unlabelled table: the classes given, else empty
     speaker_names: list[str]
     speaker_mode: str
     dialogues: list[TableDialogue]  # train, then valid, then test; file order within a split
     sources: list[str]  # the files read
     source_sha256: dict[str, str] = field(default_factory=dict)  # file -> sha256 of its bytes
     notes: list[str] = field(default_factory=list)  # oddities worth telling a user, not errors
+    labelled: bool = True  # False: every TableDialogue.labels is None (a table to predict on)
 
     @property
     def splits(self) -> dict[str, list[str]]:
@@ -161,7 +200,7 @@ class _Record:
     dialogue: str
     order: int
     speaker: str
-    label: str
+    label: str | None  # None in an unlabelled table
     text: str
     source: str
     row: int
@@ -241,17 +280,6 @@ def clean_text(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def _decode(raw: bytes, path: str, notes: list[str]) -> str:
-    """UTF-8 (a BOM is dropped); a file that is not UTF-8 is read as Windows-1252."""
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        notes.append(f"{path}: not valid UTF-8 (byte {e.start}); read as Windows-1252")
-        # Latin-1 never fails; mapping its C1 range through cp1252 then gives exactly the
-        # Windows-1252 reading, minus the five byte values cp1252 leaves undefined.
-        return _C1.sub(_c1_to_cp1252, raw.decode("latin-1"))
-
-
 # --------------------------------------------------------------------------------------------
 # Reading rows
 
@@ -270,134 +298,225 @@ def _detect_format(path: Path, fmt: str | None) -> str:
     return "csv"
 
 
-def _read_raw(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: table file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a table file") from None
+def parse_delimiter(delimiter: str | None) -> str | None:
+    """``"tab"`` / ``"\\t"`` -> TAB; any other single character as it is (not a quote or newline)."""
+    if delimiter is None:
+        return None
+    d = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}.get(delimiter.lower(), delimiter)
+    if len(d) != 1 or d in "\"\r\n" or d.isalnum():
+        raise DataError(f"delimiter {delimiter!r}: expected one character such as ',', ';', '|' or 'tab'")
+    return d
 
 
-def _iter_rows(path: Path, text: str, fmt: str) -> tuple[list[str], list[tuple[int, str, dict[str, Any]]]]:
-    """(column names, [(row number, location text, {column: value})])."""
-    if fmt == "jsonl":
-        rows = []
-        columns: dict[str, None] = {}
-        n = 0
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue  # blank lines (a trailing newline, say) carry nothing
-            n += 1
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: row {n} (line {line_no}) is not valid JSON: {e.msg}") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}: row {n} (line {line_no}) is a JSON {type(obj).__name__}, "
-                                f"expected an object with one key per column")
-            for k in obj:
-                columns.setdefault(k, None)
-            rows.append((n, f"row {n} (line {line_no})", obj))
-        return list(columns), rows
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
-    try:
-        header = next(reader)
-    except StopIteration:
-        return [], []
-    except csv.Error as e:
-        raise DataError(f"{path}: line 1 (header) is not valid CSV: {e}") from None
-    header = [h.strip() for h in header]
-    rows = []
-    n = 0
-    start_line = reader.line_num + 1
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:
-            raise DataError(f"{path}: row {n + 1} (line {start_line}) is not valid CSV: {e}") from None
-        if not values or all(not v.strip() for v in values):
-            start_line = reader.line_num + 1
-            continue  # blank line
-        n += 1
-        where = f"row {n} (line {start_line})"
-        if len(values) > len(header):
-            raise DataError(f"{path}: {where} has {len(values)} fields, the header has {len(header)} "
-                            f"(an unquoted comma in the text?)")
-        rows.append((n, where, dict(zip(header, values))))
-        start_line = reader.line_num + 1
-    return header, rows
+def _parts(columns: Mapping[str, Any], field_name: str) -> tuple[str, ...]:
+    """The column name(s) of a field: a tuple, longer than one only for a composite dialogue id."""
+    value = columns[field_name]
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def _column_text(columns: Mapping[str, Any], field_name: str) -> str:
+    """``'Emotion'`` or, for a composite dialogue id, ``'Season'+'Episode'``."""
+    return "+".join(repr(c) for c in _parts(columns, field_name))
 
 
 def _value(raw: Any) -> str:
     if raw is None:
         return ""
-    if isinstance(raw, float) and raw.is_integer():
+    if isinstance(raw, float) and raw.is_integer() and abs(raw) < 1e300:
         return str(int(raw))  # JSON 3.0 -> "3"
     return str(raw).strip()
 
 
-def _parse_order(raw: Any, where: str, path: Path, dialogue: str, column: str) -> int:
-    bad = isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer())
-    text = _value(raw)
-    if not bad:
-        try:
-            return int(text)
-        except ValueError:
-            pass
-    raise DataError(f"{path}: {where}, dialogue {dialogue!r}: column {column!r} (utterance order) "
-                    f"holds {raw!r}, expected an integer")
+class _Cells:
+    """Typed, size-checked access to the cells of one row; every fault names file, row and column."""
+
+    def __init__(self, path: Path, where: str, values: Mapping[str, Any]) -> None:
+        self.path, self.where, self.values = path, where, values
+        self.dialogue = ""  # filled once known, for messages
+
+    def at(self) -> str:
+        return f"{self.path}: {self.where}" + (f", dialogue {self.dialogue!r}" if self.dialogue else "")
+
+    def scalar(self, column: str, what: str, text_cell: bool = False) -> str:
+        """The cell as stripped text; at most MAX_TEXT_CHARS for the sentence, MAX_FIELD_CHARS else."""
+        raw = self.values.get(column)
+        if isinstance(raw, (list, dict)):
+            kind = "array" if isinstance(raw, list) else "object"
+            raise DataError(f"{self.at()}: column {column!r} ({what}) holds a JSON {kind}, expected one value")
+        text = _value(raw)
+        limit = tf.MAX_TEXT_CHARS if text_cell else tf.MAX_FIELD_CHARS
+        if len(text) > limit:
+            name = "MAX_TEXT_CHARS" if text_cell else "MAX_FIELD_CHARS"
+            raise DataError(f"{self.at()}: column {column!r} ({what}) holds {len(text):,} characters, "
+                            f"more than the limit of {limit:,} (table_files.{name})")
+        return text
+
+    def speaker(self, column: str) -> str:
+        """The speaker name; a list of names (JSON array or a list written in the cell) is joined."""
+        raw = self.values.get(column)
+        if isinstance(raw, list):
+            if not all(isinstance(x, str) for x in raw):
+                raise DataError(f"{self.at()}: column {column!r} (speaker) holds a JSON array of "
+                                f"non-strings {show(raw)}")
+            if len(raw) > tf.MAX_NAMES or any(len(x) > tf.MAX_FIELD_CHARS for x in raw):
+                raise DataError(f"{self.at()}: column {column!r} (speaker) holds a list over the limits "
+                                f"({tf.MAX_NAMES} names of {tf.MAX_FIELD_CHARS} characters)")
+            names: list[str] | None = list(raw)
+        else:
+            text = self.scalar(column, "speaker")
+            try:
+                names = tf.parse_name_list(text)
+            except ValueError as e:
+                raise DataError(f"{self.at()}: column {column!r} (speaker) holds {show(text)}, a malformed "
+                                f"list of names: {e}") from None
+            if names is None:
+                return text
+        return GROUP_JOINER.join(sorted({n.strip() for n in names if n.strip()}))
+
+    def order(self, column: str) -> int:
+        raw = self.values.get(column)
+        bad = isinstance(raw, (bool, list, dict)) or (isinstance(raw, float) and not raw.is_integer())
+        text = "" if bad else _value(raw)
+        if not bad and re.fullmatch(r"[+-]?[0-9]{1,19}", text):
+            value = int(text)
+            if abs(value) < MAX_ORDER:
+                return value
+        raise DataError(f"{self.at()}: column {column!r} (utterance order) holds {show(raw)}, expected an "
+                        f"integer" + ("" if bad or len(text) < 19 else f" within +-10^18"))
 
 
-def _parse_records(path: Path, header: Sequence[str], rows, columns: Mapping[str, str], *,
-                   split: str | None, fix_text: bool, dialogue_prefix: str = "") -> list[_Record]:
-    """Check the columns and turn each row into a :class:`_Record`.
+def _needed(columns: Mapping[str, Any], *, with_split: bool, with_label: bool) -> list[str]:
+    cols = [*_parts(columns, "dialogue"), columns["order"], columns["speaker"], columns["text"]]
+    if with_label:
+        cols.insert(len(cols) - 1, columns["label"])
+    if with_split:
+        cols.insert(0, columns["split"])
+    return list(dict.fromkeys(cols))
 
-    ``split`` fixes the split of every row (MELD files are one split each); otherwise the
-    ``split`` column is read and normalised.
+
+def _read_file(path: Path, columns: Mapping[str, Any], fmt: str | None, *, split: str | None,
+               labelled: bool | None, fix_text: bool, delimiter: str | None, encoding: str | None,
+               notes: list[str], id_parts: dict[str, tuple[tuple[str, ...], str]], empty: str = "table"
+               ) -> tuple[list[_Record], str, bool]:
+    """(records, sha256 of the bytes, whether the file is labelled) of one table file.
+
+    ``split`` fixes the split of every row (one file per split); otherwise the split column
+    is read and normalised (absent in an unlabelled table: :data:`UNLABELLED_SPLIT`).
+    ``id_parts`` records composite ids already made (joined id -> (parts, where)), so two
+    different parts that join alike are caught across files.
     """
-    needed = [f for f in FIELDS if not (f == "split" and split is not None)]
-    missing = [columns[f] for f in needed if columns[f] not in header]
+    fmt = _detect_format(path, fmt)
+    raw = tf.read_bytes(path)
+    sha = hashlib.sha256(raw).hexdigest()
+    text, enc = tf.decode(raw, path, notes, encoding)
+    del raw
+    keep = [c for f in FIELDS for c in _parts(columns, f)]
+    core = _needed(columns, with_split=split is None and labelled is True, with_label=labelled is True)
+    read_as, hint = "", ""
+    if fmt == "jsonl":
+        if delimiter is not None:
+            raise DataError(f"{path}: a delimiter was given, but the file is read as JSON lines")
+        header, rows = tf.jsonl_rows(path, text, keep)
+        if not rows:
+            raise DataError(f"{path}: the {empty} is empty (no utterance rows)")
+    else:
+        used = delimiter or ("\t" if fmt == "tsv" else None)
+        if used is None:
+            used, _, hint = tf.sniff_delimiter(path, text, core)
+        header, row_iter = tf.csv_rows(path, text, used, keep)
+        read_as = f", read as {tf.delimiter_name(used)}-delimited {enc} text,"
+        if used != {"csv": ",", "tsv": "\t"}[fmt] or enc not in ("UTF-8", "Windows-1252"):
+            enc_note = "" if enc == "Windows-1252" else f"{enc} text, "  # that one has its own note
+            notes.append(f"{path}: {enc_note}{tf.delimiter_name(used)}-delimited")
+        if not header:
+            raise DataError(f"{path}: the {empty} is empty (no utterance rows)")
+        missing = [c for c in core if c not in header]
+        if missing and not hint:
+            hint = tf.other_delimiter_hint(path, text, core, used)
+        if missing and enc == "Windows-1252":
+            hint += "; the file is not UTF-8 and was read as Windows-1252: if the names look garbled, pass --encoding"
+        rows = row_iter
+    del text
+    file_labelled = columns["label"] in header if labelled is None else labelled
+    with_split = split is None and (file_labelled or columns["split"] in header)
+    needed = _needed(columns, with_split=with_split, with_label=file_labelled)
+    missing = [c for c in needed if c not in header]
     if missing:
-        raise DataError(f"{path}: missing column(s) {missing} (the file has {list(header)}); "
-                        f"map other names with columns=, e.g. --columns label=Emotion")
+        if split is None and missing == [columns["split"]]:
+            hint += "; or give the file's split: {'test': FILE} (--table test=FILE)"
+        raise DataError(f"{path}: missing column(s) {missing} (the header{read_as} has "
+                        f"{show(list(header), 400)}){hint}; map other names with columns=, "
+                        f"e.g. --columns label=Emotion")
+    records = _parse_records(path, rows, columns, split=split,
+                             default_split=None if with_split else UNLABELLED_SPLIT,
+                             labelled=file_labelled, fix_text=fix_text, id_parts=id_parts)
+    if not records:
+        raise DataError(f"{path}: the {empty} is empty (no utterance rows)")
+    return records, sha, file_labelled
+
+
+def _parse_records(path: Path, rows: Iterable[tuple[int, str, Mapping[str, Any]]], columns: Mapping[str, Any], *,
+                   split: str | None, default_split: str | None, labelled: bool, fix_text: bool,
+                   id_parts: dict[str, tuple[tuple[str, ...], str]]) -> list[_Record]:
+    """Turn each row into a :class:`_Record` (split, dialogue id, order, speaker, label, text)."""
+    dialogue_cols = _parts(columns, "dialogue")
     records = []
     for n, where, values in rows:
-        dialogue = _value(values.get(columns["dialogue"]))
-        if not dialogue:
-            raise DataError(f"{path}: {where}: column {columns['dialogue']!r} (dialogue id) is empty")
-        dialogue = dialogue_prefix + dialogue
-        if split is None:
-            raw_split = _value(values.get(columns["split"]))
+        cells = _Cells(path, where, values)
+        parts = tuple(cells.scalar(c, "dialogue id") for c in dialogue_cols)
+        for c, p in zip(dialogue_cols, parts):
+            if not p:
+                what = "dialogue id" if len(parts) == 1 else "part of the dialogue id"
+                raise DataError(f"{path}: {where}: column {c!r} ({what}) is empty")
+        dialogue = ID_JOINER.join(parts)
+        if len(parts) > 1:
+            seen = id_parts.setdefault(dialogue, (parts, f"{where} of {path}"))
+            if seen[0] != parts:
+                raise DataError(f"{path}: {where}: columns {_column_text(columns, 'dialogue')} hold {list(parts)}, "
+                                f"which joins to the id {dialogue!r} like {list(seen[0])} at {seen[1]}; "
+                                f"ids from several columns must stay distinct")
+        cells.dialogue = dialogue
+        if split is not None:
+            row_split = split
+        elif default_split is not None:
+            row_split = default_split
+        else:
+            raw_split = cells.scalar(columns["split"], "split")
             row_split = SPLIT_ALIASES.get(raw_split.lower())
             if row_split is None:
-                raise DataError(f"{path}: {where}, dialogue {dialogue!r}: column {columns['split']!r} "
-                                f"holds {raw_split!r}, expected train, valid (or dev) or test")
-        else:
-            row_split = split
-        order = _parse_order(values.get(columns["order"]), where, path, dialogue, columns["order"])
-        speaker = _value(values.get(columns["speaker"]))
+                raise DataError(f"{cells.at()}: column {columns['split']!r} "
+                                f"holds {show(raw_split)}, expected train, valid (or dev) or test")
+        order = cells.order(columns["order"])
+        speaker = cells.speaker(columns["speaker"])
         if not speaker:
-            raise DataError(f"{path}: {where}, dialogue {dialogue!r}: column {columns['speaker']!r} "
-                            f"(speaker) is empty")
-        label = _value(values.get(columns["label"])).lower()
-        if not label:
-            raise DataError(f"{path}: {where}, dialogue {dialogue!r}: column {columns['label']!r} "
-                            f"(label) is empty")
-        text = values.get(columns["text"])
-        text = "" if text is None else str(text)
+            raise DataError(f"{cells.at()}: column {columns['speaker']!r} (speaker) is empty")
+        label = None
+        if labelled:
+            label = cells.scalar(columns["label"], "label").lower()
+            if not label:
+                raise DataError(f"{cells.at()}: column {columns['label']!r} (label) is empty")
+        text = cells.scalar(columns["text"], "text", text_cell=True)
         text = clean_text(text) if fix_text else text.strip()
         if not text:
-            raise DataError(f"{path}: {where}, dialogue {dialogue!r}: column {columns['text']!r} "
-                            f"(text) is empty")
+            raise DataError(f"{cells.at()}: column {columns['text']!r} (text) is empty")
         records.append(_Record(row_split, dialogue, order, speaker, label, text, str(path), n, where))
     return records
 
 
 # --------------------------------------------------------------------------------------------
 # Grouping rows into dialogues
+
+def _normalise_classes(class_names: Sequence[str] | str) -> list[str]:
+    if isinstance(class_names, str):
+        known = KNOWN_CLASS_ORDERS.get(class_names.strip().lower())
+        class_names = list(known) if known else class_names.split(",")
+    names = [str(c).strip().lower() for c in class_names]
+    if not names or any(not c for c in names):
+        raise DataError(f"class_names {list(class_names)!r}: empty class name")
+    if len(set(names)) != len(names):
+        raise DataError(f"class_names {names}: a class is listed twice")
+    return names
+
 
 def _class_names(records: Sequence[_Record], class_names: Sequence[str] | str | None,
                  columns: Mapping[str, str]) -> list[str]:
@@ -407,31 +526,53 @@ def _class_names(records: Sequence[_Record], class_names: Sequence[str] | str | 
             if found == set(order):
                 return list(order)
         return sorted(found)
-    if isinstance(class_names, str):
-        known = KNOWN_CLASS_ORDERS.get(class_names.strip().lower())
-        class_names = list(known) if known else class_names.split(",")
-    names = [str(c).strip().lower() for c in class_names]
-    if not names or any(not c for c in names):
-        raise DataError(f"class_names {list(class_names)!r}: empty class name")
-    if len(set(names)) != len(names):
-        raise DataError(f"class_names {names}: a class is listed twice")
+    names = _normalise_classes(class_names)
     allowed = set(names)
     for r in records:
         if r.label not in allowed:
             raise DataError(f"{r.source}: {r.where}, dialogue {r.dialogue!r}: column {columns['label']!r} "
-                            f"(label) holds {r.label!r}, not one of the classes {names}")
+                            f"(label) holds {show(r.label)}, not one of the classes {names}")
     return names
 
 
-def _assemble(records: Sequence[_Record], *, name: str, sources: Sequence[str], columns: Mapping[str, str],
+def _known_names(names: Sequence[str]) -> str:
+    names = list(names)
+    return repr(names) if len(names) <= 20 else repr(names[:20])[:-1] + f", ... ({len(names)} names)]"
+
+
+def _vocabulary(speaker_names: Sequence[str]) -> list[str]:
+    if isinstance(speaker_names, str):
+        raise DataError(f"speaker_names {speaker_names!r}: expected a list of names, not one string")
+    names = [str(s).strip() for s in speaker_names]
+    if not names or any(not s for s in names):
+        raise DataError(f"speaker_names {list(speaker_names)!r}: empty speaker name")
+    twice = sorted({s for s in names if names.count(s) > 1})
+    if twice:
+        raise DataError(f"speaker_names: {twice} listed twice; each name needs one index")
+    return names
+
+
+def _assemble(records: Sequence[_Record], *, name: str, sources: Sequence[str], columns: Mapping[str, Any],
               class_names, speaker_mode: str, notes: list[str],
-              source_sha256: dict[str, str]) -> Table:
+              source_sha256: dict[str, str], labelled: bool = True,
+              speaker_names: Sequence[str] | None = None) -> Table:
     if speaker_mode not in SPEAKER_MODES:
         raise DataError(f"speaker_mode={speaker_mode!r}, expected one of {SPEAKER_MODES}")
     if not records:
         raise DataError(f"{', '.join(sources)}: the table has no utterances")
-    classes = _class_names(records, class_names, columns)
+    if labelled:
+        classes = _class_names(records, class_names, columns)
+    else:
+        classes = [] if class_names is None else _normalise_classes(class_names)
     class_index = {c: i for i, c in enumerate(classes)}
+    vocabulary = None if speaker_names is None else _vocabulary(speaker_names)
+    if vocabulary is not None and speaker_mode == "corpus":
+        known = set(vocabulary)
+        for r in records:  # file order: the first unknown name is the one reported
+            if r.speaker not in known:
+                raise DataError(f"{r.source}: {r.where}, dialogue {r.dialogue!r}: column {columns['speaker']!r}: "
+                                f"speaker {show(r.speaker)} is unknown to the model; it knows "
+                                f"{_known_names(vocabulary)}")
 
     groups: dict[str, list[_Record]] = {}
     for r in records:
@@ -440,7 +581,8 @@ def _assemble(records: Sequence[_Record], *, name: str, sources: Sequence[str], 
             first = group[0]
             raise DataError(f"{r.source}: {r.where}, dialogue {r.dialogue!r}: column {columns['split']!r} is "
                             f"{r.split!r}, but {first.where} of {first.source} puts the dialogue in "
-                            f"{first.split!r}; a dialogue must lie in one split")
+                            f"{first.split!r}; a dialogue must lie in one split (if the ids restart in "
+                            f"every split, pass split_prefix='always', --split-prefix always)")
         group.append(r)
 
     gaps = 0
@@ -456,7 +598,7 @@ def _assemble(records: Sequence[_Record], *, name: str, sources: Sequence[str], 
             gaps += 1
         dialogues.append(TableDialogue(
             id=key, split=group[0].split,
-            labels=[class_index[r.label] for r in group],
+            labels=[class_index[r.label] for r in group] if labelled else None,
             speakers=[], speaker_labels=[r.speaker for r in group],
             texts=[r.text for r in group], orders=orders, rows=[r.row for r in group],
             source=group[0].source,
@@ -468,7 +610,7 @@ def _assemble(records: Sequence[_Record], *, name: str, sources: Sequence[str], 
                      f"above {lowest}; positions are the ranks after sorting")
 
     if speaker_mode == "corpus":
-        speaker_names = sorted({s for d in dialogues for s in d.speaker_labels})
+        speaker_names = vocabulary or sorted({s for d in dialogues for s in d.speaker_labels})
         index = {s: i for i, s in enumerate(speaker_names)}
         for d in dialogues:
             d.speakers = [index[s] for s in d.speaker_labels]
@@ -477,27 +619,48 @@ def _assemble(records: Sequence[_Record], *, name: str, sources: Sequence[str], 
         for d in dialogues:
             local: dict[str, int] = {}
             d.speakers = [local.setdefault(s, len(local)) for s in d.speaker_labels]
+            if vocabulary is not None and len(local) > len(vocabulary):
+                row = d.rows[d.speakers.index(len(vocabulary))]
+                raise DataError(f"{d.source}: row {row}, dialogue {d.id!r}: column {columns['speaker']!r}: "
+                                f"speaker {show(d.speaker_labels[d.speakers.index(len(vocabulary))])} is the "
+                                f"dialogue's speaker number {len(vocabulary) + 1}; the model knows "
+                                f"{len(vocabulary)} per-dialogue speakers {_known_names(vocabulary)}")
             most = max(most, len(local))
-        speaker_names = [f"speaker{i}" for i in range(most)]
+        speaker_names = vocabulary or [f"speaker{i}" for i in range(most)]
 
     rank = {s: i for i, s in enumerate(SPLITS)}
     dialogues.sort(key=lambda d: rank[d.split])  # stable: file order within a split
-    return Table(name=name, class_names=classes, speaker_names=speaker_names,
+    return Table(name=name, class_names=classes, speaker_names=list(speaker_names),
                  speaker_mode=speaker_mode, dialogues=dialogues, sources=list(sources),
-                 source_sha256=source_sha256, notes=notes)
+                 source_sha256=source_sha256, notes=notes, labelled=labelled)
 
 
 # --------------------------------------------------------------------------------------------
 # Public readers
 
-def parse_columns(spec: str | Mapping[str, str] | None) -> dict[str, str]:
+_FIELD_ALIASES = {"dialogue_id": "dialogue", "utterance_index": "order", "utterance": "text",
+                  "emotion": "label", "position": "order"}
+
+
+def parse_columns(spec: str | Mapping[str, Any] | None) -> dict[str, Any]:
     """Complete a column mapping with :data:`DEFAULT_COLUMNS`.
 
     Accepts a dict or a string ``"split=Split,dialogue=Dialogue_ID,label=Emotion"``; fields
-    not named keep their defaults. Unknown field names are an error.
+    not named keep their defaults. Unknown field names are an error. The dialogue id may
+    combine several columns: a list in a dict (``{"dialogue": ["Season", "Episode"]}``) or
+    ``+`` in the string (``"dialogue=Season+Episode+Scene"``); the value is then a tuple.
+    Column names with ``,``, ``+`` or ``=`` in them are given as a JSON object instead
+    (``'{"dialogue": ["Season", "Scene+Take"], "text": "Line, as said"}'``).
     """
     if spec is None:
-        given: dict[str, str] = {}
+        given: dict[str, Any] = {}
+    elif isinstance(spec, str) and spec.lstrip().startswith("{"):
+        try:
+            given = json.loads(spec)
+        except (ValueError, RecursionError) as e:
+            raise DataError(f"columns {show(spec)}: not a valid JSON object ({show(str(e))})") from None
+        if not isinstance(given, dict):
+            raise DataError(f"columns {show(spec)}: expected a JSON object of field: column")
     elif isinstance(spec, str):
         given = {}
         for part in (p for p in spec.split(",") if p.strip()):
@@ -505,49 +668,140 @@ def parse_columns(spec: str | Mapping[str, str] | None) -> dict[str, str]:
                 raise DataError(f"columns {spec!r}: {part!r} is not field=column "
                                 f"(fields: {', '.join(FIELDS)})")
             k, v = part.split("=", 1)
-            given[k.strip()] = v.strip()
+            v = v.strip()
+            given[k.strip()] = [p.strip() for p in v.split("+")] if "+" in v else v
     else:
         given = dict(spec)
-    aliases = {"dialogue_id": "dialogue", "utterance_index": "order", "utterance": "text",
-               "emotion": "label", "position": "order"}
-    columns = dict(DEFAULT_COLUMNS)
+    columns: dict[str, Any] = dict(DEFAULT_COLUMNS)
     for k, v in given.items():
-        k = aliases.get(k, k)
+        k = _FIELD_ALIASES.get(k, k)
         if k not in FIELDS:
             raise DataError(f"columns: unknown field {k!r} (fields: {', '.join(FIELDS)})")
+        if isinstance(v, (list, tuple)):
+            if k != "dialogue":
+                raise DataError(f"columns: field {k!r} is mapped to several columns {list(v)}; only the "
+                                f"dialogue id may combine columns (a column name holding '+' is given "
+                                f"in the JSON form, see parse_columns)")
+            if not v or any(not isinstance(c, str) or not c.strip() for c in v):
+                raise DataError(f"columns: field 'dialogue' is mapped to {list(v)!r}, with an empty column name")
+            if len(set(v)) != len(v):
+                raise DataError(f"columns: field 'dialogue' names a column twice in {list(v)}")
+            v = tuple(c.strip() for c in v) if len(v) > 1 else v[0].strip()
+        elif not isinstance(v, str):
+            raise DataError(f"columns: field {k!r} is mapped to {show(v)}, expected a column name")
         if not v:
             raise DataError(f"columns: field {k!r} is mapped to an empty column name")
         columns[k] = v
     return columns
 
 
-def read_table(path: str | Path, columns: str | Mapping[str, str] | None = None, fmt: str | None = None,
-               *, class_names: Sequence[str] | str | None = None, speaker_mode: str = "corpus",
-               fix_text: bool = True, name: str | None = None) -> Table:
-    """Read a CSV / TSV / JSON-lines utterance table.
+def _split_files(path: Mapping[str, Any]) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for key, p in path.items():
+        split = SPLIT_ALIASES.get(str(key).strip().lower())
+        if split is None:
+            raise DataError(f"table files: {key!r} is not a split (train, valid or dev, test)")
+        if split in files:
+            raise DataError(f"table files: split {split!r} is given twice ({files[split]} and {p})")
+        same = [s for s, q in files.items() if Path(q).resolve() == Path(p).resolve()]
+        if same:
+            raise DataError(f"table files: {p} is given for {same[0]!r} and {split!r}; a dialogue must lie in one split")
+        files[split] = Path(p)
+    if not files:
+        raise DataError("table files: no file given")
+    return files
 
-    ``columns`` maps the fields split, dialogue, order, speaker, label, text to column names
-    (see :func:`parse_columns`; defaults fit ``iemocap_utterances.csv``). ``fmt`` is
-    ``"csv"``, ``"tsv"`` or ``"jsonl"``; by default it follows the file suffix (``.jsonl`` /
-    ``.json`` / ``.ndjson`` -> JSON lines, ``.tsv`` -> TSV, anything else CSV). Split names
-    are normalised (``dev`` / ``val`` / ``validation`` -> ``valid``). ``class_names`` fixes
-    the label order (a list, a comma-separated string, or ``"iemocap"`` / ``"meld"``).
-    ``name`` defaults to the file's stem.
+
+def _default_name(paths: Sequence[Path]) -> str:
+    if len(paths) == 1:
+        return paths[0].stem
+    parents = {p.resolve().parent for p in paths}
+    if len(parents) == 1 and next(iter(parents)).name:
+        return next(iter(parents)).name
+    return "+".join(p.stem for p in paths)
+
+
+def _read_files(files: Mapping[str | None, Path], columns: Mapping[str, Any], fmt: str | None, *,
+                split_prefix: str, labelled: bool | None, fix_text: bool, delimiter: str | None,
+                encoding: str | None, notes: list[str], empty: str = "table"
+                ) -> tuple[list[_Record], dict[str, str], bool]:
+    """Records of every file (key None: the split column says; else the key is the split),
+    ids prefixed as ``split_prefix`` says; (records, sha256 per file, labelled)."""
+    if split_prefix not in SPLIT_PREFIX_MODES:
+        raise DataError(f"split_prefix={split_prefix!r}, expected one of {SPLIT_PREFIX_MODES}")
+    delimiter = parse_delimiter(delimiter)
+    per_file: list[tuple[Path, str | None, list[_Record]]] = []
+    hashes: dict[str, str] = {}
+    kinds: dict[bool, Path] = {}
+    id_parts: dict[str, tuple[tuple[str, ...], str]] = {}
+    total = 0
+    for split, path in files.items():
+        records, sha, file_labelled = _read_file(
+            path, columns, fmt, split=split, labelled=labelled, fix_text=fix_text, delimiter=delimiter,
+            encoding=encoding, notes=notes, id_parts=id_parts,
+            empty=empty.format(split=split) if split else empty.format(split=""))
+        kinds.setdefault(file_labelled, path)
+        if len(kinds) > 1:
+            raise DataError(f"{kinds[False]}: has no label column {columns['label']!r} but {kinds[True]} has; "
+                            f"read all files labelled or all unlabelled (labelled=True / False)")
+        total += len(records)
+        if total > tf.MAX_TABLE_ROWS:
+            raise DataError(f"{path}: the tables hold more than {tf.MAX_TABLE_ROWS:,} rows (table_files.MAX_TABLE_ROWS)")
+        per_file.append((path, split, records))
+        hashes[str(path)] = sha
+    prefix = split_prefix == "always"
+    if split_prefix == "auto" and len(per_file) > 1:
+        owner: dict[str, Path] = {}
+        for path, _, records in per_file:
+            for key in dict.fromkeys(r.dialogue for r in records):
+                other = owner.setdefault(key, path)
+                if other != path and not prefix:
+                    prefix = True
+                    notes.append(f"dialogue ids repeat across the split files ({key!r} is in {other.name} "
+                                 f"and {path.name}); every id is prefixed with its split "
+                                 f"(train_{key}, valid_{key}, ...)")
+    records = [r for _, _, rs in per_file for r in rs]
+    if prefix:
+        for r in records:
+            r.dialogue = f"{r.split}_{r.dialogue}"
+    return records, hashes, next(iter(kinds))
+
+
+def read_table(path: str | Path | Mapping[str, str | Path], columns: str | Mapping[str, Any] | None = None,
+               fmt: str | None = None, *, class_names: Sequence[str] | str | None = None,
+               speaker_mode: str = "corpus", fix_text: bool = True, name: str | None = None,
+               labelled: bool | None = True, speaker_names: Sequence[str] | None = None,
+               delimiter: str | None = None, encoding: str | None = None,
+               split_prefix: str = "auto") -> Table:
+    """Read a CSV / TSV / JSON-lines utterance table, or one such file per split.
+
+    ``path`` is one file with a split column, or a mapping split -> file
+    (``{"train": "a.csv", "dev": "b.csv", "test": "c.csv"}``, any subset) whose files need no
+    split column; ids repeated across those files get their split as prefix (``split_prefix``,
+    see the module notes). ``columns`` maps the fields split, dialogue, order, speaker, label,
+    text to column names (see :func:`parse_columns`; defaults fit ``iemocap_utterances.csv``;
+    the dialogue id may combine several columns). ``fmt`` is ``"csv"``, ``"tsv"`` or
+    ``"jsonl"``; by default it follows the file suffix (``.jsonl`` / ``.json`` / ``.ndjson``
+    -> JSON lines, ``.tsv`` -> TSV, anything else CSV with the delimiter detected among ``,``
+    ``;`` TAB ``|`` unless ``delimiter`` is given). ``encoding`` overrides the detected
+    encoding (see :mod:`~safsd_glnet.data.table_files`). Split names are normalised (``dev``
+    / ``val`` / ``validation`` -> ``valid``). ``class_names`` fixes the label order (a list,
+    a comma-separated string, or ``"iemocap"`` / ``"meld"``). ``labelled=False`` reads no
+    labels (``None``: labels if the label column exists); ``speaker_names`` fixes the speaker
+    vocabulary. ``name`` defaults to the file's stem (several files: their folder's name).
     """
-    path = Path(path)
     columns = parse_columns(columns)
-    fmt = _detect_format(path, fmt)
-    raw = _read_raw(path)
+    if isinstance(path, Mapping):
+        files: dict[str | None, Path] = dict(_split_files(path))
+    else:
+        files = {None: Path(path)}
     notes: list[str] = []
-    text = _decode(raw, str(path), notes)
-    header, rows = _iter_rows(path, text, fmt)
-    if not rows:
-        raise DataError(f"{path}: the table is empty (no utterance rows)")
-    records = _parse_records(path, header, rows, columns, split=None, fix_text=fix_text)
-    return _assemble(records, name=name or path.stem, sources=[str(path)], columns=columns,
-                     class_names=class_names,
-                     speaker_mode=speaker_mode, notes=notes,
-                     source_sha256={str(path): hashlib.sha256(raw).hexdigest()})
+    records, hashes, is_labelled = _read_files(
+        files, columns, fmt, split_prefix=split_prefix, labelled=labelled, fix_text=fix_text,
+        delimiter=delimiter, encoding=encoding, notes=notes)
+    return _assemble(records, name=name or _default_name(list(files.values())), sources=list(hashes),
+                     columns=columns, class_names=class_names, speaker_mode=speaker_mode, notes=notes,
+                     source_sha256=hashes, labelled=is_labelled, speaker_names=speaker_names)
 
 
 def meld_paths(folder: str | Path) -> tuple[Path, Path, Path]:
@@ -571,21 +825,13 @@ def read_meld_csvs(train_csv: str | Path, dev_csv: str | Path, test_csv: str | P
     the module notes). Only the columns Utterance, Speaker, Emotion, Dialogue_ID and
     Utterance_ID are read; the others (Sentiment, Season, times, ...) are ignored.
     """
-    records: list[_Record] = []
+    columns = {**MELD_COLUMNS, "split": "split"}
+    files = {s: Path(p) for s, p in zip(SPLITS, (train_csv, dev_csv, test_csv))}
     notes: list[str] = []
-    hashes = {}
-    sources = []
-    for split, p in zip(SPLITS, (train_csv, dev_csv, test_csv)):
-        p = Path(p)
-        raw = _read_raw(p)
-        header, rows = _iter_rows(p, _decode(raw, str(p), notes), "csv")
-        if not rows:
-            raise DataError(f"{p}: the MELD {split} table is empty (no utterance rows)")
-        records += _parse_records(p, header, rows, {**MELD_COLUMNS, "split": ""}, split=split,
-                                  fix_text=fix_text, dialogue_prefix=f"{split}_")
-        hashes[str(p)] = hashlib.sha256(raw).hexdigest()
-        sources.append(str(p))
-    return _assemble(records, name=name, sources=sources, columns={**MELD_COLUMNS, "split": "split"},
+    records, hashes, _ = _read_files(files, columns, "csv", split_prefix="always", labelled=True,
+                                     fix_text=fix_text, delimiter=None, encoding=None, notes=notes,
+                                     empty="MELD {split} table")
+    return _assemble(records, name=name, sources=list(hashes), columns=columns,
                      class_names=class_names,
                      speaker_mode=speaker_mode, notes=notes, source_sha256=hashes)
 
@@ -597,17 +843,19 @@ def read_meld_dir(folder: str | Path, **kwargs: Any) -> Table:
 
 def describe(table: Table) -> str:
     """A few lines on what was read, for logs and the CLI."""
+    classes = (f"{len(table.class_names)} classes {table.class_names}" if table.labelled
+               else "unlabelled")
     lines = [f"{table.name}: {len(table.dialogues)} dialogues, {table.num_utterances()} utterances, "
-             f"{len(table.class_names)} classes {table.class_names}, "
-             f"{len(table.speaker_names)} speakers ({table.speaker_mode} mode)"]
+             f"{classes}, {len(table.speaker_names)} speakers ({table.speaker_mode} mode)"]
     for s, ids in table.splits.items():
         lines.append(f"  {s}: {len(ids)} dialogues, {table.num_utterances(s)} utterances")
     lines += [f"  note: {n}" for n in table.notes]
     return "\n".join(lines)
 
 
-def iter_records(table: Table) -> Iterable[tuple[str, int, str, str, str]]:
-    """(dialogue id, position, speaker name, label name, text) for every utterance."""
+def iter_records(table: Table) -> Iterable[tuple[str, int, str, str | None, str]]:
+    """(dialogue id, position, speaker name, label name or None when unlabelled, text) per utterance."""
     for d in table.dialogues:
-        for i, (s, y, t) in enumerate(zip(d.speaker_labels, d.labels, d.texts)):
-            yield d.id, i, s, table.class_names[y], t
+        labels = d.labels if d.labels is not None else [None] * len(d)
+        for i, (s, y, t) in enumerate(zip(d.speaker_labels, labels, d.texts)):
+            yield d.id, i, s, (None if y is None else table.class_names[y]), t
