@@ -175,8 +175,17 @@ def _run(args: argparse.Namespace) -> int:
     from .data.tables import describe
     from .features import build_text_corpus, merge_pickle_modalities, text_cache_path
 
+    from pathlib import Path
+
+    from .run_folder import check_output_file
+
     if args.batch_size < 1:
         raise DataError(f"--batch-size {args.batch_size}: must be >= 1")
+    check_output_file(args.out, "--out file")  # before minutes of encoding, not after
+    if args.cache_dir is not None and not args.no_cache:
+        from .run_folder import check_writable
+
+        check_writable(args.cache_dir, "--cache-dir folder")
     table = _read(args)
     print(describe(table))
     cache_dir = None if args.no_cache else args.cache_dir
@@ -192,6 +201,7 @@ def _run(args: argparse.Namespace) -> int:
         corpus = merge_pickle_modalities(corpus, args.merge_pickle, args.merge_modalities)
         print(f"merged from {args.merge_pickle}: modalities {''.join(corpus.modalities)}, "
               f"sizes {corpus.feature_sizes}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_corpus(corpus, args.out)
     print(f"wrote {args.out}")
     return 0

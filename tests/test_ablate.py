@@ -394,3 +394,38 @@ def test_killing_a_grid_takes_its_workers_and_kernels_along(tmp_path):
     for p in survivors:  # never leave them running, even when the test fails
         os.kill(p, signal.SIGKILL)
     assert survivors == []
+
+
+def test_ctrl_c_on_ablate_prints_one_hint_and_no_traceback(tmp_path):
+    """SIGINT, as Ctrl-C sends it, while a kernel runs a cell: the runner stops with its resume
+    hint (exit 130) and the kernel does not print a ZMQ traceback over it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    for name in notebooks.NOTEBOOKS:  # the runner finds its notebooks through this folder
+        make_notebook(folder / name, "pass")
+    make_notebook(folder / "04_ablation.ipynb", (
+        "import time\npathlib.Path(RUN_DIR).mkdir(parents=True, exist_ok=True)\n"
+        "pathlib.Path(RUN_DIR, 'started').write_text('yes')\ntime.sleep(60)\n"))
+    (tmp_path / "g.yaml").write_text("seeds: [0]\nbase: {DATA: 'synthetic:iemocap'}\nvariants: {full: {}}\n")
+    env = {**os.environ, "SAFSD_GLNET_NOTEBOOKS": str(folder), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "safsd_glnet.cli", "ablate", "--grid", str(tmp_path / "g.yaml"),
+                             "--out", str(tmp_path / "out")], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 90
+        while not (tmp_path / "out" / "full-seed0" / "started").exists():
+            assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else "no start"
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "ZMQError" not in err, err
+    assert "run the same command again to resume" in err

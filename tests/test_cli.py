@@ -214,3 +214,17 @@ def test_convert_and_synth_into_a_missing_folder_create_it(tmp_path):
     out = tmp_path / "new" / "folder" / "x.npz"
     assert main(["synth", "--sizes", SIZES, "--dialogues", "10", "--out", str(out)]) == 0
     assert load_corpus(out).feature_sizes["t"] == 24
+
+
+@pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs Linux's read-only /sys")
+def test_features_checks_its_output_before_encoding(tmp_path, capsys, monkeypatch):
+    from safsd_glnet import features
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("the encoder was loaded although the output cannot be written")
+
+    monkeypatch.setattr(features, "load_encoder", no_encoding)
+    table = tmp_path / "t.csv"
+    table.write_text("split,dialogue_id,utterance_index,speaker,emotion,text\ntrain,d1,0,A,happy,hi\n")
+    assert main(["features", "--table", str(table), "--out", "/sys/safsd-x/t.npz", "--no-cache"]) == 2
+    assert "cannot write" in one_error_line(capsys)
