@@ -78,6 +78,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from benchmarks.provenance import code_version  # noqa: E402
+from safsd_glnet.facts import IEMOCAP_CLASSES  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_FIGURE = REPO / "figures" / "speed_dialogue_length_scaling"
@@ -415,7 +416,7 @@ def scaling(args) -> dict[str, Any]:
             print(f"  GCN {name:20s} L={L:5d}: {series[-1] * 1e3:9.1f} ms", flush=True)
         out["gcn_s"][name] = series
 
-    names = ["happy", "sad", "neutral", "angry", "excited", "frustrated"]
+    names = list(IEMOCAP_CLASSES)
     for config in ("sdt", "full", "full-window"):
         cfg = base.replace(model=model_overrides(config, w))
         torch.manual_seed(0)

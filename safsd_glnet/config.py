@@ -23,8 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-MODALITIES = ("t", "a", "v")
-MODALITY_NAMES = {"t": "text", "a": "audio", "v": "visual"}
+from .facts import MODALITIES, MODALITY_NAMES  # noqa: F401  (re-exported: configs name modalities)
 
 
 def normalise_modalities(value: Any) -> tuple[str, ...]:

@@ -40,6 +40,7 @@ import numpy as np
 
 from . import io
 from .config import MODALITIES, normalise_modalities
+from .facts import MELD_PICKLE_OFFSETS
 from .data.corpus import Corpus, DataError, Dialogue
 from .data.tables import Table
 
@@ -50,10 +51,6 @@ DEFAULT_CACHE_DIR = ".cache/safsd-glnet"
 CACHE_FORMAT = 1  # bump when the cache layout or the meaning of its key changes
 MINILM_ALIASES = ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
 
-# MELD's dialogue numbering in the standard pickles (DialogueRNN / COSMIC / SDT / M3Net
-# meld_multimodal_features.pkl): train dialogues keep their Dialogue_ID (0..1038, 60 absent),
-# dev dialogue k is 1039 + k (1039..1152) and test dialogue k is 1153 + k (1153..1432).
-MELD_PICKLE_OFFSETS = {"train": 0, "valid": 1039, "test": 1153}
 _MELD_ID = re.compile(r"^(train|valid|test)_(\d+)$")
 
 _MODELS: dict[tuple[str, str], Any] = {}  # (encoder target, device) -> loaded model, per process

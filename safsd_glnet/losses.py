@@ -36,46 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import LossConfig
-
-IEMOCAP_CLASSES = ("happy", "sad", "neutral", "angry", "excited", "frustrated")
-MELD_CLASSES = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
-
-# The reference code's hand-set IEMOCAP similarity, rows/columns in IEMOCAP_CLASSES order.
-# It is not symmetric (e.g. S[happy, neutral] = 0.4 but S[neutral, happy] = 0.2); it is kept
-# exactly as published because row y_i is what SAF reads for a sample of class y_i.
-PRIOR_IEMOCAP = (
-    (1.0, 0.3, 0.4, 0.2, 0.6, 0.3),
-    (0.3, 1.0, 0.4, 0.7, 0.4, 0.6),
-    (0.2, 0.5, 1.0, 0.4, 0.5, 0.2),
-    (0.2, 0.7, 0.4, 1.0, 0.3, 0.5),
-    (0.6, 0.4, 0.5, 0.3, 1.0, 0.4),
-    (0.3, 0.8, 0.3, 0.5, 0.4, 1.0),
-)
-
-# The reference's hard-coded SAF alpha for IEMOCAP, in IEMOCAP_CLASSES order (sums to 0.9997,
-# kept as published).
-REFERENCE_ALPHA_IEMOCAP = (0.1807, 0.1707, 0.1585, 0.1667, 0.1725, 0.1506)
-
-# NRC VAD lexicon entries (valence, arousal, dominance) in [0, 1], as listed in SPEC.md.
-NRC_VAD: dict[str, tuple[float, float, float]] = {
-    "happy": (1.000, 0.735, 0.772),
-    "sad": (0.225, 0.333, 0.149),
-    "neutral": (0.469, 0.184, 0.357),
-    "angry": (0.122, 0.830, 0.604),
-    "excited": (0.908, 0.931, 0.709),
-    "frustrated": (0.080, 0.651, 0.255),
-    "surprise": (0.875, 0.875, 0.562),
-    "fear": (0.073, 0.840, 0.293),
-    "sadness": (0.052, 0.288, 0.164),
-    "joy": (0.980, 0.824, 0.794),
-    "disgust": (0.052, 0.775, 0.317),
-    "anger": (0.167, 0.865, 0.657),
-    "joyful": (0.990, 0.740, 0.667),
-    "mad": (0.219, 0.873, 0.277),
-    "peaceful": (0.867, 0.108, 0.569),
-    "powerful": (0.865, 0.830, 0.991),
-    "scared": (0.146, 0.828, 0.185),
-}
+from .facts import IEMOCAP_CLASSES, MELD_CLASSES, NRC_VAD, PRIOR_IEMOCAP, REFERENCE_ALPHA_IEMOCAP  # noqa: F401
 
 SIMILARITY_SOURCES = ("identity", "prior", "vad", "prototype")
 SAF_MODES = ("soft", "penalty")

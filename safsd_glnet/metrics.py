@@ -21,11 +21,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-SIMILAR_PAIRS: dict[str, list[tuple[str, str]]] = {
-    "iemocap": [("happy", "excited"), ("angry", "frustrated"), ("sad", "frustrated"),
-                ("neutral", "frustrated")],
-    "meld": [("joy", "surprise"), ("anger", "disgust"), ("fear", "sadness"), ("neutral", "surprise")],
-}
+from .facts import TRACKED_PAIRS
+
+# The pairs the metrics track per corpus (:data:`safsd_glnet.facts.TRACKED_PAIRS`).
+SIMILAR_PAIRS: dict[str, list[tuple[str, str]]] = {corpus: list(pairs) for corpus, pairs in TRACKED_PAIRS.items()}
 
 DEFAULT_SEED_KEYS = ("accuracy", "weighted_f1", "macro_f1")
 

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import matplotlib.pyplot as plt  # headless machines fall back to Agg by themselves
 import numpy as np
 
+from .facts import MODALITY_NAMES
 from .io import atomic_path
 
 
@@ -108,7 +109,7 @@ def plot_history(history: list[dict[str, Any]], chosen_epoch: int | None = None,
     return fig
 
 
-MODALITY_LABELS = {"t": "text", "a": "audio", "v": "visual"}
+MODALITY_LABELS = MODALITY_NAMES  # "t" -> "text": the legends' names
 
 
 def _loss_label(name: str) -> str:

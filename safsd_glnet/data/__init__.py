@@ -17,7 +17,8 @@ from .batching import PAD_LABEL, Batch, collate, iterate_batches, num_batches
 from .corpus import SPLITS, Corpus, DataError, Dialogue
 from .kit_format import load_corpus, save_corpus
 from .safe_pickle import UnsafePickleError, safe_load
-from .sdt_pickle import IEMOCAP_CLASSES, MELD_CLASSES, load_sdt_pickle
+from ..facts import IEMOCAP_CLASSES, MELD_CLASSES
+from .sdt_pickle import load_sdt_pickle
 from .synthetic import PROFILES, make_synthetic
 
 __all__ = [

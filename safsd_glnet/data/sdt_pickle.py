@@ -30,21 +30,17 @@ from typing import Any
 
 import numpy as np
 
+from ..facts import IEMOCAP_CLASSES, IEMOCAP_SPEAKERS, MELD_CLASSES, MELD_DEV_IDS
 from .corpus import Corpus, DataError, Dialogue
 from .safe_pickle import safe_load
 
 __all__ = ["load_sdt_pickle", "IEMOCAP_CLASSES", "MELD_CLASSES", "SDT_FIELDS"]
 
-IEMOCAP_CLASSES = ["happy", "sad", "neutral", "angry", "excited", "frustrated"]
-MELD_CLASSES = ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
-IEMOCAP_SPEAKERS = ["M", "F"]
 
 SDT_FIELDS = ("videoIDs", "videoSpeakers", "videoLabels", "videoText", "roberta2", "roberta3",
               "roberta4", "videoAudio", "videoVisual", "videoSentence", "trainVid", "testVid")
 _TUPLE_LENGTH = {"iemocap": 12, "meld": 13}
-# The official MELD dev dialogues in the standard pickle's numbering (DialogueRNN / COSMIC / SDT /
-# M3Net): train keeps its Dialogue_ID (0-1038), dev dialogue k is 1039 + k, test 1153 + k.
-MELD_DEV_IDS = tuple(str(i) for i in range(1039, 1153))
+
 _TEXT_LAYERS = ("videoText", "roberta2", "roberta3", "roberta4")
 
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import MODALITIES
+from ..facts import IEMOCAP_CLASSES, MELD_CLASSES, MODALITIES, SIMILAR_EMOTIONS
 from .corpus import Corpus, Dialogue
 
 __all__ = ["make_synthetic", "PROFILES", "SyntheticProfile", "class_gram_matrix"]
@@ -71,23 +71,23 @@ class SyntheticProfile:
 
 PROFILES: dict[str, SyntheticProfile] = {
     "iemocap": SyntheticProfile(
-        classes=("happy", "sad", "neutral", "angry", "excited", "frustrated"),
+        classes=IEMOCAP_CLASSES,
         class_counts=(648, 1084, 1708, 1103, 1041, 1849),
         num_dialogues=151, split_sizes=(108, 12, 31),
         length_shape=5.0, length_mean=50.0, length_range=(8, 110),
         feature_sizes={"t": 1024, "a": 1582, "v": 342},
-        similar_pairs=(("happy", "excited"), ("angry", "frustrated"), ("sad", "frustrated")),
+        similar_pairs=SIMILAR_EMOTIONS["iemocap"],
         repeat=0.65, contagion=0.15, mood=0.3,
         noise={"t": 0.55, "a": 0.85, "v": 1.45},
         max_speakers=2, speaker_names=("M", "F"),
     ),
     "meld": SyntheticProfile(
-        classes=("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"),
+        classes=MELD_CLASSES,
         class_counts=(6436, 1636, 358, 1002, 2308, 361, 1607),
         num_dialogues=1432, split_sizes=(1038, 114, 280),
         length_shape=2.5, length_mean=10.4, length_range=(1, 24),
         feature_sizes={"t": 1024, "a": 300, "v": 342},
-        similar_pairs=(("joy", "surprise"), ("anger", "disgust"), ("fear", "sadness")),
+        similar_pairs=SIMILAR_EMOTIONS["meld"],
         repeat=0.5, contagion=0.15, mood=0.2,
         noise={"t": 0.6, "a": 0.9, "v": 1.4},
         max_speakers=9, speaker_names=tuple(f"speaker{i}" for i in range(9)),

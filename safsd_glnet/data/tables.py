@@ -94,12 +94,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import table_files as tf
+from ..facts import CLASS_ORDERS, IEMOCAP_CLASSES, MELD_CLASSES  # noqa: F401  (re-exported)
 from .corpus import SPLITS, DataError
 from .table_files import show
 
-MELD_CLASSES = ("neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger")
-IEMOCAP_CLASSES = ("happy", "sad", "neutral", "angry", "excited", "frustrated")
-KNOWN_CLASS_ORDERS = {"iemocap": IEMOCAP_CLASSES, "meld": MELD_CLASSES}
+KNOWN_CLASS_ORDERS = CLASS_ORDERS
 
 # The six logical fields a table must provide, and the column names of iemocap_utterances.csv.
 FIELDS = ("split", "dialogue", "order", "speaker", "label", "text")
