@@ -85,7 +85,7 @@ DEFAULT_FIGURE = REPO / "figures" / "speed_dialogue_length_scaling"
 CORPORA = ("iemocap", "meld")
 BATCH_SIZE = {"iemocap": 16, "meld": 8}  # the reference scripts' batch sizes
 FEATURE_SIZES = {"iemocap": {"t": 1024, "a": 1582, "v": 342}, "meld": {"t": 1024, "a": 300, "v": 342}}
-CONFIGS = ("sdt", "full", "full-window", "full-pyg")
+CONFIGS = ("sdt", "full", "full-window", "full-readable")
 GIB = 2.0 ** 30
 MARKER = "SPEED-RESULT "  # prefix of the worker's result line on stdout
 
@@ -98,7 +98,7 @@ def model_overrides(name: str, window: int) -> dict[str, Any]:
         "sdt": {"use_gcn": False},
         "full": {},
         "full-window": {"window_past": window, "window_future": window},
-        "full-pyg": {"gcn_impl": "pyg"},
+        "full-readable": {},  # the full model without kernels (build_model(fast=False))
     }
     if name not in table:
         raise ValueError(f"unknown configuration {name!r}, expected one of {CONFIGS}")
@@ -206,7 +206,7 @@ def train_steps(model, optimizer, losses, batches, device, amp: bool):
     """Run the training steps of ``safsd_glnet.train.train`` over ``batches`` (an iterator that
     collates lazily, as there). Returns seconds per step, from taking the batch (collation
     included) to the end of the optimiser step, and (real utterances, padded positions)."""
-    from safsd_glnet.train import _autocast
+    from safsd_glnet.train import training_step
 
     times, real, padded = [], 0, 0
     model.train()
@@ -217,20 +217,13 @@ def train_steps(model, optimizer, losses, batches, device, amp: bool):
         batch = next(batches, None)
         if batch is None:
             break
-        batch = batch.to(device)
-        labels = batch.real_labels
-        with _autocast(device, amp):
-            output = model(batch)
-        loss, terms = losses(output, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        _, labels, terms = training_step(model, optimizer, losses, batch, device, amp)
         for name, value in terms.items():  # train.py reads every term back (a sync on CUDA)
             sums[name] = sums.get(name, 0.0) + float(value) * len(labels)
         synchronize(device)
         times.append(time.perf_counter() - t0)
         real += len(labels)
-        padded += batch.mask.numel()
+        padded += batch.real.numel()  # the padded (b, n) positions of the batch
     return times, real, padded
 
 
@@ -253,7 +246,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     config = preset(spec["preset"]).replace(model=model_overrides(spec["config"], spec["window"]),
                                             train={"batch_size": batch_size})
     seed_everything(spec["seed"])
-    model = build_model(config, corpus).to(device)
+    model = build_model(config, corpus, fast=spec["config"] != "full-readable").to(device)
     # as train.py; --default-adam: torch's default step, to show what fusing saves
     optimizer = make_optimizer(config.train, model.parameters(), device,
                                fused=False if spec["default_adam"] else None)
@@ -367,7 +360,8 @@ def scaling(args) -> dict[str, Any]:
     from safsd_glnet.data.batching import collate
     from safsd_glnet.data.corpus import Dialogue
     from safsd_glnet.losses import LossComputer
-    from safsd_glnet.model import MaskedGCN, SAFSDGLNet
+    from safsd_glnet.kernels import DenseMaskedGCN
+    from safsd_glnet.model import MaskedGCN, Packing, SAFSDGLNet
     from safsd_glnet.train import select_device
 
     torch.set_num_threads(args.threads)
@@ -399,8 +393,10 @@ def scaling(args) -> dict[str, Any]:
     gcn_variants = {"dense, full graph": ("dense", None), f"dense, window {w}": ("dense", w),
                     "PyG, full graph": ("pyg", None), f"PyG, window {w}": ("pyg", w)}
     for name, (impl, window) in gcn_variants.items():
-        cfg = dataclasses.replace(base.model, gcn_impl=impl, window_past=window, window_future=window)
+        cfg = dataclasses.replace(base.model, window_past=window, window_future=window)
         gcn = MaskedGCN(cfg, True, 2).to(device).train()
+        if impl == "dense":
+            gcn.__class__ = DenseMaskedGCN  # what kernels.install does
         out["edges"][name] = [edges(L, window) for L in args.lengths]
         series = []
         for L in args.lengths:
@@ -409,10 +405,10 @@ def scaling(args) -> dict[str, Any]:
                 series.append(None)
                 continue
             lengths = torch.full((b,), L, device=device)
-            mask = torch.ones(b, L, dtype=torch.bool, device=device)
-            speakers = torch.zeros(b, L, dtype=torch.long, device=device)
-            x = torch.randn(3, b, L, hidden, device=device, requires_grad=True)
-            series.append(best_of(lambda: gcn(x, speakers, lengths, mask).sum().backward()))
+            packing = Packing(torch.ones(b, L, dtype=torch.bool, device=device))
+            speakers = torch.zeros(b * L, dtype=torch.long, device=device)
+            x = torch.randn(3, b * L, hidden, device=device, requires_grad=True)
+            series.append(best_of(lambda: gcn(x, speakers, lengths, packing).sum().backward()))
             print(f"  GCN {name:20s} L={L:5d}: {series[-1] * 1e3:9.1f} ms", flush=True)
         out["gcn_s"][name] = series
 
@@ -503,7 +499,7 @@ def profile(args) -> str:
     config = preset(args.preset).replace(model=model_overrides(args.profile_config, args.window),
                                          train={"batch_size": batch_size})
     torch.manual_seed(0)
-    model = build_model(config, corpus).to(device).train()
+    model = build_model(config, corpus, fast=spec["config"] != "full-readable").to(device).train()
     optimizer = make_optimizer(config.train, model.parameters(), device)
     losses = LossComputer.from_counts(config.loss, corpus.class_counts("train"), corpus.class_names).to(device)
     gen = torch.Generator().manual_seed(0)

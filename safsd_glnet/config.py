@@ -115,7 +115,6 @@ class ModelConfig:
     mask_prob: float = 0.5  # p of dropping a node feature in training (rescaled by 1/(1-p))
     window_past: int | None = None  # intra-modal edges to the p previous utterances; None = all
     window_future: int | None = None  # intra-modal edges to the f next utterances; None = all
-    gcn_impl: str = "dense"  # "pyg" (MessagePassing over an edge list) or "dense" (same maths, per-dialogue matmuls)
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -134,8 +133,6 @@ class ModelConfig:
             raise ValueError(f"ModelConfig: mask_prob={self.mask_prob} must lie in [0, 1)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig: dropout={self.dropout} must lie in [0, 1)")
-        if self.gcn_impl not in ("pyg", "dense"):
-            raise ValueError(f"ModelConfig: gcn_impl={self.gcn_impl!r}, expected 'pyg' or 'dense'")
         for name in ("window_past", "window_future"):
             v = getattr(self, name)
             if v is not None and v < 0:
@@ -231,6 +228,8 @@ class Config:
             if not isinstance(sub, dict):
                 raise ValueError(f"Config: section {name!r} must be an object, got {type(sub).__name__}")
             sub = dict(sub)
+            if name == "model":
+                _drop_implementation_fields(sub)
             known = {f.name for f in dataclasses.fields(kind)}
             unknown = set(sub) - known
             if unknown:
@@ -267,6 +266,21 @@ class Config:
             types = {f.name: str(f.type) for f in dataclasses.fields(kind)} if kind else {}
             changes.setdefault(section, {})[name] = parse_value(raw, types.get(name))
         return self.replace(**changes)
+
+
+def _drop_implementation_fields(model: dict[str, Any]) -> None:
+    """``model.gcn_impl`` chose between two implementations of the same GCN: it said how the
+    maths runs, not what the model is, so it left the configuration (the kit now picks the fast
+    path itself, :mod:`safsd_glnet.kernels`). Old checkpoints and ``config.json`` files, which
+    all hold ``"dense"``, still load; asking for another value warns."""
+    import warnings
+
+    value = model.pop("gcn_impl", None)
+    if value not in (None, "dense"):
+        warnings.warn(f"model.gcn_impl={value!r} is no longer a configuration field and is ignored: the kit "
+                      "computes the GCN with its fastest implementation (safsd_glnet.kernels); build the model "
+                      "with train.build_model(..., fast=False) for the readable reference path",
+                      DeprecationWarning, stacklevel=3)
 
 
 def parse_value(raw: str, field_type: str | None = None) -> Any:

@@ -1,29 +1,36 @@
 """SAFSD-GLNet: modality encoders, modality-hybrid attention, masked GCN, teacher and students.
 
-Shape letters: b dialogues in a batch, n longest dialogue, H hidden size, M modalities,
-N real utterances in the batch, C classes, d_m input feature size of modality m.
-
-Data flow (SPEC.md, "Architecture"), read from the leaves up:
+The paper ("A Global-Local Fusion Network with Similarity-Aware Focal Self-Distillation for
+Multimodal Emotion Recognition in Conversations") is not public; SPEC.md fixes every decision
+this file implements. It reads from the leaves up, in plain PyTorch and PyTorch Geometric:
 
 1. :class:`ModalityEncoder`: ``Linear(d_m, H, bias=False)`` (a 1x1 temporal convolution) +
-   sinusoidal position + learned speaker embedding -> (b, n, H) per modality.
-2. :class:`HybridAttention`: per target modality one self-attention and M - 1
-   cross-attention :class:`AttentionBlock` stacks, each output gated by
-   ``g = sigmoid(W h) * h``, concatenated (M H) and mapped back to H -> F'_m (b, n, H).
+   sinusoidal position + learned speaker embedding -> (N, H) per modality.
+2. :class:`HybridAttention` ("global" fusion): per target modality one self-attention and
+   M - 1 cross-attention :class:`AttentionBlock` stacks, each output gated by
+   ``g = sigmoid(W h) * h``, concatenated (M H) and mapped back to H -> F'_m.
 3. Transfer to node features: padding is dropped, each real utterance gives M nodes.
-4. :class:`MaskedGCN`: K :class:`HighFrequencyConv` layers over the dialogue graph
-   (:mod:`safsd_glnet.graph`), residual, Bernoulli feature mask in training only; each node
-   returns ``[input || output]`` (2H).
-5. Teacher: ``Linear(M 2H, C)`` on the concatenated nodes of an utterance. Students: one
-   ``ReLU -> Dropout -> Linear(H, C)`` per modality on F'_m.
+4. :class:`MaskedGCN` ("local" fusion): K :class:`HighFrequencyConv` layers over the dialogue
+   graph (:mod:`safsd_glnet.graph`), residual, a Bernoulli feature mask in training only;
+   each node returns ``[input || output]`` (2H).
+5. Teacher: ``Linear(M 2H, C)`` on the concatenated nodes of an utterance (the prediction).
+   Students: one ``ReLU -> Dropout -> Linear(H, C)`` per modality on F'_m.
 
-Speed (the same maths, benchmarks/speed.py measures it): every position-wise layer (encoders,
-projections, feed-forward, gates, heads) runs on the N real utterances only, packed
-(:class:`Packing`); only attention and the dense GCN see the padded (b, n) layout, where
-padding is masked. A batch of IEMOCAP dialogues is about half padding. On the CPU, dropout
-and the GCN's feature mask draw their keep-masks with :func:`torch.rand` (:func:`dropout`),
-several times faster than ``bernoulli_``, and attention with dropout is computed explicitly
-so that its mask is drawn the same way.
+Shape legend: b dialogues in a batch, n longest dialogue, N real utterances in the batch
+(dialogue-major), H hidden size, M modalities, C classes, d_m input size of modality m.
+
+Position-wise layers (encoders, projections, feed-forward, gates, heads) run on the N real
+utterances only (:class:`Packing`): a batch of IEMOCAP dialogues is about half padding, and
+nothing a row computes depends on the others. Only attention sees the padded (b, n) layout,
+with padded keys masked.
+
+Speed: :mod:`safsd_glnet.kernels` computes the same maths faster (a CPU dropout, written-out
+attention, a dense per-dialogue GCN instead of the edge list, cheaper packing gradients).
+The kit's training and loading (:func:`safsd_glnet.train.build_model`,
+:func:`~safsd_glnet.train.load_model`) swap those modules into this readable model with
+:func:`safsd_glnet.kernels.install`; the parameters and the state dict do not change, and
+tests prove each kernel equal to the module it replaces. A model built directly from this
+class computes with the readable modules.
 """
 from __future__ import annotations
 
@@ -37,90 +44,28 @@ from torch_geometric.nn import MessagePassing
 
 from .config import ModelConfig
 from .data.batching import Batch
-from .graph import PaddedGraph, band_targets, band_windows, dialogue_graph, padded_graph, symmetric_norm
-
-
-def _pack(x: Tensor, mask: Tensor, index: Tensor) -> Tensor:
-    """(..., b, n, F) -> (..., N, F): the rows of real utterances."""
-    return x.flatten(-3, -2).index_select(-2, index)
-
-
-def _pad(x: Tensor, mask: Tensor, index: Tensor) -> Tensor:
-    """(..., N, F) -> (..., b, n, F) with zero rows at padding."""
-    out = x.new_zeros(*x.shape[:-2], *mask.shape, x.shape[-1])
-    return out.masked_scatter_(mask[..., None], x)
-
-
-class _PackFn(torch.autograd.Function):
-    """:func:`_pack` whose backward is :func:`_pad`: autograd's own ``index_select`` backward
-    (``index_add_``) is ~10x slower on the CPU, and the indices never repeat."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, mask: Tensor, index: Tensor) -> Tensor:
-        ctx.save_for_backward(mask, index)
-        return _pack(x, mask, index)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return _pad(grad, *ctx.saved_tensors), None, None
-
-
-class _PadFn(torch.autograd.Function):
-    """:func:`_pad` whose backward is :func:`_pack`."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, mask: Tensor, index: Tensor) -> Tensor:
-        ctx.save_for_backward(mask, index)
-        return _pad(x, mask, index)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return _pack(grad, *ctx.saved_tensors), None, None
+from .graph import dialogue_graph, symmetric_norm
 
 
 class Packing:
-    """Moves per-utterance tensors between the padded batch layout and the packed real
-    utterances (dialogue-major, the order of ``mask`` flattened: the order of every output).
+    """Moves per-utterance tensors between the padded batch layout and the real utterances.
 
-    Shapes: mask (b, n) bool; :meth:`pack` (..., b, n, F) -> (..., N, F); :meth:`pad`
-    (..., N, F) -> (..., b, n, F) with zeros at padded positions.
+    ``real`` (b, n) bool marks real utterances; their order, flattened, is the order of every
+    output (dialogue-major). :meth:`pack` (..., b, n, F) -> (..., N, F); :meth:`pad`
+    (..., N, F) -> (..., b, n, F) with zero rows at padding.
     """
 
-    def __init__(self, mask: Tensor):
-        self.mask = mask
-        self.index = mask.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of real utterances
-        self.positions = self.index % mask.shape[1]  # (N,) position of each utterance in its dialogue
+    def __init__(self, real: Tensor):
+        self.real = real
+        self.index = real.reshape(-1).nonzero().squeeze(1)  # (N,) flat positions of real utterances
+        self.positions = self.index % real.shape[1]  # (N,) position of each utterance in its dialogue
 
     def pack(self, x: Tensor) -> Tensor:
-        return _PackFn.apply(x, self.mask, self.index)
+        return x.flatten(-3, -2).index_select(-2, self.index)
 
     def pad(self, x: Tensor) -> Tensor:
-        return _PadFn.apply(x, self.mask, self.index)
-
-
-def dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """``F.dropout`` (inverted: kept values scaled by 1 / (1 - p)) with the same distribution.
-
-    On the CPU the mask is ``(torch.rand(...) >= p) / (1 - p)`` (kept with probability
-    1 - p, up to the 2^-24 steps of a float32 uniform), applied by one multiplication
-    forward and one backward. ``F.dropout`` draws it with the serial ``bernoulli_`` and
-    applies it in three passes, 3-4x slower; dropout was 15% of a paper-size training step.
-    Elsewhere (CUDA's fused kernels are fast) it is ``F.dropout``.
-    """
-    if not training or p == 0.0:
-        return x
-    if x.device.type != "cpu":
-        return F.dropout(x, p, True)
-    exact = x.dtype in (torch.float32, torch.float64)  # draw half-precision masks in float32
-    uniform = torch.rand(x.shape, device=x.device, dtype=x.dtype if exact else torch.float32)
-    return x * uniform.ge_(p).mul_(1.0 / (1.0 - p)).to(x.dtype)
-
-
-class Dropout(nn.Dropout):
-    """``nn.Dropout`` through :func:`dropout` (the same module for state dicts and ``train()``)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return dropout(x, self.p, self.training)
+        out = x.new_zeros(*x.shape[:-2], *self.real.shape, x.shape[-1])
+        return out.masked_scatter(self.real[..., None], x)
 
 
 def sinusoidal_positions(length: int, hidden: int, device=None) -> Tensor:
@@ -140,7 +85,7 @@ class ModalityEncoder(nn.Module):
     def __init__(self, in_size: int, hidden: int, dropout: float):
         super().__init__()
         self.proj = nn.Linear(in_size, hidden, bias=False)
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, speaker_emb: Tensor, position_enc: Tensor) -> Tensor:
         return self.dropout(self.proj(x) + position_enc.to(x.dtype) + speaker_emb)
@@ -154,11 +99,8 @@ class AttentionLayer(nn.Module):
         y = \\mathrm{LN}(z + \\mathrm{FF}(z)),\\quad \\mathrm{FF} = W_2\\,\\mathrm{GELU}(W_1 z)
 
     Shapes: x (N, H) queries, c (N, H) keys/values (c = x for self-attention), both packed
-    real utterances, ``packing`` their layout -> (N, H). Projections and the feed-forward
-    run on the N real rows; only the attention itself is padded to (b, heads, n, n), with
-    padded keys masked (their zero rows receive no weight). Attention is PyTorch's fused
-    ``scaled_dot_product_attention``, except for training on the CPU, where it is written out
-    so that its dropout uses :func:`dropout`.
+    real utterances, ``packing`` their layout -> (N, H). The attention itself
+    (:meth:`attend`) runs padded, (b, heads, n, n), with padded keys masked out.
     """
 
     def __init__(self, hidden: int, heads: int, ff_width: int, dropout: float):
@@ -169,27 +111,25 @@ class AttentionLayer(nn.Module):
         self.out = nn.Linear(hidden, hidden)
         self.norm_attn = nn.LayerNorm(hidden)
         self.norm_ff = nn.LayerNorm(hidden)
-        self.ff = nn.Sequential(nn.Linear(hidden, ff_width), nn.GELU(), Dropout(dropout),
+        self.ff = nn.Sequential(nn.Linear(hidden, ff_width), nn.GELU(), nn.Dropout(dropout),
                                 nn.Linear(ff_width, hidden))
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.attn_dropout = dropout
 
-    def attention(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor) -> Tensor:
-        """(b, heads, n, dh) each, key_mask (b, n) -> (b, heads, n, dh)."""
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_real: Tensor) -> Tensor:
+        """``softmax(q k^T / sqrt(d_h) + mask) v`` with dropout on the weights in training.
+
+        Shapes: q, k, v (b, heads, n, d_h), key_real (b, n) -> (b, heads, n, d_h)."""
         p = self.attn_dropout if self.training else 0.0
-        if p == 0.0 or q.device.type != "cpu":
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :], dropout_p=p)
-        scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-1, -2)
-        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-        return dropout(torch.softmax(scores, dim=-1), p, True) @ v
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=key_real[:, None, None, :], dropout_p=p)
 
     def forward(self, x: Tensor, context: Tensor, packing: Packing) -> Tensor:
-        b, n = packing.mask.shape
+        b, n = packing.real.shape
         hidden = x.shape[-1]
         h, dh = self.heads, hidden // self.heads
         q = packing.pad(self.query(x)).view(b, n, h, dh).transpose(1, 2)
         k, v = packing.pad(self.key_value(context)).view(b, n, 2, h, dh).permute(2, 0, 3, 1, 4)
-        attn = self.attention(q, k, v, packing.mask)  # (b, h, n, dh)
+        attn = self.attend(q, k, v, packing.real)  # (b, h, n, dh)
         attn = packing.pack(attn.transpose(1, 2).reshape(b, n, hidden))  # (N, H)
         z = self.norm_attn(x + self.dropout(self.out(attn)))
         return self.norm_ff(z + self.dropout(self.ff(z)))
@@ -248,15 +188,17 @@ class HybridAttention(nn.Module):
 
 
 class HighFrequencyConv(MessagePassing):
-    """Gated high-frequency graph convolution (the layer of M3Net, after FAGCN).
+    """Gated high-frequency graph convolution: the layer of M3Net (Chen et al., "Multivariate,
+    Multi-frequency and Multimodal: Rethinking Graph Neural Networks for Emotion Recognition in
+    Conversation", CVPR 2023), after FAGCN (Bo et al., "Beyond Low-frequency Information in Graph
+    Convolutional Networks", AAAI 2021, https://arxiv.org/abs/2101.00797).
 
     .. math::
         \\mathbf{x}'_i = \\sum_{j \\in \\mathcal{N}(i)} \\frac{1}{\\sqrt{d_i d_j}}
         \\tanh\\left(\\mathbf{w}^\\top [\\mathbf{x}_i \\,\\|\\, \\mathbf{x}_j]\\right) \\mathbf{x}_j
 
-    The tanh gate can be negative, so a node can subtract a neighbour (a high-pass filter)
-    as well as add it. This is the general reference for any edge list; :class:`MaskedGCN`
-    also computes the same sum densely per dialogue (see :func:`dense_high_frequency`).
+    The tanh gate can be negative, so a node can subtract a neighbour (a high-pass filter) as
+    well as add it. In :meth:`message`, ``x_i`` is the target and ``x_j`` the source.
 
     Args:
         hidden (int): node feature size H.
@@ -277,73 +219,6 @@ class HighFrequencyConv(MessagePassing):
         return norm.view(-1, 1).to(x_j.dtype) * gate * x_j
 
 
-class _GateTerms(torch.autograd.Function):
-    """(P, H) rows, (2, H) vectors -> (P, 2) dot products with each vector.
-
-    Two matrix-vector products forward; backward one (P, 2) @ (2, H) product. MKL runs the
-    plain ``x @ w.t()`` (a (P, H) @ (H, 2) product) about 10x slower than two ``mv``, and
-    autograd's ``mv`` backward writes two full outer products and adds them."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor) -> Tensor:
-        ctx.save_for_backward(x, w)
-        return torch.stack([x.mv(w[0]), x.mv(w[1])], dim=1)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        x, w = ctx.saved_tensors
-        grad = grad.to(x.dtype).contiguous()  # under autocast the forward ran in lower precision
-        return (grad @ w.to(x.dtype) if ctx.needs_input_grad[0] else None,
-                (grad.t() @ x).to(w.dtype) if ctx.needs_input_grad[1] else None)
-
-
-def dense_high_frequency(x: Tensor, weight: Tensor, graph: PaddedGraph) -> Tensor:
-    """The same layer as :class:`HighFrequencyConv` on the dialogue graph, in padded layout.
-
-    The gate splits, ``w^T [x_i || x_j] = a^T x_i + c^T x_j`` with ``w = [a; c]``, so the
-    intra-modal messages of a dialogue are one matrix product
-    ``(tanh(s 1^T + 1 r^T) ⊙ A ⊙ D^{-1/2} 1 1^T D^{-1/2}) X`` with ``s = X a``, ``r = X c``,
-    and the inter-modal messages are elementwise between the M nodes of an utterance. Edges
-    and their per-edge tensors are never materialised. With a banded ``graph`` (a short
-    window) the product runs per chunk of targets over its window of sources only, so the
-    cost grows linearly with the dialogue length.
-
-    Shapes: x (M, b, n, H), weight (1, 2H), graph from :func:`~safsd_glnet.graph.padded_graph`
-    -> (M, b, n, H). Rows of padded utterances receive nothing from real ones and are
-    dropped afterwards.
-
-    Speed notes: ``s`` and ``r`` come from :class:`_GateTerms`; the inter-modal sum is
-    M (M - 1) fused multiply-adds over ``unbind`` slices (an einsum over (b n) batches of
-    3 x 3 matrices fell into a per-batch loop, and indexing ``x[q]`` would make autograd
-    build a full zero gradient per slice).
-    """
-    num_mod, _, n, hidden = x.shape
-    sr = _GateTerms.apply(x.reshape(-1, hidden), weight.view(2, hidden)).view(*x.shape[:-1], 2)
-    s, r = sr.unbind(-1)  # (M, b, n) target term, source term
-    norm = graph.norm.to(x.dtype)
-    if graph.chunk is None:
-        out = (torch.tanh(s[..., :, None] + r[..., None, :]) * norm) @ x  # (M, b, n, H)
-    else:
-        c, past, future = graph.chunk, graph.past, graph.future
-        coef = torch.tanh(band_targets(s, c)[..., :, None] + band_windows(r, c, past, future)[..., None, :])
-        chunks = coef.shape[2]
-        padded = F.pad(x, (0, 0, past, chunks * c + future - n))
-        sources = padded.unfold(2, graph.width, c).transpose(-1, -2)  # (M, b, chunks, width, H)
-        out = ((coef * norm) @ sources).flatten(2, 3)[:, :, :n]
-    if num_mod == 1:
-        return out
-    # Inter-modal edges join the nodes of one utterance: norm = 1/deg_i (same degree).
-    gate = torch.tanh(s[:, None] + r[None, :]) * graph.inv_deg.to(x.dtype)  # [target k, source q, b, n]
-    sources = x.unbind(0)
-    targets = []
-    for k, out_k in enumerate(out.unbind(0)):
-        for q, x_q in enumerate(sources):
-            if q != k:
-                out_k = torch.addcmul(out_k, gate[k, q, :, :, None], x_q)
-        targets.append(out_k)
-    return torch.stack(targets)
-
-
 class MaskedGCN(nn.Module):
     """K residual high-frequency layers with a training-only Bernoulli feature mask.
 
@@ -352,12 +227,11 @@ class MaskedGCN(nn.Module):
         H^{(k+1)} = H^{(k)} + \\mathrm{Conv}_k\\big(\\tfrac{B^{(k)} \\odot H^{(k)}}{1 - p}\\big),
         \\quad B^{(k)} \\sim \\mathrm{Bernoulli}(1 - p)\\ \\text{(training only)}
 
-    Output per node: ``[H^{(0)} || H^{(K)}]`` (2H). ``impl="pyg"`` runs
-    :class:`HighFrequencyConv` over the batched edge list; ``impl="dense"`` computes the same
-    sums with per-dialogue matrix products (:func:`dense_high_frequency`).
+    The graph has M N nodes (node k N + u is modality k of utterance u) and the edges of
+    :func:`~safsd_glnet.graph.dialogue_graph`. Output per node: ``[H^{(0)} || H^{(K)}]`` (2H).
 
-    Shapes: streams (M, b, n, H), speaker_emb (b, n, H), lengths (b,), mask (b, n)
-    -> (M, N, 2H) real utterances only.
+    Shapes: nodes (M, N, H) real utterances, speakers (N,), lengths (b,), ``packing`` their
+    layout -> (M, N, 2H).
     """
 
     def __init__(self, cfg: ModelConfig, has_text: bool, num_speakers: int):
@@ -367,33 +241,20 @@ class MaskedGCN(nn.Module):
         # Only text nodes get the speaker (SPEC.md); without text the graph has no speaker term.
         self.speaker = nn.Embedding(num_speakers + 1, cfg.hidden, padding_idx=num_speakers) if has_text else None
         self.convs = nn.ModuleList(HighFrequencyConv(cfg.hidden) for _ in range(cfg.gcn_layers))
+        # The feature mask is dropout on node features: kept values are rescaled by 1 / (1 - p).
+        self.node_dropout = nn.Dropout(cfg.effective_mask_prob)
 
-    def feature_mask(self, h: Tensor) -> Tensor:
-        return dropout(h, self.cfg.effective_mask_prob, self.training)
-
-    def forward(self, streams: Tensor, speakers: Tensor, lengths: Tensor, mask: Tensor,
-                impl: str | None = None) -> Tensor:
-        impl = impl or self.cfg.gcn_impl
-        h0 = streams
+    def forward(self, nodes: Tensor, speakers: Tensor, lengths: Tensor, packing: Packing) -> Tensor:
+        num_mod, num_utt, hidden = nodes.shape
+        h0 = nodes
         if self.speaker is not None:  # speaker identity enters the graph through the text nodes (index 0)
-            h0 = torch.cat([streams[:1] + self.speaker(speakers)[None], streams[1:]], dim=0)
-        if impl == "dense":
-            graph = padded_graph(lengths, streams.shape[2], streams.shape[0], self.cfg.window_past,
-                                 self.cfg.window_future)  # once for the K layers
-            h = h0
-            for conv in self.convs:
-                h = h + dense_high_frequency(self.feature_mask(h), conv.gate.weight, graph)
-            packing = Packing(mask)
-            return torch.cat([packing.pack(h0), packing.pack(h)], dim=-1)
-        num_mod = streams.shape[0]
-        nodes0 = h0[:, mask].reshape(-1, h0.shape[-1])  # (M N, H), node k N + u
+            h0 = torch.cat([nodes[:1] + self.speaker(speakers)[None], nodes[1:]], dim=0)
         edges = dialogue_graph(lengths, num_mod, self.cfg.window_past, self.cfg.window_future)
-        norm = symmetric_norm(edges, nodes0.shape[0])
-        h = nodes0
+        norm = symmetric_norm(edges, num_mod * num_utt)
+        h = h0.reshape(-1, hidden)  # (M N, H), node k N + u
         for conv in self.convs:
-            h = h + conv(self.feature_mask(h), edges, norm)
-        out = torch.cat([nodes0, h], dim=-1)
-        return out.view(num_mod, -1, out.shape[-1])
+            h = h + conv(self.node_dropout(h), edges, norm)
+        return torch.cat([h0, h.view(num_mod, num_utt, hidden)], dim=-1)
 
 
 @dataclass
@@ -433,23 +294,23 @@ class SAFSDGLNet(nn.Module):
         node_width = 2 * cfg.hidden if cfg.use_gcn else cfg.hidden
         self.teacher = nn.Linear(len(self.modalities) * node_width, num_classes)
         self.students = nn.ModuleDict({
-            m: nn.Sequential(nn.ReLU(), Dropout(cfg.dropout), nn.Linear(cfg.hidden, num_classes))
+            m: nn.Sequential(nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, num_classes))
             for m in self.modalities})
+        self.packing_class = Packing  # kernels.install swaps in FastPacking
 
     def forward(self, batch: Batch) -> ModelOutput:
-        mask = batch.mask
-        packing = Packing(mask)
-        positions = sinusoidal_positions(mask.shape[1], self.cfg.hidden, mask.device)[packing.positions]  # (N, H)
-        speaker_emb = self.speaker(batch.speakers[mask])  # (N, H)
+        packing = self.packing_class(batch.real)
+        positions = sinusoidal_positions(batch.real.shape[1], self.cfg.hidden, batch.real.device)[packing.positions]
+        speakers = batch.speakers[batch.real]  # (N,)
+        speaker_emb = self.speaker(speakers)  # (N, H)
         streams = {m: self.encoders[m](packing.pack(batch.features[m]), speaker_emb, positions)
                    for m in self.modalities}  # m -> (N, H)
         if self.attention is not None:
             streams = self.attention(streams, packing)
         student_features = streams
         if self.gcn is not None:
-            stacked = packing.pad(torch.stack([streams[m] for m in self.modalities]))  # (M, b, n, H)
-            speakers = batch.speakers.masked_fill(~mask, self.num_speakers)
-            nodes = self.gcn(stacked, speakers, batch.lengths, mask)  # (M, N, 2H)
+            nodes = self.gcn(torch.stack([streams[m] for m in self.modalities]), speakers, batch.lengths,
+                             packing)  # (M, N, 2H)
             teacher_features = torch.cat(list(nodes), dim=-1)
         else:
             teacher_features = torch.cat([student_features[m] for m in self.modalities], dim=-1)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import io
-from . import run_folder
+from . import kernels, run_folder
 from .config import Config, TrainConfig, check_device_name
 from .data.batching import Batch, iterate_batches, num_batches
 from .data.corpus import Corpus, DataError, Dialogue
@@ -108,8 +108,11 @@ def _autocast(device: torch.device, enabled: bool):
 
 # --------------------------------------------------------------------------- models from files
 
-def build_model(config: Config, corpus: Corpus) -> SAFSDGLNet:
-    return SAFSDGLNet(config.model, corpus.feature_sizes, corpus.num_classes, corpus.num_speakers)
+def build_model(config: Config, corpus: Corpus, *, fast: bool = True) -> SAFSDGLNet:
+    """The model for ``corpus``; ``fast`` swaps in the speed kernels (:mod:`safsd_glnet.kernels`),
+    the same maths as the readable modules."""
+    model = SAFSDGLNet(config.model, corpus.feature_sizes, corpus.num_classes, corpus.num_speakers)
+    return kernels.install(model) if fast else model
 
 
 def data_signature(corpus: Corpus) -> dict[str, Any]:
@@ -129,6 +132,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[SA
     sig = ckpt["data"]
     model = SAFSDGLNet(config.model, sig["feature_sizes"], len(sig["class_names"]), len(sig["speaker_names"]))
     model.load_state_dict(ckpt["model"])
+    kernels.install(model)
     return model.to(device).eval(), {"config": config, "data": sig, "epoch": ckpt.get("epoch")}
 
 
@@ -294,6 +298,26 @@ def make_optimizer(tc: TrainConfig, parameters, device: torch.device,
     return opt_cls(parameters, lr=tc.lr, weight_decay=tc.weight_decay, **({"fused": True} if fused else {}))
 
 
+def training_step(model: SAFSDGLNet, optimizer: torch.optim.Optimizer, losses: LossComputer, batch: Batch,
+                  device: torch.device, amp: bool, grad_clip: float | None = None):
+    """One optimiser step on one batch: the forward pass (under autocast where ``amp`` says),
+    the objective, its gradient, optional clipping to ``grad_clip``, the optimiser's update.
+
+    Returns ``(output, labels, terms)``: the :class:`~safsd_glnet.model.ModelOutput`, the (N,)
+    labels of the real utterances and the loss terms (detached 0-d tensors)."""
+    batch = batch.to(device)
+    labels = batch.real_labels
+    with _autocast(device, amp):
+        output = model(batch)
+    loss, terms = losses(output, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return output, labels, terms
+
+
 def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, resume: bool = False,
           overwrite: bool = False, callback: Callable[[int, dict[str, Any]], None] | None = None) -> Run:
     """Train SAFSD-GLNet on ``corpus`` and return the :class:`Run`.
@@ -333,6 +357,7 @@ _RESUME_KEYS = ("config", "model", "optimizer", "similarity", "rng", "history", 
 def comparable_config(d: dict[str, Any]) -> dict[str, Any]:
     """A config dict without :data:`RUNTIME_FIELDS`, for "is this the same run?" checks."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items() if k != "data"}
+    out.get("model", {}).pop("gcn_impl", None)  # an implementation choice of older checkpoints
     for section, names in RUNTIME_FIELDS.items():
         for name in names:
             out.get(section, {}).pop(name, None)
@@ -414,16 +439,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
         batches = iterate_batches(train_dialogues, tc.batch_size, shuffle=True, generator=shuffle,
                                   modalities=config.model.modalities)
         for batch in _progress(batches, steps, f"epoch {epoch}/{tc.epochs}", tc.progress):
-            batch = batch.to(device)
-            labels = batch.real_labels
-            with _autocast(device, tc.amp):
-                output = model(batch)
-            loss, terms = losses(output, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
+            output, labels, terms = training_step(model, optimizer, losses, batch, device, tc.amp, tc.grad_clip)
             prototypes.add(output.teacher_features, labels)
             k = len(labels)
             n_utt += k

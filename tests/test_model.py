@@ -9,7 +9,8 @@ from safsd_glnet.config import ModelConfig
 from safsd_glnet.data.batching import collate
 from safsd_glnet.data.corpus import Dialogue
 from safsd_glnet.graph import dialogue_graph, symmetric_norm
-from safsd_glnet.model import MaskedGCN, SAFSDGLNet
+from safsd_glnet import kernels
+from safsd_glnet.model import SAFSDGLNet
 
 SIZES = {"t": 12, "a": 10, "v": 8}
 C, SPEAKERS = 6, 3
@@ -22,17 +23,19 @@ def make_dialogues(lengths, seed=0, sizes=SIZES):
             for i, n in enumerate(lengths)]
 
 
-def make_model(seed=0, **overrides):
+def make_model(seed=0, fast=True, **overrides):
+    """A small model; ``fast`` with the speed kernels installed, as the kit trains it."""
     torch.manual_seed(seed)
     cfg = ModelConfig(**{"hidden": 16, "heads": 2, "dropout": 0.1, "gcn_layers": 2, **overrides})
     sizes = {m: SIZES[m] for m in cfg.modalities}
-    return SAFSDGLNet(cfg, sizes, C, SPEAKERS)
+    model = SAFSDGLNet(cfg, sizes, C, SPEAKERS)
+    return kernels.install(model) if fast else model
 
 
 @pytest.mark.parametrize("overrides", [
     {}, {"modalities": "t"}, {"modalities": "ta"}, {"modalities": "av"},
     {"use_transformer": False}, {"use_gcn": False}, {"use_mask": False},
-    {"window_past": 2, "window_future": 1}, {"gcn_impl": "pyg"}, {"transformer_layers": 2},
+    {"window_past": 2, "window_future": 1}, {"fast": False}, {"transformer_layers": 2},
 ])
 def test_shapes_and_every_parameter_gets_a_gradient(overrides):
     model = make_model(**overrides).train()
@@ -63,18 +66,18 @@ def test_model_refuses_a_modality_the_data_lacks():
         SAFSDGLNet(ModelConfig(hidden=16, heads=2), {"t": 12}, C, SPEAKERS)
 
 
-@pytest.mark.parametrize("impl", ["dense", "pyg"])
-def test_padding_does_not_change_real_outputs(impl):
-    model = make_model(gcn_impl=impl).eval()
+@pytest.mark.parametrize("fast", [True, False])
+def test_padding_does_not_change_real_outputs(fast):
+    model = make_model(fast=fast).eval()
     short, long_ = make_dialogues([4, 11], seed=3)
     alone = model(collate([short])).teacher_logits
     padded = model(collate([short, long_])).teacher_logits[:4]  # short comes first, padded to 11
     torch.testing.assert_close(alone, padded, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("impl", ["dense", "pyg"])
-def test_batch_equals_dialogues_one_by_one(impl):
-    model = make_model(gcn_impl=impl).eval()
+@pytest.mark.parametrize("fast", [True, False])
+def test_batch_equals_dialogues_one_by_one(fast):
+    model = make_model(fast=fast).eval()
     dialogues = make_dialogues([6, 2, 9, 1], seed=4)
     batched = model(collate(dialogues))
     singles = [model(collate([d])) for d in dialogues]
@@ -138,36 +141,6 @@ def test_symmetric_norm_matches_degrees():
         assert w == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.parametrize("window", [(None, None), (2, 1), (0, 3)])
-@pytest.mark.parametrize("num_mod", [1, 3])
-def test_dense_gcn_equals_pyg_layer_forward_and_gradients(window, num_mod):
-    cfg = ModelConfig(hidden=8, heads=2, gcn_layers=3, window_past=window[0], window_future=window[1],
-                      modalities="tav"[:num_mod])
-    torch.manual_seed(1)
-    gcn = MaskedGCN(cfg, has_text=True, num_speakers=SPEAKERS).eval()
-    for conv in gcn.convs:  # larger gates than the default init make tanh's sign matter
-        torch.nn.init.normal_(conv.gate.weight, std=0.5)
-    lengths = torch.tensor([5, 1, 8, 3])
-    b, n = len(lengths), int(lengths.max())
-    mask = torch.arange(n)[None] < lengths[:, None]
-    speakers = torch.randint(0, SPEAKERS, (b, n)).masked_fill(~mask, SPEAKERS)
-    streams = torch.randn(num_mod, b, n, 8, requires_grad=True)
-    results = {}
-    for impl in ("dense", "pyg"):
-        gcn.zero_grad()
-        streams.grad = None
-        out = gcn(streams, speakers, lengths, mask, impl=impl)
-        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
-        results[impl] = (out.detach(), streams.grad.clone(), [c.gate.weight.grad.clone() for c in gcn.convs],
-                         gcn.speaker.weight.grad.clone())
-    dense, pyg = results["dense"], results["pyg"]
-    torch.testing.assert_close(dense[0], pyg[0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(dense[1], pyg[1], atol=1e-5, rtol=1e-5)
-    for gd, gp in zip(dense[2], pyg[2]):
-        torch.testing.assert_close(gd, gp, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(dense[3], pyg[3], atol=1e-5, rtol=1e-5)
-
-
 def test_gcn_layer_on_a_hand_worked_graph():
     """One layer on 2 utterances x 2 modalities, the convention written out by hand:
     x_i is the target, the gate reads [x_i || x_j], norm_ij = 1 / sqrt(d_i d_j).
@@ -177,8 +150,8 @@ def test_gcn_layer_on_a_hand_worked_graph():
     """
     import math
 
-    from safsd_glnet.graph import padded_graph
-    from safsd_glnet.model import HighFrequencyConv, dense_high_frequency
+    from safsd_glnet.kernels import dense_high_frequency, padded_graph
+    from safsd_glnet.model import HighFrequencyConv
 
     x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [-1.0, 3.0]])  # t0, t1, a0, a1 (H = 2)
     a, c = [0.5, -1.0], [2.0, 0.25]  # w = [a; c]: a reads the target, c the source
@@ -196,7 +169,7 @@ def test_gcn_layer_on_a_hand_worked_graph():
     norm = symmetric_norm(edges, 4)
     torch.testing.assert_close(norm, torch.full_like(norm, 0.5))
     torch.testing.assert_close(conv(x, edges, norm), want)
-    # The dense path: the same numbers from the padded (M, b, n, H) layout.
+    # The dense kernel: the same numbers from the padded (M, b, n, H) layout.
     dense = dense_high_frequency(x.view(2, 1, 2, 2), conv.gate.weight, padded_graph(torch.tensor([2]), 2, 2))
     torch.testing.assert_close(dense.view(4, 2), want)
     # Written out for t0: neighbours t1 (2 * tanh(0.5 + 0.5)) and a0 (tanh(0.5 + 2.25)) at norm 1/2.

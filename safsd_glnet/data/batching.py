@@ -2,11 +2,12 @@
 
 Shape letters: b dialogues in the batch, n the longest dialogue, d_m feature size.
 
-Dialogues are padded to the longest in the batch. ``mask[i, j]`` is True for real
-utterances; padded labels are ``-1`` and padded features and speakers are 0. The model drops
+Dialogues are padded to the longest in the batch. ``real[i, j]`` is True for real
+utterances (the padding mask; the model's other mask, the GCN's random feature mask, is
+``MaskedGCN.node_dropout``); padded labels are ``-1`` and padded features and speakers are 0. The model drops
 padding before any head ("transfer to node features"), so padding never reaches a loss or a
 metric: every loss and metric reads the flat tensors of real utterances
-(``labels[mask]``, in dialogue-major order).
+(``labels[real]``, in dialogue-major order).
 """
 from __future__ import annotations
 
@@ -26,21 +27,29 @@ class Batch:
     features: dict[str, torch.Tensor]  # modality -> (b, n, d_m) float32
     speakers: torch.Tensor  # (b, n) int64, 0 at padding
     labels: torch.Tensor  # (b, n) int64, PAD_LABEL at padding
-    mask: torch.Tensor  # (b, n) bool, True on real utterances
+    real: torch.Tensor  # (b, n) bool, True on real utterances, False on padding
     lengths: torch.Tensor  # (b,) int64
     dialogue_ids: list[str]
 
     def to(self, device: torch.device | str) -> "Batch":
         return Batch(
             {m: x.to(device, non_blocking=True) for m, x in self.features.items()},
-            self.speakers.to(device), self.labels.to(device), self.mask.to(device),
+            self.speakers.to(device), self.labels.to(device), self.real.to(device),
             self.lengths.to(device), self.dialogue_ids,
         )
 
     @property
     def real_labels(self) -> torch.Tensor:
         """(N,) labels of the real utterances, dialogue-major: the order of the model outputs."""
-        return self.labels[self.mask]
+        return self.labels[self.real]
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """Deprecated name of :attr:`real` (the padding mask)."""
+        import warnings
+
+        warnings.warn("Batch.mask is now Batch.real (the padding mask)", DeprecationWarning, stacklevel=2)
+        return self.real
 
     def __len__(self) -> int:
         return len(self.dialogue_ids)

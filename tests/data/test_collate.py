@@ -30,7 +30,7 @@ def test_padding_mask_and_values():
     assert b.features["t"].dtype == torch.float32
     expected_mask = [[True, True, False, False, False], [True] * 5,
                      [True, True, True, False, False]]
-    assert b.mask.tolist() == expected_mask
+    assert b.real.tolist() == expected_mask
     for i, d in enumerate(ds):
         n = len(d)
         for m in ("t", "a"):

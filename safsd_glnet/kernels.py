@@ -1,0 +1,343 @@
+"""Speed kernels: the same maths as :mod:`safsd_glnet.model`, computed faster.
+
+The kit's training and loading (:func:`safsd_glnet.train.build_model`, ``load_model``) call
+:func:`install`, which swaps these subclasses in for the readable modules they accelerate (``module.__class__``: parameters,
+buffers and the state dict do not change, so checkpoints do not care which ran):
+
+=====================================  ==============================================  ==========
+readable module (model.py)             kernel                                          where
+=====================================  ==============================================  ==========
+``nn.Dropout``                         :class:`Dropout`: keep-mask from ``torch.rand``  CPU
+``Packing``                            :class:`FastPacking`: index gradients as copies  everywhere
+``AttentionLayer.attend``              :class:`FastAttentionLayer`: written out so its   CPU, training
+                                       dropout is :func:`dropout`
+``MaskedGCN`` (edge list, PyG)         :class:`DenseMaskedGCN`: per-dialogue matrix     everywhere
+                                       products, banded for short windows
+=====================================  ==============================================  ==========
+
+Each is tested equal to the module it replaces (tests/test_kernels.py: forward and gradients
+on random inputs; dropout in distribution), and benchmarks/speed.py measures what it buys:
+dropout was 15% of a paper-size CPU training step, autograd's gradient of ``index_select``
+is ~10x slower than a copy, and the PyG layer is 2x slower than the dense one at 8 utterances
+per dialogue, 12x at 32 and 190x at 128 (per-edge tensors).
+
+Shape legend as in :mod:`safsd_glnet.model`; c chunks, w window width.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .model import AttentionLayer, MaskedGCN, Packing, SAFSDGLNet
+
+# --------------------------------------------------------------------------- dropout
+
+
+def dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """``F.dropout`` (inverted: kept values scaled by 1 / (1 - p)) with the same distribution.
+
+    On the CPU the mask is ``(torch.rand(...) >= p) / (1 - p)`` (kept with probability
+    1 - p, up to the 2^-24 steps of a float32 uniform), applied by one multiplication
+    forward and one backward. ``F.dropout`` draws it with the serial ``bernoulli_`` and
+    applies it in three passes, 3-4x slower. Elsewhere (CUDA's fused kernels are fast) it is
+    ``F.dropout``.
+    """
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, True)
+    exact = x.dtype in (torch.float32, torch.float64)  # draw half-precision masks in float32
+    uniform = torch.rand(x.shape, device=x.device, dtype=x.dtype if exact else torch.float32)
+    return x * uniform.ge_(p).mul_(1.0 / (1.0 - p)).to(x.dtype)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` through :func:`dropout`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dropout(x, self.p, self.training)
+
+
+# --------------------------------------------------------------------------- packing
+
+
+def _pack(x: Tensor, index: Tensor) -> Tensor:
+    """(..., b, n, F) -> (..., N, F): the rows of real utterances."""
+    return x.flatten(-3, -2).index_select(-2, index)
+
+
+def _pad(x: Tensor, real: Tensor) -> Tensor:
+    """(..., N, F) -> (..., b, n, F) with zero rows at padding."""
+    out = x.new_zeros(*x.shape[:-2], *real.shape, x.shape[-1])
+    return out.masked_scatter_(real[..., None], x)
+
+
+class _PackFn(torch.autograd.Function):
+    """:func:`_pack` whose backward is :func:`_pad`: autograd's own ``index_select`` backward
+    (``index_add_``) is ~10x slower on the CPU, and the indices never repeat."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, real: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(real, index)
+        return _pack(x, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        real, _ = ctx.saved_tensors
+        return _pad(grad, real), None, None
+
+
+class _PadFn(torch.autograd.Function):
+    """:func:`_pad` whose backward is :func:`_pack`."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, real: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(real, index)
+        return _pad(x, real)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        _, index = ctx.saved_tensors
+        return _pack(grad, index), None, None
+
+
+class FastPacking(Packing):
+    """:class:`~safsd_glnet.model.Packing` whose gradients are plain copies."""
+
+    def pack(self, x: Tensor) -> Tensor:
+        return _PackFn.apply(x, self.real, self.index)
+
+    def pad(self, x: Tensor) -> Tensor:
+        return _PadFn.apply(x, self.real, self.index)
+
+
+# --------------------------------------------------------------------------- attention
+
+
+class FastAttentionLayer(AttentionLayer):
+    """:class:`~safsd_glnet.model.AttentionLayer` whose attention, in training on the CPU, is
+    written out so that its dropout is :func:`dropout`; elsewhere PyTorch's fused
+    ``scaled_dot_product_attention`` as in the readable layer."""
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_real: Tensor) -> Tensor:
+        p = self.attn_dropout if self.training else 0.0
+        if p == 0.0 or q.device.type != "cpu":
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=key_real[:, None, None, :], dropout_p=p)
+        scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-1, -2)
+        scores = scores.masked_fill(~key_real[:, None, None, :], float("-inf"))
+        return dropout(torch.softmax(scores, dim=-1), p, True) @ v
+
+
+# --------------------------------------------------------------------------- the dialogue graph, padded
+
+def window_adjacency(lengths: torch.Tensor, max_len: int, window_past: int | None = None,
+                     window_future: int | None = None) -> torch.Tensor:
+    """(b, n, n) bool adjacency A[d, i, j] of the intra-modal edges j -> i in padded layout."""
+    pos = torch.arange(max_len, device=lengths.device)
+    real = pos[None, :] < lengths[:, None]  # (b, n)
+    adj = real[:, :, None] & real[:, None, :]
+    delta = pos[None, :] - pos[:, None]  # [i, j] = j - i
+    allowed = delta != 0
+    if window_past is not None:
+        allowed &= delta >= -window_past
+    if window_future is not None:
+        allowed &= delta <= window_future
+    return adj & allowed[None]
+
+
+@dataclass
+class PaddedGraph:
+    """The normalised intra-modal adjacency of a batch in padded layout, built once per forward
+    pass and shared by the K layers of :class:`DenseMaskedGCN` (:func:`padded_graph`).
+
+    * dense (``chunk`` is None): ``norm`` (b, n, n), ``norm[d, i, j] = A_ij / sqrt(deg_i deg_j)``;
+    * banded (a window much shorter than the dialogues): the n targets are cut into c chunks of
+      ``chunk`` positions; chunk k receives from the ``width = chunk + past + future`` sources
+      starting at ``k * chunk - past``, and ``norm`` is (b, c, chunk, width). The cost of a
+      layer then grows linearly with n instead of quadratically.
+
+    ``inv_deg`` (b, n) is ``1 / deg_i``, the norm of the inter-modal edges (the M nodes of an
+    utterance have the same degree). Padded positions have zero rows and columns.
+    """
+
+    norm: torch.Tensor
+    inv_deg: torch.Tensor
+    chunk: int | None = None
+    past: int = 0
+    future: int = 0
+
+    @property
+    def width(self) -> int:
+        return (self.chunk or 0) + self.past + self.future
+
+
+def padded_graph(lengths: torch.Tensor, max_len: int, num_modalities: int, window_past: int | None = None,
+                 window_future: int | None = None, chunk: int | None = None) -> PaddedGraph:
+    """:class:`PaddedGraph` of the batch (the graph of :func:`safsd_glnet.graph.dialogue_graph`
+    in padded layout); degrees count intra- plus inter-modal in-edges.
+
+    ``chunk`` None picks: banded with chunks of ``max(32, past + future)`` when both windows
+    are set and a window of sources (chunk + past + future) is under half the longest
+    dialogue, else dense. An explicit ``chunk`` forces the banded layout (tests use small ones).
+    """
+    lengths = lengths.to(torch.long)
+    bounded = window_past is not None and window_future is not None
+    if chunk is None and bounded:
+        auto = max(32, window_past + window_future)  # rows per chunk: enough for an efficient matmul
+        if 2 * (auto + window_past + window_future) < max_len:
+            chunk = auto
+    if chunk is None or not bounded:
+        adj = window_adjacency(lengths, max_len, window_past, window_future).float()
+        deg = (adj.sum(-1) + (num_modalities - 1)).clamp(min=1)  # (b, n)
+        inv_sqrt = deg.rsqrt()
+        return PaddedGraph(adj * (inv_sqrt[:, :, None] * inv_sqrt[:, None, :]), deg.reciprocal())
+    past, future = window_past, window_future
+    width = chunk + past + future
+    pos = torch.arange(max_len, device=lengths.device)
+    real = (pos[None, :] < lengths[:, None]).float()  # (b, n)
+    # Sources of chunk k: positions k * chunk - past + w, w < width (zero outside [0, n)).
+    real_src = band_windows(real, chunk, past, future)  # (b, c, width)
+    target = torch.arange(chunk, device=lengths.device)[:, None]
+    delta = torch.arange(width, device=lengths.device)[None, :] - past - target  # j - i, (chunk, width)
+    band = ((delta >= -past) & (delta <= future) & (delta != 0)).float()
+    real_tgt = band_targets(real, chunk)  # (b, c, chunk)
+    adj = real_tgt[..., :, None] * real_src[..., None, :] * band  # (b, c, chunk, width)
+    deg = (adj.sum(-1).flatten(1)[:, :max_len] + (num_modalities - 1)).clamp(min=1)  # (b, n)
+    inv_sqrt = deg.rsqrt()
+    norm = adj * band_targets(inv_sqrt, chunk)[..., :, None] * band_windows(inv_sqrt, chunk, past, future)[..., None, :]
+    return PaddedGraph(norm, deg.reciprocal(), chunk, past, future)
+
+
+def band_targets(x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """(..., n) -> (..., c, chunk): positions cut into chunks, zero-padded at the end."""
+    n = x.shape[-1]
+    n_chunks = -(-n // chunk)
+    return F.pad(x, (0, n_chunks * chunk - n)).unflatten(-1, (n_chunks, chunk))
+
+
+def band_windows(x: torch.Tensor, chunk: int, past: int, future: int) -> torch.Tensor:
+    """(..., n) -> (..., c, chunk + past + future): the source window of each chunk of targets,
+    zero outside the dialogue. A view of one padded copy (``unfold``), not c copies."""
+    n = x.shape[-1]
+    n_chunks = -(-n // chunk)
+    padded = F.pad(x, (past, n_chunks * chunk + future - n))
+    return padded.unfold(-1, chunk + past + future, chunk)
+
+
+# --------------------------------------------------------------------------- the masked GCN, dense
+
+
+class _GateTerms(torch.autograd.Function):
+    """(P, H) rows, (2, H) vectors -> (P, 2) dot products with each vector.
+
+    Two matrix-vector products forward; backward one (P, 2) @ (2, H) product. MKL runs the
+    plain ``x @ w.t()`` (a (P, H) @ (H, 2) product) about 10x slower than two ``mv``, and
+    autograd's ``mv`` backward writes two full outer products and adds them."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor) -> Tensor:
+        ctx.save_for_backward(x, w)
+        return torch.stack([x.mv(w[0]), x.mv(w[1])], dim=1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, w = ctx.saved_tensors
+        grad = grad.to(x.dtype).contiguous()  # under autocast the forward ran in lower precision
+        return (grad @ w.to(x.dtype) if ctx.needs_input_grad[0] else None,
+                (grad.t() @ x).to(w.dtype) if ctx.needs_input_grad[1] else None)
+
+
+def dense_high_frequency(x: Tensor, weight: Tensor, graph: PaddedGraph) -> Tensor:
+    """:class:`~safsd_glnet.model.HighFrequencyConv` on the dialogue graph, in padded layout.
+
+    The gate splits, ``w^T [x_i || x_j] = a^T x_i + c^T x_j`` with ``w = [a; c]``, so the
+    intra-modal messages of a dialogue are one matrix product
+    ``(tanh(s 1^T + 1 r^T) ⊙ A ⊙ D^{-1/2} 1 1^T D^{-1/2}) X`` with ``s = X a``, ``r = X c``,
+    and the inter-modal messages are elementwise between the M nodes of an utterance. Edges
+    and their per-edge tensors are never materialised. With a banded ``graph`` (a short
+    window) the product runs per chunk of targets over its window of sources only, so the
+    cost grows linearly with the dialogue length.
+
+    Shapes: x (M, b, n, H), weight (1, 2H), graph from :func:`padded_graph` -> (M, b, n, H).
+    Rows of padded utterances receive nothing from real ones and are dropped afterwards.
+
+    Speed notes: ``s`` and ``r`` come from :class:`_GateTerms`; the inter-modal sum is
+    M (M - 1) fused multiply-adds over ``unbind`` slices (an einsum over (b n) batches of
+    3 x 3 matrices fell into a per-batch loop, and indexing ``x[q]`` would make autograd
+    build a full zero gradient per slice).
+    """
+    num_mod, _, n, hidden = x.shape
+    sr = _GateTerms.apply(x.reshape(-1, hidden), weight.view(2, hidden)).view(*x.shape[:-1], 2)
+    s, r = sr.unbind(-1)  # (M, b, n) target term, source term
+    norm = graph.norm.to(x.dtype)
+    if graph.chunk is None:
+        out = (torch.tanh(s[..., :, None] + r[..., None, :]) * norm) @ x  # (M, b, n, H)
+    else:
+        c, past, future = graph.chunk, graph.past, graph.future
+        coef = torch.tanh(band_targets(s, c)[..., :, None] + band_windows(r, c, past, future)[..., None, :])
+        chunks = coef.shape[2]
+        padded = F.pad(x, (0, 0, past, chunks * c + future - n))
+        sources = padded.unfold(2, graph.width, c).transpose(-1, -2)  # (M, b, chunks, width, H)
+        out = ((coef * norm) @ sources).flatten(2, 3)[:, :, :n]
+    if num_mod == 1:
+        return out
+    # Inter-modal edges join the nodes of one utterance: norm = 1/deg_i (same degree).
+    gate = torch.tanh(s[:, None] + r[None, :]) * graph.inv_deg.to(x.dtype)  # [target k, source q, b, n]
+    sources = x.unbind(0)
+    targets = []
+    for k, out_k in enumerate(out.unbind(0)):
+        for q, x_q in enumerate(sources):
+            if q != k:
+                out_k = torch.addcmul(out_k, gate[k, q, :, :, None], x_q)
+        targets.append(out_k)
+    return torch.stack(targets)
+
+
+class DenseMaskedGCN(MaskedGCN):
+    """:class:`~safsd_glnet.model.MaskedGCN` computed per dialogue in padded layout
+    (:func:`dense_high_frequency`) instead of over the batched edge list."""
+
+    def forward(self, nodes: Tensor, speakers: Tensor, lengths: Tensor, packing: Packing) -> Tensor:
+        num_speakers = self.speaker.padding_idx if self.speaker is not None else 0
+        streams = packing.pad(nodes)  # (M, b, n, H)
+        h0 = streams
+        if self.speaker is not None:
+            padded_speakers = torch.full(packing.real.shape, num_speakers, dtype=speakers.dtype,
+                                         device=speakers.device).masked_scatter(packing.real, speakers)
+            h0 = torch.cat([streams[:1] + self.speaker(padded_speakers)[None], streams[1:]], dim=0)
+        graph = padded_graph(lengths, streams.shape[2], streams.shape[0], self.cfg.window_past,
+                             self.cfg.window_future)  # once for the K layers
+        h = h0
+        for conv in self.convs:
+            h = h + dense_high_frequency(self.node_dropout(h), conv.gate.weight, graph)
+        return torch.cat([packing.pack(h0), packing.pack(h)], dim=-1)
+
+
+# --------------------------------------------------------------------------- installing
+
+
+_SWAPS = ((nn.Dropout, Dropout), (AttentionLayer, FastAttentionLayer), (MaskedGCN, DenseMaskedGCN))
+
+
+def install(model: SAFSDGLNet) -> SAFSDGLNet:
+    """Swap the kernels into ``model`` (in place); see the module docstring."""
+    for module in model.modules():
+        for readable, fast in _SWAPS:
+            if type(module) is readable:
+                module.__class__ = fast
+    model.packing_class = FastPacking
+    return model
+
+
+def uninstall(model: SAFSDGLNet) -> SAFSDGLNet:
+    """Put the readable modules of :mod:`safsd_glnet.model` back (in place)."""
+    for module in model.modules():
+        for readable, fast in _SWAPS:
+            if type(module) is fast:
+                module.__class__ = readable
+    model.packing_class = Packing
+    return model
