@@ -6,7 +6,8 @@ session in turn is held out and plays the test split (unseen speakers, as Sessio
 dialogues of the other sessions are the inner validation split (the size of the real one),
 the rest is training. Every setting runs every fold with seeds 0-4 for 60 epochs with early
 stopping off, recording per-epoch inner-validation and held-out weighted F1. Each epoch rule
-is then read off those curves (:func:`choose_epoch`), so all rules see the same runs.
+is then read off those curves (:func:`safsd_glnet.selection.choose_epoch`, the rule training
+uses), so all rules see the same runs.
 
 Test dialogues (Session 5) are dropped before any fold is built.
 
@@ -37,6 +38,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 from benchmarks import real_text as rt  # noqa: E402
 from benchmarks.provenance import code_version  # noqa: E402
 from safsd_glnet.data.corpus import Corpus  # noqa: E402
+from safsd_glnet.selection import choose_epoch  # noqa: E402  (the honest rule, shared with training)
 from safsd_glnet.io import read_json, write_json, write_text  # noqa: E402
 
 
@@ -96,28 +98,6 @@ def fold_corpus(corpus: Corpus, fold: dict[str, Any]) -> Corpus:
     return Corpus(f"{corpus.name}-{fold['name']}", corpus.class_names, corpus.speaker_names,
                   dict(corpus.feature_sizes), {i: corpus.dialogues[i] for i in ids},
                   {s: list(fold[s]) for s in ("train", "valid", "test")}, corpus.source)
-
-
-def choose_epoch(valid_curve: list[float], window: int = 1, patience: int | None = None) -> int:
-    """The epoch (1-based) an epoch rule picks from a validation curve, as training would pick it.
-
-    Epoch e scores s_e = mean(v[max(1, e - window + 1) .. e]) (a trailing mean; window 1 is the
-    raw curve). Reading the epochs in order, the best strictly higher score so far is kept, and
-    training stops once ``patience`` epochs in a row have not beaten it (None: never)."""
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
-    if not valid_curve:
-        raise ValueError("empty validation curve")
-    best_epoch, best_score, since = 0, -np.inf, 0
-    for e in range(1, len(valid_curve) + 1):
-        if patience is not None and since >= patience:
-            break
-        score = float(np.mean(valid_curve[max(0, e - window):e]))
-        if score > best_score:
-            best_epoch, best_score, since = e, score, 0
-        else:
-            since += 1
-    return best_epoch
 
 
 def setting_config(setting: str, seed: int):

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # headless machines fall back to Agg by themsel
 import numpy as np
 
 from .facts import MODALITY_NAMES
+from .selection import choose_epoch
 from .io import atomic_path
 
 
@@ -531,7 +532,7 @@ class LiveHistory:
             return
         if get_ipython() is None:
             return
-        best = max(self.history, key=lambda r: (r["valid"]["weighted_f1"], -r["epoch"]))["epoch"]
+        best = choose_epoch([r["valid"]["weighted_f1"] for r in self.history])
         fig = plot_history(self.history, best, title=self.title)
         if self.handle is None:
             self.handle = display(fig, display_id=True)

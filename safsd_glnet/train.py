@@ -33,6 +33,7 @@ from .data.corpus import Corpus, DataError, Dialogue
 from .losses import LossComputer, class_feature_sums
 from .metrics import compute_metrics, summarise_seeds
 from .model import SAFSDGLNet, count_parameters
+from .selection import BestEpoch, reference_epoch
 
 CHECKPOINT_FORMAT = "safsd-glnet-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -401,8 +402,8 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
     signature = data_signature(corpus)
 
     history: list[dict[str, Any]] = []
-    best = {"epoch": 0, "valid_weighted_f1": -1.0}
-    start_epoch, since_best = 1, 0
+    best = BestEpoch()  # the honest protocol's rule (safsd_glnet.selection)
+    start_epoch = 1
     last_path = out / "checkpoint_last.pt" if out else None
     if out is not None:
         ckpt = _resume_state(out, config, device) if resume else None
@@ -415,7 +416,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
                                 f"({str(e).splitlines()[0]})") from None
             losses.similarity = ckpt["similarity"].to(device)
             _set_rng_state(ckpt["rng"], shuffle)
-            history, best, since_best = ckpt["history"], ckpt["best"], ckpt["since_best"]
+            history, best = ckpt["history"], BestEpoch.from_dict(ckpt["best"], ckpt["since_best"])
             start_epoch = ckpt["epoch"] + 1
         io.write_json(out / "config.json", {**config.to_dict(), "data": signature})
 
@@ -424,13 +425,13 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
                 "data": signature, "epoch": epoch, "model": model.state_dict()}
         if full:
             ckpt.update(optimizer=optimizer.state_dict(), similarity=losses.similarity.cpu(), rng=_rng_state(shuffle),
-                        history=history, best=best, since_best=since_best)
+                        history=history, best=best.to_dict(), since_best=best.since)
         return ckpt
 
     best_state = None
     steps = num_batches(len(train_dialogues), tc.batch_size)
     for epoch in range(start_epoch, tc.epochs + 1):
-        if tc.patience is not None and since_best >= tc.patience:
+        if best.exhausted(tc.patience):
             break
         t0 = time.time()
         model.train()
@@ -453,14 +454,10 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
                   "test": {**_headline(test), "students": test["students"]},
                   "seconds": time.time() - t0}
         history.append(record)
-        if valid["weighted_f1"] > best["valid_weighted_f1"]:
-            best = {"epoch": epoch, "valid_weighted_f1": valid["weighted_f1"]}
-            since_best = 0
+        if best.update(epoch, valid["weighted_f1"]):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if out is not None:
                 io.save_torch(out / "checkpoint_best.pt", checkpoint(epoch, full=False))
-        else:
-            since_best += 1
         if out is not None:
             io.save_torch(last_path, checkpoint(epoch, full=True))
         if callback is not None:
@@ -475,7 +472,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
     preds = predict(model, test_dialogues, tc.batch_size, device, amp=tc.amp)
     test_final = compute_metrics(preds.labels, preds.preds, corpus.class_names)
     valid_final = evaluate(model, valid_dialogues, corpus.class_names, tc.batch_size, device, tc.amp)
-    ref = max(history, key=lambda r: (r["test"]["weighted_f1"], -r["epoch"]))
+    ref = reference_epoch(history)
     metrics = {
         "corpus": corpus.name,
         "class_names": list(corpus.class_names),
@@ -483,7 +480,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
         "device": str(device),
         "num_parameters": count_parameters(model),
         "protocol": HONEST_LABEL,
-        "chosen_epoch": best["epoch"],
+        "chosen_epoch": best.epoch,
         "test": test_final,
         "valid": valid_final,
         "reference_protocol": {"label": REFERENCE_LABEL, "epoch": ref["epoch"],
