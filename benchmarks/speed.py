@@ -77,7 +77,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from benchmarks.provenance import code_version  # noqa: E402
+from safsd_glnet.provenance import code_version  # noqa: E402
 from safsd_glnet.facts import IEMOCAP_CLASSES  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"

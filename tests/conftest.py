@@ -1,17 +1,10 @@
-"""Shared pytest set-up.
+"""Shared pytest set-up: OpenMP threads sleep instead of spinning while they wait (set before
+torch loads). With spinning threads, a 2-core machine shared with notebook kernels or another job
+ran CPU training epochs up to 20 times slower.
 
-* ``tests/`` is importable, so test files can use ``sdt_fixtures``; so is the repository root,
-  so they can import the benchmark scripts' helpers (``from benchmarks import real_text``).
-* OpenMP threads sleep instead of spinning while they wait (set before torch loads): with
-  spinning threads, a 2-core machine shared with notebook kernels or another job ran CPU
-  training epochs up to 20 times slower.
+Imports: pyproject.toml's ``pythonpath`` puts the repository root and ``tests/`` on the path, so
+tests import ``sdt_fixtures`` and the studies in ``experiments/`` without editing ``sys.path``.
 """
 import os
-import sys
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-_TESTS = os.path.dirname(os.path.abspath(__file__))
-for _path in (_TESTS, os.path.dirname(_TESTS)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)

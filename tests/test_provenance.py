@@ -1,9 +1,9 @@
-"""benchmarks/provenance.py: the commit and uncommitted changes a benchmark records."""
+"""safsd_glnet/provenance.py: the commit and uncommitted changes a benchmark or study records."""
 import shutil
 import subprocess
 import pytest
 
-from benchmarks import provenance
+from safsd_glnet import provenance
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

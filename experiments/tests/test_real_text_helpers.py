@@ -1,11 +1,11 @@
-"""The helpers of benchmarks/real_text.py: feature standardisation, the context features of the
+"""The helpers of experiments/real_text.py: feature standardisation, the context features of the
 logistic regression, and merging result files. The benchmark itself is not run here."""
 import json
 
 import numpy as np
 import pytest
 
-from benchmarks import real_text
+from experiments import real_text
 from safsd_glnet.data import make_synthetic
 from safsd_glnet.data.corpus import Corpus, Dialogue
 

@@ -19,7 +19,7 @@ seeds, on the honest protocol (SPEC.md "Evaluation protocols"):
 SAFSD-GLNet settings. :data:`TEXT_SETTINGS` holds the changes to ``preset("small")`` that this
 benchmark ships for each dataset. They were chosen on the validation split only (mean
 validation weighted F1 at the chosen epoch over 3-5 seeds; the log is
-``benchmarks/results/real_text_tuning.md``); the test split played no part in any choice.
+``experiments/results/real_text_tuning.md``); the test split played no part in any choice.
 ``--set section.field=value`` applies further changes on top (for reproducing the log).
 
 Feature standardisation (``--no-standardise`` turns it off). The frozen sentence vectors are
@@ -44,16 +44,16 @@ MELD 55.6 / 56.5.
 
 Usage::
 
-    python benchmarks/real_text.py --datasets iemocap meld --models lr lr_context --seeds 5
-    python benchmarks/real_text.py --models glnet glnet_no_gcn --seeds 5 --out results.json
-    # the committed results (benchmarks/results/real_text.{json,md}), one process:
-    python benchmarks/real_text.py --seeds 5 --threads 1 \
-        --out benchmarks/results/real_text.json --md benchmarks/results/real_text.md
+    python experiments/real_text.py --datasets iemocap meld --models lr lr_context --seeds 5
+    python experiments/real_text.py --models glnet glnet_no_gcn --seeds 5 --out results.json
+    # the committed results (experiments/results/real_text.{json,md}), one process:
+    python experiments/real_text.py --seeds 5 --threads 1 \
+        --out experiments/results/real_text.json --md experiments/results/real_text.md
     # or one process per dataset on two cores, then merge (same numbers, half the wall time):
-    python benchmarks/real_text.py --datasets iemocap --threads 1 --out iemocap.json &
-    python benchmarks/real_text.py --datasets meld --threads 1 --out meld.json; wait
-    python benchmarks/real_text.py --combine iemocap.json meld.json \
-        --out benchmarks/results/real_text.json --md benchmarks/results/real_text.md
+    python experiments/real_text.py --datasets iemocap --threads 1 --out iemocap.json &
+    python experiments/real_text.py --datasets meld --threads 1 --out meld.json; wait
+    python experiments/real_text.py --combine iemocap.json meld.json \
+        --out experiments/results/real_text.json --md experiments/results/real_text.md
 
 Prints a Markdown table and writes everything to ``--out`` (rewritten after every model, so
 an interrupted run keeps what it finished) and the table to ``--md``. The JSON holds scores,
@@ -76,7 +76,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from benchmarks.provenance import code_version  # noqa: E402
+from safsd_glnet.provenance import code_version  # noqa: E402
 from safsd_glnet.data.corpus import Corpus, Dialogue  # noqa: E402
 from safsd_glnet.io import read_json, write_json, write_text  # noqa: E402
 from safsd_glnet.metrics import compute_metrics, summarise_seeds  # noqa: E402
@@ -95,7 +95,7 @@ GLNET_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
 MODELS = LR_MODELS + tuple(GLNET_VARIANTS)
 
 # Changes to preset("small") (text only) that this benchmark ships, per dataset. Chosen on the
-# validation split only; see the module docstring and benchmarks/results/real_text_tuning.md.
+# validation split only; see the module docstring and experiments/results/real_text_tuning.md.
 TEXT_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "iemocap": {
         "model": {"dropout": 0.5, "transformer_layers": 2},
@@ -251,7 +251,7 @@ def machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "sklearn": sklearn.__version__,
-            "cuda": torch.cuda.is_available(), **code_version("benchmarks/real_text.py")}
+            "cuda": torch.cuda.is_available(), **code_version("experiments/real_text.py")}
 
 
 def report(results: dict[str, Any]) -> str:
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "protocol": "honest: LR fit on train+valid, scored on test; SAFSD-GLNet epoch chosen by "
                     "validation weighted F1, test at that epoch",
-        "command": "python benchmarks/real_text.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python experiments/real_text.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "encoder": args.encoder, "context": args.context, "seeds": seeds, "device": args.device,
         "standardise": args.standardise,
         "glnet_settings": {d: TEXT_SETTINGS[d] for d in args.datasets}, "overrides": list(overrides),

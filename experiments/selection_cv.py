@@ -1,6 +1,6 @@
 """Leave-one-session-out comparison of IEMOCAP text-only settings and epoch rules, without the test split.
 
-The plan, written before any run, is ``benchmarks/results/iemocap_selection_plan.md``. In short:
+The plan, written before any run, is ``experiments/results/iemocap_selection_plan.md``. In short:
 the 120 train + valid dialogues of the IEMOCAP table (Sessions 1-4) are split by session; each
 session in turn is held out and plays the test split (unseen speakers, as Session 5 is), 12
 dialogues of the other sessions are the inner validation split (the size of the real one),
@@ -14,10 +14,10 @@ Test dialogues (Session 5) are dropped before any fold is built.
 Usage::
 
     # two processes side by side on two cores, then the report
-    python benchmarks/selection_cv.py run --settings S1 S2 --out cv_a.json --threads 1 &
-    python benchmarks/selection_cv.py run --settings S3 --out cv_b.json --threads 1; wait
-    python benchmarks/selection_cv.py report cv_a.json cv_b.json --baselines \
-        --out benchmarks/results/iemocap_selection_cv.json --md benchmarks/results/iemocap_selection_cv.md
+    python experiments/selection_cv.py run --settings S1 S2 --out cv_a.json --threads 1 &
+    python experiments/selection_cv.py run --settings S3 --out cv_b.json --threads 1; wait
+    python experiments/selection_cv.py report cv_a.json cv_b.json --baselines \
+        --out experiments/results/iemocap_selection_cv.json --md experiments/results/iemocap_selection_cv.md
 
 ``run`` rewrites ``--out`` after every run and skips runs already in it, so an interrupted
 run continues where it stopped.
@@ -35,8 +35,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from benchmarks import real_text as rt  # noqa: E402
-from benchmarks.provenance import code_version  # noqa: E402
+from experiments import real_text as rt  # noqa: E402
+from safsd_glnet.provenance import code_version  # noqa: E402
 from safsd_glnet.data.corpus import Corpus  # noqa: E402
 from safsd_glnet.selection import choose_epoch  # noqa: E402  (the honest rule, shared with training)
 from safsd_glnet.io import read_json, write_json, write_text  # noqa: E402
@@ -129,9 +129,9 @@ def run_main(args: argparse.Namespace) -> int:
     corpus = rt.load_dataset("iemocap", data_dir, args.encoder, Path(args.cache_dir), "auto")
     out = Path(args.out)
     results = read_json(out) if out.exists() else {
-        "plan": "benchmarks/results/iemocap_selection_plan.md", "encoder": args.encoder, "base": BASE,
+        "plan": "experiments/results/iemocap_selection_plan.md", "encoder": args.encoder, "base": BASE,
         "settings": {}, "folds": [], "runs": {},
-        "machine": {**rt.machine(), **code_version("benchmarks/real_text.py", "benchmarks/selection_cv.py")}}
+        "machine": {**rt.machine(), **code_version("experiments/real_text.py", "experiments/selection_cv.py")}}
     folds = session_folds(corpus)
     results["folds"] = [{k: (v if k == "name" else len(v)) for k, v in f.items()} for f in folds]
     started = time.perf_counter()

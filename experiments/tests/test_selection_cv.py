@@ -1,9 +1,9 @@
-"""The helpers of benchmarks/selection_cv.py: session folds, the epoch rules and their scoring.
+"""The helpers of experiments/selection_cv.py: session folds, the epoch rules and their scoring.
 The leave-one-session-out runs themselves are not part of the default test run."""
 import numpy as np
 import pytest
 
-from benchmarks import selection_cv as cv
+from experiments import selection_cv as cv
 from safsd_glnet.data.corpus import Corpus, Dialogue
 
 

@@ -1,4 +1,4 @@
-"""Which code made a benchmark's numbers: the checkout's commit and what differs from it."""
+"""Which code made a number (a benchmark's, a study's): the checkout's commit and what differs from it."""
 from __future__ import annotations
 
 import subprocess
