@@ -249,9 +249,11 @@ def run_all(page, timeout: float = 120) -> None:
 
 
 def wait_widgets_settled(page) -> None:
-    """Every widget output is either drawn or an error (JupyterLab first writes 'Loading widget...')."""
+    """The outputs are there and every widget output is either drawn or an error (JupyterLab
+    writes 'Loading widget...' until it knows)."""
     page.wait_for_function(
-        "() => ![...document.querySelectorAll('.jp-OutputArea-output')].some(e => e.textContent.includes('Loading widget'))",
+        """() => { const outs = [...document.querySelectorAll('.jp-OutputArea-output')];
+                   return outs.length > 0 && !outs.some(e => e.textContent.includes('Loading widget')); }""",
         timeout=30_000)
 
 
@@ -340,9 +342,6 @@ def test_01_browser_runs_is_used_and_reopens(lab, browser):
     saved = save(page, path)
     step(f"{name}: used the browser, saved")
     assert not [o for o in saved_outputs(saved) if o["output_type"] == "error"]
-    views = [o["data"][WIDGET_VIEW]["model_id"] for o in saved_outputs(saved) if WIDGET_VIEW in o.get("data", {})]
-    assert len(views) == 1 and views[0] in saved["metadata"]["widgets"][WIDGET_STATE]["state"], \
-        "the browser's widget state is saved with the notebook"
     close_and_shut_down(page, lab, name)
     page.close()
     step(f"{name}: closed, kernel shut down")
@@ -350,11 +349,15 @@ def test_01_browser_runs_is_used_and_reopens(lab, browser):
     page = browser.new_page()
     open_notebook(page, lab, name)  # a new kernel, which knows nothing of the old widgets
     step(f"{name}: reopened")
-    page.wait_for_selector(".safsd-dialogue")
     wait_widgets_settled(page)
     assert_no_errors(page, "after reopening")
+    page.wait_for_selector(".safsd-dialogue", timeout=10_000)
     assert browser_rows(page) == expected_rows(corpus, other), "the browser shows what was saved"
     assert page.locator(".jp-OutputArea-output img").count() >= 5  # the figures
+    # what made that possible: the browser's widget state went into the saved file
+    views = [o["data"][WIDGET_VIEW]["model_id"] for o in saved_outputs(saved) if WIDGET_VIEW in o.get("data", {})]
+    state = saved["metadata"].get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    assert len(views) == 1 and views[0] in state, "the browser's widget state is saved with the notebook"
     close_and_shut_down(page, lab, name)
     page.close()
 
