@@ -292,8 +292,11 @@ def dialogue_html(corpus: Corpus, dialogue_id: str, colors: Mapping[str, str] | 
     out = [f"<p style='margin:4px 0 6px'><b>{html.escape(corpus.name)}</b> &middot; split "
            f"{html.escape(split_of(corpus, dialogue_id) or '-')} &middot; dialogue <code>{html.escape(dialogue_id)}</code>"
            f" &middot; {len(rows)} utterances &middot; speakers {html.escape(', '.join(speakers))}</p>",
-           f"<div class='safsd-dialogue' style='{box}border:1px solid var(--jp-border-color2, #e0e0e0)'>",
-           "<table style='border-collapse:separate;border-spacing:0;width:100%;font-size:var(--jp-content-font-size1, 14px)'>",
+           f"<div class='safsd-dialogue' style='{box}display:inline-block;{'width:100%;' if has_text else ''}"
+           "border:1px solid var(--jp-border-color2, #e0e0e0)'>",
+           # full width only for the sentences; three short columns stay together on the left
+           f"<table style='border-collapse:separate;border-spacing:0;{'width:100%;' if has_text else ''}"
+           "font-size:var(--jp-content-font-size1, 14px)'>",
            "<thead><tr>" + "".join(f"<th style='{_HEAD}{';text-align:right' if h == '#' else ''}'>{h}</th>"
                                    for h in heads) + "</tr></thead>", "<tbody>"]
     for r in rows:
