@@ -108,7 +108,7 @@ def unclean_notebooks(folder):
     return found
 
 
-def test_committed_notebooks_have_no_outputs(tmp_path, sequence):
+def test_committed_notebooks_have_no_outputs(tmp_path):
     """Every notebook in notebooks/, listed or not, is kept without outputs (git diffs stay
     readable and no run's results are committed); ``clear_outputs`` cleans one."""
     folder = notebooks.notebook_dir()
@@ -116,10 +116,19 @@ def test_committed_notebooks_have_no_outputs(tmp_path, sequence):
     assert unclean_notebooks(folder) == [], \
         "clear them: python -c \"import sys; from safsd_glnet.notebooks import clear_outputs as c; " \
         "[c(p) for p in sys.argv[1:]]\" notebooks/*.ipynb"
-    # the check sees an executed notebook, and clear_outputs makes it pass
-    (tmp_path / "01.ipynb").write_bytes((sequence["out_dir"] / "01_data_exploration.ipynb").read_bytes())
-    assert unclean_notebooks(tmp_path) == ["01.ipynb"]
-    notebooks.clear_outputs(tmp_path / "01.ipynb")
+    # the check sees each way a notebook can be saved after a run, and clear_outputs fixes each
+    ran = nbformat.v4.new_code_cell("1 + 1", execution_count=1,
+                                    outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)])
+    counted = nbformat.v4.new_code_cell("pass", execution_count=3)
+    state = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("w")],
+                                     metadata={"widgets": {"application/vnd.jupyter.widget-state+json": {}}})
+    for name, nb in {"output.ipynb": nbformat.v4.new_notebook(cells=[ran]),
+                     "count.ipynb": nbformat.v4.new_notebook(cells=[counted]), "state.ipynb": state}.items():
+        nbformat.write(nb, tmp_path / name)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x")]), tmp_path / "clean.ipynb")
+    assert unclean_notebooks(tmp_path) == ["count.ipynb", "output.ipynb", "state.ipynb"]
+    for name in ("count.ipynb", "output.ipynb", "state.ipynb"):
+        assert notebooks.clear_outputs(tmp_path / name) is True
     assert unclean_notebooks(tmp_path) == []
 
 
