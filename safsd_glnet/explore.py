@@ -4,9 +4,24 @@ Shape letters: C classes, S splits, D dialogues, n utterances in a dialogue.
 
 Everything here reads a :class:`~safsd_glnet.data.corpus.Corpus` and returns plain numpy
 arrays, dicts or strings; :mod:`safsd_glnet.plots` draws them and
-``notebooks/01_data_exploration.ipynb`` explains them. The dialogue browser
-(:func:`dialogue_browser`) is an ipywidgets view for JupyterLab; where widgets cannot render
-(papermill, a terminal) :func:`format_dialogue` gives the same content as text.
+``notebooks/01_data_exploration.ipynb`` explains them.
+
+The dialogue browser (:func:`dialogue_browser`) is an ipywidgets view for JupyterLab: three
+dropdowns above a table of fixed height that scrolls under its header. Where widgets cannot
+render (papermill's text, a terminal) the same widget displays as :func:`format_dialogue`.
+
+What a saved notebook keeps of it. A widget output is a reference to a model that lives in the
+kernel and in the open page. JupyterLab draws such an output with the widget renderer whenever
+the widget extension is installed; when the model is gone (the notebook reopened on a new
+kernel) that renderer shows "Error displaying widget: model not found" and never falls back to
+another type in the same output, so a ``text/html`` copy carried beside the widget is not shown
+(checked in JupyterLab 4.6 with ipywidgets 8.1). What does survive is the widget *state* saved
+in the notebook's metadata: the models are rebuilt from it and the browser is drawn as it was
+saved (static until the cell runs again). JupyterLab saves that state only when its setting
+``saveState`` is on (off by default); the kit turns it on for its own environment
+(:mod:`safsd_glnet.labsettings`, run by ``scripts/setup.sh``), and papermill stores the state of
+headless runs by itself. The alternative, a static HTML view next to the widget, would show the
+dialogue twice while the kernel runs and still leave the dropdowns as an error after a reopen.
 
 Emotion transitions (:func:`transition_matrix`) come in two kinds, both over consecutive
 utterances of a dialogue:
@@ -251,8 +266,21 @@ def format_dialogue(corpus: Corpus, dialogue_id: str, max_rows: int | None = Non
     return "\n".join(lines)
 
 
-def dialogue_html(corpus: Corpus, dialogue_id: str, colors: Mapping[str, str] | None = None) -> str:
-    """An HTML table of one dialogue, emotions as coloured chips, speakers as alternating sides."""
+# The view's styles: padded cells, a header that stays in place while the rows scroll, colours
+# from JupyterLab's theme variables (with fallbacks for other front ends).
+_CELL = "padding:3px 10px;vertical-align:top;border-bottom:1px solid var(--jp-border-color2, #e0e0e0)"
+_HEAD = ("position:sticky;top:0;z-index:1;padding:4px 10px;text-align:left;"
+         "background:var(--jp-layout-color2, #eeeeee);border-bottom:1px solid var(--jp-border-color1, #bdbdbd)")
+
+
+def dialogue_html(corpus: Corpus, dialogue_id: str, colors: Mapping[str, str] | None = None,
+                  max_height: int | None = 420) -> str:
+    """An HTML table of one dialogue, emotions as coloured chips, speakers as alternating sides.
+
+    ``max_height`` (pixels) makes the table a box of at most that height that scrolls under a
+    header that stays in place, so that a long dialogue (85 utterances is 2,800 px of table)
+    does not push what is above it off the screen; None draws the whole table.
+    """
     if colors is None:
         from .plots import class_colors
 
@@ -260,36 +288,46 @@ def dialogue_html(corpus: Corpus, dialogue_id: str, colors: Mapping[str, str] | 
     rows = dialogue_rows(corpus, dialogue_id)
     has_text = any(r["text"] is not None for r in rows)
     speakers = list(dict.fromkeys(r["speaker"] for r in rows))
-    out = [f"<p><b>{html.escape(corpus.name)}</b> &middot; split {html.escape(split_of(corpus, dialogue_id) or '-')}"
-           f" &middot; dialogue <code>{html.escape(dialogue_id)}</code> &middot; {len(rows)} utterances &middot; "
-           f"speakers {html.escape(', '.join(speakers))}</p>",
-           "<table style='border-collapse:collapse;font-size:90%'>",
-           "<tr><th style='text-align:right'>#</th><th style='text-align:left'>speaker</th>"
-           "<th style='text-align:left'>emotion</th>"
-           + ("<th style='text-align:left'>sentence</th>" if has_text else "") + "</tr>"]
+    box = f"max-height:{int(max_height)}px;overflow-y:auto;" if max_height else ""
+    heads = ["#", "speaker", "emotion"] + (["sentence"] if has_text else [])
+    out = [f"<p style='margin:4px 0 6px'><b>{html.escape(corpus.name)}</b> &middot; split "
+           f"{html.escape(split_of(corpus, dialogue_id) or '-')} &middot; dialogue <code>{html.escape(dialogue_id)}</code>"
+           f" &middot; {len(rows)} utterances &middot; speakers {html.escape(', '.join(speakers))}</p>",
+           f"<div class='safsd-dialogue' style='{box}display:inline-block;{'width:100%;' if has_text else ''}"
+           "border:1px solid var(--jp-border-color2, #e0e0e0)'>",
+           # full width only for the sentences; three short columns stay together on the left
+           f"<table style='border-collapse:separate;border-spacing:0;{'width:100%;' if has_text else ''}"
+           "font-size:var(--jp-content-font-size1, 14px)'>",
+           "<thead><tr>" + "".join(f"<th style='{_HEAD}{';text-align:right' if h == '#' else ''}'>{h}</th>"
+                                   for h in heads) + "</tr></thead>", "<tbody>"]
     for r in rows:
-        indent = 1.5 * (speakers.index(r["speaker"]) % 2)
+        indent = 10 + 24 * (speakers.index(r["speaker"]) % 2)  # px: the second speaker's turns sit further in
         chip = (f"<span style='background:{colors.get(r['emotion'], '#999')};color:white;border-radius:4px;"
-                f"padding:0 6px'>{html.escape(r['emotion'])}</span>")
-        cells = [f"<td style='text-align:right;color:#888'>{r['position']}</td>",
-                 f"<td style='padding-left:{indent}em'>{html.escape(r['speaker'])}</td>", f"<td>{chip}</td>"]
+                f"padding:1px 8px;white-space:nowrap'>{html.escape(r['emotion'])}</span>")
+        cells = [f"<td style='{_CELL};text-align:right;color:#888'>{r['position']}</td>",
+                 f"<td style='{_CELL};padding-left:{indent}px;white-space:nowrap'>{html.escape(r['speaker'])}</td>",
+                 f"<td style='{_CELL}'>{chip}</td>"]
         if has_text:
-            cells.append(f"<td>{html.escape(r['text'] or '')}</td>")
+            cells.append(f"<td style='{_CELL}'>{html.escape(r['text'] or '')}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</table>")
+    out.append("</tbody></table></div>")
     if not has_text:
-        out.append("<p style='color:#888'>This corpus has no sentences: only speakers, emotions and "
+        out.append("<p style='color:#888;margin:6px 0'>This corpus has no sentences: only speakers, emotions and "
                    "feature vectors.</p>")
     return "\n".join(out)
 
 
-def dialogue_browser(corpora: Mapping[str, Corpus], max_dialogues: int | None = None):
+def dialogue_browser(corpora: Mapping[str, Corpus], max_dialogues: int | None = None,
+                     max_height: int | None = 420, text_rows: int = 25):
     """An ipywidgets browser: pick a corpus, a split and a dialogue; see its speakers,
     emotions and (where the corpus has them) sentences.
 
     Returns the widget (a ``VBox``); its ``.children`` are the corpus, split and dialogue
-    dropdowns and the HTML view, so code (and tests) can drive it by setting ``.value``.
-    Headless runs show the widget's text form only; print :func:`format_dialogue` beside it.
+    dropdowns and the HTML view (:func:`dialogue_html`, a box of ``max_height`` pixels), so
+    code (and tests) can drive it by setting ``.value``. Where widgets cannot render
+    (papermill, a terminal), the widget displays as :func:`format_dialogue` of the dialogue
+    shown (its first ``text_rows`` utterances) instead of the usual ``VBox(...)``; see the
+    module docstring for what a saved notebook keeps.
     """
     import ipywidgets as widgets
 
@@ -322,13 +360,43 @@ def dialogue_browser(corpora: Mapping[str, Corpus], max_dialogues: int | None = 
 
     def on_dialogue(_=None):
         if pick_dialogue.value is not None:
-            view.value = dialogue_html(corpora[pick_corpus.value], pick_dialogue.value)
+            view.value = dialogue_html(corpora[pick_corpus.value], pick_dialogue.value, max_height=max_height)
+
+    def as_text() -> str:
+        if pick_dialogue.value is None:
+            return "dialogue browser (no dialogue selected)"
+        return format_dialogue(corpora[pick_corpus.value], pick_dialogue.value, max_rows=text_rows)
 
     pick_corpus.observe(on_corpus, names="value")
     pick_split.observe(on_split, names="value")
     pick_dialogue.observe(on_dialogue, names="value")
     on_corpus()
-    return widgets.VBox([pick_corpus, pick_split, pick_dialogue, view])
+    return _browser_class()([pick_corpus, pick_split, pick_dialogue, view], text=as_text)
+
+
+_BROWSER_CLASS = None
+
+
+def _browser_class():
+    """A ``VBox`` whose plain-text form (what papermill and terminals show) is the dialogue
+    itself. Made on first use so that importing this module does not import ipywidgets."""
+    global _BROWSER_CLASS
+    if _BROWSER_CLASS is None:
+        import ipywidgets as widgets
+
+        class DialogueBrowser(widgets.VBox):
+            def __init__(self, children, text, **kwargs):
+                super().__init__(children, **kwargs)
+                self._text = text
+
+            def _repr_mimebundle_(self, **kwargs):
+                bundle = super()._repr_mimebundle_(**kwargs)
+                if bundle:  # None once the widget is closed
+                    bundle["text/plain"] = self._text()
+                return bundle
+
+        _BROWSER_CLASS = DialogueBrowser
+    return _BROWSER_CLASS
 
 
 # --------------------------------------------------------------------------- tables

@@ -33,6 +33,7 @@ from .data.corpus import Corpus, DataError, Dialogue
 from .losses import LossComputer, class_feature_sums
 from .metrics import compute_metrics, summarise_seeds
 from .model import SAFSDGLNet, count_parameters
+from .progress import EpochProgress
 from .selection import BestEpoch, reference_epoch
 
 CHECKPOINT_FORMAT = "safsd-glnet-checkpoint"
@@ -275,13 +276,6 @@ class _Prototypes:
             self.sums = self.counts = None
 
 
-def _progress(iterable, total: int, desc: str, enabled: bool):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
-
-
 def make_optimizer(tc: TrainConfig, parameters, device: torch.device,
                    fused: bool | None = None) -> torch.optim.Optimizer:
     """Adam or AdamW as ``tc`` says, with the fused kernel on CPU and CUDA.
@@ -430,6 +424,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
 
     best_state = None
     steps = num_batches(len(train_dialogues), tc.batch_size)
+    progress = EpochProgress(tc.epochs, steps, enabled=tc.progress)  # text in a notebook, tqdm in a terminal
     for epoch in range(start_epoch, tc.epochs + 1):
         if best.exhausted(tc.patience):
             break
@@ -439,7 +434,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
         n_utt = 0
         batches = iterate_batches(train_dialogues, tc.batch_size, shuffle=True, generator=shuffle,
                                   modalities=config.model.modalities)
-        for batch in _progress(batches, steps, f"epoch {epoch}/{tc.epochs}", tc.progress):
+        for batch in progress.epoch(batches, epoch):
             output, labels, terms = training_step(model, optimizer, losses, batch, device, tc.amp, tc.grad_clip)
             prototypes.add(output.teacher_features, labels)
             k = len(labels)
@@ -462,6 +457,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
             io.save_torch(last_path, checkpoint(epoch, full=True))
         if callback is not None:
             callback(epoch, record)
+    progress.close()
 
     if not history:
         raise ValueError(f"{out}: nothing to train: the run already finished {tc.epochs} epochs")

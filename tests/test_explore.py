@@ -110,6 +110,30 @@ def test_browser_follows_the_dropdowns(corpus):
     assert pick_split.options == ("valid",) and pick_dialogue.value == "x" and "yes" in view.value
 
 
+def test_html_view_scrolls_in_a_box_under_a_sticky_header(corpus):
+    html = explore.dialogue_html(corpus, "d0")
+    box = html[html.index("<div"):html.index(">", html.index("<div"))]
+    assert "max-height:420px" in box and "overflow-y:auto" in box
+    head = html[html.index("<thead>"):html.index("</thead>")]
+    assert head.count("<th ") == 4 and head.count("position:sticky;top:0") == 4
+    body = html[html.index("<tbody>"):html.index("</tbody>")]
+    assert body.count("<td ") == 4 * 4 and body.count("padding:3px 10px") == 4 * 4  # every cell padded
+    whole = explore.dialogue_html(corpus, "d0", max_height=None)
+    assert "max-height" not in whole and whole.count("<tr>") == html.count("<tr>")
+
+
+def test_browser_shows_as_its_dialogue_where_widgets_cannot_render(corpus):
+    browser = explore.dialogue_browser({"toy": corpus}, text_rows=2)
+    bundle = browser._repr_mimebundle_()
+    model_id = bundle["application/vnd.jupyter.widget-view+json"]["model_id"]
+    assert model_id == browser.model_id
+    assert bundle["text/plain"] == explore.format_dialogue(corpus, "d0", max_rows=2)
+    browser.children[2].value = "d1"
+    assert bundle != browser._repr_mimebundle_()
+    assert browser._repr_mimebundle_()["text/plain"] == explore.format_dialogue(corpus, "d1", max_rows=2)
+    assert "max-height:420px" in browser.children[3].value
+
+
 def test_similarity_matrices(corpus):
     sims = explore.similarity_matrices(corpus)
     assert isinstance(sims["prior"], str)  # the prior exists only for the six IEMOCAP classes

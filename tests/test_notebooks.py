@@ -27,6 +27,7 @@ variants:
   full: {label: "full model"}
   no_saf: {label: "w/o SAF", USE_SAF: false}
 """
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 FIGURES = {
     "01": ["01_class_distribution", "01_dialogue_lengths", "01_speaker_turns", "01_transitions", "01_similarity"],
     "02": ["02_training_curves", "02_confusion"],
@@ -95,6 +96,42 @@ def test_stored_notebook_is_clean_and_documented(name):
         assert info["inferred_type_name"] != "None", f"{pname} has no type"
 
 
+def unclean_notebooks(folder):
+    """Names of the notebooks in ``folder`` that hold outputs, execution counts or saved state."""
+    found = []
+    for path in sorted(Path(folder).glob("*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        if any(c.get("outputs") or c.get("execution_count") is not None for c in code) \
+                or {"widgets", "papermill"} & set(nb["metadata"]):
+            found.append(path.name)
+    return found
+
+
+def test_committed_notebooks_have_no_outputs(tmp_path):
+    """Every notebook in notebooks/, listed or not, is kept without outputs (git diffs stay
+    readable and no run's results are committed); ``clear_outputs`` cleans one."""
+    folder = notebooks.notebook_dir()
+    assert len(list(folder.glob("*.ipynb"))) >= len(notebooks.NOTEBOOKS)
+    assert unclean_notebooks(folder) == [], \
+        "clear them: python -c \"import sys; from safsd_glnet.notebooks import clear_outputs as c; " \
+        "[c(p) for p in sys.argv[1:]]\" notebooks/*.ipynb"
+    # the check sees each way a notebook can be saved after a run, and clear_outputs fixes each
+    ran = nbformat.v4.new_code_cell("1 + 1", execution_count=1,
+                                    outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)])
+    counted = nbformat.v4.new_code_cell("pass", execution_count=3)
+    state = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("w")],
+                                     metadata={"widgets": {"application/vnd.jupyter.widget-state+json": {}}})
+    for name, nb in {"output.ipynb": nbformat.v4.new_notebook(cells=[ran]),
+                     "count.ipynb": nbformat.v4.new_notebook(cells=[counted]), "state.ipynb": state}.items():
+        nbformat.write(nb, tmp_path / name)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x")]), tmp_path / "clean.ipynb")
+    assert unclean_notebooks(tmp_path) == ["count.ipynb", "output.ipynb", "state.ipynb"]
+    for name in ("count.ipynb", "output.ipynb", "state.ipynb"):
+        assert notebooks.clear_outputs(tmp_path / name) is True
+    assert unclean_notebooks(tmp_path) == []
+
+
 def test_notebooks_are_found_by_number_and_name():
     assert notebooks.notebook_path("04").name == "04_ablation.ipynb"
     assert notebooks.notebook_path("05_ablation_report") == notebooks.notebook_path("05_ablation_report.ipynb")
@@ -124,8 +161,14 @@ def test_01_data_exploration(sequence):
     executed = sequence["out_dir"] / "01_data_exploration.ipynb"
     assert_figures(sequence["figures_dir"], "01")
     text = outputs_text(executed)
-    assert "VBox(" in text, "the browser widget is displayed (as text when headless)"
-    assert "synthetic-iemocap / test / dialogue" in text and "no sentences" in text  # the static view
+    # headless, the browser widget shows as the dialogue it shows, once, not as VBox(...)
+    assert "VBox(" not in text and text.count("synthetic-iemocap / train / dialogue") == 1
+    assert "no sentences" in text
+    browser = [out for cell in nbformat.read(executed, as_version=4).cells for out in cell.get("outputs", [])
+               if WIDGET_VIEW in out.get("data", {})]
+    assert len(browser) == 1, "the browser is the notebook's only widget"
+    state = nbformat.read(executed, as_version=4).metadata["widgets"]["application/vnd.jupyter.widget-state+json"]
+    assert browser[0].data[WIDGET_VIEW]["model_id"] in state["state"], "its state is saved with the notebook"
     assert "classes (6): happy, sad, neutral, angry, excited, frustrated" in text
     assert images(executed) >= 5
 
@@ -140,6 +183,10 @@ def test_02_training(sequence):
     assert "training on the" in text and f"epochs in" in text and f"on {metrics['device']}" in text
     assert "epoch   2:" in text and "honest: epoch" in text
     assert images(sequence["out_dir"] / "02_training.ipynb") >= 3  # live curves (updated in place), curves, confusion
+    # LIVE_PLOT shows progress as one text line updated in place: the saved notebook holds its last
+    # form and no widget, which a notebook reopened on a new kernel could not draw
+    assert "trained epochs 1-2 of 2 in" in text and "batches/s" not in text
+    assert WIDGET_VIEW not in json.dumps(nbformat.read(sequence["out_dir"] / "02_training.ipynb", as_version=4).cells)
 
 
 def test_03_confusion_and_embeddings(sequence):

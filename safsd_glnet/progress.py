@@ -1,0 +1,121 @@
+"""Training progress that a saved notebook keeps as text.
+
+In a terminal, each epoch gets a tqdm bar on stderr that disappears when the epoch ends, as
+before. In a notebook (an IPython kernel with a front end), tqdm would draw an ipywidgets bar
+(``tqdm.auto``). A widget lives only as long as its kernel: JupyterLab autosaves the output as
+a reference to the widget's model, and a notebook reopened on a new kernel shows "Error
+displaying widget: model not found" in its place, once per epoch. Closing the bar does not
+help: JupyterLab hides the closed view but still saves the reference.
+
+So in a notebook the progress is one plain-text line (``text/plain`` display data) that is
+updated in place through its display id while training runs (a few times per second, at
+most) and ends as one final line. The saved notebook holds only that last line::
+
+    epoch  3/16 |██████████▌         |  7/12 batches, 0:02 elapsed, 3.4 batches/s
+    epoch  3/16 |████████████████████| 12/12 batches in 0:03; evaluating on valid and test ...
+    trained epochs 1-16 of 16 in 0:45 (12 batches per epoch)
+
+A run stopped by an exception leaves the line where it stopped, which is what happened.
+"""
+from __future__ import annotations
+
+import time
+from typing import Iterable, Iterator
+
+BAR_WIDTH = 20  # characters of the bar between the pipes
+_PARTIAL = " ▏▎▍▌▋▊▉"  # eighths of a character cell
+
+
+def in_notebook() -> bool:
+    """True inside an IPython kernel (JupyterLab, Notebook, VS Code, papermill), where
+    ``display`` reaches a front end; False in a terminal or plain Python."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def text_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
+    """``|█████▌    |``: ``done / total`` of ``width`` cells, to an eighth of a cell."""
+    frac = min(max(done / total, 0.0), 1.0) if total > 0 else 1.0
+    eighths = round(frac * width * 8)
+    full, part = divmod(eighths, 8)
+    cells = "█" * full + (_PARTIAL[part] if part else "")
+    return "|" + cells.ljust(width) + "|"
+
+
+def clock(seconds: float) -> str:
+    """``0:07``, ``12:34``, ``1:02:03``."""
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class EpochProgress:
+    """Progress over the batches of every epoch of one training run.
+
+    ``bar = EpochProgress(epochs, steps)``; ``for batch in bar.epoch(batches, e)`` in the
+    epoch loop; ``bar.close()`` after it. ``enabled=False`` passes the batches through.
+    ``interval`` is the least time between two updates of the notebook line (the first batch
+    and the end of an epoch are always shown).
+    """
+
+    def __init__(self, epochs: int, steps: int, enabled: bool = True, interval: float = 0.25):
+        self.epochs, self.steps, self.enabled, self.interval = epochs, steps, enabled, interval
+        self.notebook = enabled and in_notebook()
+        self.first = self.last = None
+        self.started = None
+        self._handle = None
+        self._shown = 0.0
+
+    def epoch(self, batches: Iterable, epoch: int) -> Iterator:
+        """Yield ``batches`` while showing ``epoch``'s progress."""
+        if not self.enabled:
+            yield from batches
+            return
+        if self.first is None:
+            self.first, self.started = epoch, time.time()
+        self.last = epoch
+        name = f"epoch {epoch:{len(str(self.epochs))}d}/{self.epochs}"
+        if not self.notebook:
+            from tqdm import tqdm
+
+            yield from tqdm(batches, total=self.steps, desc=name, leave=False, dynamic_ncols=True)
+            return
+        t0, done = time.time(), 0
+
+        def head() -> str:
+            return f"{name} {text_bar(done, self.steps)} {done:{len(str(self.steps))}d}/{self.steps} batches"
+
+        self._show(head(), force=True)
+        for batch in batches:
+            yield batch
+            done += 1
+            elapsed = time.time() - t0
+            if done < self.steps:
+                self._show(f"{head()}, {clock(elapsed)} elapsed, {done / max(elapsed, 1e-9):.1f} batches/s")
+        self._show(f"{head()} in {clock(time.time() - t0)}; evaluating on valid and test ...", force=True)
+
+    def close(self) -> None:
+        """Replace the notebook line by its final form (nothing happens in a terminal)."""
+        if not self.notebook or self.first is None:
+            return
+        stopped = "" if self.last >= self.epochs else "; stopped early"
+        self._show(f"trained epochs {self.first}-{self.last} of {self.epochs} in {clock(time.time() - self.started)} "
+                   f"({self.steps} batches per epoch{stopped})", force=True)
+
+    def _show(self, line: str, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._shown < self.interval:
+            return
+        self._shown = now
+        from IPython.display import display
+
+        bundle = {"text/plain": line}
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)

@@ -1,0 +1,394 @@
+"""The notebooks as a teacher uses them: JupyterLab in headless Chromium.
+
+A JupyterLab server runs on 127.0.0.1 (a free port, a token) over a temporary copy of
+``notebooks/``; its kernels import this checkout's package (``PYTHONPATH``) and it reads the
+kit's JupyterLab defaults (:mod:`safsd_glnet.labsettings`) from its own settings folder, as the
+kit's environment does. Playwright drives the system's Chromium through it: open a notebook, Run
+All Cells from the menu, use it, save it from the menu, close it and shut its kernel down, open
+it again on a new kernel and look at what the saved file shows.
+
+The tests skip where Playwright for Python or Chromium is missing. Every process they start
+(the server, its kernels, the browser) is stopped and the temporary folder removed even when an
+assertion fails.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from safsd_glnet import explore, labsettings, notebooks
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_ERROR = "Error displaying widget"
+# notebook 01 on synthetic IEMOCAP at its real dialogue count (long dialogues), small features
+QUICK_01 = {"SYNTH_SIZES": {"t": 32, "a": 24, "v": 16}, "BROWSE": ["synthetic:meld"]}
+QUICK_02 = {"SYNTH_SIZES": {"t": 32, "a": 24, "v": 16}, "SYNTH_DIALOGUES": 24, "PRESET": "tiny", "EPOCHS": 2,
+            "LIVE_PLOT": True}
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("SAFSD_GLNET_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+_T0 = time.time()
+
+
+def step(message: str) -> None:
+    """A timed line in the test's output (pytest shows it when a test fails, or with -s)."""
+    print(f"[{time.time() - _T0:6.1f} s] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def set_parameters(path: Path, values: dict) -> None:
+    """Change defaults in a notebook's ``parameters`` cell (``NAME: type = default  # help``),
+    the way a teacher edits them before running."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    lines = "".join(cell["source"]).splitlines()
+    for name, value in values.items():
+        pattern = re.compile(rf"^{name}: (\w+) = .*?(  # .*)?$")
+        hits = [i for i, line in enumerate(lines) if pattern.match(line)]
+        assert len(hits) == 1, f"{path.name}: no parameter {name}"
+        kind, comment = pattern.match(lines[hits[0]]).groups()
+        lines[hits[0]] = f"{name}: {kind} = {value!r}{comment or ''}"
+    cell["source"] = "\n".join(lines)
+    path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
+
+
+class Lab:
+    """A JupyterLab server over a temporary folder; ``stop()`` ends it and its kernels."""
+
+    def __init__(self, folder: Path):
+        import psutil
+
+        self.folder, self.token, self.port = folder, secrets.token_hex(16), free_port()
+        self.root = folder / "root"
+        shutil.copytree(notebooks.notebook_dir(), self.root / "notebooks",
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        app_settings = folder / "app-settings"
+        labsettings.install(app_settings)  # what scripts/setup.sh installs into the environment
+        user_settings = folder / "user-settings" / "@jupyterlab" / "apputils-extension"
+        user_settings.mkdir(parents=True)
+        # no question about fetching Jupyter news over the network
+        (user_settings / "notification.jupyterlab-settings").write_text(
+            json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+        env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(folder / "user-settings"),
+                   JUPYTERLAB_WORKSPACES_DIR=str(folder / "workspaces"), JUPYTER_RUNTIME_DIR=str(folder / "runtime"),
+                   JUPYTER_CONFIG_DIR=str(folder / "config"), IPYTHONDIR=str(folder / "ipython"),
+                   OMP_WAIT_POLICY="PASSIVE")
+        path = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = os.pathsep.join([str(notebooks.repo_root())] + ([path] if path else []))
+        command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--IdentityProvider.token={self.token}",
+                   "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
+                   f"--ServerApp.root_dir={self.root}", f"--LabApp.app_settings_dir={app_settings}",
+                   "--LabApp.news_url="]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            command.append("--allow-root")  # CI containers run as root
+        self.log = open(folder / "server.log", "w")
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        self.psutil = psutil
+
+    def wait_ready(self) -> None:
+        deadline = time.time() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited with {self.process.returncode}: {self.log_tail()}")
+            try:
+                self.api("status")
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError(f"JupyterLab did not answer within 60 s: {self.log_tail()}") from None
+                time.sleep(0.3)
+
+    def log_tail(self) -> str:
+        self.log.flush()
+        return (self.folder / "server.log").read_text(errors="replace")[-3000:]
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}?token={self.token}&reset"
+
+    def api(self, path: str, method: str = "GET"):
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/{path}", method=method,
+                                         headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def kernel_of(self, notebook: str) -> dict | None:
+        for session in self.api("sessions"):
+            if session["path"] == f"notebooks/{notebook}" and session.get("kernel"):
+                return session["kernel"]
+        return None
+
+    def stop(self) -> None:
+        """Shut the kernels down, stop the server (its process group), then kill by id whatever
+        it started that is still alive (kernels run in sessions of their own)."""
+        try:
+            children = self.psutil.Process(self.process.pid).children(recursive=True)
+        except self.psutil.Error:
+            children = []
+        if self.process.poll() is None:
+            try:
+                for kernel in self.api("kernels"):
+                    self.api(f"kernels/{kernel['id']}", "DELETE")
+            except OSError:
+                pass
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        _, alive = self.psutil.wait_procs(children, timeout=5)
+        for proc in alive:
+            try:
+                proc.kill()
+            except self.psutil.Error:
+                pass
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    folder = Path(tempfile.mkdtemp(prefix="safsd-browser-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def lab(workdir):
+    pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)")
+    if chromium_path() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium, or set SAFSD_GLNET_CHROMIUM)")
+    step("starting JupyterLab")
+    server = Lab(workdir)
+    try:
+        server.wait_ready()
+        step("JupyterLab answers")
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(lab, workdir):
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    try:
+        context = playwright.chromium.launch_persistent_context(
+            str(workdir / "chromium-profile"), executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 720})
+        try:
+            yield context
+        finally:
+            context.close()
+    finally:
+        playwright.stop()
+
+
+# --------------------------------------------------------------------------- driving JupyterLab
+
+def menu(page, top: str, item: str) -> None:
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{re.escape(top)}$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(item)}$")).click()
+
+
+def open_notebook(page, lab: Lab, name: str) -> None:
+    """Open ``notebooks/name`` and wait for its kernel, answering JupyterLab's kernel question
+    as a teacher would (Select)."""
+    page.goto(lab.url(f"lab/tree/notebooks/{name}"))
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    deadline = time.time() + 90
+    while True:
+        dialog = page.locator(".jp-Dialog .jp-mod-accept", has_text="Select")
+        if dialog.count() and dialog.first.is_visible():
+            dialog.first.click()
+        kernel = lab.kernel_of(name)
+        if kernel and kernel["connections"] and kernel["execution_state"] == "idle":
+            return
+        assert time.time() < deadline, f"no kernel for {name} after 90 s: {lab.log_tail()}"
+        time.sleep(0.3)
+
+
+def run_all(page, timeout: float = 120) -> None:
+    menu(page, "Run", "Run All Cells")
+    page.wait_for_function(
+        """() => { const p = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')];
+                   return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }""",
+        timeout=timeout * 1000)
+
+
+def wait_widgets_settled(page) -> None:
+    """The outputs are there and every widget output is either drawn or an error (JupyterLab
+    writes 'Loading widget...' until it knows)."""
+    page.wait_for_function(
+        """() => { const outs = [...document.querySelectorAll('.jp-OutputArea-output')];
+                   return outs.length > 0 && !outs.some(e => e.textContent.includes('Loading widget')); }""",
+        timeout=30_000)
+
+
+def outputs_text(page) -> list[str]:
+    return page.locator(".jp-OutputArea-output").evaluate_all("els => els.map(e => e.textContent)")
+
+
+def assert_no_errors(page, what: str) -> None:
+    texts = outputs_text(page)
+    assert not [t for t in texts if WIDGET_ERROR in t], f"{what}: a widget output shows {WIDGET_ERROR!r}"
+    stderr = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
+    tracebacks = [t for t in stderr.all_text_contents() if "Traceback" in t]
+    assert not tracebacks, f"{what}: a cell shows an error: {tracebacks[0][:500]}"
+
+
+def save(page, path: Path) -> dict:
+    """File > Save Notebook; returns the saved file once the tab is no longer marked unsaved."""
+    menu(page, "File", "Save Notebook")
+    page.wait_for_function("() => !document.querySelector('.jp-mod-current.jp-mod-dirty')", timeout=30_000)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def close_and_shut_down(page, lab: Lab, name: str) -> None:
+    menu(page, "File", "Close and Shut Down Notebook…")
+    page.locator(".jp-Dialog .jp-mod-accept").click()
+    deadline = time.time() + 30
+    while lab.kernel_of(name) is not None or lab.api("kernels"):
+        assert time.time() < deadline, "the kernel was not shut down"
+        time.sleep(0.3)
+
+
+def saved_outputs(nb: dict) -> list[dict]:
+    return [out for cell in nb["cells"] for out in cell.get("outputs", [])]
+
+
+def browser_rows(page) -> list[str]:
+    """The dialogue browser's table rows (``#  speaker  emotion  [sentence]`` as text)."""
+    return page.locator(".safsd-dialogue tbody tr").evaluate_all(
+        "rows => rows.map(r => [...r.cells].map(c => c.textContent.trim()).join(' | '))")
+
+
+def expected_rows(corpus, dialogue_id: str) -> list[str]:
+    return [" | ".join(str(v) for v in (r["position"], r["speaker"], r["emotion"]) + ((r["text"],) if r["text"] else ()))
+            for r in explore.dialogue_rows(corpus, dialogue_id)]
+
+
+# --------------------------------------------------------------------------- the tests
+
+def test_01_browser_runs_is_used_and_reopens(lab, browser):
+    name = "01_data_exploration.ipynb"
+    path = lab.root / "notebooks" / name
+    set_parameters(path, QUICK_01)
+    corpus = explore.open_corpus("synthetic:iemocap", QUICK_01["SYNTH_SIZES"])
+    train = corpus.splits["train"]
+    # a dialogue whose first rows differ from the first one's, to choose in the dropdown
+    other = next(i for i in train[1:] if expected_rows(corpus, i)[:5] != expected_rows(corpus, train[0])[:5])
+
+    page = browser.new_page()
+    open_notebook(page, lab, name)
+    step(f"{name}: open, kernel idle")
+    run_all(page)
+    step(f"{name}: ran all cells")
+    wait_widgets_settled(page)
+    assert_no_errors(page, "after Run All")
+    page.wait_for_selector(".safsd-dialogue")
+    assert browser_rows(page) == expected_rows(corpus, train[0])
+
+    # the table is a box of at most 420 px under its dropdowns, with a header that stays in place
+    box = page.locator(".safsd-dialogue")
+    height, scroll_height = box.evaluate("b => [b.clientHeight, b.scrollHeight]")
+    assert height <= 420 and scroll_height > height, (height, scroll_height)
+    dropdowns = page.locator(".widget-dropdown select")
+    assert dropdowns.count() == 3
+    box.evaluate("b => { b.scrollTop = 200; }")
+    page.wait_for_timeout(100)
+    header_top = page.locator(".safsd-dialogue th").first.evaluate("h => h.getBoundingClientRect().top")
+    assert abs(header_top - box.evaluate("b => b.getBoundingClientRect().top")) <= 2
+
+    # choosing another dialogue changes the view
+    dropdowns.nth(2).select_option(value=dropdowns.nth(2).locator("option").nth(train.index(other)).get_attribute("value"))
+    page.wait_for_function(
+        f"() => document.querySelector('.safsd-dialogue').parentElement.textContent.includes({json.dumps(other)})")
+    assert browser_rows(page) == expected_rows(corpus, other)
+    assert_no_errors(page, "after choosing a dialogue")
+
+    saved = save(page, path)
+    step(f"{name}: used the browser, saved")
+    assert not [o for o in saved_outputs(saved) if o["output_type"] == "error"]
+    close_and_shut_down(page, lab, name)
+    page.close()
+    step(f"{name}: closed, kernel shut down")
+
+    page = browser.new_page()
+    open_notebook(page, lab, name)  # a new kernel, which knows nothing of the old widgets
+    step(f"{name}: reopened")
+    wait_widgets_settled(page)
+    assert_no_errors(page, "after reopening")
+    page.wait_for_selector(".safsd-dialogue", timeout=10_000)
+    assert browser_rows(page) == expected_rows(corpus, other), "the browser shows what was saved"
+    assert page.locator(".jp-OutputArea-output img").count() >= 5  # the figures
+    # what made that possible: the browser's widget state went into the saved file
+    views = [o["data"][WIDGET_VIEW]["model_id"] for o in saved_outputs(saved) if WIDGET_VIEW in o.get("data", {})]
+    state = saved["metadata"].get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    assert len(views) == 1 and views[0] in state, "the browser's widget state is saved with the notebook"
+    close_and_shut_down(page, lab, name)
+    page.close()
+
+
+def test_02_progress_is_text_that_survives_a_reopen(lab, browser):
+    name = "02_training.ipynb"
+    path = lab.root / "notebooks" / name
+    set_parameters(path, QUICK_02)
+
+    page = browser.new_page()
+    open_notebook(page, lab, name)
+    step(f"{name}: open, kernel idle")
+    run_all(page)
+    step(f"{name}: ran all cells")
+    assert_no_errors(page, "after Run All")
+    final = "trained epochs 1-2 of 2 in"
+    assert any(t.startswith(final) for t in outputs_text(page)), "the progress line ends as the run's summary"
+    saved = save(page, path)
+    outputs = saved_outputs(saved)
+    assert not [o for o in outputs if o["output_type"] == "error" or WIDGET_VIEW in o.get("data", {})]
+    assert sum("".join(o.get("data", {}).get("text/plain", "")).startswith(final) for o in outputs) == 1
+    close_and_shut_down(page, lab, name)
+    page.close()
+    step(f"{name}: saved, closed, kernel shut down")
+
+    page = browser.new_page()
+    open_notebook(page, lab, name)
+    step(f"{name}: reopened")
+    wait_widgets_settled(page)
+    assert_no_errors(page, "after reopening")
+    assert sum(t.startswith(final) for t in outputs_text(page)) == 1
+    assert not [t for t in outputs_text(page) if "epoch" in t and "batches," in t], "no progress left half-way"
+    close_and_shut_down(page, lab, name)
+    page.close()
