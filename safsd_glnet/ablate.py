@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from . import io
 from .data.corpus import DataError
 from .explore import markdown_table
+from .papermill_runner import notebook_parameters, notebook_path, run_notebook
 from .run_folder import RUNNER_LOCK_NAME as RUNNER_LOCK  # held while this process runs a folder's notebook
 
 if TYPE_CHECKING:
@@ -285,7 +286,6 @@ def execute_run(spec: RunSpec, notebook: str | Path, kernel_name: str = "python3
                 timeout: float | None = None, threads: int | None = None) -> dict[str, Any]:
     """Execute the ablation notebook for one run and write its ``run.json``; never raises for
     a failing notebook (the error is recorded and returned)."""
-    from .notebooks import run_notebook
     from .run_folder import RunLock
 
     spec.folder.mkdir(parents=True, exist_ok=True)
@@ -299,8 +299,6 @@ def execute_run(spec: RunSpec, notebook: str | Path, kernel_name: str = "python3
 
 def _execute_locked(spec: RunSpec, notebook: str | Path, kernel_name: str, timeout: float | None,
                     threads: int | None) -> dict[str, Any]:
-    from .notebooks import run_notebook
-
     started = time.time()
     record = {"name": spec.name, "variant": spec.variant, "label": spec.label, "seed": spec.seed,
               "index": spec.index, "parameters": spec.comparable_parameters(), "status": "running",
@@ -388,8 +386,6 @@ def run_grid(grid: Grid, out_dir: str | Path, *, workers: int = 1, force: bool =
         timeout: seconds per notebook cell (None: no limit).
         threads: CPU threads per kernel (None: see ``workers``).
     """
-    from .notebooks import notebook_parameters, notebook_path
-
     notebook = Path(notebook) if notebook is not None else notebook_path(ABLATION_NOTEBOOK)
     grid.check_parameters(notebook_parameters(notebook))
     out = Path(out_dir)

@@ -276,7 +276,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     """Re-run the notebooks headless and regenerate figures/ (and the executed notebooks)."""
-    from .notebooks import NOTEBOOKS
+    from .papermill_runner import NOTEBOOKS
 
     wanted = NOTEBOOKS
     if args.only:
@@ -294,7 +294,8 @@ def _run_sequence(args: argparse.Namespace, what: str, notebooks: tuple[str, ...
     when a notebook or an ablation run failed."""
     import time
 
-    from .notebooks import NOTEBOOKS, NotebookError, run_all
+    from .papermill_runner import NOTEBOOKS, NotebookError
+    from .sequence import run_all
 
     started = time.time()
     try:
@@ -323,7 +324,7 @@ def _parse_base(items: list[str] | None) -> dict:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     from .ablate import Grid, format_summary, run_grid
-    from .notebooks import NotebookError, run_notebook
+    from .papermill_runner import NotebookError, run_notebook
 
     grid = Grid.load(args.grid)
     grid.base.update(_parse_base(args.base))
@@ -431,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("figures", help="re-run the notebooks headless and regenerate figures/",
                        description=cmd_figures.__doc__ + " The settings are those of the quick start "
-                       "(safsd_glnet.notebooks.QUICK and ablations/quick.yaml).")
+                       "(safsd_glnet.sequence.QUICK and ablations/quick.yaml).")
     p.add_argument("--out", default="runs/figures",
                    help="folder for the executed notebooks and runs (default runs/figures)")
     p.add_argument("--figures", default="figures", help="folder for the figures (default figures)")

@@ -10,7 +10,6 @@ import matplotlib.pyplot as plt  # headless machines fall back to Agg by themsel
 import numpy as np
 
 from .facts import MODALITY_NAMES
-from .selection import choose_epoch
 from .io import atomic_path
 
 
@@ -506,36 +505,13 @@ def plot_ablation(rows: Sequence[dict[str, Any]], metric: str = "weighted_f1", *
     return fig
 
 
-class LiveHistory:
-    """A training callback that redraws :func:`plot_history` after every epoch in a notebook
-    (one figure updated in place) and prints one line per epoch.
+def __getattr__(name: str):
+    """``plots.LiveHistory``, the old home of the training callback, still works and warns."""
+    if name == "LiveHistory":
+        import importlib
+        import warnings
 
-    Use as ``train(cfg, corpus, out, callback=LiveHistory(every=1))``. Outside IPython it only
-    prints."""
-
-    def __init__(self, every: int = 1, title: str | None = None, plot: bool = True):
-        self.every, self.title, self.plot = max(1, every), title, plot
-        self.history: list[dict[str, Any]] = []
-        self.handle = None
-
-    def __call__(self, epoch: int, record: dict[str, Any]) -> None:
-        self.history.append(record)
-        loss = record["loss"].get("total", next(iter(record["loss"].values())))
-        print(f"epoch {epoch:3d}: loss {loss:.3f}, valid weighted F1 {record['valid']['weighted_f1']:.2f}, "
-              f"test weighted F1 {record['test']['weighted_f1']:.2f} ({record['seconds']:.1f} s)", flush=True)
-        if not self.plot or epoch % self.every:
-            return
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:
-            return
-        if get_ipython() is None:
-            return
-        best = choose_epoch([r["valid"]["weighted_f1"] for r in self.history])
-        fig = plot_history(self.history, best, title=self.title)
-        if self.handle is None:
-            self.handle = display(fig, display_id=True)
-        else:
-            self.handle.update(fig)
-        plt.close(fig)
+        warnings.warn("safsd_glnet.plots.LiveHistory moved to safsd_glnet.progress.LiveHistory",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module("safsd_glnet.progress").LiveHistory
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,7 +20,12 @@ A run stopped by an exception leaves the line where it stopped, which is what ha
 from __future__ import annotations
 
 import time
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
+
+import matplotlib.pyplot as plt
+
+from .plots import plot_history
+from .selection import choose_epoch
 
 BAR_WIDTH = 20  # characters of the bar between the pipes
 _PARTIAL = " ▏▎▍▌▋▊▉"  # eighths of a character cell
@@ -119,3 +124,40 @@ class EpochProgress:
             self._handle = display(bundle, raw=True, display_id=True)
         else:
             self._handle.update(bundle, raw=True)
+
+
+class LiveHistory:
+    """A training callback that redraws :func:`plot_history` after every epoch in a notebook
+    (one figure updated in place) and prints one line per epoch.
+
+    Use as ``train(cfg, corpus, out, callback=LiveHistory(every=1))``. Outside IPython it only
+    prints. The printed line has the validation score only."""
+
+    def __init__(self, every: int = 1, title: str | None = None, plot: bool = True):
+        self.every, self.title, self.plot = max(1, every), title, plot
+        self.history: list[dict[str, Any]] = []
+        self.handle = None
+
+    def __call__(self, epoch: int, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        loss = record["loss"].get("total", next(iter(record["loss"].values())))
+        # Validation only: the test score of every epoch is in the history for the reference
+        # protocol, but printing it at each epoch invites choosing by it.
+        print(f"epoch {epoch:3d}: loss {loss:.3f}, valid weighted F1 {record['valid']['weighted_f1']:.2f} "
+              f"({record['seconds']:.1f} s)", flush=True)
+        if not self.plot or epoch % self.every:
+            return
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:
+            return
+        if get_ipython() is None:
+            return
+        best = choose_epoch([r["valid"]["weighted_f1"] for r in self.history])
+        fig = plot_history(self.history, best, title=self.title)
+        if self.handle is None:
+            self.handle = display(fig, display_id=True)
+        else:
+            self.handle.update(fig)
+        plt.close(fig)

@@ -8,6 +8,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 
+def repo_root() -> Path:
+    """The kit's source checkout (the folder holding ``safsd_glnet/`` and ``notebooks/``)."""
+    return REPO
+
+
 def code_version(*paths: str) -> dict[str, Any]:
     """``{"git_commit", "uncommitted_changes"}`` of the checkout: HEAD's hash and the ``git status
     --porcelain`` lines of the package and ``paths`` (e.g. the benchmark script); both None

@@ -12,7 +12,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from safsd_glnet import ablate, cli, notebooks
+from safsd_glnet import ablate, cli
+from safsd_glnet import papermill_runner as runner
 from safsd_glnet.config import Config, preset
 from safsd_glnet.io import read_json, write_json
 
@@ -53,12 +54,12 @@ def calls(monkeypatch):
         seen.append(dict(parameters))
         Path(output).write_text("{}")
         if parameters.get("FAIL"):
-            raise notebooks.NotebookError(Path(notebook).name, Path(output), "RuntimeError", "asked to fail")
+            raise runner.NotebookError(Path(notebook).name, Path(output), "RuntimeError", "asked to fail")
         offset = 0.0 if parameters.get("USE_GCN", True) else -5.0
         write_json(Path(parameters["RUN_DIR"]) / "metrics.json", fake_metrics(parameters["SEED"], offset))
         return Path(output)
 
-    monkeypatch.setattr(notebooks, "run_notebook", run_notebook)
+    monkeypatch.setattr(ablate, "run_notebook", run_notebook)
     return seen
 
 
@@ -111,7 +112,7 @@ def test_unknown_parameters_are_refused_before_running(tmp_path, fake_notebook, 
 @pytest.mark.parametrize("name", ["paper.yaml", "quick.yaml"])
 def test_shipped_grids_match_the_ablation_notebook(name):
     g = ablate.Grid.load(ROOT / "ablations" / name)
-    g.check_parameters(notebooks.notebook_parameters(notebooks.notebook_path("04_ablation.ipynb")))
+    g.check_parameters(runner.notebook_parameters(runner.notebook_path("04_ablation.ipynb")))
     for v in g.variants:  # every variant is a valid configuration
         ablate.config_from_parameters({**g.base, **v.parameters, "SEED": 0})
 
@@ -209,7 +210,7 @@ def test_a_run_made_with_other_parameters_is_left_alone_unless_forced(tmp_path, 
 
 
 def test_cli_ablate(tmp_path, fake_notebook, calls, monkeypatch, capsys):
-    monkeypatch.setattr(notebooks, "notebook_path", lambda name: fake_notebook)
+    monkeypatch.setattr(ablate, "notebook_path", lambda name: fake_notebook)
     path = tmp_path / "g.yaml"
     path.write_text("seeds: [0]\nbase: {DATA: 'synthetic:iemocap'}\nvariants:\n  full: {}\n  bad: {FAIL: true}\n")
     code = cli.main(["ablate", "--grid", str(path), "--out", str(tmp_path / "out"), "--seeds", "0", "1",
@@ -227,7 +228,7 @@ def test_papermill_runs_in_worker_processes(tmp_path):
     """The real execution path: papermill, one kernel per run, two at once, a failure captured.
 
     Each kernel also records how it was connected: over private Unix sockets on POSIX, so that
-    kernels starting at once cannot be handed the same TCP port (``notebooks._kernel_connection``).
+    kernels starting at once cannot be handed the same TCP port (``papermill_runner._kernel_connection``).
     """
     nb = make_notebook(tmp_path / "04_ablation.ipynb", (
         "if FAIL:\n    raise RuntimeError('asked to fail')\n"
@@ -318,7 +319,7 @@ def test_parameter_values_are_checked_before_any_kernel(tmp_path, fake_notebook,
     assert calls == []
     assert not (tmp_path / "out" / "full-seed0").exists()
     # The real notebook's declarations and the configuration's own checks apply too.
-    known = notebooks.notebook_parameters(notebooks.notebook_path("04_ablation.ipynb"))
+    known = runner.notebook_parameters(runner.notebook_path("04_ablation.ipynb"))
     for base, message in (({"EPOCHS": "ten"}, "EPOCHS='ten' should be int"), ({"EPOCHS": -3}, "epochs=-3"),
                           ({"MASK_PROB": 2.0}, "mask_prob")):
         with pytest.raises(ValueError, match=message):
@@ -327,7 +328,7 @@ def test_parameter_values_are_checked_before_any_kernel(tmp_path, fake_notebook,
 
 def test_unset_notebook_parameters_keep_the_preset(tmp_path):
     """04's loss and model parameters default to None, so PRESET=paper-meld runs the preset's values."""
-    known = notebooks.notebook_parameters(notebooks.notebook_path("04_ablation.ipynb"))
+    known = runner.notebook_parameters(runner.notebook_path("04_ablation.ipynb"))
     defaults = {name: eval(p["default"]) for name, p in known.items()}  # literals of the parameters cell
     for name in ablate.PARAMETER_FIELDS:
         if name not in ("EPOCHS", "SEED", "DEVICE"):
@@ -406,7 +407,7 @@ def test_ctrl_c_on_ablate_prints_one_hint_and_no_traceback(tmp_path):
 
     folder = tmp_path / "nbs"
     folder.mkdir()
-    for name in notebooks.NOTEBOOKS:  # the runner finds its notebooks through this folder
+    for name in runner.NOTEBOOKS:  # the runner finds its notebooks through this folder
         make_notebook(folder / name, "pass")
     make_notebook(folder / "04_ablation.ipynb", (
         "import time\npathlib.Path(RUN_DIR).mkdir(parents=True, exist_ok=True)\n"

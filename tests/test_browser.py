@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from safsd_glnet import explore, labsettings, notebooks
+from safsd_glnet import explore, labsettings
+from safsd_glnet import papermill_runner as notebooks
 
 pytestmark = pytest.mark.browser
 

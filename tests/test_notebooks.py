@@ -15,7 +15,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from safsd_glnet import notebooks
+from safsd_glnet import papermill_runner as runner
+from safsd_glnet.sequence import run_all
 from safsd_glnet.io import read_json
 
 TINY = {"DATA": "synthetic:iemocap", "SYNTH_SIZES": {"t": 32, "a": 24, "v": 16}, "SYNTH_DIALOGUES": 24,
@@ -41,7 +42,7 @@ def sequence(tmp_path_factory):
     root = tmp_path_factory.mktemp("sequence")
     grid = root / "tiny.yaml"
     grid.write_text(GRID)
-    result = notebooks.run_all(
+    result = run_all(
         root / "runs", root / "figures", grid=grid, settings=TINY, workers=2, umap="umap", threads=1,
         extra={"01": {"BROWSE": ["synthetic:meld"], "SYNTH_SIZES": TINY["SYNTH_SIZES"], "SYNTH_DIALOGUES": 30},
                "02": {"LIVE_PLOT": True}, "03": {"MAX_POINTS": 120}},
@@ -69,9 +70,9 @@ def images(path):
 
 # --------------------------------------------------------------------------- stored notebooks
 
-@pytest.mark.parametrize("name", notebooks.NOTEBOOKS)
+@pytest.mark.parametrize("name", runner.NOTEBOOKS)
 def test_stored_notebook_is_clean_and_documented(name):
-    path = notebooks.notebook_path(name)
+    path = runner.notebook_path(name)
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata["kernelspec"]["name"] == "python3"
@@ -83,7 +84,7 @@ def test_stored_notebook_is_clean_and_documented(name):
         "the first code cell holds the imports only"
     assert params.metadata.get("tags") == ["parameters"], "the parameters cell comes right after the imports"
     assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
-    documented = notebooks.notebook_parameters(path)
+    documented = runner.notebook_parameters(path)
     lines = [line for line in params.source.splitlines() if line.strip()]
     assert len(documented) == len(lines), "papermill must parse every parameter line"
     for line in lines:
@@ -111,10 +112,10 @@ def unclean_notebooks(folder):
 def test_committed_notebooks_have_no_outputs(tmp_path):
     """Every notebook in notebooks/, listed or not, is kept without outputs (git diffs stay
     readable and no run's results are committed); ``clear_outputs`` cleans one."""
-    folder = notebooks.notebook_dir()
-    assert len(list(folder.glob("*.ipynb"))) >= len(notebooks.NOTEBOOKS)
+    folder = runner.notebook_dir()
+    assert len(list(folder.glob("*.ipynb"))) >= len(runner.NOTEBOOKS)
     assert unclean_notebooks(folder) == [], \
-        "clear them: python -c \"import sys; from safsd_glnet.notebooks import clear_outputs as c; " \
+        "clear them: python -c \"import sys; from safsd_glnet.papermill_runner import clear_outputs as c; " \
         "[c(p) for p in sys.argv[1:]]\" notebooks/*.ipynb"
     # the check sees each way a notebook can be saved after a run, and clear_outputs fixes each
     ran = nbformat.v4.new_code_cell("1 + 1", execution_count=1,
@@ -128,24 +129,24 @@ def test_committed_notebooks_have_no_outputs(tmp_path):
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x")]), tmp_path / "clean.ipynb")
     assert unclean_notebooks(tmp_path) == ["count.ipynb", "output.ipynb", "state.ipynb"]
     for name in ("count.ipynb", "output.ipynb", "state.ipynb"):
-        assert notebooks.clear_outputs(tmp_path / name) is True
+        assert runner.clear_outputs(tmp_path / name) is True
     assert unclean_notebooks(tmp_path) == []
 
 
 def test_notebooks_are_found_by_number_and_name():
-    assert notebooks.notebook_path("04").name == "04_ablation.ipynb"
-    assert notebooks.notebook_path("05_ablation_report") == notebooks.notebook_path("05_ablation_report.ipynb")
+    assert runner.notebook_path("04").name == "04_ablation.ipynb"
+    assert runner.notebook_path("05_ablation_report") == runner.notebook_path("05_ablation_report.ipynb")
     with pytest.raises(FileNotFoundError, match="no notebook"):
-        notebooks.notebook_path("06")
+        runner.notebook_path("06")
 
 
 def test_clear_outputs(tmp_path, sequence):
     copy = tmp_path / "executed.ipynb"
     copy.write_bytes((sequence["out_dir"] / "01_data_exploration.ipynb").read_bytes())
-    assert notebooks.clear_outputs(copy) is True
+    assert runner.clear_outputs(copy) is True
     nb = nbformat.read(copy, as_version=4)
     assert all(not c.outputs for c in nb.cells if c.cell_type == "code") and "papermill" not in nb.metadata
-    assert notebooks.clear_outputs(copy) is False
+    assert runner.clear_outputs(copy) is False
 
 
 # --------------------------------------------------------------------------- executed notebooks
@@ -207,7 +208,7 @@ def test_03_studies_a_given_run_folder(tmp_path, sequence):
     params = {**{k: v for k, v in TINY.items() if k not in ("PRESET", "EPOCHS")},
               "RUN_DIR": str(sequence["out_dir"] / "02_training"), "WORK_DIR": str(tmp_path / "work"),
               "FIGURES_DIR": str(tmp_path / "figures"), "EMBEDDING": "pca"}
-    notebooks.run_notebook("03", tmp_path / "03.ipynb", params, threads=1)
+    runner.run_notebook("03", tmp_path / "03.ipynb", params, threads=1)
     # only the counterpart without SAF is trained, with the given run's own configuration
     assert not (tmp_path / "work" / "saf").exists()
     given = read_json(sequence["out_dir"] / "02_training" / "config.json")
@@ -253,8 +254,8 @@ def test_05_report_equals_the_run_folders(sequence):
 
 def test_a_failing_notebook_names_its_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(notebooks.NotebookError, match="no finished runs") as info:
-        notebooks.run_notebook("05", tmp_path / "05.ipynb", {"RUNS_DIR": str(tmp_path / "empty"),
+    with pytest.raises(runner.NotebookError, match="no finished runs") as info:
+        runner.run_notebook("05", tmp_path / "05.ipynb", {"RUNS_DIR": str(tmp_path / "empty"),
                                                               "FIGURES_DIR": str(tmp_path / "fig")}, threads=1)
     assert info.value.ename == "RuntimeError" and (tmp_path / "05.ipynb").exists()
     nb = json.loads((tmp_path / "05.ipynb").read_text())
@@ -271,15 +272,15 @@ def test_a_kernel_whose_socket_paths_would_be_too_long_falls_back_to_tcp(tmp_pat
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "probe.ipynb")
     made = []
-    real_mkdtemp = notebooks.tempfile.mkdtemp
-    monkeypatch.setattr(notebooks.tempfile, "mkdtemp", lambda **kw: made.append(real_mkdtemp(**kw)) or made[-1])
+    real_mkdtemp = runner.tempfile.mkdtemp
+    monkeypatch.setattr(runner.tempfile, "mkdtemp", lambda **kw: made.append(real_mkdtemp(**kw)) or made[-1])
 
     def transport(name):
-        notebooks.run_notebook(tmp_path / "probe.ipynb", tmp_path / name, threads=1)
+        runner.run_notebook(tmp_path / "probe.ipynb", tmp_path / name, threads=1)
         return json.loads(outputs_text(tmp_path / name))["transport"]
 
     expected = "ipc" if os.name == "posix" else "tcp"
     assert transport("short.ipynb") == expected
-    monkeypatch.setattr(notebooks, "_MAX_IPC_PATH", 10)
+    monkeypatch.setattr(runner, "_MAX_IPC_PATH", 10)
     assert transport("long.ipynb") == "tcp"
     assert len(made) == (2 if os.name == "posix" else 0) and not any(Path(m).exists() for m in made)

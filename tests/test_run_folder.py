@@ -184,7 +184,7 @@ def test_seed_runs_need_their_own_folder(tmp_path, corpus):
 
 
 def test_a_killed_process_leaves_no_kernel_folder_for_long(tmp_path):
-    from safsd_glnet.notebooks import KERNEL_FOLDER_PREFIX, remove_stale_kernel_folders
+    from safsd_glnet.papermill_runner import KERNEL_FOLDER_PREFIX, remove_stale_kernel_folders
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -1,0 +1,82 @@
+"""The kit's main job: the five notebooks run headless, in order (``safsd-glnet demo`` and
+``safsd-glnet figures``), on the built-in synthetic data unless told otherwise."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .ablate import Grid, format_summary, run_grid
+from .papermill_runner import NOTEBOOKS, repo_root, run_notebook
+
+
+# Settings of the headless sequence (`safsd-glnet demo` / `safsd-glnet figures`): the small
+# preset on synthetic IEMOCAP with reduced feature sizes and a reduced corpus, so that all five
+# notebooks, the quick ablation grid included, finish in minutes on a laptop CPU.
+QUICK = {
+    "DATA": "synthetic:iemocap",
+    "SYNTH_SIZES": {"t": 100, "a": 80, "v": 60},
+    "SYNTH_DIALOGUES": 80,
+    "PRESET": "small",
+    "EPOCHS": 16,
+}
+
+
+def run_all(out_dir: str | Path = "runs/notebooks", figures_dir: str | Path = "figures", *,
+            grid: str | Path | None = None, settings: Mapping[str, Any] | None = None, workers: int = 1,
+            notebooks: tuple[str, ...] = NOTEBOOKS, umap: str = "umap",
+            extra: Mapping[str, Mapping[str, Any]] | None = None, threads: int | None = None,
+            log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the five notebooks headless, in order, on ``settings`` (default :data:`QUICK`).
+
+    Executed notebooks go to ``out_dir`` (01-03 and 05 directly, the ablation runs of 04 under
+    ``out_dir/ablation/<variant>-seed<k>/``), figures to ``figures_dir``. Notebook 1 explores
+    the whole corpus named by ``settings["DATA"]`` (synthetic data at its standard size);
+    notebooks 2-4 train on ``settings``. ``grid`` is the
+    ablation grid (default ``ablations/quick.yaml``); its base is completed with ``settings``
+    where it leaves them out. ``umap`` is the embedding method of notebook 3 (``"pca"`` is
+    quicker); ``extra`` adds parameters per notebook, keyed by number (``{"03": {"MAX_POINTS":
+    500}}``); ``threads`` caps each kernel's CPU threads. Returns {"seconds": {notebook: s},
+    "ablation": GridResult, "out_dir", "figures_dir"}; a failing notebook raises.
+    """
+    s = dict(QUICK if settings is None else settings)
+    extra = {str(k): dict(v) for k, v in (extra or {}).items()}
+    out = Path(out_dir).resolve()
+    figures = Path(figures_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    common = {"DATA": s["DATA"], "SYNTH_SIZES": s.get("SYNTH_SIZES", {}),
+              "SYNTH_DIALOGUES": s.get("SYNTH_DIALOGUES", 0)}
+    training = {**common, "PRESET": s.get("PRESET", "small"), "EPOCHS": s.get("EPOCHS", 0)}
+    seconds: dict[str, float] = {}
+    result: dict[str, Any] = {"seconds": seconds, "out_dir": out, "figures_dir": figures}
+
+    def run(name: str, params: dict[str, Any]) -> None:
+        t0 = time.time()
+        log(f"[{name}] running ...")
+        run_notebook(name, out / name, {**params, **extra.get(name[:2], {})}, threads=threads)
+        seconds[name] = time.time() - t0
+        log(f"[{name}] done in {seconds[name]:.0f} s -> {out / name}")
+
+    if "01_data_exploration.ipynb" in notebooks:
+        # the whole corpus at its real sizes: exploring it needs no training, so it stays cheap
+        run("01_data_exploration.ipynb", {"DATA": s["DATA"], "FIGURES_DIR": str(figures)})
+    if "02_training.ipynb" in notebooks:
+        run("02_training.ipynb", {**training, "RUN_DIR": str(out / "02_training"), "FIGURES_DIR": str(figures),
+                                  "LIVE_PLOT": False})
+    if "03_confusion_and_embeddings.ipynb" in notebooks:
+        run("03_confusion_and_embeddings.ipynb", {**training, "WORK_DIR": str(out / "03_runs"),
+                                                  "FIGURES_DIR": str(figures), "EMBEDDING": umap})
+    ablation_dir = out / "ablation"
+    if "04_ablation.ipynb" in notebooks:
+        grid_obj = Grid.load(grid or repo_root() / "ablations" / "quick.yaml")
+        for key, value in {**training, **extra.get("04", {})}.items():
+            grid_obj.base.setdefault(key, value)
+        t0 = time.time()
+        log(f"[04_ablation.ipynb] grid {grid_obj.source}")
+        res = run_grid(grid_obj, ablation_dir, workers=workers, threads=threads, log=log)
+        seconds["04_ablation.ipynb"] = time.time() - t0
+        result["ablation"] = res
+        log(format_summary(res, grid_obj))
+    if "05_ablation_report.ipynb" in notebooks:
+        run("05_ablation_report.ipynb", {"RUNS_DIR": str(ablation_dir), "FIGURES_DIR": str(figures)})
+    return result
