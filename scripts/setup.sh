@@ -26,5 +26,5 @@ if ! "$py" -c "import torch" 2>/dev/null; then
   "$py" -m pip install --quiet "$TORCH_SPEC"
 fi
 echo "setup: installing safsd-glnet and its dependencies"
-"$py" -m pip install --quiet -e ".[text,dev]"
+"$py" -m pip install --quiet -e ".[text,audio,dev]"
 echo "$want" > "$stamp"
