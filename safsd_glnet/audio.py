@@ -130,6 +130,17 @@ def _opensmile():
     return opensmile
 
 
+def _audio_io():
+    """(audresample, soundfile), which come with opensmile."""
+    try:
+        import audresample
+        import soundfile
+    except ImportError as e:
+        raise ImportError(f"audio features need {e.name or 'audresample and soundfile'} "
+                          f"(pip install 'safsd-glnet[audio]')") from None
+    return audresample, soundfile
+
+
 def _smile(fs: FeatureSet):
     """The opensmile extractor of ``fs`` (built once per process: it parses a config tree)."""
     if fs.name not in _SMILES:
@@ -142,8 +153,9 @@ def _smile(fs: FeatureSet):
 # --------------------------------------------------------------------------------------------
 # Which file belongs to which utterance
 
-def _where(path: Path | str, dialogue: str, position: int) -> str:
-    return f"{path}: dialogue {dialogue!r}, utterance {position}"
+def _where(path: Path | str, dialogue: str | None, position: int | None) -> str:
+    """``"<file>: dialogue 'd1', utterance 2"``, the start of every per-file message."""
+    return f"{path}" if dialogue is None else f"{path}: dialogue {dialogue!r}, utterance {position}"
 
 
 def _table_column(table: Table, column: str, fmt: str | None) -> dict[tuple[str, int], str]:
@@ -253,19 +265,18 @@ def file_sha256(path: Path, dialogue: str, position: int) -> str:
     return h.hexdigest()
 
 
-def load_signal(path: str | os.PathLike, dialogue: str = "?", position: int = -1, *,
+def load_signal(path: str | os.PathLike, dialogue: str | None = None, position: int | None = None, *,
                 max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """(1, samples) float32 mono signal at :data:`SAMPLE_RATE`: channels averaged, resampled.
 
     Reads at most ``max_seconds`` of audio, so an hour-long file costs no more memory than
     the limit; a longer one is an error.
     """
-    import audresample
-    import soundfile as sf
-
+    audresample, sf = _audio_io()
     where = _where(path, dialogue, position)
     if not Path(path).is_file():
-        raise DataError(f"{where}: {'is a folder, expected an audio file' if Path(path).is_dir() else 'audio file not found'}")
+        problem = "is a folder, expected an audio file" if Path(path).is_dir() else "audio file not found"
+        raise DataError(f"{where}: {problem}")
     try:
         with sf.SoundFile(str(path)) as f:
             rate, channels = int(f.samplerate), int(f.channels)
@@ -308,8 +319,8 @@ def rms_db(signal: np.ndarray) -> float:
     return 20.0 * math.log10(rms) if rms > 0 else -math.inf
 
 
-def extract_file(path: str | os.PathLike, feature_set_name: str = "egemaps", dialogue: str = "?",
-                 position: int = -1, *, min_seconds: float = MIN_SECONDS, min_rms_db: float = MIN_RMS_DB,
+def extract_file(path: str | os.PathLike, feature_set_name: str = "egemaps", dialogue: str | None = None,
+                 position: int | None = None, *, min_seconds: float = MIN_SECONDS, min_rms_db: float = MIN_RMS_DB,
                  max_seconds: float = MAX_SECONDS) -> np.ndarray:
     """(d,) float32 openSMILE functionals of one file, after the checks of the module notes."""
     fs = feature_set(feature_set_name)
@@ -405,6 +416,7 @@ def build_audio_features(table: Table, feature_set_name: str = "egemaps", *, col
     it are dropped when it is rewritten).
     """
     fs = feature_set(feature_set_name)
+    _opensmile(), _audio_io()  # a missing package is reported before any file is read
     paths = audio_paths(table, column=column, pattern=pattern, audio_dir=audio_dir, fmt=fmt)
     hashes = {k: [file_sha256(p, k, i) for i, p in enumerate(ps)] for k, ps in paths.items()}
     cache_path = audio_cache_path(table, fs.name, cache_dir) if cache_dir is not None else None
