@@ -1,4 +1,4 @@
-"""The ``safsd-glnet`` command line: train, evaluate, predict, convert, synth, features, demo, figures, ablate.
+"""The ``safsd-glnet`` command line: train, evaluate, predict, convert, synth, features, data, demo, figures, ablate.
 
 Data arguments (``--data``) take a path to an SDT / M3Net feature pickle (``.pkl``), a corpus
 in the kit's own format (``.npz``), or ``synthetic:iemocap`` / ``synthetic:meld`` (the built-in
@@ -467,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
         cli_features = None
     if cli_features is not None:
         cli_features.add_parser(sub)
+    from . import cli_data  # standard library and tqdm only: always available
+    cli_data.add_parser(sub)
     return parser
 
 

@@ -4,7 +4,8 @@ Registered on the main command line by :func:`add_parser`. Reads the MELD releas
 (``--meld DIR``) or any CSV / TSV / JSON-lines table (``--table FILE``, or one file per
 split with ``--table train=A --table valid=B --table test=C``, with ``--columns``),
 encodes every sentence with a sentence-transformers model (cached under ``--cache-dir``),
-optionally adds audio / visual features from a standard SDT / M3Net pickle, and saves the
+optionally adds openSMILE audio features from one audio file per utterance (``--audio-*``,
+see :mod:`safsd_glnet.audio`) and audio / visual features from a standard SDT / M3Net pickle, and saves the
 corpus in the kit's ``.npz`` format. Nothing heavy is imported until the command runs, so the
 rest of the command line works without the text extras installed.
 """
@@ -34,6 +35,9 @@ examples:
   safsd-glnet features --table talks.jsonl \\
       --columns split=fold,dialogue=conv,order=turn,speaker=who,label=emo,text=sentence \\
       --encoder roberta-large --merge-pickle iemocap_multimodal_features.pkl --out talks.npz
+  # text plus audio (modality a) from one WAV per utterance, MELD audio in folders per split:
+  safsd-glnet features --meld data/meld --audio-dir data/meld_audio \
+      --audio-pattern '{split}/dia{dialogue_raw}_utt{order}.wav' --audio-features egemaps --out meld_ta.npz
 
 The text vectors are cached under --cache-dir (keyed by the encoder and the exact
 sentences), so running the command again, or with another --merge-pickle, costs nothing.
@@ -100,6 +104,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      help="where text vectors are cached (default: .cache/safsd-glnet)")
     enc.add_argument("--no-cache", action="store_true", help="always encode, and write no cache")
     enc.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    add_audio_arguments(p)
 
     out = p.add_argument_group("output")
     out.add_argument("--merge-pickle", metavar="PKL",
@@ -197,6 +203,7 @@ def _run(args: argparse.Namespace) -> int:
                                device=args.device, progress=not args.no_progress)
     print(f"text features: {corpus.feature_sizes['t']}-d for {corpus.num_utterances()} utterances "
           f"in {time.perf_counter() - t0:.1f} s")
+    corpus = add_audio(args, table, corpus, cache_dir)
     if args.merge_pickle:
         corpus = merge_pickle_modalities(corpus, args.merge_pickle, args.merge_modalities)
         print(f"merged from {args.merge_pickle}: modalities {''.join(corpus.modalities)}, "
@@ -205,3 +212,49 @@ def _run(args: argparse.Namespace) -> int:
     save_corpus(corpus, args.out)
     print(f"wrote {args.out}")
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Audio (modality a) from one audio file per utterance; kept apart from the table options.
+
+def add_audio_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``audio`` argument group of ``safsd-glnet features``."""
+    aud = p.add_argument_group(
+        "audio (optional)",
+        "one audio file per utterance; openSMILE functionals become modality a (16 kHz, channels averaged)")
+    where = aud.add_mutually_exclusive_group()
+    where.add_argument("--audio-column", metavar="COL",
+                       help="table column holding each utterance's audio file (relative paths: from "
+                            "--audio-dir, else from the table's folder)")
+    where.add_argument("--audio-pattern", metavar="PATTERN",
+                       help="file name pattern with the placeholders {dialogue}, {dialogue_raw} (MELD: "
+                            "train_12 -> 12), {split}, {position} (0-based rank), {order} (as written), "
+                            "{speaker}; e.g. '{dialogue}/{position}.wav', '{dialogue}_{order:03d}.wav'")
+    aud.add_argument("--audio-dir", metavar="DIR",
+                     help="folder the audio paths are relative to (default: the table's folder)")
+    aud.add_argument("--audio-features", choices=("egemaps", "compare"), default="egemaps",
+                     help="eGeMAPSv02 (88-d) or ComParE_2016 (6373-d) functionals (default: egemaps); "
+                          "cached under --cache-dir by file content")
+
+
+def add_audio(args: argparse.Namespace, table, corpus, cache_dir):
+    """``corpus`` with modality a from the audio files, when --audio-column / --audio-pattern ask."""
+    if not (args.audio_column or args.audio_pattern):
+        if args.audio_dir:
+            raise DataError("--audio-dir needs --audio-column or --audio-pattern")
+        return corpus
+    from .audio import add_audio_modality, audio_cache_path, build_audio_features
+
+    if cache_dir is not None:
+        path = audio_cache_path(table, args.audio_features, cache_dir)
+        print(f"audio features: cache {path}")
+    t0 = time.perf_counter()
+    feats = build_audio_features(table, args.audio_features, column=args.audio_column, pattern=args.audio_pattern,
+                                 audio_dir=args.audio_dir, fmt=getattr(args, "format", None),
+                                 delimiter=getattr(args, "delimiter", None), encoding=getattr(args, "encoding", None),
+                                 cache_dir=cache_dir, progress=not args.no_progress)
+    where = args.audio_dir or "the table's folder"
+    corpus = add_audio_modality(corpus, feats, source=f"audio files in {where}")
+    print(f"audio features: {corpus.feature_sizes['a']}-d ({args.audio_features}) for "
+          f"{corpus.num_utterances()} utterances in {time.perf_counter() - t0:.1f} s")
+    return corpus

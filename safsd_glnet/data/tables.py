@@ -803,6 +803,38 @@ def read_table(path: str | Path | Mapping[str, str | Path], columns: str | Mappi
                      source_sha256=hashes, labelled=is_labelled, speaker_names=speaker_names)
 
 
+def column_values(table: Table, column: str, fmt: str | None = None, *, delimiter: str | None = None,
+                  encoding: str | None = None) -> dict[tuple[str, int], str]:
+    """(source file, data row) -> the text of ``column``, for every row of ``table``'s files.
+
+    A :class:`Table` keeps only its six fields; a caller that needs one more column (the audio
+    file of each utterance, say) reads it here, through the same decoding and row parser, so the
+    row numbers are those of ``TableDialogue.rows``. Give the ``fmt``, ``delimiter`` and
+    ``encoding`` the table was read with. A file that changed since it was read is an error, not
+    a silent misalignment."""
+    delimiter = parse_delimiter(delimiter)
+    out: dict[tuple[str, int], str] = {}
+    for source in table.sources:
+        path = Path(source)
+        raw = tf.read_bytes(path)
+        expected = table.source_sha256.get(source)
+        if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
+            raise DataError(f"{path}: the table file changed since it was read; read it again")
+        text, _ = tf.decode(raw, path, [], encoding)
+        del raw
+        kind = _detect_format(path, fmt)
+        if kind == "jsonl":
+            header, rows = tf.jsonl_rows(path, text, [column])
+        else:
+            used = delimiter or ("\t" if kind == "tsv" else tf.sniff_delimiter(path, text, [column])[0])
+            header, rows = tf.csv_rows(path, text, used, [column])
+        if column not in header:
+            raise DataError(f"{path}: no column {column!r} (the file has {show(list(header), 400)})")
+        for n, _where, values in rows:
+            out[(source, n)] = _value(values.get(column))
+    return out
+
+
 def meld_paths(folder: str | Path) -> tuple[Path, Path, Path]:
     """The train, dev and test CSVs of the MELD release inside ``folder``."""
     folder = Path(folder)

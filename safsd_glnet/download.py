@@ -1,0 +1,218 @@
+"""Download public data files with checks: the official MELD text release, one command away.
+
+:func:`download_meld` fetches ``train_sent_emo.csv``, ``dev_sent_emo.csv`` and
+``test_sent_emo.csv`` from the MELD authors' repository (declare-lab/MELD on GitHub, folder
+``data/MELD/``, branch ``master``) into a folder that ``safsd-glnet features --meld DIR`` reads.
+
+Every file goes through :func:`download_file`, which uses only the standard library for HTTP:
+
+* the bytes are written to ``DIR/.<name>.part`` and renamed to ``DIR/<name>`` only after
+  their sha256 matched the pinned sum (the rename is atomic: a reader sees no file or the
+  whole file, never half of one);
+* an interrupted transfer keeps the part file, and the next try asks for the rest with an
+  HTTP ``Range: bytes=<size>-`` request (a server that ignores ranges sends the whole file,
+  which then replaces the part); within one call a cut transfer is retried ``retries`` times;
+* a sha256 mismatch deletes the part file and is an error (:class:`DownloadError`);
+* a file already in place with the right sum is not downloaded again; one with another sum
+  is left alone and reported (it may be the user's own edit);
+* a server that cannot be reached gives one line: what was tried, why it failed, and where to
+  get the files by hand.
+
+Only the standard library (``urllib``) and ``tqdm`` (the progress bar) are used, so this works
+without the optional extras.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Mapping
+
+MELD_BASE_URL = "https://raw.githubusercontent.com/declare-lab/MELD/master/data/MELD/"
+MELD_PAGE = "https://github.com/declare-lab/MELD/tree/master/data/MELD"
+# sha256 of the official MELD text files. The machine that wrote this module cannot reach
+# GitHub, so the sums were computed from the copies in the project's shared data folder
+# (shared/data/meld/*.csv), after checking that their md5 sums equal those its README lists
+# for the official release (train 3a33b022655c68961c440a83c93497ec, dev
+# 0ff1dda801c068b6e69bf8dd83218ac2, test 46c92f610268c703cb1a0472c76925e5).
+MELD_SHA256 = {
+    "train_sent_emo.csv": "d2fa2d6529cf03cac2989efec05c9b27d8fd2f4c8fc5974c7ae88aa537fa02db",
+    "dev_sent_emo.csv": "2e89c6f8aa182d6f62f8c6331aece905ac7273ca4999660bfb5213e1d0370c1c",
+    "test_sent_emo.csv": "8d37103938f7067600839fe29d5a114a6cd1bcdafb75bec101e06464c5006888",
+}
+MAX_BYTES = 64 << 20  # per file; MELD's largest is 1.1 MB: a bound on the disk a wrong URL can fill
+USER_AGENT = "safsd-glnet-download/1 (+python urllib)"
+
+
+class DownloadError(RuntimeError):
+    """A download failed; the message is one line saying what, why, and what to do."""
+
+
+class Unreachable(DownloadError):
+    """The server could not be reached (refused, no route, name not found, timed out)."""
+
+
+class _Interrupted(Exception):
+    """A transfer that stopped short; the part file holds what arrived."""
+
+
+class _TooLarge(DownloadError):
+    """More bytes than allowed: the part file is deleted."""
+
+
+def part_path(dest: Path) -> Path:
+    """Where the partial download of ``dest`` is kept: ``DIR/.<name>.part``."""
+    return dest.parent / f".{dest.name}.part"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _reason(e: BaseException) -> str:
+    """A one-line reason for a network failure (``[Errno 111] Connection refused``)."""
+    if isinstance(e, urllib.error.HTTPError):
+        return f"HTTP {e.code} {e.reason}"
+    if isinstance(e, urllib.error.URLError):
+        e = e.reason if isinstance(e.reason, BaseException) else OSError(str(e.reason))
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return "timed out"
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _total_size(response, offset: int, url: str) -> int | None:
+    """The whole file's size from a 200 or 206 response, if the server says."""
+    if response.status == 206:
+        content_range = response.headers.get("Content-Range", "")  # "bytes a-b/total"
+        first = content_range.removeprefix("bytes ").partition("-")[0].strip()
+        if first != str(offset):
+            raise DownloadError(f"{url}: asked for the bytes from {offset} on, the server sent "
+                                f"{content_range!r}; delete the part file and try again")
+        total = content_range.rpartition("/")[2]
+        return int(total) if total.isdigit() else None
+    length = response.headers.get("Content-Length")
+    return int(length) if length and length.isdigit() else None
+
+
+def _fetch(url: str, part: Path, *, timeout: float, max_bytes: int, progress: bool, desc: str) -> None:
+    """One HTTP request: continue ``part`` from its size (Range) and stream the body into it.
+
+    Raises :class:`_Interrupted` when the transfer stops short (the part file is kept) and
+    :class:`DownloadError` for everything that a retry would not fix.
+    """
+    from tqdm.auto import tqdm
+
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset:  # asked beyond the end: the part file is already whole
+            return
+        raise DownloadError(f"could not download {url}: {_reason(e)}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        raise Unreachable(f"could not reach {url}: {_reason(e)}") from None
+    with response:
+        if offset and response.status != 206:
+            offset = 0  # the server ignored the range and sends the whole file
+        total = _total_size(response, offset, url)
+        if total is not None and total > max_bytes:
+            raise _TooLarge(f"{url} is {total} bytes, more than the {max_bytes} allowed")
+        received = offset
+        with open(part, "r+b" if offset else "wb") as f, \
+                tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                     desc=desc, disable=not progress, leave=False) as bar:
+            f.seek(offset)
+            f.truncate()
+            try:
+                while True:
+                    block = response.read(1 << 16)
+                    if not block:
+                        break
+                    received += len(block)
+                    if received > max_bytes:  # the part file is dropped by the caller
+                        raise _TooLarge(f"{url} sent more than the {max_bytes} bytes allowed")
+                    f.write(block)
+                    bar.update(len(block))
+            except (OSError, http.client.HTTPException) as e:
+                raise _Interrupted(f"transfer of {url} stopped after {received} bytes: {_reason(e)}") from None
+            finally:
+                f.flush()
+                os.fsync(f.fileno())
+        if total is not None and received < total:
+            raise _Interrupted(f"transfer of {url} stopped after {received} of {total} bytes")
+
+
+def download_file(url: str, dest: str | os.PathLike, sha256: str, *, retries: int = 3, timeout: float = 60.0,
+                  max_bytes: int = MAX_BYTES, progress: bool = True) -> bool:
+    """Download ``url`` to ``dest`` (atomically, resumably, checked); False if it was already there.
+
+    See the module notes. ``retries`` is how many more requests a transfer that stops short
+    gets within this call (each continues from where the last stopped).
+    """
+    dest = Path(dest)
+    sha256 = sha256.lower()
+    if dest.exists():
+        found = sha256_file(dest)
+        if found == sha256:
+            return False
+        raise DownloadError(f"{dest} exists with sha256 {found}, not the expected {sha256}; "
+                            f"move it away to download it again")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = part_path(dest)
+    for attempt in range(retries + 1):
+        try:
+            _fetch(url, part, timeout=timeout, max_bytes=max_bytes, progress=progress, desc=dest.name)
+            break
+        except _TooLarge:
+            part.unlink(missing_ok=True)
+            raise
+        except _Interrupted as e:
+            if attempt == retries:
+                raise DownloadError(f"{e}; the part is kept in {part}: run the command again to resume") from None
+    found = sha256_file(part)
+    if found != sha256:
+        part.unlink()
+        raise DownloadError(f"{url}: checksum mismatch (sha256 {found}, expected {sha256}); the download "
+                            f"was deleted: the file on the server changed or the transfer was corrupted")
+    os.replace(part, dest)
+    return True
+
+
+def download_meld(out_dir: str | os.PathLike, *, base_url: str = MELD_BASE_URL,
+                  sha256: Mapping[str, str] = MELD_SHA256, retries: int = 3, timeout: float = 60.0,
+                  progress: bool = True) -> dict[str, bool]:
+    """Download the three MELD text CSVs into ``out_dir``; file name -> whether it was fetched.
+
+    ``base_url`` is the folder the files are fetched from (``base_url + name``); ``sha256``
+    maps each file name to its expected sum (default: the pinned sums of the official files;
+    the tests pass their own). A server that cannot be reached raises :class:`DownloadError`
+    saying where to get the files by hand.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DownloadError(f"{out} is a file, expected a folder for the MELD CSVs")
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    by_hand = MELD_PAGE if base == MELD_BASE_URL else base
+    done = {}
+    for name in ("train_sent_emo.csv", "dev_sent_emo.csv", "test_sent_emo.csv"):
+        if name not in sha256:
+            raise ValueError(f"download_meld: no sha256 given for {name}")
+        url = base + name
+        try:
+            done[name] = download_file(url, out / name, sha256[name], retries=retries, timeout=timeout,
+                                       progress=progress)
+        except Unreachable as e:
+            raise Unreachable(f"{e}; download the three files (train_sent_emo.csv, dev_sent_emo.csv, "
+                              f"test_sent_emo.csv) by hand from {by_hand} into {out}") from None
+    return done
