@@ -29,8 +29,11 @@ adds a sinusoidal position code and a speaker embedding of order 1 to the projec
 below the noise the model adds to it and training hardly moves (IEMOCAP validation weighted F1
 39 vs 57 at the plain ``small`` preset, 3 seeds). So SAFSD-GLNet reads each dimension minus
 its training-split mean, divided by its training-split std (statistics from ``train`` only,
-applied to every split). The logistic regressions read the raw vectors, as the README's
-reference points do.
+applied to every split). This is the kit's own ``model.standardise`` (the statistics live in
+the model and its checkpoints), so ``safsd-glnet train`` with the same settings runs the same
+model; until this study used the kit's field, it z-scored the corpus itself in float64, and
+the committed results of that time (commit 8fc7204) came from that path. The logistic
+regressions read the raw vectors, as the README's reference points do.
 
 Protocol. The logistic regressions follow the data README's reference points: fit on train +
 valid, score on test (no choice is made on test; C = 1, sklearn's default). IEMOCAP uses
@@ -137,21 +140,6 @@ def load_dataset(name: str, data_dir: Path, encoder: str, cache_dir: Path, devic
     return corpus
 
 
-def standardise(corpus: Corpus, split: str = "train") -> Corpus:
-    """A copy of ``corpus`` whose text vectors are z-scored per dimension with the mean and std
-    of ``split`` (default ``train``; the same statistics are applied to every split)."""
-    x = np.concatenate([d.features["t"] for d in corpus.split(split)]).astype(np.float64)
-    mean, std = x.mean(axis=0), x.std(axis=0)
-    std[std < 1e-8] = 1.0  # a constant dimension stays centred, not blown up
-    dialogues = {
-        k: Dialogue(d.id, d.speakers, d.labels,
-                    {**d.features, "t": ((d.features["t"] - mean) / std).astype(np.float32)}, d.texts)
-        for k, d in corpus.dialogues.items()
-    }
-    return Corpus(corpus.name, corpus.class_names, corpus.speaker_names, dict(corpus.feature_sizes),
-                  dialogues, corpus.splits, corpus.source)
-
-
 def utterance_matrix(corpus: Corpus, splits: tuple[str, ...], context: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) over the dialogues of ``splits``; with ``context`` = k, X also holds the mean of
     the k previous and, separately, of the k next utterances' vectors (zeros where none)."""
@@ -188,12 +176,14 @@ def run_lr(corpus: Corpus, dataset: str, model: str, seed: int, context: int) ->
 
 
 def glnet_config(dataset: str, variant: str, seed: int, epochs: int | None = None, device: str = "auto",
-                 overrides: tuple[str, ...] = ()):
+                 overrides: tuple[str, ...] = (), standardise: bool = True):
     """The :class:`~safsd_glnet.config.Config` of one SAFSD-GLNet run: ``preset("small")``, text
-    only, :data:`TEXT_SETTINGS` of ``dataset``, the ``variant``'s switch, then ``overrides``."""
+    only, features standardised by the model (``model.standardise``) unless ``standardise`` is
+    False, :data:`TEXT_SETTINGS` of ``dataset``, the ``variant``'s switch, then ``overrides``.
+    ``safsd-glnet train --preset small --set ...`` with the same fields runs the same model."""
     from safsd_glnet.config import preset
 
-    cfg = preset("small").replace(model={"modalities": "t"})
+    cfg = preset("small").replace(model={"modalities": "t", "standardise": standardise})
     cfg = cfg.replace(**{section: dict(values) for section, values in TEXT_SETTINGS[dataset].items()})
     changes = {section: dict(values) for section, values in GLNET_VARIANTS[variant].items()}
     changes.setdefault("train", {}).update({"seed": seed, "progress": False, "device": device})
@@ -204,10 +194,10 @@ def glnet_config(dataset: str, variant: str, seed: int, epochs: int | None = Non
 
 
 def run_glnet(corpus: Corpus, dataset: str, variant: str, seed: int, epochs: int | None, device: str,
-              overrides: tuple[str, ...] = ()) -> dict[str, Any]:
+              overrides: tuple[str, ...] = (), standardise: bool = True) -> dict[str, Any]:
     from safsd_glnet.train import train
 
-    cfg = glnet_config(dataset, variant, seed, epochs, device, overrides)
+    cfg = glnet_config(dataset, variant, seed, epochs, device, overrides, standardise)
     t0 = time.perf_counter()
     run = train(cfg, corpus.with_modalities(("t",)), out_dir=None)
     test = dict(run.metrics["test"])
@@ -364,7 +354,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     for dataset in args.datasets:
         corpus = load_dataset(dataset, data_dir, args.encoder, Path(args.cache_dir), args.device)
-        glnet_corpus = standardise(corpus) if args.standardise else corpus
         results["results"][dataset] = {}
         for model in args.models:
             t0 = time.perf_counter()
@@ -374,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
             if deterministic:
                 run = lambda s: run_lr(corpus, dataset, model, s, args.context)  # noqa: E731
             else:
-                run = lambda s: run_glnet(glnet_corpus, dataset, model, s, args.epochs, args.device,  # noqa: E731
-                                          overrides)
+                run = lambda s: run_glnet(corpus, dataset, model, s, args.epochs, args.device,  # noqa: E731
+                                          overrides, args.standardise)
             # lbfgs logistic regression has no randomness: fitting it per seed would only
             # repeat the same numbers, so one fit is recorded for all seeds.
             for seed in (seeds[:1] if deterministic else seeds):

@@ -138,7 +138,7 @@ def run_main(args: argparse.Namespace) -> int:
     for setting in args.settings:
         results["settings"][setting] = SETTINGS[setting]
         for fold in folds:
-            fc = rt.standardise(fold_corpus(corpus, fold))
+            fc = fold_corpus(corpus, fold)  # the model standardises with the fold's training split
             for seed in SEEDS[:args.seeds]:
                 key = f"{setting}/{fold['name']}/{seed}"
                 if key in results["runs"]:

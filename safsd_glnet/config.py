@@ -103,6 +103,7 @@ def check_device_name(name: str, what: str = "device") -> None:
 @dataclass
 class ModelConfig:
     modalities: tuple[str, ...] = MODALITIES  # which of t/a/v the model reads
+    standardise: bool = True  # z-score each input dimension with the training split's mean and std (kept in the model)
     hidden: int = 1024  # H, width of every modality stream
     heads: int = 8  # attention heads per block
     transformer_layers: int = 1  # Transformer encoder layers per attention block
@@ -230,6 +231,8 @@ class Config:
             sub = dict(sub)
             if name == "model":
                 _drop_implementation_fields(sub)
+                # Configurations written before the field existed trained on raw features.
+                sub.setdefault("standardise", False)
             known = {f.name for f in dataclasses.fields(kind)}
             unknown = set(sub) - known
             if unknown:

@@ -80,14 +80,28 @@ def sinusoidal_positions(length: int, hidden: int, device=None) -> Tensor:
 
 
 class ModalityEncoder(nn.Module):
-    """x (N, d_m) real utterances -> dropout(x W + PE[position] + speaker) (N, H)."""
+    """x (N, d_m) real utterances -> dropout(z(x) W + PE[position] + speaker) (N, H).
 
-    def __init__(self, in_size: int, hidden: int, dropout: float):
+    With ``standardise``, ``z(x) = (x - mu) / sigma`` per input dimension, where mu and sigma
+    (buffers, so they travel in the state dict and every checkpoint) are the training split's
+    (:meth:`SAFSDGLNet.fit_standardisation`); without it z is the identity. Sentence encoders
+    emit vectors of norm 1 (a dimension's std is about 0.05) and openSMILE functionals span
+    orders of magnitude, so unscaled inputs either vanish under the position and speaker
+    terms or swamp them.
+    """
+
+    def __init__(self, in_size: int, hidden: int, dropout: float, standardise: bool = False):
         super().__init__()
         self.proj = nn.Linear(in_size, hidden, bias=False)
         self.dropout = nn.Dropout(dropout)
+        self.standardise = standardise
+        if standardise:
+            self.register_buffer("mean", torch.zeros(in_size))
+            self.register_buffer("std", torch.ones(in_size))
 
     def forward(self, x: Tensor, speaker_emb: Tensor, position_enc: Tensor) -> Tensor:
+        if self.standardise:
+            x = (x - self.mean) / self.std
         return self.dropout(self.proj(x) + position_enc.to(x.dtype) + speaker_emb)
 
 
@@ -287,7 +301,7 @@ class SAFSDGLNet(nn.Module):
         self.modalities = cfg.modalities
         self.num_speakers = num_speakers
         self.speaker = nn.Embedding(num_speakers + 1, cfg.hidden, padding_idx=num_speakers)
-        self.encoders = nn.ModuleDict({m: ModalityEncoder(feature_sizes[m], cfg.hidden, cfg.dropout)
+        self.encoders = nn.ModuleDict({m: ModalityEncoder(feature_sizes[m], cfg.hidden, cfg.dropout, cfg.standardise)
                                        for m in self.modalities})
         self.attention = HybridAttention(self.modalities, cfg) if cfg.use_transformer else None
         self.gcn = MaskedGCN(cfg, "t" in self.modalities, num_speakers) if cfg.use_gcn else None
@@ -297,6 +311,19 @@ class SAFSDGLNet(nn.Module):
             m: nn.Sequential(nn.ReLU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, num_classes))
             for m in self.modalities})
         self.packing_class = Packing  # kernels.install swaps in FastPacking
+
+    @torch.no_grad()
+    def fit_standardisation(self, features: dict[str, Tensor]) -> None:
+        """Set each encoder's mean and std from ``features`` (m -> (N, d_m), the training split's
+        utterances), computed in float64; a constant dimension gets std 1 (centred, not blown up)."""
+        for m, x in features.items():
+            encoder = self.encoders[m]
+            if not encoder.standardise:
+                continue
+            x = x.to(torch.float64)
+            std = x.std(dim=0, unbiased=False)
+            encoder.mean.copy_(x.mean(dim=0))
+            encoder.std.copy_(torch.where(std < 1e-8, torch.ones_like(std), std))
 
     def forward(self, batch: Batch) -> ModelOutput:
         packing = self.packing_class(batch.real)

@@ -114,6 +114,9 @@ def build_model(config: Config, corpus: Corpus, *, fast: bool = True) -> SAFSDGL
     """The model for ``corpus``; ``fast`` swaps in the speed kernels (:mod:`safsd_glnet.kernels`),
     the same maths as the readable modules."""
     model = SAFSDGLNet(config.model, corpus.feature_sizes, corpus.num_classes, corpus.num_speakers)
+    if config.model.standardise:  # statistics of the training split only, kept in the model's buffers
+        model.fit_standardisation({m: torch.from_numpy(np.concatenate([d.features[m] for d in corpus.split("train")]))
+                                   for m in model.modalities})
     return kernels.install(model) if fast else model
 
 

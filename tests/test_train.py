@@ -235,3 +235,58 @@ def test_fused_optimizer_takes_the_default_steps(optimizer):
     assert moved > 0.1  # the steps did something
     for a, b in zip(fused_params, plain_params):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_standardisation_uses_training_statistics_and_travels_with_the_checkpoint(tmp_path):
+    """model.standardise: mean and std of the training split only (computed here with numpy),
+    applied to every split inside the model, stored in the checkpoint and applied by load_model."""
+    data = make_synthetic("iemocap", seed=2, feature_sizes={"t": 6, "a": 5, "v": 4}, num_dialogues=20)
+    for d in data.dialogues.values():  # scales far from 1, as sentence vectors and openSMILE have
+        d.features["t"] = d.features["t"] * 0.05 + 3.0
+        d.features["a"] = d.features["a"] * 400.0
+    cfg = tiny(epochs=1)
+    model = build_model(cfg, data)
+    for m in ("t", "a", "v"):
+        x = np.concatenate([d.features[m] for d in data.split("train")]).astype(np.float64)
+        np.testing.assert_allclose(model.encoders[m].mean.numpy(), x.mean(0), rtol=1e-6)
+        np.testing.assert_allclose(model.encoders[m].std.numpy(), x.std(0), rtol=1e-5)
+    enc = model.encoders["a"].eval()
+    x = torch.from_numpy(data.split("test")[0].features["a"])
+    zeros = torch.zeros(len(x), cfg.model.hidden)
+    want = ((x - enc.mean) / enc.std) @ enc.proj.weight.t()
+    torch.testing.assert_close(enc(x, zeros, zeros), want)
+    run = train(cfg, data, tmp_path / "run")
+    loaded, info = load_model(tmp_path / "run" / "checkpoint_best.pt")
+    assert info["config"].model.standardise is True
+    torch.testing.assert_close(loaded.encoders["a"].std, run.model.encoders["a"].std)
+    again = predict(loaded, data.split("test"))
+    assert (again.preds == predict(run.model, data.split("test")).preds).all()
+    # Configurations written before the field existed load as unstandardised.
+    from safsd_glnet.config import Config
+
+    old = cfg.to_dict()
+    del old["model"]["standardise"]
+    assert Config.from_dict(old).model.standardise is False
+    assert "encoders.t.mean" not in build_model(Config.from_dict(old), data).state_dict()
+
+
+def test_the_command_line_equals_the_text_study(tmp_path):
+    """`safsd-glnet train` with the study's settings gives the study's numbers on the same corpus
+    (experiments/real_text.py runs SAFSD-GLNet through the kit's own configuration)."""
+    from experiments import real_text
+    from safsd_glnet.cli import main
+    from safsd_glnet.data import save_corpus
+
+    data = make_synthetic("meld", seed=3, feature_sizes={"t": 12}, num_dialogues=40).with_modalities(("t",))
+    for d in data.dialogues.values():
+        d.features["t"] = d.features["t"] * 0.05  # small vectors, as a sentence encoder gives
+    save_corpus(data, tmp_path / "text.npz")
+    study = real_text.run_glnet(data, "meld", "glnet", seed=1, epochs=3, device="cpu")
+    settings = real_text.TEXT_SETTINGS["meld"]
+    flags = [f"{s}.{k}={v}" for s, fields in settings.items() for k, v in fields.items()]
+    assert main(["train", "--data", str(tmp_path / "text.npz"), "--preset", "small", "--modalities", "t",
+                 "--seed", "1", "--epochs", "3", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "cli"),
+                 *[a for f in flags for a in ("--set", f)]]) == 0
+    cli = json.loads((tmp_path / "cli" / "metrics.json").read_text())
+    assert cli["test"]["weighted_f1"] == study["weighted_f1"] and cli["chosen_epoch"] == study["chosen_epoch"]
+    assert cli["valid"]["weighted_f1"] == study["valid_weighted_f1"]

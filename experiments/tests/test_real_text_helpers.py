@@ -1,4 +1,4 @@
-"""The helpers of experiments/real_text.py: feature standardisation, the context features of the
+"""The helpers of experiments/real_text.py: the context features of the
 logistic regression, and merging result files. The benchmark itself is not run here."""
 import json
 
@@ -13,21 +13,6 @@ from safsd_glnet.data.corpus import Corpus, Dialogue
 @pytest.fixture(scope="module")
 def corpus():
     return make_synthetic("iemocap", seed=4, feature_sizes={"t": 6}, num_dialogues=20)
-
-
-def test_standardise_uses_training_statistics_for_every_split(corpus):
-    out = real_text.standardise(corpus)
-    train = np.concatenate([d.features["t"] for d in corpus.split("train")]).astype(np.float64)
-    mean, std = train.mean(axis=0), train.std(axis=0)
-    z_train = np.concatenate([d.features["t"] for d in out.split("train")])
-    np.testing.assert_allclose(z_train.mean(axis=0), 0.0, atol=1e-5)
-    np.testing.assert_allclose(z_train.std(axis=0), 1.0, atol=1e-4)
-    d = corpus.split("test")[0]
-    np.testing.assert_allclose(out.dialogues[d.id].features["t"], (d.features["t"] - mean) / std, rtol=1e-5,
-                               atol=1e-5)
-    assert out.dialogues[d.id].features["t"].dtype == np.float32
-    np.testing.assert_array_equal(out.dialogues[d.id].labels, d.labels)
-    assert out.splits == corpus.splits
 
 
 def test_context_features_match_a_hand_worked_dialogue():
