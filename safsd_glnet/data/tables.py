@@ -872,6 +872,110 @@ def read_meld_dir(folder: str | Path, **kwargs: Any) -> Table:
     return read_meld_csvs(*meld_paths(folder), **kwargs)
 
 
+# --------------------------------------------------------------------------------------------
+# Dialogues written out, for prediction: "Speaker: sentence" text and (speaker, sentence) pairs
+
+TEXT_COLUMNS = {**DEFAULT_COLUMNS, "speaker": "speaker", "text": "sentence"}  # names used in messages
+
+
+def _pairs_table(dialogues: Sequence[tuple[str, Sequence[tuple[str, str, int, str]]]], *, source: str, name: str,
+                 speaker_mode: str, speaker_names: Sequence[str] | None, fix_text: bool,
+                 class_names: Sequence[str] | str | None, sha: str | None) -> Table:
+    """A labelled=False :class:`Table` from dialogues given as (id, [(speaker, sentence, row,
+    "line 3"), ...]); every dialogue lands in :data:`UNLABELLED_SPLIT`."""
+    records = []
+    for did, utterances in dialogues:
+        for position, (speaker, sentence, row, where) in enumerate(utterances):
+            speaker = speaker.strip()
+            text = clean_text(sentence) if fix_text else sentence.strip()
+            if not speaker:
+                raise DataError(f"{source}: {where}, dialogue {did!r}: the speaker is empty")
+            if not text:
+                raise DataError(f"{source}: {where}, dialogue {did!r}: the sentence is empty")
+            if len(speaker) > tf.MAX_FIELD_CHARS or len(text) > tf.MAX_TEXT_CHARS:
+                raise DataError(f"{source}: {where}, dialogue {did!r}: a speaker name or sentence longer than "
+                                f"{tf.MAX_FIELD_CHARS:,} / {tf.MAX_TEXT_CHARS:,} characters (table_files limits)")
+            records.append(_Record(UNLABELLED_SPLIT, did, position, speaker, None, text, source, row, where))
+    if not records:
+        raise DataError(f"{source}: no utterances (expected 'Speaker: sentence' lines)")
+    return _assemble(records, name=name, sources=[source], columns=TEXT_COLUMNS, class_names=class_names,
+                     speaker_mode=speaker_mode, notes=[], source_sha256={source: sha} if sha else {},
+                     labelled=False, speaker_names=speaker_names)
+
+
+def read_dialogue_text(path: str | Path, *, speaker_mode: str = "corpus", speaker_names: Sequence[str] | None = None,
+                       fix_text: bool = True, class_names: Sequence[str] | str | None = None,
+                       encoding: str | None = None, name: str | None = None) -> Table:
+    """Dialogues written as plain text: one ``Speaker: sentence`` line per utterance, a blank line
+    between dialogues, ``#`` lines ignored. The dialogues are ``dialogue1``, ``dialogue2``, ...
+    unless a comment line ``# dialogue: NAME`` right before one names it.
+
+    The result is an unlabelled :class:`Table` (every dialogue in :data:`UNLABELLED_SPLIT`);
+    ``speaker_mode`` and ``speaker_names`` map the names as :func:`read_table` does (a name the
+    model does not know is an error naming the line). The file is read with the table reader's
+    limits and encoding detection.
+    """
+    path = Path(path)
+    raw = tf.read_bytes(path)
+    sha = hashlib.sha256(raw).hexdigest()
+    text, _ = tf.decode(raw, path, [], encoding)
+    del raw
+    dialogues: list[tuple[str, list[tuple[str, str, int, str]]]] = []
+    current: list[tuple[str, str, int, str]] = []
+    named: str | None = None
+
+    def close() -> None:
+        nonlocal current, named
+        if current:
+            did = named or f"dialogue{len(dialogues) + 1}"
+            if any(did == d for d, _ in dialogues):
+                raise DataError(f"{path}: dialogue name {did!r} is used twice")
+            dialogues.append((did, current))
+        current, named = [], None
+
+    for line_no, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if not stripped:
+            close()
+            continue
+        if stripped.startswith("#"):
+            label, sep, value = stripped[1:].partition(":")
+            if sep and label.strip().lower() == "dialogue":
+                close()
+                named = value.strip() or None
+            continue
+        speaker, sep, sentence = stripped.partition(":")
+        if not sep or not speaker.strip() or not sentence.strip():
+            raise DataError(f"{path}: line {line_no}: expected 'Speaker: sentence', got {show(stripped)}")
+        current.append((speaker, sentence, line_no, f"line {line_no}"))
+        if len(current) + sum(len(u) for _, u in dialogues) > tf.MAX_TABLE_ROWS:
+            raise DataError(f"{path}: more than {tf.MAX_TABLE_ROWS:,} utterances (table_files.MAX_TABLE_ROWS)")
+    close()
+    return _pairs_table(dialogues, source=str(path), name=name or path.stem, speaker_mode=speaker_mode,
+                        speaker_names=speaker_names, fix_text=fix_text, class_names=class_names, sha=sha)
+
+
+def table_from_pairs(dialogues: Sequence[Sequence[tuple[str, str]]] | Mapping[str, Sequence[tuple[str, str]]], *,
+                     speaker_mode: str = "corpus", speaker_names: Sequence[str] | None = None,
+                     fix_text: bool = True, class_names: Sequence[str] | str | None = None,
+                     name: str = "dialogues") -> Table:
+    """An unlabelled :class:`Table` from dialogues given in Python: a list of dialogues (or a
+    dict id -> dialogue), each a list of ``(speaker, sentence)`` pairs in order."""
+    items = dialogues.items() if isinstance(dialogues, Mapping) else \
+        ((f"dialogue{k + 1}", d) for k, d in enumerate(dialogues))
+    prepared = []
+    for did, pairs in items:
+        rows = []
+        for i, pair in enumerate(pairs):
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+                raise DataError(f"<python>: dialogue {did!r}, utterance {i}: expected a (speaker, sentence) "
+                                f"pair of strings, got {show(pair)}")
+            rows.append((pair[0], pair[1], i + 1, f"utterance {i}"))
+        prepared.append((str(did), rows))
+    return _pairs_table(prepared, source="<python>", name=name, speaker_mode=speaker_mode,
+                        speaker_names=speaker_names, fix_text=fix_text, class_names=class_names, sha=None)
+
+
 def describe(table: Table) -> str:
     """A few lines on what was read, for logs and the CLI."""
     classes = (f"{len(table.class_names)} classes {table.class_names}" if table.labelled
