@@ -1,4 +1,5 @@
-"""The ``safsd-glnet`` command line: train, evaluate, predict, convert, synth, features, demo, figures, ablate.
+"""The ``safsd-glnet`` command line: train, evaluate, predict, convert, synth, features, finetune, demo, figures,
+ablate.
 
 Data arguments (``--data``) take a path to an SDT / M3Net feature pickle (``.pkl``), a corpus
 in the kit's own format (``.npz``), or ``synthetic:iemocap`` / ``synthetic:meld`` (the built-in
@@ -372,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
         cli_features = None
     if cli_features is not None:
         cli_features.add_parser(sub)
+    from .cli_finetune import add_parser as add_finetune_parser
+    add_finetune_parser(sub)
     return parser
 
 
