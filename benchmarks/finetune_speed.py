@@ -8,16 +8,19 @@ Measures, with the kit's own input construction, classifier and precision switch
   ``--time-limit`` stops earlier (the figure then says how many steps ran). The first
   ``--warmup-steps`` steps (one-off allocations, oneDNN kernel choices) are timed but left out
   of the mean;
-* ``--encode``: one eval pass over every utterance of the table (what a run does at its end).
+* ``--encode``: one eval pass over every utterance of the table (what a run does at its end);
+  ``--steps 0 --encode`` times the encoding alone (of the untrained classifier: the same work).
 
 Each call measures one input construction (``--inputs alone``: the utterance with its
 speaker; ``--inputs context``: plus ``--past`` previous and ``--future`` next utterances) at one
 ``--precision``, prints the figures and merges them into ``--out`` (JSON) under a name such as
-``context-bf16``, so a series of short calls (each under a few minutes) builds one file::
+``context-bf16`` (``train`` and ``encode`` parts), so a series of short calls (each under a few
+minutes) builds one file::
 
     python benchmarks/finetune_speed.py --inputs alone --precision fp32 --threads 1
     python benchmarks/finetune_speed.py --inputs alone --precision bf16 --threads 1 --encode
-    python benchmarks/finetune_speed.py --inputs context --precision bf16 --threads 1 --encode
+    python benchmarks/finetune_speed.py --inputs context --precision bf16 --threads 1
+    python benchmarks/finetune_speed.py --inputs context --precision bf16 --threads 1 --steps 0 --encode
     python benchmarks/finetune_speed.py --inputs context --precision fp32 --threads 1
 
 Timings on a shared machine move with its load: every record keeps the 1-minute load average
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=100, help="training steps (0: none; default 100)")
     ap.add_argument("--warmup-steps", type=int, default=3, help="timed but left out of the mean (default 3)")
     ap.add_argument("--time-limit", type=float, default=280.0, help="seconds of training at most (default 280)")
     ap.add_argument("--encode", action="store_true", help="also time one encoding pass over every utterance")
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     step_seconds, tokens = [], []
     model.train()
     started = time.perf_counter()
-    for _ in range(args.steps):  # the body of fit's inner loop
+    for _ in range(args.steps):  # the body of fit's inner loop (batches drawn with replacement across steps)
         idx = rng.choice(train, args.batch_size, replace=False)
         s0 = time.perf_counter()
         batch = ft._collate([examples[i] for i in idx], pad, tools.layout.uses_types, "cpu")
@@ -133,46 +136,55 @@ def main(argv: list[str] | None = None) -> int:
         tokens.append(int(batch["attention_mask"].numel()))
         if time.perf_counter() - started > args.time_limit:
             break
-    timed = step_seconds[args.warmup_steps:] or step_seconds
-    per_step = float(np.mean(timed))
-    steps_per_epoch = int(np.ceil(len(train) / args.batch_size))
     record = {
         "inputs": args.inputs, "context_past": past, "context_future": future, "max_length": args.max_length,
-        "precision": args.precision, "encoder": args.encoder, "batch_size": args.batch_size,
+        "precision": args.precision, "encoder": args.encoder,
         "tokens_mean": round(float(lengths.mean()), 1), "tokens_p95": float(np.percentile(lengths, 95)),
         "share_at_max_length": round(float((lengths == args.max_length).mean()), 4),
         "build_inputs_seconds": round(build_seconds, 2),
-        "steps_asked": args.steps, "steps_run": len(step_seconds), "stopped_by_time_limit": len(step_seconds) < args.steps,
-        "train_seconds_total": round(float(np.sum(step_seconds)), 1),
-        "seconds_per_step_mean": round(per_step, 3), "seconds_per_step_median": round(float(np.median(timed)), 3),
-        "padded_tokens_per_step_mean": round(float(np.mean(tokens)), 0),
-        "seconds_for_100_steps": round(100 * per_step, 1),
-        "train_steps_per_epoch": steps_per_epoch,
-        "projected_epoch_minutes": round(steps_per_epoch * per_step / 60, 1),
     }
     print(f"{args.inputs} ({past} past / {future} future, max {args.max_length}), {args.precision}: inputs "
           f"{lengths.mean():.1f} tokens on average (95% <= {np.percentile(lengths, 95):.0f})")
-    print(f"  training: {len(step_seconds)} steps of {args.batch_size} in {np.sum(step_seconds):.1f} s; "
-          f"{per_step:.2f} s per step after {args.warmup_steps} warm-up steps -> 100 steps {100 * per_step:.0f} s, "
-          f"one IEMOCAP epoch ({steps_per_epoch} steps) {steps_per_epoch * per_step / 60:.1f} min")
+    parts = {}
+    if step_seconds:
+        timed = step_seconds[args.warmup_steps:] or step_seconds
+        per_step = float(np.mean(timed))
+        steps_per_epoch = int(np.ceil(len(train) / args.batch_size))
+        parts["train"] = {
+            "batch_size": args.batch_size, "steps_asked": args.steps, "steps_run": len(step_seconds),
+            "stopped_by_time_limit": len(step_seconds) < args.steps, "warmup_steps_left_out": args.warmup_steps,
+            "seconds_total": round(float(np.sum(step_seconds)), 1),
+            "seconds_per_step_mean": round(per_step, 3), "seconds_per_step_median": round(float(np.median(timed)), 3),
+            "padded_tokens_per_step_mean": round(float(np.mean(tokens)), 0),
+            "seconds_for_100_steps": round(100 * per_step, 1),
+            "steps_per_iemocap_epoch": steps_per_epoch,
+            "projected_epoch_minutes": round(steps_per_epoch * per_step / 60, 1),
+        }
+        print(f"  training: {len(step_seconds)} steps of {args.batch_size} in {np.sum(step_seconds):.1f} s; "
+              f"{per_step:.2f} s per step after {args.warmup_steps} warm-up steps -> 100 steps "
+              f"{100 * per_step:.0f} s, one IEMOCAP epoch ({steps_per_epoch} steps) "
+              f"{steps_per_epoch * per_step / 60:.1f} min")
     if args.encode:
         t0 = time.perf_counter()
         _, feats = ft.run_classifier(model, examples, tools, args.encode_batch_size, desc="encoding")
         seconds = time.perf_counter() - t0
-        record.update(encode_utterances=len(examples), encode_seconds=round(seconds, 1),
-                      encode_batch_size=args.encode_batch_size)
+        parts["encode"] = {"utterances": len(examples), "seconds": round(seconds, 1),
+                           "batch_size": args.encode_batch_size}
         print(f"  encoding: {len(examples)} utterances in {seconds:.1f} s ({feats.shape[1]}-d)")
-    record.update(load_before=load_before, load_after=load(), torch_threads=torch.get_num_threads(),
-                  measured=time.strftime("%Y-%m-%d %H:%M:%S"))
+    stamp = {"load_before": load_before, "load_after": load(), "torch_threads": torch.get_num_threads(),
+             "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for part in parts.values():
+        part.update(stamp)
 
     out = Path(args.out)
     results = read_json(out) if out.is_file() else {"machine": {}, "runs": {}}
     results["machine"] = {"cpu": cpu_model(), "cores": os.cpu_count(), "bf16_units": list(cpu_bf16_flags()),
                           "torch": torch.__version__, "platform": platform.platform(),
                           **code_version("benchmarks/finetune_speed.py")}
-    results["runs"][f"{args.inputs}-{args.precision}"] = record
+    name = f"{args.inputs}-{args.precision}"
+    results["runs"][name] = {**results["runs"].get(name, {}), **record, **parts}
     write_json(out, results)
-    print(f"  load average {load_before} -> {record['load_after']} ({torch.get_num_threads()} torch threads); "
+    print(f"  load average {load_before} -> {stamp['load_after']} ({torch.get_num_threads()} torch threads); "
           f"merged into {out}")
     return 0
 
