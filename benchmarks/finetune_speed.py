@@ -73,10 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--future", type=int, default=1, help="--inputs context: next utterances (default 1)")
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
+    ap.add_argument("--freeze-below", type=int, default=None,
+                    help="train only the last K layers (the record's name gets '-freezeK')")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--steps", type=int, default=100, help="training steps (0: none; default 100)")
     ap.add_argument("--warmup-steps", type=int, default=3, help="timed but left out of the mean (default 3)")
-    ap.add_argument("--time-limit", type=float, default=280.0, help="seconds of training at most (default 280)")
+    ap.add_argument("--time-limit", type=float, default=240.0, help="seconds of training at most (default 240)")
     ap.add_argument("--encode", action="store_true", help="also time one encoding pass over every utterance")
     ap.add_argument("--encode-batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     past, future = (args.past, args.future) if args.inputs == "context" else (0, 0)
     cfg = ft.FinetuneConfig(encoder=args.encoder, context_past=past, context_future=future,
-                            max_length=args.max_length, batch_size=args.batch_size, precision=args.precision).check()
+                            max_length=args.max_length, batch_size=args.batch_size, precision=args.precision,
+                            freeze_below=args.freeze_below).check()
     load_before = load()
     table = read_table(args.table, class_names="iemocap")
     spec = resolve_encoder(args.encoder)
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ft._seed(0)
     model = ft._build_classifier(ft._load_model(spec.target, spec.local), len(table.class_names), cfg.dropout,
                                  cfg.pooling, cfg.layer)
-    ft._freeze(model, None)
+    ft._freeze(model, cfg.freeze_below)
     optimizer = ft._optimizer(model, cfg, "cpu")
     scheduler = ft._schedule(optimizer, args.steps, cfg.warmup)
     rng = np.random.default_rng(0)
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             break
     record = {
         "inputs": args.inputs, "context_past": past, "context_future": future, "max_length": args.max_length,
-        "precision": args.precision, "encoder": args.encoder,
+        "precision": args.precision, "encoder": args.encoder, "freeze_below": args.freeze_below,
         "tokens_mean": round(float(lengths.mean()), 1), "tokens_p95": float(np.percentile(lengths, 95)),
         "share_at_max_length": round(float((lengths == args.max_length).mean()), 4),
         "build_inputs_seconds": round(build_seconds, 2),
@@ -181,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"] = {"cpu": cpu_model(), "cores": os.cpu_count(), "bf16_units": list(cpu_bf16_flags()),
                           "torch": torch.__version__, "platform": platform.platform(),
                           **code_version("benchmarks/finetune_speed.py")}
-    name = f"{args.inputs}-{args.precision}"
+    name = f"{args.inputs}-{args.precision}" + (f"-freeze{args.freeze_below}" if args.freeze_below is not None else "")
     results["runs"][name] = {**results["runs"].get(name, {}), **record, **parts}
     write_json(out, results)
     print(f"  load average {load_before} -> {stamp['load_after']} ({torch.get_num_threads()} torch threads); "
