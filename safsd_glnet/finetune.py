@@ -784,21 +784,8 @@ def finetune_corpus(table: Table, config: FinetuneConfig = FinetuneConfig(), *,
             outputs[job.name] = {"features": feats, "probs": probs}
             del model, encoder
 
-    n = len(labels)
-    width = outputs[jobs[0].name]["features"].shape[1]
-    feats = np.zeros((n, width), dtype=np.float32)
-    probs = np.zeros((n, len(table.class_names)), dtype=np.float32)
-    counts = np.zeros(n, dtype=np.int64)
-    for job in jobs:  # fold-mean: valid / test rows are the mean over the fold encoders
-        r = rows(job.encodes)
-        feats[r] += outputs[job.name]["features"]
-        probs[r] += outputs[job.name]["probs"]
-        counts[r] += 1
-    if (counts == 0).any():
-        raise RuntimeError(f"{run_dir}: {int((counts == 0).sum())} utterances were encoded by no encoder")
-    feats /= counts[:, None]
-    probs /= counts[:, None]
-
+    feats, probs = _combine(len(labels), len(table.class_names), [(rows(j.encodes), outputs[j.name]) for j in jobs],
+                            run_dir)
     heldout_names = [j.name for j in jobs if j.name == "encoder"] or [j.name for j in jobs]
     if finished is not None:
         info = finished
@@ -810,6 +797,23 @@ def finetune_corpus(table: Table, config: FinetuneConfig = FinetuneConfig(), *,
     corpus = table_to_corpus(table, feats, name=name)
     corpus.feature_info = {"t": info["feature_info"]}
     return FinetuneResult(corpus, info, run_dir, reused=finished is not None)
+
+
+def _combine(n: int, num_classes: int, parts: Sequence[tuple[np.ndarray, Mapping[str, np.ndarray]]],
+             run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H) features and (N, C) probabilities from each encoder's rows; rows that several
+    encoders encode (valid / test under fold-mean) get the mean of their vectors."""
+    width = parts[0][1]["features"].shape[1]
+    feats = np.zeros((n, width), dtype=np.float32)
+    probs = np.zeros((n, num_classes), dtype=np.float32)
+    counts = np.zeros(n, dtype=np.int64)
+    for r, out in parts:
+        feats[r] += out["features"]
+        probs[r] += out["probs"]
+        counts[r] += 1
+    if (counts == 0).any():
+        raise RuntimeError(f"{run_dir}: {int((counts == 0).sum())} utterances were encoded by no encoder")
+    return feats / counts[:, None], probs / counts[:, None]
 
 
 def _run_info(table: Table, cfg: FinetuneConfig, key: str, spec, precision: str, device: str, jobs: list[_Job],
@@ -853,6 +857,49 @@ def _versions() -> dict[str, str]:
     import transformers
 
     return {"torch": _torch().__version__, "transformers": transformers.__version__}
+
+
+def reencode_layer(table: Table, run_dir: str | os.PathLike, layer: str, *, device: str = "auto",
+                   encode_batch_size: int = 64, progress: bool = True, name: str | None = None) -> Corpus:
+    """The features of a finished run read out at another ``layer``, from its saved encoders.
+
+    Training never depends on ``layer`` (the head always reads the last layer), so this equals
+    a new run with ``layer`` changed, at the cost of encoding only. Every utterance is encoded
+    by the same encoder as in the run (its fold encoder, the held-out encoder, or the mean of
+    the fold encoders). ``table`` must be the run's data (checked against its key); the fold
+    encoders' weights must have been kept. The corpus's ``feature_info`` is the run's with
+    ``layer`` replaced, so :func:`encode_dialogues` reads new sentences out the same way.
+    """
+    run_dir = Path(run_dir).resolve()
+    info = read_json(run_dir / RUN_INFO) if (run_dir / RUN_INFO).is_file() else None
+    if info is None or info.get("format") != FORMAT:
+        raise FileNotFoundError(f"{run_dir}: no finished fine-tuning run ({RUN_INFO} is missing)")
+    cfg = FinetuneConfig.from_dict(info["settings"])
+    if cache_key(table, cfg, info["precision"], info["base_identity"]) != info["key"]:
+        raise DataError(f"{table.source}: not the data of the run in {run_dir} (its key differs)")
+    FinetuneConfig.from_dict({**info["settings"], "layer": layer})  # check the value
+    device = resolve_device(device)
+    index = {d.id: i for i, d in enumerate(table.dialogues)}
+    offsets = np.cumsum([0] + [len(d) for d in table.dialogues])
+    rows = lambda ids: np.concatenate([np.arange(offsets[index[i]], offsets[index[i] + 1]) for i in ids])  # noqa: E731
+    source = table_dialogues(table)
+    parts = []
+    for e in info["encoders"]:
+        folder = run_dir / e["name"]
+        if not (folder / HEAD_FILE).is_file():
+            raise FileNotFoundError(f"{folder}: the encoder's weights were not kept; run again with the layer")
+        tokenizer, model, _ = load_encoder_folder(folder, device)
+        model.layers = layer_indices(layer, model.encoder.config.num_hidden_layers)
+        tools = Tools(tokenizer, special_layout(tokenizer), device, info["precision"], progress)
+        examples = build_examples([source[index[i]] for i in e["encodes"]], tokenizer, tools.layout,
+                                  context_past=cfg.context_past, context_future=cfg.context_future,
+                                  speakers=cfg.speakers, max_length=cfg.max_length)
+        probs, feats = run_classifier(model, examples, tools, encode_batch_size, desc=f"{e['name']} layer {layer}")
+        parts.append((rows(e["encodes"]), {"features": feats, "probs": probs}))
+    feats, _ = _combine(int(offsets[-1]), len(table.class_names), parts, run_dir)
+    corpus = table_to_corpus(table, feats, name=name)
+    corpus.feature_info = {"t": {**info["feature_info"], "layer": layer}}
+    return corpus
 
 
 # --------------------------------------------------------------------------------------------
@@ -968,6 +1015,7 @@ def _encode_finetuned(info: Mapping[str, Any], dialogues, device: str, batch_siz
         if (str(folder), device) not in _LOADED:
             _LOADED[(str(folder), device)] = load_encoder_folder(folder, device)
         tokenizer, model, _ = _LOADED[(str(folder), device)]
+        model.layers = layer_indices(info["layer"], model.encoder.config.num_hidden_layers)  # as recorded
         tools = Tools(tokenizer, special_layout(tokenizer), device, info["precision"], progress)
         examples = build_examples(dialogues, tokenizer, tools.layout, context_past=info["context_past"],
                                   context_future=info["context_future"], speakers=info["speakers"],

@@ -506,3 +506,50 @@ def test_cli_finetune_writes_a_corpus_and_reports_errors(tiny_bert, tmp_path, ca
     assert main([*args[:-2], "--layer", "first", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("safsd-glnet finetune: error:") and "layer" in err and err.count("\n") == 1
+
+
+def test_reading_out_another_layer_equals_a_run_with_that_layer(tiny_bert, table, tmp_path):
+    """Training does not depend on the feature layer, so re-encoding a finished run's encoders at
+    "mean2" must give what a whole new run with layer="mean2" gives (same seed, deterministic CPU)."""
+    cfg = config(tiny_bert, folds=2, heldout="fold-mean", context_past=1, epochs=1)
+    first = ft.finetune_corpus(table, cfg, run_dir=tmp_path / "last", progress=False)
+    readout = ft.reencode_layer(table, first.run_dir, "mean2", progress=False)
+    fresh = ft.finetune_corpus(table, cfg.replace(layer="mean2"), run_dir=tmp_path / "mean2", progress=False).corpus
+    for k, d in fresh.dialogues.items():
+        np.testing.assert_allclose(readout.dialogues[k].features["t"], d.features["t"], atol=1e-5)
+        assert not np.allclose(first.corpus.dialogues[k].features["t"], d.features["t"], atol=1e-3)
+    assert readout.feature_info["t"]["layer"] == "mean2"
+    source = {d.id: list(zip(d.speaker_labels, d.texts)) for d in table.dialogues}
+    ids = table.splits["test"]
+    for i, x in zip(ids, ft.encode_dialogues(readout.feature_info["t"], [source[i] for i in ids])):
+        np.testing.assert_allclose(x, readout.dialogues[i].features["t"], atol=1e-5)
+    other = read_table(write_table(tmp_path / "other.csv", seed=5), class_names=",".join(CLASSES))
+    with pytest.raises(DataError, match="not the data of the run"):
+        ft.reencode_layer(other, first.run_dir, "mean2", progress=False)
+
+
+def test_feature_info_in_the_kit_format(tmp_path):
+    """Old files (no meta.feature_info) load with {}; a malformed entry is a one-line DataError."""
+    from safsd_glnet.data.corpus import Corpus, Dialogue
+    from safsd_glnet.data import kit_format
+
+    d = Dialogue("a", np.array([0, 0]), np.array([1, 0]), {"t": np.ones((2, 3), np.float32)}, ["x", "y"])
+    corpus = Corpus("c", ["p", "q"], ["s"], {"t": 3}, {"a": d}, {"train": ["a"]})
+    save_corpus(corpus, tmp_path / "old.npz")
+    with np.load(tmp_path / "old.npz") as z:
+        assert "feature_info" not in json.loads(z["meta"].tobytes())  # nothing new written without info
+    assert load_corpus(tmp_path / "old.npz").feature_info == {}
+    corpus.feature_info = {"t": {"kind": "sentence-encoder", "encoder": "minilm", "identity": "x"}}
+    save_corpus(corpus, tmp_path / "new.npz")
+    assert load_corpus(tmp_path / "new.npz").feature_info == corpus.feature_info
+    assert corpus.with_modalities(("t",)).feature_info == corpus.feature_info
+    with np.load(tmp_path / "new.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    for bad in ([1, 2], {"a": {"kind": "x"}}, {"t": "text"}):
+        meta["feature_info"] = bad
+        arrays["meta"] = kit_format._encode_meta(meta)
+        with open(tmp_path / "bad.npz", "wb") as f:
+            np.savez(f, **arrays)
+        with pytest.raises(DataError, match="feature_info"):
+            load_corpus(tmp_path / "bad.npz")
