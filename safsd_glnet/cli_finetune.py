@@ -32,7 +32,7 @@ examples:
   safsd-glnet finetune --meld data/meld --encoder roberta-large --lr 1e-5 --batch-size 16 --out meld_rl.npz
 
 The test split is never read for a choice; its classifier score is printed after the run,
-labelled as a report.
+labelled as a report (--no-test-score: not scored at all).
 """
 
 
@@ -115,6 +115,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace another run found in --run-dir")
     run.add_argument("--drop-fold-encoders", action="store_true",
                      help="with --folds and --heldout full: keep only the fold encoders' vectors, not their weights")
+    run.add_argument("--no-test-score", action="store_true",
+                     help="do not score the classifier on test at all (selection studies read test once, at the end)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--merge-pickle", metavar="PKL", help="add audio / visual from an SDT / M3Net pickle")
     run.add_argument("--merge-modalities", default="av", metavar="MODS", help="a, v or av (default av)")
@@ -152,6 +154,9 @@ def _print_run(result) -> None:
               f"validation w-F1 per epoch [{curve}] -> epoch {e['chosen_epoch']} ({e['seconds']:.0f} s)")
     for split, m in info["classifier"].items():
         note = f" ({m['label']})" if "label" in m else ""
+        if "weighted_f1" not in m:
+            print(f"  classifier {split}:{note}")
+            continue
         print(f"  classifier {split}: accuracy {m['accuracy']:.2f}, weighted F1 {m['weighted_f1']:.2f}{note}")
     s = info["seconds"]
     print(f"  precision {info['precision']} on {info['device']}; {s['total']:.0f} s in all "
@@ -172,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
     print(describe(table))
     kw = dict(cache_dir=args.cache_dir, device=args.device, encode_batch_size=args.encode_batch_size,
               progress=not args.no_progress, keep_fold_encoders=not args.drop_fold_encoders,
-              overwrite=args.overwrite)
+              overwrite=args.overwrite, score_test=not args.no_test_score)
     t0 = time.perf_counter()
     if args.grid:
         if args.run_dir:

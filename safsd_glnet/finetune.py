@@ -698,7 +698,7 @@ def finetune_corpus(table: Table, config: FinetuneConfig = FinetuneConfig(), *,
                     run_dir: str | os.PathLike | None = None,
                     cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR, device: str = "auto",
                     encode_batch_size: int = 64, progress: bool = True, keep_fold_encoders: bool = True,
-                    overwrite: bool = False, name: str | None = None) -> FinetuneResult:
+                    overwrite: bool = False, score_test: bool = True, name: str | None = None) -> FinetuneResult:
     """Fine-tune ``config.encoder`` on ``table``'s training split and encode every utterance.
 
     Args:
@@ -713,6 +713,8 @@ def finetune_corpus(table: Table, config: FinetuneConfig = FinetuneConfig(), *,
         keep_fold_encoders: keep the weights of the fold encoders (needed with
             ``heldout="fold-mean"``; otherwise only for inspection).
         overwrite: replace a run with another key in ``run_dir``.
+        score_test: score the classifier on the test split for the report (never for a choice);
+            False leaves the test labels unread, for selection studies that read test once at the end.
         name: the corpus name (default the table's).
 
     Returns:
@@ -791,7 +793,7 @@ def finetune_corpus(table: Table, config: FinetuneConfig = FinetuneConfig(), *,
         info = finished
     else:
         info = _run_info(table, cfg, key, spec, precision, device, jobs, folds, heldout_names, probs, labels, rows,
-                         round(time.perf_counter() - started, 2), run_dir)
+                         round(time.perf_counter() - started, 2), run_dir, score_test)
         write_json(run_dir / RUN_INFO, info)
         (run_dir / UNFINISHED).unlink(missing_ok=True)
     corpus = table_to_corpus(table, feats, name=name)
@@ -818,10 +820,13 @@ def _combine(n: int, num_classes: int, parts: Sequence[tuple[np.ndarray, Mapping
 
 def _run_info(table: Table, cfg: FinetuneConfig, key: str, spec, precision: str, device: str, jobs: list[_Job],
               folds: dict[str, int] | None, heldout_names: list[str], probs: np.ndarray, labels: np.ndarray,
-              rows: Callable, seconds: float, run_dir: Path) -> dict[str, Any]:
+              rows: Callable, seconds: float, run_dir: Path, score_test: bool = True) -> dict[str, Any]:
     """finetune.json: settings, encoders, folds, the classifier's scores per split, feature_info."""
-    report = {}
+    report: dict[str, Any] = {}
     for split, ids in table.splits.items():
+        if split == "test" and not score_test:
+            report[split] = {"label": "not scored (score_test=False): the test labels were not read"}
+            continue
         r = rows(ids)
         m = compute_metrics(labels[r], probs[r].argmax(-1), table.class_names)
         m = {k: m[k] for k in ("accuracy", "weighted_f1", "macro_f1", "per_class_f1")}

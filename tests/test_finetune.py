@@ -503,6 +503,9 @@ def test_cli_finetune_writes_a_corpus_and_reports_errors(tiny_bert, tmp_path, ca
     assert main([*args, "--grid", "dropout=0.1,0.3"]) == 0
     text = capsys.readouterr().out
     assert "grid: 2 settings" in text and text.count("<- chosen") == 1
+    assert main([*args, "--no-test-score", "--run-dir", str(tmp_path / "blind")]) == 0
+    text = capsys.readouterr().out
+    assert "classifier test: (not scored" in text and "report only" not in text
     assert main([*args[:-2], "--layer", "first", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("safsd-glnet finetune: error:") and "layer" in err and err.count("\n") == 1
