@@ -109,6 +109,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     run = p.add_argument_group("run")
     run.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps (default auto)")
     run.add_argument("--encode-batch-size", type=int, default=64, help="utterances per encoding batch (default 64)")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="torch CPU threads (default: torch's choice); 1 is much faster on a small CPU shared "
+                          "with other jobs")
     run.add_argument("--run-dir", metavar="DIR",
                      help="folder for the encoders and finetune.json (default: keyed, under --cache-dir)")
     run.add_argument("--cache-dir", default=".cache/safsd-glnet", help="default .cache/safsd-glnet")
@@ -172,6 +175,11 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.encode_batch_size < 1:
         raise DataError(f"--encode-batch-size {args.encode_batch_size}: must be >= 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise DataError(f"--threads {args.threads}: must be >= 1")
+        import torch
+        torch.set_num_threads(args.threads)
     base = _config(args)
     table = _read(args)
     print(describe(table))
