@@ -942,7 +942,7 @@ def select_settings(table: Table, configs: Sequence[FinetuneConfig], **kwargs: A
 # --------------------------------------------------------------------------------------------
 # New sentences, encoded as a corpus's were
 
-_LOADED: dict[tuple[str, str], tuple[Any, Any, dict[str, Any]]] = {}  # (folder, device) -> loaded
+_LOADED: dict[tuple[str, str, str], tuple[Any, Any, dict[str, Any]]] = {}  # (folder, device, content) -> loaded
 _VERIFIED: dict[tuple[str, tuple], str] = {}  # (folder, file stats) -> content fingerprint
 
 
@@ -1014,12 +1014,13 @@ def _encode_finetuned(info: Mapping[str, Any], dialogues, device: str, batch_siz
         folder = Path(folder).resolve()
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder}: the fine-tuned encoder folder is gone (moved? pass encoder_dir)")
-        if strict and _verified_fingerprint(folder) != fingerprint:
+        content = _verified_fingerprint(folder)
+        if strict and content != fingerprint:
             raise ValueError(f"{folder}: its content differs from the encoder that made the features "
                              f"(retrained or edited); pass strict=False to encode anyway")
-        if (str(folder), device) not in _LOADED:
-            _LOADED[(str(folder), device)] = load_encoder_folder(folder, device)
-        tokenizer, model, _ = _LOADED[(str(folder), device)]
+        if (str(folder), device, content) not in _LOADED:  # a retrained folder is loaded again
+            _LOADED[(str(folder), device, content)] = load_encoder_folder(folder, device)
+        tokenizer, model, _ = _LOADED[(str(folder), device, content)]
         model.layers = layer_indices(info["layer"], model.encoder.config.num_hidden_layers)  # as recorded
         tools = Tools(tokenizer, special_layout(tokenizer), device, info["precision"], progress)
         examples = build_examples(dialogues, tokenizer, tools.layout, context_past=info["context_past"],
