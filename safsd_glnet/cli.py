@@ -1,4 +1,5 @@
-"""The ``safsd-glnet`` command line: train, evaluate, predict, convert, synth, features, data, demo, figures, ablate.
+"""The ``safsd-glnet`` command line: train, evaluate, predict, convert, synth, features, finetune, data, demo,
+figures, ablate.
 
 Data arguments (``--data``) take a path to an SDT / M3Net feature pickle (``.pkl``), a corpus
 in the kit's own format (``.npz``), or ``synthetic:iemocap`` / ``synthetic:meld`` (the built-in
@@ -469,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
         cli_features.add_parser(sub)
     from . import cli_data  # standard library and tqdm only: always available
     cli_data.add_parser(sub)
+    from .cli_finetune import add_parser as add_finetune_parser
+    add_finetune_parser(sub)
     return parser
 
 

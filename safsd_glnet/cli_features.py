@@ -44,16 +44,9 @@ sentences), so running the command again, or with another --merge-pickle, costs 
 """
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``features`` subcommand on ``subparsers`` (sets ``func=run_features``)."""
-    p = subparsers.add_parser(
-        "features",
-        help="encode an utterance table (MELD CSVs, a CSV/JSON-lines table) into a text-feature corpus",
-        description="Build a corpus with text features (modality t) from an utterance table: one "
-                    "frozen sentence-encoder vector per utterance, with labels, speakers and splits "
-                    "from the table, saved as a kit .npz corpus that train/evaluate read with --data.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_argument_group("input (one of)")
+def add_input_arguments(p: argparse.ArgumentParser, title: str = "input (one of)") -> None:
+    """The table options of ``features`` (also used by ``finetune``), read by :func:`_read`."""
+    src = p.add_argument_group(title)
     one = src.add_mutually_exclusive_group(required=True)
     one.add_argument("--meld", metavar="DIR",
                      help="folder with the official MELD release: train_sent_emo.csv, dev_sent_emo.csv, "
@@ -93,6 +86,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     src.add_argument("--no-fix-text", action="store_true",
                      help="keep the text as written (default: repair mojibake, ASCII quotes and dashes)")
     src.add_argument("--name", help="corpus name (default: meld, or the table's file stem)")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``features`` subcommand on ``subparsers`` (sets ``func=run_features``)."""
+    p = subparsers.add_parser(
+        "features",
+        help="encode an utterance table (MELD CSVs, a CSV/JSON-lines table) into a text-feature corpus",
+        description="Build a corpus with text features (modality t) from an utterance table: one "
+                    "frozen sentence-encoder vector per utterance, with labels, speakers and splits "
+                    "from the table, saved as a kit .npz corpus that train/evaluate read with --data.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_input_arguments(p)
 
     enc = p.add_argument_group("encoder")
     enc.add_argument("--encoder", default="minilm",

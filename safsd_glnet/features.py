@@ -281,7 +281,11 @@ def build_text_corpus(table: Table, encoder: str | os.PathLike = DEFAULT_ENCODER
         x = encode_texts(texts, encoder, batch_size=batch_size, device=device, progress=progress)
         if path is not None:
             _save_cache(path, x, texts_hash, spec, table)
-    return table_to_corpus(table, x, name=name)
+    corpus = table_to_corpus(table, x, name=name)
+    # How to encode new sentences the same way (safsd_glnet.finetune.encode_dialogues).
+    portable = spec.name if not spec.local or spec.name.lower() in MINILM_ALIASES else spec.target
+    corpus.feature_info = {"t": {"kind": "sentence-encoder", "encoder": portable, "identity": spec.identity}}
+    return corpus
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,5 +370,5 @@ def merge_pickle_modalities(corpus: Corpus, pickle_path: str | os.PathLike,
     sizes.update({m: pickled.feature_sizes[m] for m in modalities})
     sizes = {m: sizes[m] for m in MODALITIES if m in sizes}
     merged = Corpus(corpus.name, corpus.class_names, corpus.speaker_names, sizes, dialogues,
-                    corpus.splits, f"{corpus.source} + {pickle_path}")
+                    corpus.splits, f"{corpus.source} + {pickle_path}", dict(corpus.feature_info))
     return merged.validate()

@@ -123,7 +123,8 @@ def build_model(config: Config, corpus: Corpus, *, fast: bool = True) -> SAFSDGL
 def data_signature(corpus: Corpus) -> dict[str, Any]:
     """What a model needs to know about its data to be rebuilt and fed again."""
     return {"corpus": corpus.name, "class_names": list(corpus.class_names),
-            "speaker_names": list(corpus.speaker_names), "feature_sizes": dict(corpus.feature_sizes)}
+            "speaker_names": list(corpus.speaker_names), "feature_sizes": dict(corpus.feature_sizes),
+            "feature_info": dict(corpus.feature_info)}  # how to encode new sentences (finetune.encode_dialogues)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[SAFSDGLNet, dict[str, Any]]:

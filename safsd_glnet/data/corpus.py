@@ -44,6 +44,9 @@ class Corpus:
     dialogues: dict[str, Dialogue]
     splits: dict[str, list[str]] = field(default_factory=dict)
     source: str = "<memory>"  # file it came from, for error messages
+    # modality -> JSON-able description of how its features were made (encoder, settings),
+    # e.g. {"t": {"kind": "sentence-encoder", ...}}; see safsd_glnet.finetune.encode_dialogues
+    feature_info: dict[str, dict] = field(default_factory=dict)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -84,8 +87,9 @@ class Corpus:
             for k, d in self.dialogues.items()
         }
         sizes = {m: self.feature_sizes[m] for m in MODALITIES if m in modalities}
+        info = {m: v for m, v in self.feature_info.items() if m in modalities}
         return Corpus(self.name, self.class_names, self.speaker_names, sizes, dialogues,
-                      self.splits, self.source)
+                      self.splits, self.source, info)
 
     def validate(self) -> "Corpus":
         """Check the corpus and return it; raise :class:`DataError` on the first fault."""
@@ -99,6 +103,11 @@ class Corpus:
         for m in self.feature_sizes:
             if m not in MODALITIES:
                 raise DataError(f"{src}: unknown modality {m!r} (expected t, a, v)")
+        for m, info in self.feature_info.items():
+            if m not in self.feature_sizes or not isinstance(info, dict):
+                raise DataError(f"{src}: field 'feature_info' must map modalities of the corpus "
+                                f"({list(self.feature_sizes)}) to dicts; got key {m!r} -> "
+                                f"{type(info).__name__}")
         for split, ids in self.splits.items():
             if split not in SPLITS:
                 raise DataError(f"{src}: unknown split {split!r} (expected {SPLITS})")

@@ -13,7 +13,8 @@ file never runs code from it):
   (``"safsd-glnet-corpus"``), ``format_version`` (1), ``name``, ``source`` (where the
   corpus came from originally), ``class_names``, ``speaker_names``, ``feature_sizes``,
   ``dialogue_ids`` (in order), ``splits`` and ``texts`` (null, or one entry per dialogue:
-  null or its list of sentences).
+  null or its list of sentences); optionally ``feature_info`` (modality -> how its features
+  were made, :attr:`Corpus.feature_info`; absent in older files).
 
 :func:`save_corpus` writes to a temporary file in the destination folder and renames it over
 the destination (``os.replace`` is atomic on POSIX and Windows), so an interrupted save
@@ -76,6 +77,8 @@ def save_corpus(corpus: Corpus, path: str | os.PathLike) -> None:
         "splits": {s: list(ids) for s, ids in corpus.splits.items()},
         "texts": [None if d.texts is None else list(d.texts) for d in dialogues] if has_texts else None,
     }
+    if corpus.feature_info:  # optional key: files without it (older ones) load the same
+        meta["feature_info"] = {m: corpus.feature_info[m] for m in corpus.modalities if m in corpus.feature_info}
     arrays["meta"] = _encode_meta(meta)
 
     folder = os.path.dirname(os.path.abspath(path))
@@ -234,7 +237,10 @@ def _assemble(meta: dict[str, Any], arrays: dict[str, np.ndarray], source: str) 
             arrays["labels"][a:b].astype(np.int64, copy=False),
             {m: arrays[f"features_{m}"][a:b] for m in sizes}, d_texts)
     splits = {str(s): [str(i) for i in v] for s, v in meta["splits"].items()}
+    info = meta.get("feature_info") or {}
+    if not isinstance(info, dict):
+        raise DataError(f"{source}: field 'meta.feature_info' must be a JSON object, got {type(info).__name__}")
     corpus = Corpus(meta["name"], [str(c) for c in meta["class_names"]],
                     [str(s) for s in meta["speaker_names"]], {m: int(v) for m, v in sizes.items()},
-                    dialogues, splits, source)
+                    dialogues, splits, source, info)
     return corpus.validate()
