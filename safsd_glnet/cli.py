@@ -114,8 +114,25 @@ def build_config(args: argparse.Namespace) -> Config:
     return cfg.override(*overrides) if overrides else cfg
 
 
-def _add_data_args(p: argparse.ArgumentParser, default: str | None = "synthetic:iemocap") -> None:
-    p.add_argument("--data", default=default, required=default is None,
+PREDICT_EPILOG = """\
+examples:
+  # a corpus split, as the model's data was made (the CSV has the true labels beside the predictions)
+  safsd-glnet predict --checkpoint runs/meld/checkpoint_best.pt --data meld_text.npz --split test --out preds.csv
+  # new dialogues, nobody has labelled; written as "Speaker: sentence" lines:
+  #     Monica: Guys, I have some news.
+  #     Joey: What? Did you finally get that job?
+  #     (a blank line starts the next dialogue)
+  safsd-glnet predict --checkpoint runs/meld/checkpoint_best.pt --dialogues talk.txt --out talk.json
+
+The sentences are encoded with the encoder recorded in the checkpoint (the frozen sentence
+encoder or the fine-tuned one, with its context window), and speakers follow the model's
+scheme: names it learnt (an unknown name is an error), or order of appearance per dialogue.
+"""
+
+
+def _add_data_args(p: argparse.ArgumentParser, default: str | None = "synthetic:iemocap",
+                   required: bool | None = None) -> None:
+    p.add_argument("--data", default=default, required=default is None if required is None else required,
                    help="feature pickle (.pkl), kit corpus (.npz) or synthetic:iemocap / synthetic:meld "
                         f"(default: {default})")
     p.add_argument("--sizes", help="synthetic feature sizes, e.g. t=64,a=48,v=32 (default: the standard sizes)")
@@ -171,12 +188,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_for_checkpoint(args: argparse.Namespace):
-    from .train import check_compatible, load_model, select_device
+    from .train import align_corpus, load_model, select_device
 
     device = select_device(args.device or "auto")
     model, info = load_model(args.checkpoint, device)
     corpus = load_corpus_arg(args)
-    check_compatible(info["data"], corpus, str(args.checkpoint))
+    corpus = align_corpus(info["data"], corpus, str(args.checkpoint))
     corpus = corpus.with_modalities(tuple(info["data"]["feature_sizes"]))
     if not corpus.splits.get(args.split):
         have = ", ".join(s for s, ids in corpus.splits.items() if ids) or "none"
@@ -210,11 +227,43 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .run_folder import check_output_file
     from .train import predict, write_predictions
 
+    if (args.data is None) == (args.dialogues is None):
+        raise ValueError("give --data (a corpus and --split) or --dialogues FILE (new, unlabelled dialogues)")
+    if args.dialogues is not None:
+        return _predict_dialogues(args)
+    for flag in ("columns", "format", "delimiter", "encoding", "encoder_dir"):
+        if getattr(args, flag) is not None:
+            raise ValueError(f"--{flag.replace('_', '-')} applies to --dialogues, not to --data")
+    if args.out is None:
+        raise ValueError("--out is needed with --data: the CSV file to write")
     check_output_file(args.out, "--out file")
+    args.split = args.split or "test"
     model, info, corpus, device = _load_for_checkpoint(args)
     preds = predict(model, corpus.split(args.split), device=device, amp=info["config"].train.amp)
     write_predictions(args.out, preds, corpus.class_names)
     print(f"wrote {len(preds.labels)} predictions to {args.out}")
+    return 0
+
+
+def _predict_dialogues(args: argparse.Namespace) -> int:
+    """``predict --dialogues FILE``: encode new dialogues as the model's corpus was, print the
+    predictions as a table, and write them (CSV, or JSON by the suffix) with --out."""
+    from .prediction import Predictor, format_predictions, write_predictions
+    from .run_folder import check_output_file
+
+    for flag in ("split", "sizes", "valid_fraction", "valid_ids", "text_layers"):
+        if getattr(args, flag, None) is not None:
+            raise ValueError(f"--{flag.replace('_', '-')} applies to --data, not to --dialogues")
+    if args.out is not None:
+        check_output_file(args.out, "--out file")
+    predictor = Predictor(args.checkpoint, args.device or "auto", encoder_dir=args.encoder_dir)
+    table = predictor.read(args.dialogues, fmt=args.format, columns=args.columns, delimiter=args.delimiter,
+                           encoding=args.encoding)
+    rows = predictor.predict_table(table)
+    print(format_predictions(rows))
+    if args.out is not None:
+        write_predictions(args.out, rows, predictor.class_names, str(args.checkpoint))
+        print(f"wrote {len(rows)} predictions to {args.out}")
     return 0
 
 
@@ -386,16 +435,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     for name, func, helptext in (("evaluate", cmd_evaluate, "score a checkpoint on a split"),
-                                 ("predict", cmd_predict, "write a checkpoint's predictions for a split")):
-        p = sub.add_parser(name, help=helptext, description=helptext)
+                                 ("predict", cmd_predict, "a checkpoint's predictions for a split of a corpus, "
+                                                          "or for new dialogues")):
+        p = sub.add_parser(name, help=helptext, description=helptext,
+                           epilog=PREDICT_EPILOG if name == "predict" else None,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--checkpoint", required=True, help="checkpoint_best.pt or checkpoint_last.pt of a run")
-        _add_data_args(p, default=None)
-        p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+        _add_data_args(p, default=None, required=name == "evaluate")
         p.add_argument("--device", help="auto (default), cpu, cuda, mps")
         if name == "evaluate":
+            p.add_argument("--split", default="test", choices=("train", "valid", "test"))
             p.add_argument("--out", help="also write the metrics as JSON here")
         else:
-            p.add_argument("--out", required=True, help="CSV file to write")
+            p.add_argument("--split", default=None, choices=("train", "valid", "test"),
+                           help="--data: the split to predict (default test)")
+            p.add_argument("--out", help="--data: the CSV file to write (needed); --dialogues: a CSV, or JSON "
+                                         "with a .json suffix (optional: the table is printed either way)")
+            new = p.add_argument_group("new dialogues (instead of --data)")
+            new.add_argument("--dialogues", metavar="FILE",
+                             help="'Speaker: sentence' lines with a blank line between dialogues (.txt), or an "
+                                  "unlabelled table (.csv, .tsv, .jsonl) without split and label columns")
+            new.add_argument("--columns", help="table: field=column pairs, as for `features`")
+            new.add_argument("--format", choices=("csv", "tsv", "jsonl"), help="table: the file format")
+            new.add_argument("--delimiter", help="table: the CSV delimiter (default: detected)")
+            new.add_argument("--encoding", help="the text encoding (default: detected)")
+            new.add_argument("--encoder-dir", help="where a fine-tuned encoder folder is now, if it moved")
         p.set_defaults(func=func)
 
     p = sub.add_parser("convert", help="turn an SDT / M3Net feature pickle into the kit's .npz format",

@@ -51,12 +51,11 @@ class UtterancePrediction:
 
 def speaker_mode_of(signature: Mapping[str, Any]) -> str:
     """The speaker scheme a model was trained with; signatures written before the field existed
-    are read from their names (``speaker0`` .. ``speakerK`` are per-dialogue slots)."""
+    are read from their names (:func:`safsd_glnet.train.speaker_mode`)."""
+    from .train import speaker_mode
+
     mode = signature.get("speaker_mode")
-    if mode in ("corpus", "dialogue"):
-        return mode
-    names = list(signature.get("speaker_names", []))
-    return "dialogue" if names and names == [f"speaker{i}" for i in range(len(names))] else "corpus"
+    return mode if mode in ("corpus", "dialogue") else speaker_mode(signature.get("speaker_names", []))
 
 
 class Predictor:

@@ -7,7 +7,7 @@ from pathlib import Path
 from . import io
 from .config import Config
 from .run_folder import holds_run
-from .train import check_compatible, load_model, train
+from .train import align_corpus, load_model, train
 
 
 def corpus_fingerprint(corpus) -> str:
@@ -74,5 +74,5 @@ def load_run(run_dir: str | Path, corpus=None, device="cpu"):
     stored.pop("data", None)
     model, info = load_model(run_dir / "checkpoint_best.pt", device)
     if corpus is not None:
-        check_compatible(info["data"], corpus, str(run_dir))
+        align_corpus(info["data"], corpus, str(run_dir))
     return Config.from_dict(stored), io.read_json(run_dir / "metrics.json"), model

@@ -124,7 +124,8 @@ def data_signature(corpus: Corpus) -> dict[str, Any]:
     """What a model needs to know about its data to be rebuilt and fed again."""
     return {"corpus": corpus.name, "class_names": list(corpus.class_names),
             "speaker_names": list(corpus.speaker_names), "feature_sizes": dict(corpus.feature_sizes),
-            "feature_info": dict(corpus.feature_info)}  # how to encode new sentences (finetune.encode_dialogues)
+            "feature_info": dict(corpus.feature_info),  # how to encode new sentences (finetune.encode_dialogues)
+            "speaker_mode": speaker_mode(corpus.speaker_names)}  # corpus-wide names or per-dialogue slots
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[SAFSDGLNet, dict[str, Any]]:
@@ -142,8 +143,48 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[SA
     return model.to(device).eval(), {"config": config, "data": sig, "epoch": ckpt.get("epoch")}
 
 
+def speaker_mode(speaker_names: list[str]) -> str:
+    """How a corpus numbers its speakers: ``"dialogue"`` when its names are the per-dialogue slots
+    ``speaker0`` .. ``speakerK`` (order of appearance: MELD's pickles, ``--speakers dialogue``
+    tables), else ``"corpus"`` (one index per person across the corpus, IEMOCAP's M / F)."""
+    names = list(speaker_names)
+    return "dialogue" if names and names == [f"speaker{i}" for i in range(len(names))] else "corpus"
+
+
+def align_corpus(signature: dict[str, Any], corpus: Corpus, source: str) -> Corpus:
+    """``corpus`` made readable by a model trained on ``signature``, or a :class:`DataError`.
+
+    Features, classes and sizes must match (:func:`check_compatible`). Speakers are matched by
+    what the model learnt (``signature["speaker_mode"]``): per-dialogue slots need no more slots
+    than the model has; corpus-wide names are mapped *by name* to the model's indices, so a
+    table whose only speaker is ``M`` gets M's index, not 0, and a name the model never saw is
+    an error naming the dialogue, never a silent stand-in."""
+    check_compatible(signature, corpus, source)
+    known = list(signature["speaker_names"])
+    mode = signature.get("speaker_mode") or speaker_mode(known)
+    if mode == "dialogue" or list(corpus.speaker_names) == known:
+        if corpus.num_speakers > len(known):
+            raise DataError(f"{corpus.source}: {corpus.num_speakers} speakers, the model from {source} knows "
+                            f"{len(known)}")
+        return corpus
+    index = {name: i for i, name in enumerate(known)}
+    mapping = np.empty(corpus.num_speakers, dtype=np.int64)
+    for i, name in enumerate(corpus.speaker_names):
+        if name not in index:
+            first = next((d.id for d in corpus.dialogues.values() if (np.asarray(d.speakers) == i).any()), "?")
+            shown = ", ".join(repr(n) for n in known[:10]) + (", ..." if len(known) > 10 else "")
+            raise DataError(f"{corpus.source}: dialogue {first!r}: speaker {name!r} is unknown to the model from "
+                            f"{source}; it knows {shown}")
+        mapping[i] = index[name]
+    dialogues = {k: Dialogue(d.id, mapping[np.asarray(d.speakers, dtype=np.int64)], d.labels, d.features, d.texts)
+                 for k, d in corpus.dialogues.items()}
+    return Corpus(corpus.name, corpus.class_names, known, dict(corpus.feature_sizes), dialogues, corpus.splits,
+                  corpus.source, dict(corpus.feature_info))
+
+
 def check_compatible(signature: dict[str, Any], corpus: Corpus, source: str) -> None:
-    """Raise a :class:`DataError` when ``corpus`` cannot be fed to a model trained on ``signature``."""
+    """Raise a :class:`DataError` when ``corpus`` cannot be fed to a model trained on ``signature``
+    (features and classes; :func:`align_corpus` also maps the speakers)."""
     for m, size in signature["feature_sizes"].items():
         if m not in corpus.feature_sizes:
             raise DataError(f"{corpus.source}: the model from {source} reads modality {m!r}, the data has "
@@ -154,9 +195,6 @@ def check_compatible(signature: dict[str, Any], corpus: Corpus, source: str) -> 
     if list(corpus.class_names) != list(signature["class_names"]):
         raise DataError(f"{corpus.source}: classes {corpus.class_names} differ from the model's "
                         f"{signature['class_names']} ({source})")
-    if corpus.num_speakers > len(signature["speaker_names"]):
-        raise DataError(f"{corpus.source}: {corpus.num_speakers} speakers, the model from {source} knows "
-                        f"{len(signature['speaker_names'])}")
 
 
 # --------------------------------------------------------------------------- evaluation
