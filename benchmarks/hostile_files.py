@@ -3,9 +3,9 @@
 For each (file, command) a child process runs the command line (``safsd_glnet.cli.main``),
 and the parent records how it ended (exit code or the signal that killed it), what it wrote
 to stderr, its peak resident memory (``ru_maxrss`` of that child, from ``os.wait4``) and the
-time it took. Children are forked from one parent that has already imported the kit, torch
-and the encoder, so a run costs a fraction of a second rather than a fresh interpreter's
-3-7 s; their peak memory includes the parent's pages (about 600 MB: torch and torch_geometric),
+time it took. Children are forked from one parent that has already imported the kit and torch
+(and the encoder), so a run costs a fraction of a second rather than a fresh interpreter's
+3-7 s; their peak memory includes the parent's pages (about 450 MB: torch, torch_geometric, the kit),
 which a fresh ``python -m safsd_glnet.cli`` of ``convert`` does not pay, so the figures
 overstate what a real run needs.
 
@@ -18,10 +18,17 @@ MemoryError (a traceback) instead.
     python benchmarks/hostile_files.py --json out.json  # also the rows as JSON
     python benchmarks/hostile_files.py --only deep_tuple_key.pkl zip_bomb.npz
     PYTHONPATH=/path/to/old/checkout python benchmarks/hostile_files.py   # another version
+    python benchmarks/hostile_files.py --speed /tmp/big.pkl --protocol 2  # load time, large file
 
-Results: ``results/hostile_files.md``. The tests (``tests/test_hostile_files.py``) call
-:func:`run_matrix` and assert exit code 2, one line on stderr, no traceback, and a peak below
-1 GiB for every file.
+``--speed FILE`` times loading a standard-layout pickle the size of the IEMOCAP file (built
+there first if missing: 150 dialogues of 40-60 utterances, features 1024 x 4 / 1582 / 342,
+float32 rows; protocol 2 writes the data as latin1 text, as Python 3 does for Python 2
+readers, 278 MB; protocol 4 as bytes, 184 MB) in fresh processes: the pre-scan alone,
+``safe_load`` and ``load_sdt_pickle``, with each process's peak memory.
+
+Results: ``results/hostile_files.md``. The tests (``tests/test_hostile_files.py``) run this
+script (``--first-only``; all of it under ``-m slow``) and assert exit code 2, one line on
+stderr, no traceback, and a peak below 1 GiB for every file.
 """
 from __future__ import annotations
 
@@ -184,10 +191,12 @@ def _read(path: Path) -> str:
 
 
 def run_matrix(folder: Path, names: list[str] | None = None, commands: list[str] | None = None,
-               timeout: float = 60.0, limit_gb: float = 6.0, first_only: bool = False) -> list[Outcome]:
+               timeout: float = 60.0, limit_gb: float = 6.0,
+               first_only: bool = False) -> tuple[list[Outcome], float]:
     """Build the hostile files (all, or ``names``) in ``folder`` and run each through its
     commands (all, those in ``commands``, or with ``first_only`` the first of its kind's:
-    convert, train, evaluate); one :class:`Outcome` per run."""
+    convert, train, evaluate). Returns one :class:`Outcome` per run and the peak RSS of a
+    child that only parses its arguments (what every child starts with)."""
     if first_only:
         commands = ["convert", "train", "evaluate"]
     # Imported once here and shared by every child: what the commands import before reading.
@@ -203,6 +212,9 @@ def run_matrix(folder: Path, names: list[str] | None = None, commands: list[str]
     if features:
         import safsd_glnet.features  # noqa: F401
     good = prepare(folder / "good", features)
+    # What a child costs before it reads anything: the parent's pages (torch, the kit).
+    _, _, _, base, _ = run_one(["convert", "--help"], folder, timeout, limit_gb)
+    print(f"baseline: a child that only parses its arguments peaks at {base:.0f} MB", file=sys.stderr)
     started = time.perf_counter()
     outcomes = []
     for h in chosen:
@@ -216,21 +228,51 @@ def run_matrix(folder: Path, names: list[str] | None = None, commands: list[str]
             outcomes.append(Outcome(h.filename, paths[h.filename].stat().st_size, command, code, sig,
                                     stderr, peak, seconds))
     print(f"{len(outcomes)} runs in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    return outcomes
+    return outcomes, base
 
 
-def markdown(outcomes: list[Outcome]) -> str:
-    """One row per file: its size, how every command ended, the worst peak, the message."""
+def verdict(runs: list[Outcome]) -> str:
+    """How a file's runs ended, in a few words: "exit 2", "SIGSEGV", "hang > 20 s",
+    "traceback (MemoryError)", "exit 2 at 1.6 GB", "exit 2, 3 lines" (distinct ones, joined)."""
+    seen: list[str] = []
+    for o in runs:
+        if o.signal == "timeout":
+            text = f"hang > {o.seconds:.0f} s"
+        elif o.signal:
+            text = o.signal
+        elif o.code != 2:
+            last = o.lines[-1] if o.lines else ""
+            error = last.split(":", 1)[0].split(".")[-1] if ":" in last else "no message"
+            text = f"exit {o.code}, traceback ({error})"
+        elif o.peak_mb >= 1024:
+            text = f"exit 2 at {o.peak_mb / 1024:.1f} GB"
+        elif len(o.lines) != 1:
+            text = f"exit 2, {len(o.lines)} lines"
+        else:
+            text = "exit 2"
+        if text not in seen:
+            seen.append(text)
+    return ", ".join(seen)
+
+
+def markdown(outcomes: list[Outcome], before: list[Outcome] | None = None, base_mb: float = 0.0,
+             messages: bool = True) -> str:
+    """One row per file: size, what it attempts, how ``before`` ended (when given), how the
+    runs end now (and how many), the worst peak RSS over its commands (with its growth over
+    ``base_mb``), and the message of the first run (unless ``messages`` is False)."""
     from hostile_fixtures import ALL
 
     what = {h.filename: h.what for h in ALL}
-    rows = ["| file | size | what it attempts | exit (per command) | peak RSS | message (first command) |",
-            "|---|---:|---|---|---:|---|"]
+    old: dict[str, list[Outcome]] = {}
+    for o in before or []:
+        old.setdefault(o.file, []).append(o)
+    head = "| file | size | what it attempts |" + (" before |" if before else "")
+    rows = [head + " now | peak RSS |" + (" message |" if messages else ""),
+            "|---|---:|---|" + ("---|" if before else "") + "---|---:|" + ("---|" if messages else "")]
     by_file: dict[str, list[Outcome]] = {}
     for o in outcomes:
         by_file.setdefault(o.file, []).append(o)
     for name, runs in by_file.items():
-        ends = ", ".join(f"{o.command} {o.code if o.code is not None else o.signal}" for o in runs)
         peak = max(o.peak_mb for o in runs)
         first = runs[0].lines
         message = first[-1] if first else ""
@@ -238,8 +280,11 @@ def markdown(outcomes: list[Outcome]) -> str:
         message = message.split(f"{name}: ", 1)[-1].replace("|", "\\|")
         if len(message) > 110:
             message = message[:107] + "..."
-        rows.append(f"| `{name}` | {_size(runs[0].size)} | {what.get(name, '')} | {ends} "
-                    f"| {peak:.0f} MB | {message} |")
+        was = f" {verdict(old.get(name, []))} |" if before else ""
+        growth = f" (+{peak - base_mb:.0f})" if base_mb else ""
+        rows.append(f"| `{name}` | {_size(runs[0].size)} | {what.get(name, '')} |{was} "
+                    f"{verdict(runs)} ({len(runs)}) | {peak:.0f} MB{growth} |"
+                    + (f" {message} |" if messages else ""))
     return "\n".join(rows)
 
 
@@ -248,6 +293,53 @@ def _size(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} B"
+
+
+SPEED_CODE = """
+import json, mmap, resource, sys, time
+path, what = sys.argv[1], sys.argv[2]
+started = time.perf_counter()
+if what == "scan":
+    from safsd_glnet.data.pickle_scan import scan_pickle
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        scan_pickle(data, path)
+elif what == "safe_load":
+    from safsd_glnet.data.safe_pickle import safe_load
+    safe_load(path)
+else:
+    from safsd_glnet.data import load_sdt_pickle
+    load_sdt_pickle(path)
+print(json.dumps({"what": what, "seconds": time.perf_counter() - started,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def speed(path: Path, protocol: int, repeat: int) -> list[dict]:
+    """Time the pre-scan, safe_load and load_sdt_pickle on ``path`` (built if missing), each
+    in ``repeat`` fresh processes; one dict per run."""
+    import pickle
+    import subprocess
+
+    if not path.exists():
+        from sdt_fixtures import make_sdt_fields, pack_sdt_fields
+
+        fields = make_sdt_fields("iemocap", 150, {"t": 1024, "a": 1582, "v": 342}, lengths=(40, 60))
+        with open(path, "wb") as f:
+            pickle.dump(pack_sdt_fields(fields, "iemocap"), f, protocol=protocol)
+    rows = []
+    whats = ["safe_load", "load_sdt_pickle"]
+    try:
+        import safsd_glnet.data.pickle_scan  # noqa: F401
+        whats.insert(0, "scan")
+    except ImportError:  # an older kit without the pre-scan
+        pass
+    for _ in range(repeat):
+        for what in whats:
+            out = subprocess.run([sys.executable, "-c", SPEED_CODE, str(path), what], capture_output=True,
+                                 text=True, check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+            rows.append({**json.loads(out.stdout), "file": str(path), "size": path.stat().st_size})
+            print(json.dumps(rows[-1]))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,11 +353,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-gb", type=float, default=6.0, help="address-space limit of each run")
     parser.add_argument("--json", help="also write the rows as JSON here")
     parser.add_argument("--keep", help="build the files in this folder and keep them")
+    parser.add_argument("--before", help="rows (--json) of an earlier version, for a 'before' column")
+    parser.add_argument("--no-messages", action="store_true", help="leave the message column out")
+    parser.add_argument("--speed", metavar="FILE", help="time loading this large standard pickle instead")
+    parser.add_argument("--protocol", type=int, default=2, help="--speed: protocol of the file it builds")
+    parser.add_argument("--repeat", type=int, default=3, help="--speed: fresh processes per measurement")
     args = parser.parse_args(argv)
+    if args.speed:
+        rows = speed(Path(args.speed), args.protocol, args.repeat)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
+        return 0
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="hostile-"))
-    outcomes = run_matrix(folder, args.only, args.commands, args.timeout, args.limit_gb,
-                          args.first_only)
-    print(markdown(outcomes))
+    outcomes, base = run_matrix(folder, args.only, args.commands, args.timeout, args.limit_gb,
+                                args.first_only)
+    before = None
+    if args.before:
+        before = [Outcome(**row) for row in json.loads(Path(args.before).read_text())]
+    print(markdown(outcomes, before, base, messages=not args.no_messages))
+    print(f"\nPeak RSS: of a child forked from a process that has imported the kit and torch; one "
+          f"that only parses its arguments peaks at {base:.0f} MB.")
     bad = [o for o in outcomes if o.code != 2 or len(o.lines) != 1 or "Traceback" in o.stderr
            or o.peak_mb >= 1024]
     print(f"\n{len(outcomes)} runs of {len({o.file for o in outcomes})} files; {len(bad)} did not end "

@@ -58,8 +58,11 @@ def check_archive(path: str | Path) -> None:
             could not have written, or a ``data.pkl`` the pre-scan refuses.
     """
     path = Path(path)
-    with open(path, "rb") as f:
-        head = f.read(4096)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except PermissionError as e:
+        raise ValueError(f"{path}: cannot be read ({e.strerror})") from None
     kind = describe_foreign(head)
     if kind != "a zip archive":
         raise ValueError(f"{path}: is {kind or 'not a zip archive'}, not a safsd-glnet checkpoint "
@@ -97,7 +100,7 @@ def check_archive(path: str | Path) -> None:
         raise ValueError(f"{path}: not a readable safsd-glnet checkpoint (truncated or "
                          f"corrupted zip archive: {clip(e)})") from None
     try:
-        scan_pickle(data, f"{path} (data.pkl)", profile="generic")
+        scan_pickle(data, f"{path}: data.pkl", profile="generic")
     except ValueError as e:  # DataError: the scan names the file, the byte and the rule
         raise ValueError(str(e)) from None
 

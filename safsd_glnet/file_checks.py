@@ -109,7 +109,7 @@ def describe_foreign(head: bytes) -> str | None:
     return None
 
 
-_UNSAFE_ADVICE = re.compile(r"weights_only|allow_pickle|arbitrary code|trusted source", re.I)
+_UNSAFE_ADVICE = re.compile(r"weights[_ ]only|allow_pickle|arbitrary code|trusted source", re.I)
 
 
 def safe_message(text: str, limit: int = 300) -> str:

@@ -57,11 +57,17 @@ def read_json(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
     from .file_checks import loads_json
 
     path = Path(path)
-    if path.is_file() and path.stat().st_size > max_bytes:
-        raise ValueError(f"{path}: {path.stat().st_size} bytes, more than the {max_bytes} a JSON "
-                         f"file of the kit may have")
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)  # never more, whatever the file claims to be
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a folder, expected a JSON file") from None
+    except PermissionError as e:
+        raise ValueError(f"{path}: cannot be read ({e.strerror})") from None
+    if len(data) > max_bytes:
+        raise ValueError(f"{path}: more than the {max_bytes} bytes a JSON file of the kit may have")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not valid JSON (not UTF-8 text: {e.reason} at byte {e.start})") from None
     return loads_json(text, str(path))

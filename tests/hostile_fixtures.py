@@ -267,8 +267,8 @@ def _zip_as_pickle(path: Path) -> None:
 
 
 HOSTILE_PICKLES = [
-    Hostile("forged_object_array", "pkl", "numpy.ndarray((1,), dtype('O'), b'AAAAAAAA'): a forged "
-            "element pointer", _forged_object_array),
+    Hostile("forged_object_array", "pkl", "numpy.ndarray((8,), dtype('O'), b'AAA...'): forged "
+            "element pointers", _forged_object_array),
     Hostile("object_array", "pkl", "a real object array (_reconstruct + BUILD with a list)",
             _object_array_setstate),
     Hostile("object_scalar", "pkl", "scalar() of a structured dtype holding an object",

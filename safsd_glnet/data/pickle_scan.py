@@ -53,6 +53,7 @@ state whose data is not bytes, ``BUILD`` on anything but a dtype or array, ``byt
 """
 from __future__ import annotations
 
+import gc
 import io
 import math
 import pickletools
@@ -344,11 +345,9 @@ class _Scanner:
             else:
                 return tuple(items)  # a constant tuple of atoms
         depth = weight = unsalted = 0
-        atoms = True
         for i in items:
             t = type(i)
             if t is _Cell:
-                atoms = False
                 if i.depth > depth:
                     depth = i.depth
                 weight += i.weight
@@ -358,7 +357,6 @@ class _Scanner:
                 weight += len(i) or 1
             else:
                 if t is tuple:
-                    atoms = False
                     if depth < 1:
                         depth = 1
                     weight += _weight(i)
@@ -1070,4 +1068,12 @@ def scan_pickle(data: Any, source: str, *, profile: str = "numpy",
     """
     if profile not in ("numpy", "generic"):
         raise ValueError(f"scan_pickle: profile={profile!r}, expected 'numpy' or 'generic'")
-    return _Scanner(source, len(data), profile, check_global).run(data, len(data))
+    # The scan makes no reference cycles, and with a million live cells the cyclic garbage
+    # collector's full passes would cost more than the scan itself: it is paused meanwhile.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _Scanner(source, len(data), profile, check_global).run(data, len(data))
+    finally:
+        if enabled:
+            gc.enable()

@@ -59,6 +59,8 @@ def read_npz(path: str | os.PathLike, what: str = "a .npz archive") -> dict[str,
         raise DataError(f"{source}: file not found") from None
     except IsADirectoryError:
         raise DataError(f"{source}: is a folder, expected {what}") from None
+    except PermissionError as e:
+        raise DataError(f"{source}: cannot be read ({e.strerror})") from None
     kind = describe_foreign(head)
     if kind != "a zip archive":
         if kind is None:

@@ -361,6 +361,8 @@ def safe_load(path: str | os.PathLike, encoding: str = "latin1") -> Any:
         raise DataError(f"{source}: file not found") from e
     except IsADirectoryError as e:
         raise DataError(f"{source}: is a folder, expected a pickle file") from e
+    except PermissionError as e:
+        raise DataError(f"{source}: cannot be read ({e.strerror})") from None
     except MemoryError:
         raise DataError(f"{source}: refused to load: out of memory while reading it") from None
 
