@@ -24,7 +24,8 @@ MemoryError (a traceback) instead.
 there first if missing: 150 dialogues of 40-60 utterances, features 1024 x 4 / 1582 / 342,
 float32 rows; protocol 2 writes the data as latin1 text, as Python 3 does for Python 2
 readers, 278 MB; protocol 4 as bytes, 184 MB) in fresh processes: the pre-scan alone,
-``safe_load`` and ``load_sdt_pickle``, with each process's peak memory.
+``safe_load`` and ``load_sdt_pickle``, with each process's wall and CPU time (imports
+excluded) and peak memory.
 
 Results: ``results/hostile_files.md``. The tests (``tests/test_hostile_files.py``) run this
 script (``--first-only``; all of it under ``-m slow``) and assert exit code 2, one line on
@@ -298,7 +299,8 @@ def _size(n: int) -> str:
 SPEED_CODE = """
 import json, mmap, resource, sys, time
 path, what = sys.argv[1], sys.argv[2]
-started = time.perf_counter()
+import safsd_glnet.data  # noqa: F401  (imports before the clock starts)
+started, cpu = time.perf_counter(), time.process_time()
 if what == "scan":
     from safsd_glnet.data.pickle_scan import scan_pickle
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
@@ -309,8 +311,9 @@ elif what == "safe_load":
 else:
     from safsd_glnet.data import load_sdt_pickle
     load_sdt_pickle(path)
+usage = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"what": what, "seconds": time.perf_counter() - started,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "cpu_seconds": time.process_time() - cpu, "peak_mb": usage.ru_maxrss / 1024}))
 """
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import pickle
+import pickletools
 import struct
 import tracemalloc
 
@@ -243,3 +244,67 @@ def test_generic_profile_checks_structure_only():
     scan_pickle(data, "x", profile="generic")
     with pytest.raises(ScanRefused, match="nest"):
         scan_pickle(_nested_tuples(MAX_NESTING + 1), "x", profile="generic")
+
+
+def _arrays_for_the_fast_path():
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(n).astype(np.float32) for n in (1, 4, 16, 17, 300)]
+    arrays += [rng.standard_normal((3, 5)), np.asfortranarray(rng.standard_normal((4, 2))),
+               rng.standard_normal((2, 3, 4)).astype(">f4"), np.float64(2.5) * np.ones(()),
+               np.arange(70_000, dtype=np.int8), np.array(["M", "F", "MF"]), np.zeros((0, 3)),
+               np.array([True, False, True]), rng.integers(0, 9, (2, 2, 2, 2))]
+    return [arrays, {"a": arrays, "b": [arrays[0]] * 3, "c": list(reversed(arrays))}]
+
+
+def _as_python2(data: bytes) -> bytes:
+    """A protocol-3 pickle with its bytes written as Python 2 strings (BINSTRING), as in a
+    file Python 2 wrote; the unpickler decodes them as latin1 and numpy reads those."""
+    out = bytearray(data)
+    for op, _, pos in pickletools.genops(data):
+        if op.name in ("SHORT_BINBYTES", "BINBYTES"):
+            out[pos] = ord("U" if op.name == "SHORT_BINBYTES" else "T")
+    out[1] = 2
+    return bytes(out)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, "py2"])
+def test_array_fast_path_equals_the_opcode_by_opcode_scan(protocol, monkeypatch):
+    """numpy's array block is simulated at once; the result must be the generic handlers'."""
+    from safsd_glnet.data import pickle_scan
+    from safsd_glnet.data.safe_pickle import safe_loads
+
+    calls = []
+    real = pickle_scan._Scanner.array_block
+
+    def counting(self, *args):
+        out = real(self, *args)
+        calls.append(out is not None)
+        return out
+
+    for obj in _arrays_for_the_fast_path():
+        if protocol == "py2":
+            data = _as_python2(pickle.dumps(obj, protocol=3))
+            loaded = safe_loads(data)
+            pairs = zip(loaded, obj) if isinstance(obj, list) else zip(loaded["a"], obj["a"])
+            assert all(np.array_equal(a, b) for a, b in pairs)
+        else:
+            data = pickle.dumps(obj, protocol=protocol)
+        monkeypatch.setattr(pickle_scan._Scanner, "array_block", counting)
+        fast = scan_pickle(data, "x")
+        monkeypatch.setattr(pickle_scan._Scanner, "array_block", lambda self, *args: None)
+        slow = scan_pickle(data, "x")
+        assert fast == slow
+    if protocol != 2:
+        assert sum(calls) >= 10  # the fast path did the work
+    # A broken array (data one byte short) gets the same message either way.
+    data = bytearray(pickle.dumps([np.zeros(3), np.zeros(4, np.float32)], protocol=4))
+    at = data.rindex(struct.pack("<B", 16) + bytes(16))  # SHORT_BINBYTES of the second array
+    data[at] = 15
+    del data[at + 1]
+    messages = []
+    for block in (real, lambda self, *args: None):
+        monkeypatch.setattr(pickle_scan._Scanner, "array_block", block)
+        with pytest.raises(DataError) as info:
+            scan_pickle(bytes(data), "x")
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
