@@ -278,6 +278,7 @@ class _Scanner:
         self.memory = _COST["unpickler"]
         self.hash_work = self.max_depth = self.pos = 0
         self.reconstruct: _Cell | None = None  # the memoized global numpy arrays start with
+        self.frame = 0  # the largest frame so far
 
     # ------------------------------------------------------------------ refusals and budgets
 
@@ -811,7 +812,10 @@ class _Scanner:
         left = self.file_size - self.pos - 9
         if arg > left:
             raise self.refuse(f"a frame claims {arg} bytes, the file has {max(left, 0)} left")
-        self.memory += arg  # the unpickler reads a frame into memory before decoding it
+        # The unpickler reads a frame into a buffer before decoding it, one frame at a time.
+        if arg > self.frame:
+            self.memory += arg - self.frame
+            self.frame = arg
 
     def op_proto(self, arg: int) -> None:
         if not 0 <= arg <= 5:

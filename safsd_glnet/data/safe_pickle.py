@@ -260,6 +260,7 @@ def _check_loaded(obj: Any, source: str) -> None:
     Walks containers iteratively, each object once (shared objects are not walked again).
     """
     seen: set[int] = set()
+    checked: set[int] = set()  # dtypes found plain (arrays of one file share a few)
     todo = [obj]
     while todo:
         x = todo.pop()
@@ -272,10 +273,15 @@ def _check_loaded(obj: Any, source: str) -> None:
         elif isinstance(x, (list, tuple, set, frozenset)):
             todo.extend(x)
         elif isinstance(x, (np.ndarray, np.generic, np.dtype)):
-            problem = dtype_problem(x if isinstance(x, np.dtype) else x.dtype)
+            dtype = x if isinstance(x, np.dtype) else x.dtype
+            if id(dtype) in checked:
+                continue
+            problem = dtype_problem(dtype)
             if problem is not None:
                 raise UnsafePickleError(f"{source}: refused to load: {problem} (nothing from the "
                                         f"file was run)")
+            checked.add(id(dtype))
+            todo.append(dtype)  # keeps it alive, so that its id is not reused meanwhile
 
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
