@@ -538,7 +538,8 @@ class _Scanner:
         """
         memo = self.memo
         n_memo = len(memo)
-        new_memo: list[Any] = []  # what the block's PUTs store, in order
+        new_memo: list[Any] = []  # what the block's PUTs store, in order (or thunks making it)
+        shared: list[Any] = []  # more entries fetched with GET (encoded_data's)
         memory = 0  # what the generic handlers would add, opcode by opcode
         ops = 0  # opcodes after the caller's GET
 
@@ -602,8 +603,7 @@ class _Scanner:
         code_b, i = found
         if i >= end or buf[i] != 0x87:  # TUPLE3
             return None
-        args = _Cell("tuple", 0, 0, 3)  # a stand-in: the real one is made below
-        i = put(i + 1, args)
+        i = put(i + 1, lambda: self.cell("tuple", [ndarray, empty, code_b], keep=True))
         if i is None or i >= end or buf[i] != 0x52:  # REDUCE
             return None
         array = _Cell("array", 1, 1, 0, None, False)
@@ -654,53 +654,124 @@ class _Scanner:
         if i >= end:
             return None
         c = buf[i]
-        if c == 0x43 or c == 0x55:  # SHORT_BINBYTES, SHORT_BINSTRING
-            size = 1
-        elif c == 0x42 or c == 0x54:  # BINBYTES, BINSTRING
-            size = 4
-        elif c == 0x8E:  # BINBYTES8
-            size = 8
+        if c == 104 or c == 106:  # protocol 2 from Python 3: _codecs.encode(text, "latin1")
+            found = self.encoded_data(buf, i, end, get, put, shared)
+            if found is None:
+                return None
+            i, data, n, extra_ops, extra_memory = found
+            if math.prod(shape) * dtype.itemsize != n:
+                return None  # the generic path names the problem
+            ops += extra_ops
+            memory += extra_memory
+            is_text = False
         else:
-            return None
-        if i + size >= end:
-            return None
-        n = int.from_bytes(buf[i + 1:i + 1 + size], "little", signed=c == 0x54)
-        start = i + 1 + size
-        if n < 0 or start + n > end or math.prod(shape) * dtype.itemsize != n:
-            return None  # the generic path names the problem
-        is_text = c == 0x55 or c == 0x54  # a Python 2 str, decoded as latin1
-        if n > MAX_CONSTANT_LEN:
-            data: Any = _Cell("str" if is_text else "bytes", 0, n, n)
-        else:
-            raw = bytes(buf[start:start + n])
-            data = raw.decode("latin1") if is_text else raw
-        i = put(start + n, data)
+            if c == 0x43 or c == 0x55:  # SHORT_BINBYTES, SHORT_BINSTRING
+                size = 1
+            elif c == 0x42 or c == 0x54:  # BINBYTES, BINSTRING
+                size = 4
+            elif c == 0x8E:  # BINBYTES8
+                size = 8
+            else:
+                return None
+            if i + size >= end:
+                return None
+            n = int.from_bytes(buf[i + 1:i + 1 + size], "little", signed=c == 0x54)
+            start = i + 1 + size
+            if n < 0 or start + n > end or math.prod(shape) * dtype.itemsize != n:
+                return None  # the generic path names the problem
+            is_text = c == 0x55 or c == 0x54  # a Python 2 str, decoded as latin1
+            if n > MAX_CONSTANT_LEN:
+                data = _Cell("str" if is_text else "bytes", 0, n, n)
+            else:
+                raw = bytes(buf[start:start + n])
+                data = raw.decode("latin1") if is_text else raw
+            i = put(start + n, data)
+            ops += 2  # the data, PUT
+            memory += (49 if is_text else 33) + n + 2 * _PUSH
         if i is None or i >= end or buf[i] != 0x74:  # TUPLE
             return None
-        state = _Cell("tuple", 0, 0, 5)  # a stand-in, as for args
-        i = put(i + 1, state)
+        i = put(i + 1, lambda: self.cell("tuple", [ints[0], shape, dtype_cell, fortran, data],
+                                         keep=True))
         if i is None or i >= end or buf[i] != 0x62:  # BUILD
             return None
-        ops += 1 + 1 + 1 + 1 + 1 + 1 + 1  # GET dtype, NEWFALSE, data, PUT, TUPLE, PUT, BUILD
-        memory += 2 * _PUSH + (49 if is_text else 33) + n + 2 * _PUSH  # GET, bool, data, PUT
+        ops += 1 + 1 + 1 + 1 + 1  # GET dtype, NEWFALSE, TUPLE, PUT, BUILD
+        memory += 2 * _PUSH  # GET dtype, NEWFALSE
         memory += _COST["tuple"] + 8 * 5 + 2 * _PUSH + _COST["array"] + n  # TUPLE, PUT, BUILD
         if self.memory + memory > self.max_memory:
             return None  # the generic path refuses at the right opcode
 
-        # Apply: what the generic handlers would have done.
+        # Apply: what the generic handlers would have done, in their order (tuples the block
+        # builds are made now, from the thunks the PUTs recorded).
         self.memory += memory
-        for x in (self.reconstruct, ndarray, code_b, dtype_cell):
+        for x in (self.reconstruct, ndarray, code_b, dtype_cell, *shared):
             if type(x) is _Cell:
                 x.shared = True  # fetched with GET
-        real = {id(args): self.cell("tuple", [ndarray, empty, code_b], keep=True),
-                id(state): self.cell("tuple", [ints[0], shape, dtype_cell, fortran, data], keep=True)}
-        memo.extend(real.get(id(x), x) if type(x) is _Cell else x for x in new_memo)
+        memo.extend(x() if callable(x) else x for x in new_memo)
         array.weight = min(1 + n, self.cap)
         array.length = shape[0] if shape else 1
         array.info = True
         self.stack.append(array)
         self.pos = i
         return i + 1, ops
+
+    def encoded_data(self, buf: Any, i: int, end: int, get: Callable, put: Callable,
+                     shared: list) -> tuple | None:
+        """The data of an array pickled at protocol 2 by Python 3, for :meth:`array_block`:
+
+            GET _codecs.encode  BINUNICODE text PUT  GET 'latin1'  TUPLE2 PUT  REDUCE PUT
+
+        Returns (position after it, the data entry, its length, opcodes, memory), or None.
+        Changes nothing but what ``put`` records and ``shared``.
+        """
+        found = get(i)
+        if found is None:
+            return None
+        encoder, i = found
+        if not (type(encoder) is _Cell and encoder.kind == "global"
+                and encoder.info == ("_codecs", "encode")) or i >= end:
+            return None
+        c = buf[i]
+        size = 1 if c == 0x8C else 4 if c == 0x58 else 8 if c == 0x8D else 0
+        if not size or i + size >= end:
+            return None
+        nbytes = int.from_bytes(buf[i + 1:i + 1 + size], "little")
+        start = i + 1 + size
+        if start + nbytes > end:
+            return None
+        raw = buf[start:start + nbytes]
+        if nbytes > MAX_CONSTANT_LEN and raw.isascii():  # as op_unicode counts it
+            n, text_memory, text = nbytes, 49 + nbytes, None
+        else:
+            text = str(raw, "utf-8", "surrogatepass")
+            n, text_memory = len(text), sys.getsizeof(text)
+        entry: Any = text if n <= MAX_CONSTANT_LEN else _Cell("str", 0, n, n)
+        i = put(start + nbytes, entry)
+        if i is None:
+            return None
+        found = get(i)
+        if found is None or type(found[0]) is not str or found[0].lower() not in _LATIN1:
+            return None
+        codec, i = found
+        if i >= end or buf[i] != 0x86:  # TUPLE2
+            return None
+        i = put(i + 1, lambda: self.cell("tuple", [entry, codec], keep=True))
+        if i is None or i >= end or buf[i] != 0x52:  # REDUCE
+            return None
+        if type(entry) is str:
+            try:
+                data: Any = entry.encode("latin1")
+            except UnicodeEncodeError:
+                return None  # the generic path refuses it
+        else:
+            data = _Cell("bytes", 0, n or 1, n)
+        i = put(i + 1, data)
+        if i is None:
+            return None
+        shared.append(encoder)
+        memory = _PUSH + text_memory + _PUSH + _PUSH  # GET, the text, PUT
+        memory += _PUSH + _COST["tuple"] + 8 * 2 + 2 * _PUSH  # GET codec, TUPLE2, PUT
+        memory += _COST["text"] + n + _PUSH  # REDUCE (a byte per character), PUT
+        return i, data, n, 8, memory
 
     # ------------------------------------------------------------------ atoms
 
