@@ -50,6 +50,12 @@ state whose data is not bytes, ``BUILD`` on anything but a dtype or array, ``byt
 ``bytearray(n)``, persistent ids, extension codes, out-of-band buffers, ``INST`` / ``OBJ``.
 ``profile="generic"`` (the ``data.pkl`` of a torch checkpoint, whose callables
 ``torch.load(weights_only=True)`` restricts) applies the structural bounds only.
+
+Speed: the scan is Python, one step per opcode, and a standard file has about 20 opcodes per
+feature row. numpy writes every array after the first with the same opcodes, so that block is
+recognised and simulated in one step (``_Scanner.array_block``, tested equal to the opcode by
+opcode simulation); the cyclic garbage collector is paused meanwhile. The README's Security
+section gives the load times before and after on an IEMOCAP-size file.
 """
 from __future__ import annotations
 
