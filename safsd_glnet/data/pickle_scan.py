@@ -71,6 +71,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..file_checks import clip
 from .corpus import DataError
 
 __all__ = ["scan_pickle", "ScanStats", "ScanRefused", "pickle_limits", "MAX_NESTING",
@@ -262,11 +263,6 @@ def _built_dtype(x: Any) -> np.dtype | None:
     if type(x) is _Cell and x.kind == "dtype" and x.info[1]:
         return x.info[0]
     return None
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _Scanner:
@@ -514,7 +510,7 @@ class _Scanner:
         except (ValueError, UnicodeDecodeError, OverflowError) as e:
             # pickletools' text readers raise ValueError for malformed lines.
             raise DataError(f"{self.source}: not a readable pickle (corrupted or truncated "
-                            f"file?): {_clip(str(e))}") from None
+                            f"file?): {clip(str(e))}") from None
         weight = _weight(result)
         if weight > self.max_weight:
             raise self.refuse(
