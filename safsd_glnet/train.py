@@ -129,18 +129,23 @@ def data_signature(corpus: Corpus) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[SAFSDGLNet, dict[str, Any]]:
-    """Rebuild a model from a checkpoint file alone; returns the model (eval mode) and the file's info."""
-    ckpt = io.load_torch(path, map_location=device)
+    """Rebuild a model from a checkpoint file alone; returns the model (eval mode) and the file's info.
+
+    The config's sizes are bounded and every weight's name, shape and dtype is compared with
+    a model built on torch's "meta" device before the real one is allocated
+    (:func:`~safsd_glnet.checkpoint_checks.build_checked_model`): a file cannot make this
+    allocate more than the weights it stores."""
+    from .checkpoint_checks import build_checked_model
+
+    ckpt = io.load_torch(path, map_location="cpu")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a safsd-glnet checkpoint (missing format tag)")
     if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {ckpt.get('version')}, this kit reads {CHECKPOINT_VERSION}")
-    config = Config.from_dict(ckpt["config"])
-    sig = ckpt["data"]
-    model = SAFSDGLNet(config.model, sig["feature_sizes"], len(sig["class_names"]), len(sig["speaker_names"]))
-    model.load_state_dict(ckpt["model"])
-    kernels.install(model)
-    return model.to(device).eval(), {"config": config, "data": sig, "epoch": ckpt.get("epoch")}
+        raise ValueError(f"{path}: checkpoint version {str(ckpt.get('version'))[:20]}, this kit reads "
+                         f"{CHECKPOINT_VERSION}")
+    model = kernels.install(build_checked_model(ckpt, path))
+    return model.to(device).eval(), {"config": Config.from_dict(ckpt["config"]), "data": ckpt["data"],
+                                     "epoch": ckpt.get("epoch")}
 
 
 def speaker_mode(speaker_names: list[str]) -> str:

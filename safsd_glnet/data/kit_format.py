@@ -9,7 +9,8 @@ file never runs code from it):
   concatenated in dialogue order (only the modalities the corpus has);
 * ``labels``: (N,) int64; ``speakers``: (N,) int64; ``lengths``: (D,) int64 utterances per
   dialogue, so dialogue i owns rows ``sum(lengths[:i]) : sum(lengths[:i + 1])``;
-* ``meta``: UTF-8 JSON stored as a (bytes,) uint8 array, an object with ``format``
+* ``meta``: UTF-8 JSON stored as a (bytes,) uint8 array (at most :data:`MAX_META_BYTES`,
+  nested at most 100 deep), an object with ``format``
   (``"safsd-glnet-corpus"``), ``format_version`` (1), ``name``, ``source`` (where the
   corpus came from originally), ``class_names``, ``speaker_names``, ``feature_sizes``,
   ``dialogue_ids`` (in order), ``splits`` and ``texts`` (null, or one entry per dialogue:
@@ -19,25 +20,32 @@ file never runs code from it):
 :func:`save_corpus` writes to a temporary file in the destination folder and renames it over
 the destination (``os.replace`` is atomic on POSIX and Windows), so an interrupted save
 leaves either the old file or the new one, never half of one.
+
+:func:`load_corpus` reads through :func:`~safsd_glnet.data.safe_npz.read_npz`, which checks
+every member's declared size and ``.npy`` header before allocating anything (zip bombs,
+impossible shapes and object arrays are refused with a message naming the member), and names
+a file that is not a zip archive for what it is.
 """
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-import zipfile
-import zlib
 from typing import Any
 
 import numpy as np
 
 from ..config import MODALITIES
+from ..file_checks import loads_json
 from .corpus import Corpus, DataError, Dialogue
+from .safe_npz import read_npz
 
 __all__ = ["save_corpus", "load_corpus", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "safsd-glnet-corpus"
 FORMAT_VERSION = 1
+MAX_META_BYTES = 32 << 20
+"""Largest ``meta`` accepted: 32 MiB of JSON (MELD's, with every sentence, is about 1.5 MB)."""
 
 
 def _encode_meta(meta: dict[str, Any]) -> np.ndarray:
@@ -141,19 +149,11 @@ def load_corpus(path: str | os.PathLike) -> Corpus:
     source = os.fspath(path)
     if not os.path.exists(source):
         raise DataError(f"{source}: file not found")
-    try:
-        with np.load(source, allow_pickle=False) as archive:
-            if "meta" not in archive.files:
-                raise DataError(f"{source}: not a {FORMAT_NAME} file (no 'meta' entry; entries: "
-                                f"{sorted(archive.files)})")
-            meta = _decode_meta(archive["meta"], source)
-            arrays = {k: archive[k] for k in archive.files if k != "meta"}
-    except DataError:
-        raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as e:
-        # np.load checks CRCs on read, so a flipped byte surfaces here rather than as bad data.
-        raise DataError(f"{source}: not a readable {FORMAT_NAME} .npz file (truncated or "
-                        f"corrupted?): {type(e).__name__}: {e}") from e
+    arrays = read_npz(source, f"a {FORMAT_NAME} .npz file")
+    if "meta" not in arrays:
+        raise DataError(f"{source}: not a {FORMAT_NAME} file (no 'meta' entry; entries: "
+                        f"{sorted(arrays)[:20]})")
+    meta = _decode_meta(arrays.pop("meta"), source)
     return _assemble(meta, arrays, source)
 
 
@@ -161,9 +161,13 @@ def _decode_meta(raw: np.ndarray, source: str) -> dict[str, Any]:
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise DataError(f"{source}: field 'meta' must be a 1-D uint8 array, got {raw.dtype} {raw.shape}")
     try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{source}: field 'meta' is not UTF-8 JSON: {e}") from e
+        text = raw.tobytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{source}: field 'meta' is not UTF-8 JSON: {e}") from None
+    try:
+        meta = loads_json(text, source, "meta", max_bytes=MAX_META_BYTES)
+    except ValueError as e:  # names the file and the field; too deep, too large or invalid
+        raise DataError(str(e)) from None
     if not isinstance(meta, dict):
         raise DataError(f"{source}: field 'meta' must be a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FORMAT_NAME:

@@ -19,7 +19,14 @@ Layout (SPEC.md, "Standard feature files"): a tuple whose elements are, in order
 Per-dialogue values may be lists of 1-D arrays or 2-D arrays; features become float32
 ``(n, d)``. The file is opened with :func:`~safsd_glnet.data.safe_pickle.safe_load`, so a
 file that names anything other than containers, numbers, strings and numpy arrays is refused
-before anything in it runs.
+before anything in it runs, and one whose shared references reach more elements than it has
+bytes is refused too (:mod:`~safsd_glnet.data.pickle_scan`): every array a conversion below
+creates holds at most one element per byte of the file (4 bytes of float32 per byte), however
+the file shares lists through the memo. What the conversions themselves must still guard
+against: dialogue ids and labels are checked to be numbers or strings before ``str()`` or
+``np.asarray`` touches them (a list mixing a long string with short ones would become a
+string array padded to the longest, and ``str()`` of a nested id walks all of it), and values
+quoted in messages are cut to a few dozen characters.
 """
 from __future__ import annotations
 
@@ -138,7 +145,33 @@ def _natural_key(key: Any) -> tuple[int, Any]:
     """Sort ints (MELD) numerically and everything else (IEMOCAP names) as text."""
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         return (0, int(key))
-    return (1, str(key))
+    return (1, str(key) if isinstance(key, str) else _show(key))
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """``repr`` of a value from the file, cut to ``limit`` characters, for messages.
+
+    Containers are named by type and length, not printed: their repr could be as large as
+    the file.
+    """
+    if isinstance(value, (str, bytes, int, float, np.generic)):
+        text = repr(value.item() if isinstance(value, np.generic) else value)
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+    if isinstance(value, (list, tuple, dict, set, frozenset, np.ndarray)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"a {type(value).__name__}"
+
+
+def _clip(error: Exception, limit: int = 200) -> str:
+    """An exception's message on one line, at most ``limit`` characters."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_id(value: Any, where: str) -> None:
+    """Dialogue ids are strings (IEMOCAP) or integers (MELD); anything else is refused."""
+    if not (isinstance(value, (str, int, np.integer)) and not isinstance(value, bool)):
+        raise DataError(f"{where}: dialogue ids must be strings or integers, got {_show(value)}")
 
 
 def _build_corpus(fields: dict[str, Any], kind: str, source: str, valid_fraction: float,
@@ -151,6 +184,8 @@ def _build_corpus(fields: dict[str, Any], kind: str, source: str, valid_fraction
                             f"got {type(fields[name]).__name__}")
     labels_field = fields["videoLabels"]
     # The original keys, in a stable order; ids become str because Corpus keys are str.
+    for k in labels_field:
+        _check_id(k, f"{source}: field 'videoLabels'")
     keys = sorted(labels_field, key=_natural_key)
     ids: dict[Any, str] = {}
     seen: dict[str, Any] = {}
@@ -158,7 +193,7 @@ def _build_corpus(fields: dict[str, Any], kind: str, source: str, valid_fraction
         s = str(k)
         if s in seen:
             raise DataError(f"{source}: field 'videoLabels' has two dialogues whose ids both read "
-                            f"{s!r} ({seen[s]!r} and {k!r})")
+                            f"{_show(s)} ({_show(seen[s])} and {_show(k)})")
         seen[s] = k
         ids[k] = s
 
@@ -219,11 +254,13 @@ def _check_keys(fields: dict[str, Any], used: list[str], keys: list[Any], source
         have = set(fields[name])
         missing = sorted(reference - have, key=_natural_key)
         if missing:
-            raise DataError(f"{source}: dialogue {str(missing[0])!r} is in field 'videoLabels' but "
+            raise DataError(f"{source}: dialogue {_show(str(missing[0]))} is in field 'videoLabels' but "
                             f"missing from field {name!r} ({len(missing)} dialogue(s) missing)")
         extra = sorted(have - reference, key=_natural_key)
         if extra:
-            raise DataError(f"{source}: dialogue {str(extra[0])!r} is in field {name!r} but missing "
+            for k in extra:
+                _check_id(k, f"{source}: field {name!r}")
+            raise DataError(f"{source}: dialogue {_show(str(extra[0]))} is in field {name!r} but missing "
                             f"from field 'videoLabels' ({len(extra)} dialogue(s))")
 
 
@@ -233,10 +270,19 @@ def _check_keys(fields: dict[str, Any], used: list[str], keys: list[Any], source
 
 def _labels(value: Any, where: str, num_classes: int) -> np.ndarray:
     """(n,) int64 labels; integer-valued floats are accepted, anything else is an error."""
+    if isinstance(value, (list, tuple)):
+        # Numbers only, before numpy sees them (strings would make a padded string array).
+        for i, v in enumerate(value):
+            if not isinstance(v, (int, float, np.integer, np.floating)):
+                raise DataError(f"{where}: field 'videoLabels' holds {_show(v)} (utterance {i}), "
+                                f"not a class index")
+    elif not isinstance(value, np.ndarray):
+        raise DataError(f"{where}: field 'videoLabels' must be a list of class indices, got "
+                        f"{_show(value)}")
     try:
         a = np.asarray(value)
     except (ValueError, TypeError) as e:
-        raise DataError(f"{where}: field 'videoLabels' is not a list of integers: {e}") from e
+        raise DataError(f"{where}: field 'videoLabels' is not a list of integers: {_clip(e)}") from e
     if a.ndim != 1:
         raise DataError(f"{where}: field 'videoLabels' must be a flat list of class indices, "
                         f"got shape {a.shape}")
@@ -254,7 +300,7 @@ def _labels(value: Any, where: str, num_classes: int) -> np.ndarray:
         out = a.astype(np.int64)
     else:
         raise DataError(f"{where}: field 'videoLabels' must hold integers, got {a.dtype} values "
-                        f"such as {a.flat[0]!r}")
+                        f"such as {_show(a.flat[0])}")
     outside = (out < 0) | (out >= num_classes)
     if outside.any():
         i = int(np.argmax(outside))
@@ -279,8 +325,8 @@ def _iemocap_speakers(value: Any, where: str, n: int) -> np.ndarray:
             s = bytes(s).decode("latin1")
         s = str(s) if isinstance(s, np.str_) else s
         if s not in IEMOCAP_SPEAKERS:
-            raise DataError(f"{where}: field 'videoSpeakers' holds {s!r} (utterance {i}), expected "
-                            f"'M' or 'F'")
+            raise DataError(f"{where}: field 'videoSpeakers' holds {_show(s)} (utterance {i}), "
+                            f"expected 'M' or 'F'")
         out[i] = IEMOCAP_SPEAKERS.index(s)
     return out
 
@@ -291,7 +337,7 @@ def _meld_speakers(value: Any, where: str, n: int) -> tuple[np.ndarray, int]:
         a = np.asarray(value, dtype=np.float64)
     except (ValueError, TypeError) as e:
         raise DataError(f"{where}: field 'videoSpeakers' must be one-hot rows (utterances, 9): "
-                        f"{e}") from e
+                        f"{_clip(e)}") from e
     if a.ndim != 2:
         raise DataError(f"{where}: field 'videoSpeakers' must be one-hot rows (utterances, 9), got "
                         f"shape {a.shape}")
@@ -307,7 +353,8 @@ def _meld_speakers(value: Any, where: str, n: int) -> tuple[np.ndarray, int]:
     ties = (a == a.max(axis=1, keepdims=True)).sum(axis=1)
     if (ties != 1).any():
         i = int(np.argmax(ties != 1))
-        raise DataError(f"{where}: field 'videoSpeakers' row {i} ({a[i].tolist()}) has no single "
+        row = a[i].tolist() if a.shape[1] <= 16 else f"{a.shape[1]} values"
+        raise DataError(f"{where}: field 'videoSpeakers' row {i} ({row}) has no single "
                         f"largest entry, so its speaker is ambiguous")
     return a.argmax(axis=1).astype(np.int64), int(a.shape[1])
 
@@ -320,7 +367,7 @@ def _features(value: Any, where: str, field: str, n: int) -> np.ndarray:
             x = np.asarray(value, dtype=np.float32)
     except (ValueError, TypeError) as e:
         raise DataError(f"{where}: field {field!r} cannot be read as an (utterances, size) float "
-                        f"array (rows of different sizes?): {e}") from e
+                        f"array (rows of different sizes?): {_clip(e)}") from e
     if x.ndim != 2:
         raise DataError(f"{where}: field {field!r} must be (utterances, size), got shape {x.shape}")
     if x.shape[0] != n:
@@ -396,10 +443,11 @@ def _split_ids(fields: dict[str, Any], name: str, ids: dict[Any, str], source: s
     out: list[Any] = []
     seen = set()
     for v in value:
+        _check_id(v, f"{source}: field {name!r}")
         s = str(v)
         if s not in by_str:
-            raise DataError(f"{source}: dialogue {s!r}: field {name!r} names a dialogue that is not "
-                            f"in field 'videoLabels'")
+            raise DataError(f"{source}: dialogue {_show(s)}: field {name!r} names a dialogue that is "
+                            f"not in field 'videoLabels'")
         if s in seen:
             raise DataError(f"{source}: dialogue {s!r}: field {name!r} names it twice")
         seen.add(s)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import io
 import os
 import pathlib
 import pickle
@@ -174,3 +175,94 @@ def test_truncated_garbage_empty_and_missing_files(tmp_path):
         assert not isinstance(info.value, UnsafePickleError), name
     with pytest.raises(DataError, match="not found"):
         safe_load(tmp_path / "missing.pkl")
+
+
+# ------------------------------------------------------------------------------------------
+# The second and third layers, tested on their own (without the pre-scan in front of them).
+
+from safsd_glnet.data import safe_pickle as sp  # noqa: E402
+
+
+def _forged_v8() -> np.dtype:
+    """dtype('V8') whose flags say it holds objects: what a BUILD state can do (never used)."""
+    dt = np.dtype("V8")
+    dt.__setstate__((3, "|", None, None, None, 8, 1, 63))
+    return dt
+
+
+def test_object_dtypes_are_refused_wherever_they_are_built():
+    forged = _forged_v8()
+    assert forged.hasobject  # numpy trusts the flags: the reason for the checks below
+    for bad in (np.dtype("O"), np.dtype([("a", "O")]), forged, np.dtype([("a", "<f4")]),
+                np.dtype("M8[ns]"), np.dtype("V0")):
+        assert sp.dtype_problem(bad) is not None, bad
+    for good in ("f4", ">f8", "i8", "u1", "?", "U5", "S3", "V8", "c16"):
+        assert sp.dtype_problem(np.dtype(good)) is None, good
+    with pytest.raises(pickle.UnpicklingError):
+        sp._safe_dtype("O")
+    with pytest.raises(pickle.UnpicklingError):
+        sp._safe_dtype("f4,O")
+    with pytest.raises(pickle.UnpicklingError):
+        sp._safe_scalar(forged, b"AAAAAAAA")
+    with pytest.raises(pickle.UnpicklingError):
+        sp._safe_frombuffer(b"AAAAAAAA", np.dtype("O"), (1,), "C")
+    with pytest.raises(pickle.UnpicklingError):
+        sp._NDARRAY((1,), np.dtype("f4"), b"AAAA")
+    with pytest.raises(pickle.UnpicklingError):
+        sp._safe_reconstruct(sp._NDARRAY, (10**10,), b"b")
+    assert sp._safe_reconstruct(sp._NDARRAY, (0,), b"b").shape == (0,)
+    assert sp._safe_scalar(np.dtype("f4"), np.float32(1.5).tobytes()) == np.float32(1.5)
+
+
+def test_text_calls_only_convert_text():
+    for kind in (bytes, bytearray):
+        with pytest.raises(pickle.UnpicklingError):
+            sp._text_only(kind)(10**10)
+    with pytest.raises(pickle.UnpicklingError):
+        sp._text_only(str)([[0.5] * 10] * 10)
+    with pytest.raises(pickle.UnpicklingError):
+        sp._text_only(bytes)("abc", "idna")
+    assert sp._text_only(bytes)("caf\xe9", "latin1") == b"caf\xe9"
+    assert sp._text_only(str)() == ""
+
+
+def test_unpickler_alone_refuses_a_forged_object_array():
+    # Without the scan in front, the direct ndarray call still never happens.
+    class Forged:
+        def __reduce__(self):
+            return (np.ndarray, ((1,), np.dtype("f4"), b"AAAA"))
+
+    data = pickle.dumps({"x": Forged()}, protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match="ndarray"):
+        sp.SafeUnpickler(io.BytesIO(data)).load()
+
+
+def test_loaded_results_are_checked_for_object_arrays():
+    sp._check_loaded({"a": [np.zeros(3), (np.float32(1),)], "d": np.dtype("f4")}, "ok.pkl")
+    for bad in (np.array([1, None], dtype=object), np.zeros(1, dtype=[("a", "O")]), _forged_v8()):
+        with pytest.raises(UnsafePickleError, match="bad.pkl"):
+            sp._check_loaded({"k": [1, {"deep": (bad,)}]}, "bad.pkl")
+
+
+def test_python3_protocol2_names_load():
+    # Python 3 writes str as __builtin__.unicode at protocols <= 2 (for Python 2 readers).
+    d = collections.defaultdict(str)
+    d["a"] += "x"
+    out = safe_loads(pickle.dumps({"d": d, "b": b"", "t": bytearray(b"ab")}, protocol=2))
+    assert out["d"] == {"a": "x"} and out["d"].default_factory() == ""
+    assert out["b"] == b"" and out["t"] == bytearray(b"ab")
+
+
+def test_foreign_files_are_named(tmp_path):
+    cases = {"zip.pkl": (b"PK\x03\x04" + b"\x00" * 40, "zip archive"),
+             "text.pkl": (b"speaker,label\nM,happy\n", "is a text file"),
+             "empty.pkl": (b"", "empty")}
+    for name, (content, words) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(DataError, match=words):
+            safe_load(path)
+    # A protocol-0 pickle is text too, and still loads.
+    path = tmp_path / "p0.pkl"
+    path.write_bytes(pickle.dumps({"a": [1, 2.5, "x"]}, protocol=0))
+    assert safe_load(path) == {"a": [1, 2.5, "x"]}

@@ -1,0 +1,130 @@
+"""JSON depth and size bounds, naming foreign files, and messages without unsafe advice."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from safsd_glnet.file_checks import (MAX_JSON_DEPTH, MAX_JSON_VALUES, describe_foreign, json_shape,
+                                     loads_json, safe_message)
+from safsd_glnet.io import read_json
+
+
+def _random_json(rng: random.Random, depth: int):
+    """Nested lists, dicts and strings full of brackets, quotes and escapes."""
+    if depth == 0 or rng.random() < 0.3:
+        return rng.choice([1, 2.5, None, True, 'x[{"]}\\', "[[[", "\\\"}}", "é ☃"])
+    if rng.random() < 0.5:
+        return [_random_json(rng, depth - 1) for _ in range(rng.randint(0, 3))]
+    return {f"k{i}]{{": _random_json(rng, depth - 1) for i in range(rng.randint(0, 3))}
+
+
+def _depth(x):
+    if isinstance(x, list):
+        return 1 + max((_depth(v) for v in x), default=0)
+    if isinstance(x, dict):
+        return 1 + max((_depth(v) for v in x.values()), default=0)
+    return 0
+
+
+def _values(x):
+    if isinstance(x, list):
+        return 1 + sum(_values(v) for v in x)
+    if isinstance(x, dict):
+        return 1 + sum(1 + _values(v) for v in x.values())
+    return 1
+
+
+def test_json_shape_matches_the_parsed_structure():
+    rng = random.Random(0)
+    for _ in range(300):
+        obj = _random_json(rng, rng.randint(0, 8))
+        text = json.dumps(obj, ensure_ascii=rng.random() < 0.5)
+        depth, values = json_shape(text)
+        assert depth == _depth(obj), text
+        assert values >= _values(obj) - 1 and values <= 2 * _values(obj) + 1, text
+
+
+def test_depth_limit_is_exact():
+    ok = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    assert _depth(loads_json(ok, "x.json")) == MAX_JSON_DEPTH
+    deep = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
+    with pytest.raises(ValueError, match=f"x.json: field 'meta': JSON nested {MAX_JSON_DEPTH + 1} deep"):
+        loads_json(deep, "x.json", "meta")
+    # Brackets inside strings do not count.
+    assert loads_json(json.dumps({"a": "[" * 500}), "x.json") == {"a": "[" * 500}
+
+
+def test_value_and_size_limits():
+    with pytest.raises(ValueError, match="values"):
+        loads_json("[" + "0," * MAX_JSON_VALUES + "0]", "big.json")
+    with pytest.raises(ValueError, match="more than the 10"):
+        loads_json("[1, 2, 3, 4, 5]", "big.json", max_bytes=10)
+
+
+def test_read_json_refuses_deep_and_foreign_files(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"model": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ValueError, match="deep.json: JSON nested 100001 deep"):
+        read_json(deep)
+    binary = tmp_path / "bin.json"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        read_json(binary)
+    text = tmp_path / "text.json"
+    text.write_text("hidden = 64\n")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_json(text)
+    big = tmp_path / "big.json"
+    big.write_text("[" + "1," * 100 + "1]")
+    with pytest.raises(ValueError, match="more than the 50"):
+        read_json(big, max_bytes=50)
+
+
+def test_foreign_files_are_named():
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(2))
+    assert describe_foreign(buf.getvalue()[:64]) == "a single numpy .npy array"
+    assert describe_foreign(pickle.dumps({}, protocol=2)) == "a pickle"
+    assert describe_foreign(b"PK\x03\x04rest") == "a zip archive"
+    assert describe_foreign("dialogue,label\nd1,joie\n".encode()) == "a text file"
+    assert describe_foreign(b"") == "an empty file"
+    assert describe_foreign(os.urandom(64).replace(b"\x00", b"\xff") + b"\x00") is None
+
+
+def test_messages_never_advise_unsafe_loading(tmp_path):
+    # The real messages of the installed torch and numpy, not copies of them.
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo never",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"x": 1}, path)
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    data_pkl = next(n for n in members if n.endswith("data.pkl"))
+    members[data_pkl] = pickle.dumps({"x": Evil()}, protocol=2)
+    with zipfile.ZipFile(path, "w") as z:
+        for n, d in members.items():
+            z.writestr(n, d)
+    with pytest.raises(pickle.UnpicklingError) as torch_error:
+        torch.load(path, weights_only=True)
+    buf = io.BytesIO()
+    np.save(buf, np.array([1, None], dtype=object))
+    buf.seek(0)
+    with pytest.raises(ValueError) as numpy_error:
+        np.load(buf, allow_pickle=False)
+    for raw in (str(torch_error.value), str(numpy_error.value)):
+        assert "weights_only" in raw or "allow_pickle" in raw  # what the check is about
+        clean = safe_message(raw)
+        assert "weights_only" not in clean and "allow_pickle" not in clean and "\n" not in clean
+        assert clean
+    assert "system" in safe_message(str(torch_error.value))  # the reason is kept
