@@ -81,6 +81,7 @@ from typing import Mapping
 import numpy as np
 
 from .config import MODALITIES
+from .data.safe_npz import read_npz
 from .data.corpus import Corpus, DataError, Dialogue
 from .data.tables import Table, column_values
 
@@ -350,9 +351,9 @@ def _load_cache(path: Path, size: int) -> dict[str, np.ndarray]:
     if not path.is_file():
         return {}
     try:
-        with np.load(path, allow_pickle=False) as z:
-            shas = [str(s) for s in z["sha256"]]
-            x = np.asarray(z["features"], dtype=np.float32)
+        z = read_npz(path, "an audio-feature cache", kinds="biufU")  # bounded, as every file the kit reads
+        shas = [str(s) for s in z["sha256"]]
+        x = np.asarray(z["features"], dtype=np.float32)
     except Exception as e:  # a truncated or foreign file must not stop the run: extract again
         log.warning("ignoring unreadable audio-feature cache %s (%s); extracting again", path, e)
         return {}

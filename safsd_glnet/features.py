@@ -41,6 +41,7 @@ import numpy as np
 from . import io
 from .config import MODALITIES, normalise_modalities
 from .facts import MELD_PICKLE_OFFSETS
+from .data.safe_npz import read_npz
 from .data.corpus import Corpus, DataError, Dialogue
 from .data.tables import Table
 
@@ -196,9 +197,9 @@ def _load_cache(path: Path, texts_hash: str, n: int) -> np.ndarray | None:
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            stored_hash = str(z["texts_sha256"])
-            x = np.asarray(z["features"], dtype=np.float32)
+        z = read_npz(path, "a text-feature cache", kinds="biufU")  # bounded, as every file the kit reads
+        stored_hash = str(z["texts_sha256"])
+        x = np.asarray(z["features"], dtype=np.float32)
     except Exception as e:  # a truncated or foreign file must not stop the run: re-encode
         log.warning("ignoring unreadable text-feature cache %s (%s); encoding again", path, e)
         return None

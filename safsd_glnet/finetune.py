@@ -86,6 +86,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .data.safe_npz import read_npz
 from .data.corpus import Corpus, DataError
 from .data.tables import Table
 from .features import (DEFAULT_CACHE_DIR, MINILM_ALIASES, encode_texts, resolve_device, resolve_encoder,
@@ -680,8 +681,8 @@ def _load_job(folder: Path, key: str, job: _Job, n: int) -> dict[str, np.ndarray
         info = read_json(folder / ENCODER_INFO)
         if info.get("key") != key or info.get("encodes") != job.encodes:
             return None
-        with np.load(folder / ENCODED_FILE, allow_pickle=False) as z:
-            out = {"features": z["features"].astype(np.float32), "probs": z["probs"].astype(np.float32)}
+        z = read_npz(folder / ENCODED_FILE, "a fine-tuning run's encoded features")
+        out = {"features": z["features"].astype(np.float32), "probs": z["probs"].astype(np.float32)}
         if out["features"].shape[0] != n or out["probs"].shape[0] != n or not np.isfinite(out["features"]).all():
             raise ValueError(f"{ENCODED_FILE} does not hold {n} finite rows")
         if job.keep_weights and not (folder / HEAD_FILE).is_file():

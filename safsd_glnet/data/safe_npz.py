@@ -42,10 +42,13 @@ ALLOWED_KINDS = "biuf"
 _HEADER_LIMIT = 10_000  # numpy's own default max_header_size
 
 
-def read_npz(path: str | os.PathLike, what: str = "a .npz archive") -> dict[str, np.ndarray]:
+def read_npz(path: str | os.PathLike, what: str = "a .npz archive", kinds: str = ALLOWED_KINDS
+             ) -> dict[str, np.ndarray]:
     """The arrays of the ``.npz`` at ``path`` by name (without ``.npy``), after the checks above.
 
-    ``what`` describes the expected file in messages (e.g. "a safsd-glnet-corpus .npz file").
+    ``what`` describes the expected file in messages (e.g. "a safsd-glnet-corpus .npz file");
+    ``kinds`` the dtype kinds allowed (the caches add ``"U"``, fixed-width text, which needs no
+    pickle either).
 
     Raises:
         DataError: naming the file (and the member and field) for a missing, empty, foreign,
@@ -71,7 +74,7 @@ def read_npz(path: str | os.PathLike, what: str = "a .npz archive") -> dict[str,
         with zipfile.ZipFile(source) as archive:
             infos = _check_directory(archive, source, os.path.getsize(source))
             for info in infos:
-                _check_header(archive, info, source)
+                _check_header(archive, info, source, kinds)
             arrays = {}
             for info in infos:
                 with archive.open(info) as member:
@@ -119,7 +122,8 @@ def _check_directory(archive: zipfile.ZipFile, source: str, size: int) -> list[z
     return infos
 
 
-def _check_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) -> None:
+def _check_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str,
+                  kinds: str = ALLOWED_KINDS) -> None:
     """The member's ``.npy`` header must describe exactly the bytes that follow it."""
     where = f"{source}: member {info.filename!r}"
     with archive.open(info) as member:
@@ -143,7 +147,7 @@ def _check_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, source: str) 
             raise DataError(f"{where}: field 'header' is not a valid .npy header: "
                             f"{safe_message(text)}") from None
         header_end = member.tell()
-    if dtype.hasobject or dtype.kind not in ALLOWED_KINDS or dtype.names is not None \
+    if dtype.hasobject or dtype.kind not in kinds or dtype.names is not None \
             or dtype.subdtype is not None or dtype.itemsize < 1:
         raise DataError(f"{where}: field 'dtype' is {dtype}; the kit's archives hold bool, integer "
                         f"and float arrays only (object arrays would need pickle)")
