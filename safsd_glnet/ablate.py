@@ -40,7 +40,6 @@ default), Dask or SLURM; an optional ``cluster:`` section of the grid file holds
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time

@@ -42,12 +42,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 EXECUTORS = ("local", "dask", "slurm")
 SUBMITIT_FOLDER = "submitit"  # inside the grid's output folder
@@ -490,10 +489,9 @@ class DaskExecutor(Executor):
     def submit(self, fn, calls, names):
         gpu_slot = self._cluster is not None and "GPU" in self.resources
         tag = uuid.uuid4().hex[:8]
-        with kit_on_pythonpath():
-            return [self._client.submit(_dask_task, fn, tuple(args), gpu_slot, key=f"safsd-{name}-{tag}",
-                                        pure=False, resources=self.resources or None)
-                    for args, name in zip(calls, names)]
+        return [self._client.submit(_dask_task, fn, tuple(args), gpu_slot, key=f"safsd-{name}-{tag}",
+                                    pure=False, resources=self.resources or None)
+                for args, name in zip(calls, names)]
 
     def as_completed(self, handles):
         from distributed import as_completed
@@ -728,13 +726,6 @@ def gather(executor: Executor, fn: Callable[..., Any], calls: Sequence[tuple], n
     except BaseException:
         executor.cancel(handles)
         raise
-
-
-def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, float]:
-    """(fn(*args), start, end): wall-clock stamps of a call on whatever machine runs it."""
-    start = time.time()
-    value = fn(*args)
-    return value, start, time.time()
 
 
 if __name__ == "__main__":
