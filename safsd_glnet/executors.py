@@ -682,6 +682,14 @@ def check_settings(settings: Mapping[str, Any], where: str) -> dict[str, Any]:
         parse_resources(out["resources"], f"{where}: resources")
     if "shared_fs" in out and not isinstance(out["shared_fs"], bool):
         raise ValueError(f"{where}: shared_fs must be true or false, got {out['shared_fs']!r}")
+    workers = out.get("workers")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"{where}: workers={workers!r} must be a whole number of at least 1")
+    for key in ("scheduler", "worker_dir"):
+        if key in out and (not isinstance(out[key], str) or not out[key].strip()):
+            raise ValueError(f"{where}: {key} must be text (an address or a folder), got {out[key]!r}")
+    if out.get("submitit_cluster", "slurm") not in ("slurm", "local"):
+        raise ValueError(f"{where}: submitit_cluster must be slurm or local, got {out['submitit_cluster']!r}")
     return out
 
 

@@ -266,7 +266,9 @@ def test_executor_settings_from_the_grid_file_and_the_command_line(tmp_path):
             ({}, {"executor": "slurm", "gpus": -1}, "--gpus=-1 must be at least 0"),
             ({}, {"executor": "dask", "resources": "GPU=x"}, "expected NAME=AMOUNT"),
             ({}, {"executor": "dask", "scheduler": "tcp://x:1", "workers": 2}, "has its own workers"),
-            ({}, {"executor": "dask", "worker_dir": "/x"}, "needs --no-shared-fs")):
+            ({}, {"executor": "dask", "worker_dir": "/x"}, "needs --no-shared-fs"),
+            ({"executor": "dask", "workers": "2"}, {}, "workers='2' must be a whole number"),
+            ({"executor": "dask", "scheduler": 8786}, {}, "scheduler must be text")):
         with pytest.raises(ValueError, match=message):
             executors.make_executor(settings, options)
     with pytest.raises(ValueError, match=r"g2.yaml: cluster: unknown cluster settings \['nodes'\]"):
