@@ -240,7 +240,8 @@ def run_in_own_process(fn: Callable[..., Any], args: tuple, env: Mapping[str, st
     not reach it) and dies with the thread that started it (Linux). Cancelling sends SIGINT
     (papermill shuts its kernel down), then SIGKILL after 10 s. An exception in ``fn`` comes
     back as :class:`TaskFailed` with its one-line message."""
-    with tempfile.TemporaryDirectory(prefix="safsd-task-") as tmp:
+    remove_stale_task_folders()
+    with tempfile.TemporaryDirectory(prefix=f"{TASK_FOLDER_PREFIX}{os.getpid()}-") as tmp:
         call, answer = Path(tmp) / "call.pkl", Path(tmp) / "result.pkl"
         call.write_bytes(pickle.dumps((fn, tuple(args))))
         with kit_on_pythonpath():
@@ -264,6 +265,29 @@ def run_in_own_process(fn: Callable[..., Any], args: tuple, env: Mapping[str, st
         if kind == "error":
             raise TaskFailed(value)
         return value
+
+
+TASK_FOLDER_PREFIX = "safsd-task-"
+
+
+def remove_stale_task_folders(root: str | Path | None = None) -> list[str]:
+    """Remove ``safsd-task-<pid>-*`` folders (a task's pickled call and result) whose worker
+    process is gone: a worker killed with its cluster cannot remove its own. Only this user's."""
+    removed = []
+    for path in Path(root or tempfile.gettempdir()).glob(f"{TASK_FOLDER_PREFIX}*"):
+        pid = path.name[len(TASK_FOLDER_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or not path.is_dir():
+            continue
+        try:
+            if path.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)  # raises when no such process exists
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+        except OSError:
+            continue  # alive under another user, or not ours to judge
+    return removed
 
 
 def stop_process_group(proc: subprocess.Popen, grace: float = 10.0) -> None:

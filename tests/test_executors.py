@@ -214,6 +214,18 @@ def test_a_killed_grid_stops_its_runs_and_resumes(dask_address, stand_in, tmp_pa
     assert len(attempts(out / "quick-seed0")) == 1
 
 
+def test_stale_task_folders_of_dead_workers_are_removed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for pid in (dead.pid, os.getpid()):
+        (tmp_path / f"{executors.TASK_FOLDER_PREFIX}{pid}-abc").mkdir()
+        (tmp_path / f"{executors.TASK_FOLDER_PREFIX}{pid}-abc" / "call.pkl").write_bytes(b"x")
+    (tmp_path / f"{executors.TASK_FOLDER_PREFIX}other").mkdir()  # not named by a pid: not ours to judge
+    assert executors.remove_stale_task_folders(tmp_path) == [f"{executors.TASK_FOLDER_PREFIX}{dead.pid}-abc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{executors.TASK_FOLDER_PREFIX}{os.getpid()}-abc",
+                                                          f"{executors.TASK_FOLDER_PREFIX}other"]
+
+
 # --------------------------------------------------------------------------- checks before submission
 
 class Refuses(executors.Executor):
