@@ -29,24 +29,31 @@ runner's record (parameters, status ``done`` or ``failed`` with the error, secon
   resumes from the run's last epoch checkpoint (the notebook's ``RESUME`` parameter).
 * A folder holding a run made with other parameters is left alone and reported (``force``
   re-runs it from scratch).
+* A folder is never run by two processes at once: the submitting process holds
+  ``.queue.lock`` from submission to result, the process that runs the notebook
+  ``.runner.lock``; a folder another invocation holds is left to it.
+
+Where the runs execute is an :class:`~safsd_glnet.executors.Executor`: this machine (the
+default), Dask or SLURM; an optional ``cluster:`` section of the grid file holds its settings
+(see :func:`safsd_glnet.executors.make_executor`).
 """
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from . import io
 from .data.corpus import DataError
+from .executors import Executor, LocalExecutor, gather
 from .explore import markdown_table
 from .papermill_runner import notebook_parameters, notebook_path, run_notebook
+from .run_folder import QUEUE_LOCK_NAME as QUEUE_LOCK  # held by the submitting process until the result is back
 from .run_folder import RUNNER_LOCK_NAME as RUNNER_LOCK  # held while this process runs a folder's notebook
 
 if TYPE_CHECKING:
@@ -57,6 +64,7 @@ RUN_RECORD = "run.json"
 RUN_NAME = re.compile(r"^(?P<variant>.+)-seed(?P<seed>-?\d+)$")
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9_.+]+$")
 METRICS = ("accuracy", "weighted_f1", "macro_f1")
+NOT_RUNS = ("figures", "submitit")  # folders beside the runs: the report's charts, submitit's jobs
 
 
 # --------------------------------------------------------------------------- notebook parameters
@@ -139,15 +147,20 @@ class Grid:
     seeds: list[int]
     name: str = "grid"
     source: str = "<memory>"
+    cluster: dict[str, Any] = field(default_factory=dict)  # executor settings (executors.SETTINGS)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "<memory>") -> "Grid":
         where = f"{source}"
         if not isinstance(d, Mapping):
             raise ValueError(f"{where}: a grid is a mapping with base, variants and seeds")
-        unknown = set(d) - {"name", "base", "variants", "seeds", "description"}
+        unknown = set(d) - {"name", "base", "variants", "seeds", "description", "cluster"}
         if unknown:
-            raise ValueError(f"{where}: unknown grid keys {sorted(unknown)} (expected name, base, variants, seeds)")
+            raise ValueError(f"{where}: unknown grid keys {sorted(unknown)} (expected name, base, variants, seeds, "
+                             "cluster)")
+        from .executors import check_settings
+
+        cluster = check_settings(d.get("cluster") or {}, f"{where}: cluster")
         base = dict(d.get("base") or {})
         seeds = d.get("seeds", [0])
         if isinstance(seeds, int):
@@ -173,7 +186,7 @@ class Grid:
         for key in ("SEED", "RUN_DIR"):
             if key in base:
                 raise ValueError(f"{where}: base sets {key}, which the runner chooses per run")
-        return cls(base, variants, [int(s) for s in seeds], str(d.get("name", Path(source).stem)), source)
+        return cls(base, variants, [int(s) for s in seeds], str(d.get("name", Path(source).stem)), source, cluster)
 
     @classmethod
     def load(cls, path: str | Path) -> "Grid":
@@ -291,6 +304,8 @@ def execute_run(spec: RunSpec, notebook: str | Path, kernel_name: str = "python3
     spec.folder.mkdir(parents=True, exist_ok=True)
     try:
         with RunLock(spec.folder, RUNNER_LOCK):
+            if spec.state() == "done":  # finished by another invocation while this one waited in a queue
+                return {**spec.record(), "already_done": True}
             return _execute_locked(spec, notebook, kernel_name, timeout, threads)
     except DataError as e:  # another ablate process runs this folder: leave it (and its run.json) alone
         return {"name": spec.name, "variant": spec.variant, "label": spec.label, "seed": spec.seed,
@@ -302,7 +317,7 @@ def _execute_locked(spec: RunSpec, notebook: str | Path, kernel_name: str, timeo
     started = time.time()
     record = {"name": spec.name, "variant": spec.variant, "label": spec.label, "seed": spec.seed,
               "index": spec.index, "parameters": spec.comparable_parameters(), "status": "running",
-              "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "start_time": started}
     io.write_json(spec.folder / RUN_RECORD, record)
     try:
         run_notebook(notebook, spec.folder / Path(notebook).name, {**spec.parameters, "RESUME": True},
@@ -312,7 +327,8 @@ def _execute_locked(spec: RunSpec, notebook: str | Path, kernel_name: str, timeo
         record.update(status="done")
     except Exception as e:  # a failing run must not stop the grid: record it and go on
         record.update(status="failed", error=_error_text(e), traceback=traceback.format_exc(limit=3))
-    record["seconds"] = round(time.time() - started, 1)
+    record["end_time"] = time.time()  # wall clock of the machine that ran it (benchmarks/executors.py)
+    record["seconds"] = round(record["end_time"] - started, 1)
     io.write_json(spec.folder / RUN_RECORD, record)
     return record
 
@@ -330,26 +346,53 @@ def _execute_in_worker(spec: RunSpec, notebook: str, kernel_name: str, timeout: 
     return execute_run(spec, notebook, kernel_name, timeout, threads)
 
 
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: on Linux the operating system kills this worker when the ablate
-    process that started it dies (``prctl(PR_SET_PDEATHSIG)``), even by ``kill -9``; its
-    kernel follows by itself (ipykernel exits when its parent process changes). Without this
-    a killed grid left its workers training into the run folders that a re-run trained too.
-    Elsewhere the lock of each run folder still keeps two processes out of one folder."""
-    import signal
-    import sys
+# The files of a run folder that come back without a shared filesystem (checkpoints stay).
+RETURNED_SUFFIXES = (".json", ".ipynb", ".csv", ".png", ".pdf", ".txt")
 
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
+def worker_folder(spec: RunSpec, worker_dir: str | None = None) -> Path:
+    """Where a run trains on a worker without a shared filesystem:
+    ``<worker_dir or the temporary folder>/safsd-glnet-runs/<hash of the grid's folder>/<run>``,
+    the same on every call, so that a run that lands on the same worker again resumes there."""
+    import hashlib
+    import tempfile
+
+    digest = hashlib.sha1(str(spec.folder.parent).encode()).hexdigest()[:12]
+    return Path(worker_dir or tempfile.gettempdir()) / "safsd-glnet-runs" / f"{spec.folder.parent.name}-{digest}" \
+        / spec.name
+
+
+def execute_elsewhere(spec: RunSpec, notebook_name: str, notebook_bytes: bytes, kernel_name: str,
+                      timeout: float | None, threads: int | None, worker_dir: str | None) -> dict[str, Any]:
+    """:func:`execute_run` on a worker that does not share the grid's folder: the notebook
+    (sent as bytes) runs into :func:`worker_folder`; returns {"record": run.json, "files":
+    {name: bytes}} with the run folder's small files (:data:`RETURNED_SUFFIXES`), for the
+    submitting side to write into its own folder."""
+    import tempfile
+
+    folder = worker_folder(spec, worker_dir)
+    here = RunSpec(spec.name, spec.variant, spec.label, spec.seed, spec.index, folder,
+                   {**spec.parameters, "RUN_DIR": str(folder)})
+    with tempfile.TemporaryDirectory(prefix="safsd-notebook-") as tmp:
+        notebook = Path(tmp) / notebook_name
+        notebook.write_bytes(notebook_bytes)
+        record = execute_run(here, notebook, kernel_name, timeout, threads)
+    files = {}
+    if record["status"] != "busy":
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and path.suffix in RETURNED_SUFFIXES and not path.name.startswith("."):
+                files[path.name] = path.read_bytes()
+    return {"record": record, "files": files}
+
+
+def _write_returned(folder: Path, files: Mapping[str, bytes]) -> None:
+    """Write a run's returned files into ``folder``, each atomically, ``run.json`` last (with
+    ``metrics.json`` it is what marks the run complete)."""
+    for name in sorted(files, key=lambda n: n == RUN_RECORD):
+        if Path(name).name != name or name.startswith("."):
+            raise ValueError(f"{folder}: a worker returned the file name {name!r}, which is not a plain file name")
+        with io.atomic_path(folder / name) as tmp:
+            tmp.write_bytes(files[name])
 
 
 @dataclass
@@ -360,6 +403,7 @@ class GridResult:
     stale: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)  # being run by another ablate process: left alone
     seconds: float = 0.0
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)  # run name -> {"submitted", "returned"}
 
     @property
     def failed(self) -> list[str]:
@@ -373,21 +417,27 @@ class GridResult:
 def run_grid(grid: Grid, out_dir: str | Path, *, workers: int = 1, force: bool = False,
              skip_failed: bool = False, notebook: str | Path | None = None, kernel_name: str = "python3",
              timeout: float | None = None, threads: int | None = None, progress: bool = True,
-             log: Callable[[str], None] | None = print) -> GridResult:
+             log: Callable[[str], None] | None = print, executor: Executor | None = None) -> GridResult:
     """Run every (variant, seed) of ``grid`` that is not complete yet; see the module docstring.
 
     Args:
-        workers: runs executed at once (each in its own process and kernel; with several, each
-            kernel gets an equal share of the CPU cores as its thread count unless
-            ``OMP_NUM_THREADS`` is set).
+        workers: runs executed at once on this machine, each in its own process and kernel
+            (with several, each kernel gets an equal share of the CPU cores as its thread
+            count unless ``OMP_NUM_THREADS`` is set); ignored when ``executor`` is given.
         force: re-run everything from scratch (run folders are emptied first).
         skip_failed: leave runs that failed before alone instead of retrying them.
         notebook: the ablation notebook (default ``notebooks/04_ablation.ipynb``).
         timeout: seconds per notebook cell (None: no limit).
-        threads: CPU threads per kernel (None: see ``workers``).
+        threads: CPU threads per kernel (None: the executor's default, see ``workers``).
+        executor: where the runs execute (:mod:`safsd_glnet.executors`; default
+            ``LocalExecutor(workers)``). It is started here, after every parameter has been
+            checked, and stopped before this returns; Ctrl-C cancels its queued and running
+            runs and re-raises.
     """
     notebook = Path(notebook) if notebook is not None else notebook_path(ABLATION_NOTEBOOK)
     grid.check_parameters(notebook_parameters(notebook))
+    executor = executor if executor is not None else LocalExecutor(max(workers, 1))
+    executor.check()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_grid_copy(grid, out)
@@ -411,68 +461,107 @@ def run_grid(grid: Grid, out_dir: str | Path, *, workers: int = 1, force: bool =
             result.records[spec.name] = spec.record()
         else:
             todo.append(spec)
+    claims, todo = _claim(todo, result, say)
     total = len(grid.runs(out))
     say(f"ablate: grid {grid.name!r}: {_plural(len(grid.variants), 'variant')} x {_plural(len(grid.seeds), 'seed')} "
         f"= {_plural(total, 'run')}; "
-        f"{len(result.skipped)} already complete, {len(todo)} to run, {max(workers, 1)} at once -> {out}")
+        f"{len(result.skipped)} already complete, {len(todo)} to run on {executor.describe()} -> {out}")
+    if todo and executor.name != "local":
+        say("ablate: run folders on a filesystem the workers share: they write into them directly"
+            if executor.shared_fs else
+            "ablate: no shared filesystem: each run trains in a folder on its worker "
+            f"({worker_folder(todo[0], executor.worker_dir).parent.parent}/...); its notebook and small files come "
+            "back here, its checkpoints stay there")
 
     bar = None
-    if progress and todo:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(todo), desc="ablation runs", unit="run", dynamic_ncols=True)
 
     def finished(record: dict[str, Any]) -> None:
+        name = record["name"]
+        result.timings.setdefault(name, {})["returned"] = time.time()
         if record["status"] == "busy":
-            result.busy.append(record["name"])
-            message = f"  {record['name']}: left alone, {record['error']}"
-            say(message) if bar is None else bar.write(message)
-            if bar is not None:
-                bar.update(1)
-            return
-        result.records[record["name"]] = record
+            result.busy.append(name)
+            message = f"  {name}: left alone, {record['error']}"
+        elif record.get("already_done"):
+            result.skipped.append(name)
+            result.records[name] = record
+            message = f"  {name}: finished by another invocation meanwhile"
+        else:
+            result.records[name] = record
+            status = record["status"] if record["status"] != "failed" else f"FAILED: {record.get('error')}"
+            message = f"  {name}: {status} ({record.get('seconds', 0):.0f} s)"
         if bar is not None:
             bar.update(1)
             bar.set_postfix(failed=len(result.failed))
-        status = record["status"] if record["status"] != "failed" else f"FAILED: {record.get('error')}"
-        message = f"  {record['name']}: {status} ({record.get('seconds', 0):.0f} s)"
-        if bar is not None:
             bar.write(message)
         else:
             say(message)
 
-    if threads is None and workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-    try:
-        if workers <= 1:
-            for spec in todo:
-                finished(execute_run(spec, notebook, kernel_name, timeout, threads))
+    def arrived(name: str, value: Any, error: str | None) -> None:
+        spec = by_name[name]
+        if error is not None:  # the task itself died (worker lost, job killed): record it here
+            record = {"name": spec.name, "variant": spec.variant, "label": spec.label, "seed": spec.seed,
+                      "index": spec.index, "parameters": spec.comparable_parameters(), "status": "failed",
+                      "error": error}
+            io.write_json(spec.folder / RUN_RECORD, record)
+        elif not executor.shared_fs:
+            _write_returned(spec.folder, value["files"])
+            record = value["record"]
         else:
-            import multiprocessing
+            record = value
+        finished(record)
 
-            # "spawn": workers start clean (no forked torch or zmq state from this process).
-            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
-                pending = {pool.submit(_execute_in_worker, spec, str(notebook), kernel_name, timeout, threads): spec
-                           for spec in todo}
-                while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        spec = pending.pop(fut)
-                        try:
-                            finished(fut.result())
-                        except Exception as e:  # the worker process itself died
-                            record = {"name": spec.name, "variant": spec.variant, "label": spec.label,
-                                      "seed": spec.seed, "index": spec.index,
-                                      "parameters": spec.comparable_parameters(), "status": "failed",
-                                      "error": _error_text(e)}
-                            io.write_json(spec.folder / RUN_RECORD, record)
-                            finished(record)
+    by_name = {spec.name: spec for spec in todo}
+    if threads is None:
+        threads = executor.default_threads()
+    if executor.shared_fs:
+        task = _execute_in_worker
+        calls = [(spec, str(notebook), kernel_name, timeout, threads) for spec in todo]
+    else:
+        task, source = execute_elsewhere, notebook.read_bytes()
+        calls = [(spec, notebook.name, source, kernel_name, timeout, threads, executor.worker_dir) for spec in todo]
+    try:
+        if todo:
+            with executor:
+                executor.prepare(out.resolve(), say)
+                if progress:
+                    from tqdm.auto import tqdm
+
+                    bar = tqdm(total=len(todo), desc="ablation runs", unit="run", dynamic_ncols=True)
+                submitted = time.time()
+                for spec in todo:
+                    result.timings[spec.name] = {"submitted": submitted}
+                gather(executor, task, calls, [spec.name for spec in todo], arrived)
     finally:
         if bar is not None:
             bar.close()
+        for lock in claims:
+            lock.__exit__(None, None, None)
     result.seconds = time.time() - started
     return result
+
+
+def _claim(todo: list[RunSpec], result: GridResult, say: Callable[[str], None]) -> tuple[list[Any], list[RunSpec]]:
+    """Take each folder's ``.queue.lock`` for this invocation; a folder that another one has
+    queued, or whose notebook another process runs now (``.runner.lock``), is left to it
+    (``result.busy``). Returns the held locks and the runs to submit."""
+    from .run_folder import RunLock
+
+    claims, mine = [], []
+    for spec in todo:
+        spec.folder.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(spec.folder, QUEUE_LOCK)
+        try:
+            lock.__enter__()
+            with RunLock(spec.folder, RUNNER_LOCK):  # a probe: released at once, taken again by the runner
+                pass
+        except DataError as e:
+            lock.__exit__(None, None, None)
+            result.busy.append(spec.name)
+            say(f"  {spec.name}: left alone, {e}")
+            continue
+        claims.append(lock)
+        mine.append(spec)
+    return claims, mine
 
 
 def _plural(n: int, word: str) -> str:
@@ -554,7 +643,7 @@ def run_states(out_dir: str | Path) -> list[dict[str, Any]]:
     ``unfinished``, or ``no record`` for folders made by hand) and error, for the report."""
     out = Path(out_dir)
     states = []
-    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in NOT_RUNS):
         rec = io.read_json(folder / RUN_RECORD) if (folder / RUN_RECORD).exists() else None
         if rec is None:
             status = "done (no run.json)" if (folder / "metrics.json").exists() else "no record"

@@ -73,6 +73,12 @@ _DATA_FLAGS = {"sizes": ("--sizes", ("synthetic",)), "valid_fraction": ("--valid
 def load_corpus_arg(args: argparse.Namespace):
     from .data import load_data
 
+    data, kw = corpus_arguments(args)
+    return load_data(data, **kw)
+
+
+def corpus_arguments(args: argparse.Namespace) -> tuple[str, dict]:
+    """``--data`` and the loader's keywords from the data flags (checked, nothing read)."""
     data = str(args.data)
     kind = _data_kind(data)
     for attr, (flag, kinds) in _DATA_FLAGS.items():
@@ -91,7 +97,7 @@ def load_corpus_arg(args: argparse.Namespace):
             kw["text"] = args.text_layers
         if getattr(args, "valid_ids", None) is not None:
             kw["valid_ids"] = read_id_list(args.valid_ids)
-    return load_data(data, **kw)
+    return data, kw
 
 
 def build_config(args: argparse.Namespace) -> Config:
@@ -156,6 +162,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
     cfg = build_config(args)
+    executor = _train_executor(args)
+    if executor is not None:
+        return _train_seeds_elsewhere(args, cfg, executor)
     select_device(cfg.train.device)  # a missing GPU is an error before the data is read
     out = Path(args.out)
     check_writable(out, "run folder")  # a read-only --out fails now, not after the first epoch
@@ -185,6 +194,55 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{m['reference_protocol']['weighted_f1']:.2f}")
     print(f"run folder: {out}")
     return 0
+
+
+def _train_executor(args: argparse.Namespace):
+    """The executor of ``train --seeds --executor dask|slurm``; None for the local path (the
+    seeds one after the other in this process, as without --executor)."""
+    from . import cli_cluster
+    from .executors import make_executor
+
+    given = cli_cluster.options(args, args.workers)
+    if not given:
+        return None
+    if not args.seeds:
+        raise ValueError("--executor and its options apply to --seeds (one task per seed)")
+    executor = make_executor(None, given, source="command line")
+    if executor.name == "local":
+        if args.workers is not None:
+            raise ValueError("--workers: local seeds train one after the other in this process; use --executor dask "
+                             "--workers N for several at once")
+        return None
+    return executor
+
+
+def _train_seeds_elsewhere(args: argparse.Namespace, cfg: Config, executor) -> int:
+    from .seed_runs import train_seeds_on
+
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    data, kw = corpus_arguments(args)
+    if not data.startswith("synthetic:"):
+        data = str(Path(data).resolve())  # the workers do not run in this folder
+    try:
+        summary = train_seeds_on(executor, cfg, data, kw, args.seeds, args.out, resume=args.resume,
+                                 overwrite=args.overwrite, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("safsd-glnet train: interrupted; queued and running seeds were cancelled; run the same command with "
+              "--resume to continue them from their last epoch", file=sys.stderr)
+        return 130
+    except RuntimeError as e:
+        print(f"safsd-glnet train: {e}", file=sys.stderr)
+        return 1
+    t, r = summary["test"], summary["reference_protocol"]
+    print(f"{len(summary['seeds'])} seeds, honest protocol: accuracy {t['accuracy']['mean']:.2f} ± "
+          f"{t['accuracy']['std']:.2f}, weighted F1 {t['weighted_f1']['mean']:.2f} ± {t['weighted_f1']['std']:.2f}")
+    print(f"reference protocol (best test epoch): weighted F1 {r['weighted_f1']['mean']:.2f} ± "
+          f"{r['weighted_f1']['std']:.2f}")
+    for seed, error in summary.get("failed", {}).items():
+        print(f"FAILED seed {seed}: {error}")
+    print(f"summary: {Path(args.out) / 'summary.json'}")
+    return 1 if summary.get("failed") else 0
 
 
 def _load_for_checkpoint(args: argparse.Namespace):
@@ -373,10 +431,13 @@ def _parse_base(items: list[str] | None) -> dict:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
+    from . import cli_cluster
     from .ablate import Grid, format_summary, run_grid
+    from .executors import make_executor
     from .papermill_runner import NotebookError, run_notebook
 
     grid = Grid.load(args.grid)
+    executor = make_executor(grid.cluster, cli_cluster.options(args, args.workers), source=args.grid)
     grid.base.update(_parse_base(args.base))
     if args.seeds:
         grid.seeds = list(args.seeds)
@@ -387,11 +448,14 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         grid.variants = [v for v in grid.variants if v.name in args.variants]
     out = Path(args.out) if args.out else Path("runs") / grid.name
     try:
-        result = run_grid(grid, out, workers=args.workers, force=args.force, skip_failed=args.skip_failed,
-                          timeout=args.timeout)
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"--threads {args.threads}: expected at least 1")
+        result = run_grid(grid, out, executor=executor, force=args.force, skip_failed=args.skip_failed,
+                          timeout=args.timeout, threads=args.threads)
     except KeyboardInterrupt:
-        print("safsd-glnet ablate: interrupted; run the same command again to resume (complete runs are "
-              "skipped, an interrupted run continues from its last epoch)", file=sys.stderr)
+        print("safsd-glnet ablate: interrupted; queued and running runs were cancelled; run the same command again "
+              "to resume (complete runs are skipped, an interrupted run continues from its last epoch)",
+              file=sys.stderr)
         return 130
     print(format_summary(result, grid))
     if args.report:
@@ -432,6 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (without it, or --resume, a run folder is never replaced)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=int, default=None,
+                   help="with --seeds --executor dask: worker processes of the LocalCluster the kit starts")
+    from . import cli_cluster
+    cli_cluster.add_arguments(p, "seeds")
     p.set_defaults(func=cmd_train)
 
     for name, func, helptext in (("evaluate", cmd_evaluate, "score a checkpoint on a split"),
@@ -513,7 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "failures and resuming interrupted grids. Grid format: see ablations/paper.yaml.")
     p.add_argument("--grid", required=True, help="grid file (YAML), e.g. ablations/paper.yaml")
     p.add_argument("--out", help="output folder (default runs/<grid name>)")
-    p.add_argument("--workers", type=int, default=1, help="runs executed at once, each in its own process (default 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="runs executed at once, each in its own process (default 1); with --executor dask and no "
+                        "--scheduler, the worker processes of the LocalCluster the kit starts")
     p.add_argument("--base", action="append", metavar="NAME=VALUE",
                    help="override a base parameter, e.g. --base DATA=data/iemocap_multimodal_features.pkl "
                         "--base PRESET=paper (values read as YAML)")
@@ -522,8 +592,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-run every run from scratch (empties its folder)")
     p.add_argument("--skip-failed", action="store_true", help="do not retry runs that failed before")
     p.add_argument("--timeout", type=float, help="seconds allowed per notebook cell (default: no limit)")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads per run (default: an equal share of this machine's cores when several runs share "
+                        "it; on a Dask cluster the workers' own setting, 1 unless changed; with slurm --cpus)")
     p.add_argument("--report", action="store_true",
                    help="then run notebook 5: OUT/ablation_table.md/.tex/.json and a bar chart in OUT/figures")
+    cli_cluster.add_arguments(p, "runs")
     p.set_defaults(func=cmd_ablate)
 
     try:

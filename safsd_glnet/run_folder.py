@@ -45,6 +45,7 @@ COMPANION_FILES = ("run.json", "parameters.json", "data_fingerprint.txt", "confu
                    "training_curves.png", "training_curves.pdf", "04_ablation.ipynb", "summary.json")
 LOCK_NAME = ".lock"  # held by train()
 RUNNER_LOCK_NAME = ".runner.lock"  # held by the ablation runner around a run's notebook
+QUEUE_LOCK_NAME = ".queue.lock"  # held by the ablate process that submitted the run, until its result is back
 STALE_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")  # io.atomic_path: .<name>.<random>.tmp
 
 
@@ -83,7 +84,7 @@ def check_output_file(path: str | Path, what: str = "output file") -> Path:
 
 
 def _foreign_entries(folder: Path) -> list[str]:
-    known = set(RUN_FILES) | set(COMPANION_FILES) | {LOCK_NAME, RUNNER_LOCK_NAME}
+    known = set(RUN_FILES) | set(COMPANION_FILES) | {LOCK_NAME, RUNNER_LOCK_NAME, QUEUE_LOCK_NAME}
     return sorted(p.name for p in folder.iterdir()
                   if p.name not in known and not STALE_TEMPORARY.match(p.name))
 

@@ -26,7 +26,7 @@ if ! "$py" -c "import torch" 2>/dev/null; then
   "$py" -m pip install --quiet "$TORCH_SPEC"
 fi
 echo "setup: installing safsd-glnet and its dependencies"
-"$py" -m pip install --quiet -e ".[text,audio,dev]"
+"$py" -m pip install --quiet -e ".[text,audio,dev,cluster]"
 # JupyterLab saves widget state with the notebook in this environment (safsd_glnet/labsettings.py)
 "$py" -m safsd_glnet.labsettings
 echo "$want" > "$stamp"
