@@ -637,7 +637,7 @@ def main(argv=None) -> int:
         return 0
     device_tag = args.device.split(":")[0]
     out = Path(args.out or REPO / "benchmarks" / "results" / f"speed_{device_tag}.json")
-    from safsd_glnet.io import read_json, write_json, write_text
+    from safsd_glnet.files import read_json, write_json, write_text
 
     previous = read_json(out) if out.exists() else {}  # a corrupt file stops here, naming itself
     command = "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from experiments import real_text as rt  # noqa: E402
-from safsd_glnet.io import read_json, write_json, write_text  # noqa: E402
+from safsd_glnet.files import read_json, write_json, write_text  # noqa: E402
 from safsd_glnet.provenance import code_version  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"

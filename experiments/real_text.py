@@ -81,7 +81,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from safsd_glnet.provenance import code_version  # noqa: E402
 from safsd_glnet.data.corpus import Corpus, Dialogue  # noqa: E402
-from safsd_glnet.io import read_json, write_json, write_text  # noqa: E402
+from safsd_glnet.files import read_json, write_json, write_text  # noqa: E402
 from safsd_glnet.metrics import compute_metrics, summarise_seeds  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"

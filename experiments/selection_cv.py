@@ -39,7 +39,7 @@ from experiments import real_text as rt  # noqa: E402
 from safsd_glnet.provenance import code_version  # noqa: E402
 from safsd_glnet.data.corpus import Corpus  # noqa: E402
 from safsd_glnet.selection import choose_epoch  # noqa: E402  (the honest rule, shared with training)
-from safsd_glnet.io import read_json, write_json, write_text  # noqa: E402
+from safsd_glnet.files import read_json, write_json, write_text  # noqa: E402
 
 
 # The settings of the plan: rows 39, 43 and 56 of real_text_tuning.md, i.e. preset("small"), text

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from . import io
+from . import files
 from .data.corpus import DataError
 from .executors import Executor, LocalExecutor, gather
 from .explore import markdown_table
@@ -270,7 +270,7 @@ class RunSpec:
         if not path.exists():
             return None
         try:
-            return io.read_json(path)
+            return files.read_json(path)
         except ValueError:
             return None
 
@@ -318,7 +318,7 @@ def _execute_locked(spec: RunSpec, notebook: str | Path, kernel_name: str, timeo
     record = {"name": spec.name, "variant": spec.variant, "label": spec.label, "seed": spec.seed,
               "index": spec.index, "parameters": spec.comparable_parameters(), "status": "running",
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "start_time": started}
-    io.write_json(spec.folder / RUN_RECORD, record)
+    files.write_json(spec.folder / RUN_RECORD, record)
     try:
         run_notebook(notebook, spec.folder / Path(notebook).name, {**spec.parameters, "RESUME": True},
                      kernel_name=kernel_name, timeout=timeout, threads=threads)
@@ -329,7 +329,7 @@ def _execute_locked(spec: RunSpec, notebook: str | Path, kernel_name: str, timeo
         record.update(status="failed", error=_error_text(e), traceback=traceback.format_exc(limit=3))
     record["end_time"] = time.time()  # wall clock of the machine that ran it (benchmarks/executors.py)
     record["seconds"] = round(record["end_time"] - started, 1)
-    io.write_json(spec.folder / RUN_RECORD, record)
+    files.write_json(spec.folder / RUN_RECORD, record)
     return record
 
 
@@ -377,22 +377,22 @@ def execute_elsewhere(spec: RunSpec, notebook_name: str, notebook_bytes: bytes, 
         notebook = Path(tmp) / notebook_name
         notebook.write_bytes(notebook_bytes)
         record = execute_run(here, notebook, kernel_name, timeout, threads)
-    files = {}
+    returned = {}
     if record["status"] != "busy":
         for path in sorted(folder.iterdir()):
             if path.is_file() and path.suffix in RETURNED_SUFFIXES and not path.name.startswith("."):
-                files[path.name] = path.read_bytes()
-    return {"record": record, "files": files}
+                returned[path.name] = path.read_bytes()
+    return {"record": record, "files": returned}
 
 
-def _write_returned(folder: Path, files: Mapping[str, bytes]) -> None:
+def _write_returned(folder: Path, returned: Mapping[str, bytes]) -> None:
     """Write a run's returned files into ``folder``, each atomically, ``run.json`` last (with
     ``metrics.json`` it is what marks the run complete)."""
-    for name in sorted(files, key=lambda n: n == RUN_RECORD):
+    for name in sorted(returned, key=lambda n: n == RUN_RECORD):
         if Path(name).name != name or name.startswith("."):
             raise ValueError(f"{folder}: a worker returned the file name {name!r}, which is not a plain file name")
-        with io.atomic_path(folder / name) as tmp:
-            tmp.write_bytes(files[name])
+        with files.atomic_path(folder / name) as tmp:
+            tmp.write_bytes(returned[name])
 
 
 @dataclass
@@ -502,7 +502,7 @@ def run_grid(grid: Grid, out_dir: str | Path, *, workers: int = 1, force: bool =
             record = {"name": spec.name, "variant": spec.variant, "label": spec.label, "seed": spec.seed,
                       "index": spec.index, "parameters": spec.comparable_parameters(), "status": "failed",
                       "error": error}
-            io.write_json(spec.folder / RUN_RECORD, record)
+            files.write_json(spec.folder / RUN_RECORD, record)
         elif not executor.shared_fs:
             _write_returned(spec.folder, value["files"])
             record = value["record"]
@@ -570,7 +570,7 @@ def _plural(n: int, word: str) -> str:
 
 def _write_grid_copy(grid: Grid, out: Path) -> None:
     """``<out>/grid.json``: the grid as run (variant order and labels for the report)."""
-    io.write_json(out / "grid.json", {
+    files.write_json(out / "grid.json", {
         "name": grid.name, "source": grid.source, "base": grid.base, "seeds": grid.seeds,
         "variants": [{"name": v.name, "label": v.label, "parameters": v.parameters} for v in grid.variants],
     })
@@ -609,17 +609,17 @@ def collect_runs(out_dir: str | Path) -> list[dict[str, Any]]:
     order = {}
     grid_file = out / "grid.json"
     if grid_file.exists():
-        g = io.read_json(grid_file)
+        g = files.read_json(grid_file)
         order = {v["name"]: (i, v["label"]) for i, v in enumerate(g.get("variants", []))}
     records = []
     for folder in sorted(p for p in out.iterdir() if p.is_dir()):
         metrics_path = folder / "metrics.json"
         if not metrics_path.exists():
             continue
-        run = io.read_json(folder / RUN_RECORD) if (folder / RUN_RECORD).exists() else {}
+        run = files.read_json(folder / RUN_RECORD) if (folder / RUN_RECORD).exists() else {}
         if run.get("status") == "failed":
             continue
-        m = io.read_json(metrics_path)
+        m = files.read_json(metrics_path)
         match = RUN_NAME.match(folder.name)
         variant = run.get("variant") or (match.group("variant") if match else folder.name)
         seed = run.get("seed")
@@ -644,7 +644,7 @@ def run_states(out_dir: str | Path) -> list[dict[str, Any]]:
     out = Path(out_dir)
     states = []
     for folder in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in NOT_RUNS):
-        rec = io.read_json(folder / RUN_RECORD) if (folder / RUN_RECORD).exists() else None
+        rec = files.read_json(folder / RUN_RECORD) if (folder / RUN_RECORD).exists() else None
         if rec is None:
             status = "done (no run.json)" if (folder / "metrics.json").exists() else "no record"
         else:
@@ -753,7 +753,7 @@ def write_tables(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, stem: s
     """Write ``<stem>.md``, ``<stem>.tex`` and ``<stem>.json`` (the rows) into ``out_dir``."""
     out = Path(out_dir)
     paths = [out / f"{stem}.md", out / f"{stem}.tex", out / f"{stem}.json"]
-    io.write_text(paths[0], ablation_markdown(rows))
-    io.write_text(paths[1], ablation_latex(rows))
-    io.write_json(paths[2], list(rows))
+    files.write_text(paths[0], ablation_markdown(rows))
+    files.write_text(paths[1], ablation_latex(rows))
+    files.write_json(paths[2], list(rows))
     return paths

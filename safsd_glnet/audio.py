@@ -365,7 +365,7 @@ def _load_cache(path: Path, size: int) -> dict[str, np.ndarray]:
 
 def _save_cache(path: Path, vectors: Mapping[str, np.ndarray], fs: FeatureSet) -> None:
     """Write atomically (temporary file + rename): a stopped run leaves the old file or the new."""
-    from .io import atomic_path
+    from .files import atomic_path
 
     shas = sorted(vectors)
     x = np.stack([vectors[s] for s in shas]) if shas else np.zeros((0, fs.size), np.float32)

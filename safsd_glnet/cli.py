@@ -103,7 +103,7 @@ def corpus_arguments(args: argparse.Namespace) -> tuple[str, dict]:
 def build_config(args: argparse.Namespace) -> Config:
     cfg = preset(args.preset)
     if args.config:
-        from .io import read_json
+        from .files import read_json
 
         d = read_json(args.config)
         d.pop("data", None)
@@ -271,7 +271,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(model, corpus.split(args.split), corpus.class_names, device=device,
                       amp=info["config"].train.amp)
     if args.out:
-        from .io import write_json
+        from .files import write_json
 
         write_json(args.out, result)
     print(f"{args.split}: {corpus.num_utterances(args.split)} utterances, accuracy {result['accuracy']:.2f}, "

@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import io
+from . import files
 from .config import MODALITIES, normalise_modalities
 from .facts import MELD_PICKLE_OFFSETS
 from .data.safe_npz import read_npz
@@ -211,7 +211,7 @@ def _load_cache(path: Path, texts_hash: str, n: int) -> np.ndarray | None:
 
 def _save_cache(path: Path, x: np.ndarray, texts_hash: str, spec: EncoderSpec, table: Table) -> None:
     """Write atomically (temporary file + rename) so an interrupted run leaves no half file."""
-    with io.atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with files.atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, features=x.astype(np.float32), texts_sha256=np.array(texts_hash),
                  encoder=np.array(spec.identity),
                  sources=np.array(json.dumps(table.source_sha256, sort_keys=True)))

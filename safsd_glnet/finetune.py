@@ -91,7 +91,7 @@ from .data.corpus import Corpus, DataError
 from .data.tables import Table
 from .features import (DEFAULT_CACHE_DIR, MINILM_ALIASES, encode_texts, resolve_device, resolve_encoder,
                        table_to_corpus)
-from .io import read_json, write_json
+from .files import read_json, write_json
 from .metrics import compute_metrics
 from .precision import PRECISIONS, autocast, resolve_precision
 from .utterance_inputs import Example, SpecialLayout, build_examples, special_layout

@@ -35,7 +35,7 @@ def install(folder: str | Path | None = None) -> Path:
     """Write :data:`LAB_SETTINGS` to ``folder/overrides.d/safsd-glnet.json`` (``folder``
     defaults to :func:`settings_dir`) and return the file's path; an unchanged file is left
     alone."""
-    from .io import write_text
+    from .files import write_text
 
     path = Path(settings_dir() if folder is None else folder) / "overrides.d" / FILE_NAME
     text = json.dumps(LAB_SETTINGS, indent=2) + "\n"

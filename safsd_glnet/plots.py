@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # headless machines fall back to Agg by themsel
 import numpy as np
 
 from .facts import MODALITY_NAMES
-from .io import atomic_path
+from .files import atomic_path
 
 
 def save_figure(fig, path: str | Path, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150) -> list[Path]:

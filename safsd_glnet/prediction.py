@@ -23,7 +23,7 @@ or, in Python, lists of ``(speaker, sentence)`` pairs (:meth:`Predictor.predict_
 from __future__ import annotations
 
 import csv
-import io as _stdio
+import io as stdio  # the standard library's
 import shutil
 import textwrap
 from dataclasses import dataclass
@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import io
+from . import files
 from .data.corpus import Corpus, DataError, Dialogue
 from .data.tables import Table, read_dialogue_text, read_table, table_from_pairs
 
@@ -150,16 +150,16 @@ def write_predictions(path: str | Path, rows: Sequence[UtterancePrediction], cla
     one column per class probability. Written atomically."""
     path = Path(path)
     if path.suffix.lower() == ".json":
-        io.write_json(path, {"checkpoint": checkpoint, "classes": list(class_names),
+        files.write_json(path, {"checkpoint": checkpoint, "classes": list(class_names),
                              "utterances": [r.__dict__ for r in rows]})
         return path
-    buf = _stdio.StringIO()
+    buf = stdio.StringIO()
     w = csv.writer(buf)
     w.writerow(["dialogue_id", "position", "speaker", "text", "prediction"] + [f"p_{c}" for c in class_names])
     for r in rows:
         w.writerow([r.dialogue, r.position, r.speaker, r.text, r.emotion]
                    + [f"{r.probabilities[c]:.6f}" for c in class_names])
-    io.write_text(path, buf.getvalue())
+    files.write_text(path, buf.getvalue())
     return path
 
 

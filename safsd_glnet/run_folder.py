@@ -26,7 +26,7 @@ While a run trains, :class:`RunLock` holds an exclusive lock on ``<folder>/.lock
 ``flock``; the operating system releases it when the process dies, however it dies), so one
 folder is never trained by two processes at once. Once the lock is held, temporary files
 that an interrupted atomic write left behind (``.<name>.<random>.tmp``, see
-:mod:`safsd_glnet.io`) are removed: no other process can be writing them.
+:mod:`safsd_glnet.files`) are removed: no other process can be writing them.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ COMPANION_FILES = ("run.json", "parameters.json", "data_fingerprint.txt", "confu
 LOCK_NAME = ".lock"  # held by train()
 RUNNER_LOCK_NAME = ".runner.lock"  # held by the ablation runner around a run's notebook
 QUEUE_LOCK_NAME = ".queue.lock"  # held by the ablate process that submitted the run, until its result is back
-STALE_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")  # io.atomic_path: .<name>.<random>.tmp
+STALE_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")  # files.atomic_path: .<name>.<random>.tmp
 
 
 def check_writable(folder: str | Path, what: str = "output folder") -> Path:

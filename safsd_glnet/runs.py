@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import io
+from . import files
 from .config import Config
 from .run_folder import holds_run
 from .train import align_corpus, load_model, train
@@ -38,20 +38,20 @@ def train_or_reuse(config, corpus, out_dir: str | Path, callback=None):
     data's :func:`corpus_fingerprint` is kept in ``out_dir/data_fingerprint.txt``."""
     out = Path(out_dir)
     fingerprint = corpus_fingerprint(corpus)
-    files = [out / n for n in ("config.json", "metrics.json", "checkpoint_best.pt", "data_fingerprint.txt")]
-    if all(f.exists() for f in files):
-        stored = io.read_json(files[0])
+    paths = [out / n for n in ("config.json", "metrics.json", "checkpoint_best.pt", "data_fingerprint.txt")]
+    if all(f.exists() for f in paths):
+        stored = files.read_json(paths[0])
         stored.pop("data", None)
         try:
             same = Config.from_dict(stored) == config
         except ValueError:  # a config.json of another version of the kit: train again
             same = False
-        if same and files[3].read_text().strip() == fingerprint:
-            model, _ = load_model(files[2])
-            return io.read_json(files[1]), model
+        if same and paths[3].read_text().strip() == fingerprint:
+            model, _ = load_model(paths[2])
+            return files.read_json(paths[1]), model
     # Anything else in the folder is a run this notebook made before with other settings: replace it.
     run = train(config, corpus, out, overwrite=holds_run(out), callback=callback)
-    io.write_text(files[3], fingerprint + "\n")
+    files.write_text(paths[3], fingerprint + "\n")
     return run.metrics, run.model
 
 
@@ -70,9 +70,9 @@ def load_run(run_dir: str | Path, corpus=None, device="cpu"):
     for name in ("config.json", "metrics.json", "checkpoint_best.pt"):
         if not (run_dir / name).exists():
             raise FileNotFoundError(f"{run_dir}: not a finished run folder (no {name})")
-    stored = io.read_json(run_dir / "config.json")
+    stored = files.read_json(run_dir / "config.json")
     stored.pop("data", None)
     model, info = load_model(run_dir / "checkpoint_best.pt", device)
     if corpus is not None:
         align_corpus(info["data"], corpus, str(run_dir))
-    return Config.from_dict(stored), io.read_json(run_dir / "metrics.json"), model
+    return Config.from_dict(stored), files.read_json(run_dir / "metrics.json"), model

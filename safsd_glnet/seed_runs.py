@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import io, run_folder
+from . import files, run_folder
 from .data.corpus import DataError
 from .executors import Executor, gather
 
@@ -43,9 +43,9 @@ def train_one(config: Any, data: str, data_options: Mapping[str, Any], folder: s
         torch.set_num_threads(int(threads))
     corpus = load_data(data, **dict(data_options))
     run = train(config, corpus, folder, resume=resume, overwrite=overwrite)
-    files = {name: (Path(folder) / name).read_bytes() for name in RETURNED
-             if send_files and (Path(folder) / name).is_file()}
-    return {"metrics": run.metrics, "files": files}
+    returned = {name: (Path(folder) / name).read_bytes() for name in RETURNED
+                if send_files and (Path(folder) / name).is_file()}
+    return {"metrics": run.metrics, "files": returned}
 
 
 def train_seeds_on(executor: Executor, config: Any, data: str, data_options: Mapping[str, Any],
@@ -93,7 +93,7 @@ def train_seeds_on(executor: Executor, config: Any, data: str, data_options: Map
             folder = out / name
             folder.mkdir(exist_ok=True)
             for file, data_bytes in sorted(value["files"].items(), key=lambda kv: kv[0] == "metrics.json"):
-                with io.atomic_path(folder / file) as tmp:  # metrics.json, the completion marker, last
+                with files.atomic_path(folder / file) as tmp:  # metrics.json, the completion marker, last
                     tmp.write_bytes(data_bytes)
             metrics[seed] = value["metrics"]
             message = f"  seed {seed}: test weighted F1 {value['metrics']['test']['weighted_f1']:.2f}"
@@ -125,5 +125,5 @@ def train_seeds_on(executor: Executor, config: Any, data: str, data_options: Map
     }
     if failed:
         summary["failed"] = {str(s): e for s, e in sorted(failed.items())}
-    io.write_json(out / "summary.json", summary)
+    files.write_json(out / "summary.json", summary)
     return summary

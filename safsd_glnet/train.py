@@ -15,7 +15,7 @@ continues from ``checkpoint_last.pt``; on CPU the result equals an uninterrupted
 from __future__ import annotations
 
 import csv
-import io as _io
+import io as stdio  # the standard library's (the kit's atomic writers are safsd_glnet.files)
 import random
 import time
 from dataclasses import dataclass, field
@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import io
+from . import files
 from . import kernels, run_folder
 from .config import Config, TrainConfig, check_device_name
 from .data.batching import Batch, iterate_batches, num_batches
@@ -137,7 +137,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[SA
     allocate more than the weights it stores."""
     from .checkpoint_checks import build_checked_model
 
-    ckpt = io.load_torch(path, map_location="cpu")
+    ckpt = files.load_torch(path, map_location="cpu")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a safsd-glnet checkpoint (missing format tag)")
     if ckpt.get("version") != CHECKPOINT_VERSION:
@@ -269,13 +269,13 @@ def evaluate(model: SAFSDGLNet, dialogues: list[Dialogue], class_names: list[str
 
 
 def write_predictions(path: str | Path, p: Predictions, class_names: list[str]) -> None:
-    buf = _io.StringIO()
+    buf = stdio.StringIO()
     w = csv.writer(buf)
     w.writerow(["dialogue_id", "position", "label", "prediction"] + [f"p_{c}" for c in class_names])
     for i in range(len(p.labels)):
         w.writerow([p.dialogue_ids[i], int(p.positions[i]), class_names[p.labels[i]], class_names[p.preds[i]]]
                    + [f"{x:.6f}" for x in p.probs[i]])
-    io.write_text(path, buf.getvalue())
+    files.write_text(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------- training
@@ -415,7 +415,7 @@ def _resume_state(out: Path, config: Config, device: torch.device) -> dict[str, 
     last_path = out / "checkpoint_last.pt"
     if not last_path.exists():
         return None
-    ckpt = io.load_torch(last_path, map_location=device)
+    ckpt = files.load_torch(last_path, map_location=device)
     missing = [k for k in _RESUME_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise DataError(f"{last_path}: not a resumable training checkpoint (no {', '.join(missing)})")
@@ -459,7 +459,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
             _set_rng_state(ckpt["rng"], shuffle)
             history, best = ckpt["history"], BestEpoch.from_dict(ckpt["best"], ckpt["since_best"])
             start_epoch = ckpt["epoch"] + 1
-        io.write_json(out / "config.json", {**config.to_dict(), "data": signature})
+        files.write_json(out / "config.json", {**config.to_dict(), "data": signature})
 
     def checkpoint(epoch: int, full: bool) -> dict[str, Any]:
         ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config.to_dict(),
@@ -499,9 +499,9 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
         if best.update(epoch, valid["weighted_f1"]):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if out is not None:
-                io.save_torch(out / "checkpoint_best.pt", checkpoint(epoch, full=False))
+                files.save_torch(out / "checkpoint_best.pt", checkpoint(epoch, full=False))
         if out is not None:
-            io.save_torch(last_path, checkpoint(epoch, full=True))
+            files.save_torch(last_path, checkpoint(epoch, full=True))
         if callback is not None:
             callback(epoch, record)
     progress.close()
@@ -509,7 +509,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
     if not history:
         raise ValueError(f"{out}: nothing to train: the run already finished {tc.epochs} epochs")
     if best_state is None:  # resumed after the best epoch: read it back from its checkpoint
-        best_state = io.load_torch(out / "checkpoint_best.pt", map_location=device)["model"]
+        best_state = files.load_torch(out / "checkpoint_best.pt", map_location=device)["model"]
     model.load_state_dict(best_state)
     model.eval()
     preds = predict(model, test_dialogues, tc.batch_size, device, amp=tc.amp)
@@ -535,7 +535,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
     }
     if out is not None:
         write_predictions(out / "test_predictions.csv", preds, corpus.class_names)
-        io.write_json(out / "metrics.json", metrics)
+        files.write_json(out / "metrics.json", metrics)
     return Run(config, metrics, model, out)
 
 
@@ -558,5 +558,5 @@ def train_seeds(config: Config, corpus: Corpus, seeds: list[int], out_dir: str |
         "protocol": HONEST_LABEL,
     }
     if out_dir is not None:
-        io.write_json(Path(out_dir) / "summary.json", summary)
+        files.write_json(Path(out_dir) / "summary.json", summary)
     return summary

@@ -15,7 +15,7 @@ import pytest
 from safsd_glnet import ablate, cli
 from safsd_glnet import papermill_runner as runner
 from safsd_glnet.config import Config, preset
-from safsd_glnet.io import read_json, write_json
+from safsd_glnet.files import read_json, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 

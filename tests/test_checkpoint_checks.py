@@ -10,7 +10,7 @@ import torch
 
 import hostile_fixtures as hf
 from safsd_glnet.checkpoint_checks import LIMITS
-from safsd_glnet.io import load_torch
+from safsd_glnet.files import load_torch
 from safsd_glnet.train import load_model
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from safsd_glnet import ablate, cli, executors
-from safsd_glnet.io import read_json
+from safsd_glnet.files import read_json
 from safsd_glnet.run_folder import RunLock
 from test_ablate import fake_metrics, make_notebook
 

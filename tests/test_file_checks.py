@@ -13,7 +13,7 @@ import torch
 
 from safsd_glnet.file_checks import (MAX_JSON_DEPTH, MAX_JSON_VALUES, describe_foreign, json_shape,
                                      loads_json, safe_message)
-from safsd_glnet.io import read_json
+from safsd_glnet.files import read_json
 
 
 def _random_json(rng: random.Random, depth: int):

@@ -17,7 +17,7 @@ import pytest
 
 from safsd_glnet import papermill_runner as runner
 from safsd_glnet.sequence import run_all
-from safsd_glnet.io import read_json
+from safsd_glnet.files import read_json
 
 TINY = {"DATA": "synthetic:iemocap", "SYNTH_SIZES": {"t": 32, "a": 24, "v": 16}, "SYNTH_DIALOGUES": 24,
         "PRESET": "tiny", "EPOCHS": 2}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from safsd_glnet import io, run_folder
+from safsd_glnet import files, run_folder
 from safsd_glnet.config import preset
 from safsd_glnet.data import make_synthetic
 from safsd_glnet.data.corpus import DataError
@@ -97,15 +97,15 @@ def test_unwritable_folder_as_a_user_would_meet_it(tmp_path, monkeypatch):
 def test_atomic_writes_respect_the_umask(tmp_path):
     old = os.umask(0o027)
     try:
-        io.write_json(tmp_path / "a.json", {"x": 1})
-        io.save_torch(tmp_path / "b.pt", {"x": 1})
+        files.write_json(tmp_path / "a.json", {"x": 1})
+        files.save_torch(tmp_path / "b.pt", {"x": 1})
     finally:
         os.umask(old)
     for name in ("a.json", "b.pt"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640, name
     (tmp_path / "c.txt").write_text("x")
     os.chmod(tmp_path / "c.txt", 0o604)
-    io.write_text(tmp_path / "c.txt", "y")  # an existing file keeps its mode
+    files.write_text(tmp_path / "c.txt", "y")  # an existing file keeps its mode
     assert stat.S_IMODE((tmp_path / "c.txt").stat().st_mode) == 0o604
 
 

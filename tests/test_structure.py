@@ -23,7 +23,7 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
-            # "from . import io" imports the module safsd_glnet.io; "from .x import f" imports x
+            # "from . import files" imports the module safsd_glnet.files; "from .x import f" imports x
             targets = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in modules] or [base]
         else:
             continue
@@ -73,3 +73,25 @@ def test_the_cycle_finder_finds_a_cycle_through_a_function_local_import(tmp_path
         assert imports_of(source, {"pkg.m", "pkg.other", "pkg.third"}) == {"pkg.other", "pkg.third"}
     finally:
         PACKAGE = saved
+
+
+def test_the_old_io_module_name_warns_and_gives_the_same_functions():
+    """``safsd_glnet.io`` shadowed the standard library's ``io`` inside the package; it is now
+    ``safsd_glnet.files`` and the old name is a shim that warns."""
+    import importlib
+    import sys
+    import warnings
+
+    from safsd_glnet import files
+
+    sys.modules.pop("safsd_glnet.io", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = importlib.import_module("safsd_glnet.io")
+    assert any(issubclass(w.category, DeprecationWarning) and "safsd_glnet.files" in str(w.message) for w in caught)
+    for name in ("atomic_path", "read_json", "write_json", "write_text", "load_torch", "save_torch"):
+        assert getattr(old, name) is getattr(files, name)
+    # nothing in the package goes through the shim
+    users = [p.name for p in PACKAGE.rglob("*.py")
+             if p.name != "io.py" and ("from . import io" in p.read_text() or "from .io import" in p.read_text())]
+    assert users == []
