@@ -188,7 +188,7 @@ class TrainConfig:
     patience: int | None = None  # early stopping on validation weighted F1; None = off
     seed: int = 0
     device: str = "auto"  # "auto" (cuda > mps > cpu), or an explicit torch device
-    amp: bool = True  # mixed precision where the device is CUDA
+    amp: bool | str = "auto"  # "auto": bf16 where the hardware has bf16 units; false: fp32; true: CUDA only (old default)
     grad_clip: float | None = None  # max gradient norm; None = no clipping
     progress: bool = True  # a progress bar per epoch
 
@@ -206,6 +206,11 @@ class TrainConfig:
         if self.grad_clip is not None:
             _finite_positive(self, "grad_clip")
         check_device_name(self.device, "TrainConfig: device")
+        # --set reads text for a field that may hold a string; true / false mean the booleans.
+        if isinstance(self.amp, str) and self.amp.lower() in ("true", "false"):
+            self.amp = self.amp.lower() == "true"
+        if self.amp not in ("auto", True, False):  # (check_field_types has refused numbers)
+            raise ValueError(f"TrainConfig: amp={self.amp!r}, expected 'auto', true or false")
 
 
 @dataclass

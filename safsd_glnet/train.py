@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import io
-from . import kernels, run_folder
+from . import kernels, precision, run_folder
 from .config import Config, TrainConfig, check_device_name
 from .data.batching import Batch, iterate_batches, num_batches
 from .data.corpus import Corpus, DataError, Dialogue
@@ -100,12 +100,10 @@ def _set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA (no loss scaling needed); a no-op elsewhere."""
-    if enabled and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
+def _autocast(device: torch.device, amp: bool | str):
+    """The autocast of the setting ``train.amp`` on ``device`` (:func:`precision.train_precision`):
+    bf16 on CUDA and on CPUs with bf16 units for ``"auto"``, autocast off for fp32."""
+    return precision.autocast(device, precision.train_precision(amp, device))
 
 
 # --------------------------------------------------------------------------- models from files
@@ -177,7 +175,7 @@ class Predictions:
 
 @torch.no_grad()
 def predict(model: SAFSDGLNet, dialogues: list[Dialogue], batch_size: int = 16,
-            device: torch.device | str | None = None, features: bool = False, amp: bool = True) -> Predictions:
+            device: torch.device | str | None = None, features: bool = False, amp: bool | str = "auto") -> Predictions:
     """Run ``model`` in eval mode over ``dialogues``; padding never reaches the outputs."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
@@ -212,7 +210,7 @@ def predict(model: SAFSDGLNet, dialogues: list[Dialogue], batch_size: int = 16,
 
 
 def evaluate(model: SAFSDGLNet, dialogues: list[Dialogue], class_names: list[str], batch_size: int = 16,
-             device: torch.device | str | None = None, amp: bool = True) -> dict[str, Any]:
+             device: torch.device | str | None = None, amp: bool | str = "auto") -> dict[str, Any]:
     """Metrics (percent) of the teacher's predictions, plus each student's accuracy and weighted F1.
 
     ``amp`` is the run's ``train.amp``: an epoch must be scored in the precision it trained in."""
@@ -298,7 +296,7 @@ def make_optimizer(tc: TrainConfig, parameters, device: torch.device,
 
 
 def training_step(model: SAFSDGLNet, optimizer: torch.optim.Optimizer, losses: LossComputer, batch: Batch,
-                  device: torch.device, amp: bool, grad_clip: float | None = None):
+                  device: torch.device, amp: bool | str, grad_clip: float | None = None):
     """One optimiser step on one batch: the forward pass (under autocast where ``amp`` says),
     the objective, its gradient, optional clipping to ``grad_clip``, the optimiser's update.
 
@@ -478,6 +476,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
         "class_names": list(corpus.class_names),
         "modalities": "".join(config.model.modalities),
         "device": str(device),
+        "precision": precision.train_precision(tc.amp, device),  # of every forward pass (train.amp)
         "num_parameters": count_parameters(model),
         "protocol": HONEST_LABEL,
         "chosen_epoch": best.epoch,
