@@ -194,15 +194,15 @@ def matmul_flops(rows: int, hidden: int, device, dtype=None, seconds: float = 0.
     return sorted(rates)[len(rates) // 2]
 
 
-def matmul_probe(rows: int, hidden: int, device) -> dict[str, float]:
+def matmul_probe(rows: int, hidden: int, device, seconds: float = 0.6) -> dict[str, float]:
     """fp32 and bf16 matmul speeds: the comparable ``(rows, hidden) @ (hidden, hidden)`` product
-    and a 1024^3 one."""
+    and a 1024^3 one, each timed for about ``seconds``."""
     import torch
 
     out = {}
     for tag, dtype in (("", torch.float32), ("_bf16", torch.bfloat16)):
-        out["comparable" + tag] = matmul_flops(rows, hidden, device, dtype)
-        out["square_1024" + tag] = matmul_flops(1024, 1024, device, dtype)
+        out["comparable" + tag] = matmul_flops(rows, hidden, device, dtype, seconds)
+        out["square_1024" + tag] = matmul_flops(1024, 1024, device, dtype, seconds)
     return out
 
 
@@ -282,13 +282,13 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     hidden = config.model.hidden
     train_steps(model, optimizer, losses, islice(epoch_batches(), 1), device, amp)  # warm-up: Adam state
     rows = max(1, round(sum(len(d) for d in train_dialogues) / total))
-    before = matmul_probe(rows, hidden, device)
+    before = matmul_probe(rows, hidden, device, spec.get("matmul_seconds", 0.6))
     load_before = os.getloadavg()
     c0, t0 = time.process_time(), time.perf_counter()
     steps, real, padded = train_steps(model, optimizer, losses, epoch_batches(), device, amp)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     load_after = os.getloadavg()
-    after = matmul_probe(rows, hidden, device)
+    after = matmul_probe(rows, hidden, device, spec.get("matmul_seconds", 0.6))
 
     predict(model, test_dialogues[:batch_size], batch_size, device, amp=amp)  # warm the eval path
     synchronize(device)
@@ -659,6 +659,8 @@ def parse_args(argv=None):
     p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS,
                    help="fp32 and/or bf16 autocast (default both, interleaved in every round)")
     p.add_argument("--no-amp", action="store_true", help="the same as --precisions fp32")
+    p.add_argument("--matmul-seconds", type=float, default=0.6,
+                   help="time for each matmul reference product (4 before and 4 after each epoch)")
     p.add_argument("--no-epochs", action="store_true", help="skip the epoch measurements")
     p.add_argument("--wait-load", type=float, default=None,
                    help="before each configuration wait until the 1-minute load average is below this")
@@ -727,7 +729,7 @@ def main(argv=None) -> int:
                 spec = {"corpus": corpus, "config": config, "preset": args.preset, "device": args.device,
                         "threads": args.threads, "max_batches": max_batches, "window": args.window,
                         "data": args.data, "seed": args.seed, "precision": precision,
-                        "default_adam": args.default_adam}
+                        "default_adam": args.default_adam, "matmul_seconds": args.matmul_seconds}
                 waited = wait_for_load(args.wait_load, args.wait_max)
                 print(f"round {round_ + 1}/{args.rounds}: {corpus} / {config} / {precision} "
                       f"(load {os.getloadavg()[0]:.2f}) ...", flush=True)
