@@ -41,11 +41,13 @@ def test_cpu_dropout_keeps_one_minus_p_and_rescales(p, dtype):
     assert y.float().mean().item() == pytest.approx(1.0, abs=0.03)  # unbiased, as F.dropout
 
 
-def test_keep_mask_is_unbiased_and_keeps_exactly_one_minus_q():
+@pytest.mark.parametrize("p", [0.3, 0.5])
+def test_keep_mask_is_unbiased_and_keeps_exactly_one_minus_q(p):
     """Over 2^22 draws the share kept is within 5 standard errors of 1 - q, and the mask's
-    mean within 5 standard errors of 1, for a p that 2^-16 does not divide."""
+    mean within 5 standard errors of 1: for a p that 2^-16 does not divide (16-bit lanes)
+    and for 0.5 (8-bit lanes)."""
     torch.manual_seed(3)
-    n, p = 1 << 22, 0.3
+    n = 1 << 22
     q = _rounded(p)
     mask = kernels.keep_mask((n,), p, torch.float64)
     kept = (mask != 0).double().mean().item()
@@ -55,16 +57,18 @@ def test_keep_mask_is_unbiased_and_keeps_exactly_one_minus_q():
     assert torch.equal(mask.unique(), torch.tensor([0.0, 1 / (1 - q)], dtype=torch.float64))
 
 
-def test_keep_mask_reads_each_16_bit_lane_once():
-    """Element i is kept iff the i-th 16-bit lane of the int64 words (little-endian, signed) is
-    at or above round(p 2^16) - 2^15: read back here with numpy from the same random words."""
-    n, p = 1001, 0.37
+@pytest.mark.parametrize("p, bits", [(0.37, 16), (0.5, 8), (0.25, 8), (0.1, 16)])
+def test_keep_mask_reads_each_lane_once(p, bits):
+    """Element i is kept iff the i-th lane of the int64 words (little-endian, signed; 8-bit
+    lanes where p is a multiple of 2^-8, else 16-bit) is at or above p 2^bits - 2^(bits-1)
+    (p rounded): read back here with numpy from the same random words."""
+    n = 1001
     torch.manual_seed(11)
     mask = kernels.keep_mask((7, 11, 13), p, torch.float32)
     torch.manual_seed(11)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2**63, 2**63 - 1).numpy()
-    lanes = words.astype("<i8").view("<i2")[:n].astype(np.int64)
-    expected = (lanes + 32768 >= round(p * 65536)).reshape(7, 11, 13)
+    words = torch.empty(-(-n * bits // 64), dtype=torch.int64).random_(-2**63, 2**63 - 1).numpy()
+    lanes = words.astype("<i8").view(f"<i{bits // 8}")[:n].astype(np.int64)
+    expected = (lanes + 2 ** (bits - 1) >= round(p * 2**bits)).reshape(7, 11, 13)
     np.testing.assert_array_equal(mask.numpy() != 0, expected)
 
 
@@ -156,6 +160,30 @@ def test_banded_layer_equals_dense_layer(window, chunk):
         results.append((out, *grads))
     for got, expected in zip(results[1], results[0]):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("num_mod", [1, 3])
+@pytest.mark.parametrize("window", [(None, None), (2, 1)])
+def test_written_out_dense_layer_equals_autograd(num_mod, window):
+    """:class:`_DenseLayer` (hand-written backward) against autograd through
+    ``h + dense_high_frequency(h * mask, ...)``, with a feature mask, in float64: the same
+    output and gradients, and ``gradcheck`` passes."""
+    torch.manual_seed(6)
+    lengths = torch.tensor([6, 1, 4])
+    n, hidden = int(lengths.max()), 5
+    graph = padded_graph(lengths, n, num_mod, *window)
+    graph = type(graph)(graph.norm.double(), graph.inv_deg.double())
+    h = torch.randn(num_mod, len(lengths), n, hidden, dtype=torch.double, requires_grad=True)
+    weight = torch.randn(1, 2 * hidden, dtype=torch.double, requires_grad=True)
+    mask = kernels.keep_mask(h.shape, 0.3, torch.double)
+    written = kernels._DenseLayer.apply(h, mask, weight, graph.norm, graph.inv_deg)
+    reference = h + dense_high_frequency(h * mask, weight, graph)
+    torch.testing.assert_close(written, reference)
+    w = torch.randn_like(written)
+    torch.testing.assert_close(torch.autograd.grad((written * w).sum(), (h, weight)),
+                               torch.autograd.grad((reference * w).sum(), (h, weight)))
+    assert torch.autograd.gradcheck(lambda h, weight: kernels._DenseLayer.apply(h, mask, weight, graph.norm,
+                                                                                graph.inv_deg), (h, weight))
 
 
 def test_long_dialogues_with_a_window_take_the_banded_path_and_equal_pyg():
