@@ -1,25 +1,39 @@
 """Speed kernels: the same maths as :mod:`safsd_glnet.model`, computed faster.
 
 The kit's training and loading (:func:`safsd_glnet.train.build_model`, ``load_model``) call
-:func:`install`, which swaps these subclasses in for the readable modules they accelerate (``module.__class__``: parameters,
-buffers and the state dict do not change, so checkpoints do not care which ran):
+:func:`install`, which swaps these subclasses in for the readable modules they accelerate
+(``module.__class__``: parameters, buffers and the state dict do not change, so checkpoints do
+not care which ran):
 
 =====================================  ==============================================  ==========
 readable module (model.py)             kernel                                          where
 =====================================  ==============================================  ==========
-``nn.Dropout``                         :class:`Dropout`: keep-mask from ``torch.rand``  CPU
+``nn.Dropout``                         :class:`Dropout`: masks from random bit lanes    CPU
+                                       (:func:`keep_mask`), in the input's dtype
 ``Packing``                            :class:`FastPacking`: index gradients as copies  everywhere
-``AttentionLayer.attend``              :class:`FastAttentionLayer`: written out so its   CPU, training
-                                       dropout is :func:`dropout`
+``ModalityEncoder``                    :class:`FastModalityEncoder`: output in the      everywhere
+                                       projection's dtype (bf16 under autocast)
+``AttentionLayer``                     :class:`FastAttentionLayer`: head-major blocks,  CPU
+                                       one ``baddbmm``, :func:`dropout`
 ``MaskedGCN`` (edge list, PyG)         :class:`DenseMaskedGCN`: per-dialogue matrix     everywhere
-                                       products, banded for short windows
+                                       products (:class:`_DenseLayer`, backward
+                                       written out), banded for short windows
 =====================================  ==============================================  ==========
 
 Each is tested equal to the module it replaces (tests/test_kernels.py: forward and gradients
-on random inputs; dropout in distribution), and benchmarks/speed.py measures what it buys:
-dropout was 15% of a paper-size CPU training step, autograd's gradient of ``index_select``
-is ~10x slower than a copy, and the PyG layer is 2x slower than the dense one at 8 utterances
-per dialogue, 12x at 32 and 190x at 128 (per-edge tensors).
+on random inputs, in fp32 and under bf16 autocast; dropout in distribution), and
+benchmarks/speed.py measures what it buys: dropout was 15% of a paper-size CPU training step,
+autograd's gradient of ``index_select`` is ~10x slower than a copy, and the PyG layer is 2x
+slower than the dense one at 8 utterances per dialogue, 12x at 32 and 190x at 128 (per-edge
+tensors).
+
+bf16. Under bf16 autocast the kernels keep every activation between the matrix products in
+bf16 (:class:`FastModalityEncoder` starts the streams in bf16; masks, packing, the attention
+and the GCN follow their input's dtype), so that nothing converts between layers; the
+parameters, their gradients and the optimiser stay float32, and the logits leave the model
+as float32 for the losses. The readable model under the same autocast runs its residual
+streams in float32 (it adds float32 position and speaker terms); the two agree to bf16's
+error.
 
 Shape legend as in :mod:`safsd_glnet.model`; c chunks, w window width.
 """
@@ -45,15 +59,22 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype,
     Each element reads one lane of ``random_`` int64 words and is dropped when its lane falls
     in the lowest ``q 2^bits`` of its 2^bits values, so it is kept with probability exactly
     1 - q, and scaling by 1 / (1 - q) keeps ``E[mask] = 1``. Lanes are 8 bits (8 per word)
-    where q is a multiple of 2^-8, as p = 0.5 is, else 16 bits (4 per word). torch's float
+    where q is a multiple of 2^-8, as p = 0.5 is, else 16 bits (4 per word); a bf16 or fp16
+    mask of p = 0.5 is one bit of a 16-bit lane (below). torch's float
     draws (``rand``, ``bernoulli_``) take one 32-bit number per element; 4-8 times fewer
     draws make the mask several times faster, which matters most in bf16, where the rest of
     the step got 2-5x faster. Shape ``shape`` -> ``shape``.
     """
     drop = min(round(p * 65536), 65535)
+    numel = math.prod(shape)
+    if drop == 32768 and dtype in (torch.bfloat16, torch.float16):
+        # p = 1/2 in a 16-bit float: bit 14 of a random 16-bit lane is a fair coin, and the
+        # 16-bit pattern 0x4000 alone is 2.0 = 1 / (1 - 1/2) in bf16 and fp16 alike, so one
+        # bitwise AND makes the finished mask (no comparison, conversion or scaling pass).
+        words = torch.empty(-(-numel // 4), dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
+        return words.view(torch.int16)[:numel].bitwise_and_(0x4000).view(dtype).view(shape)
     bits, lane = (8, torch.int8) if drop % 256 == 0 else (16, torch.int16)
     drop >>= 16 - bits  # dropped lanes: the lowest `drop` of 2^bits values
-    numel = math.prod(shape)
     per_word = 64 // bits
     words = torch.empty(-(-numel // per_word), dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
     lanes = words.view(lane)[:numel].view(shape)  # uniform over [-2^(bits-1), 2^(bits-1))
@@ -164,18 +185,83 @@ class FastPacking(Packing):
 # --------------------------------------------------------------------------- attention
 
 
-class FastAttentionLayer(AttentionLayer):
-    """:class:`~safsd_glnet.model.AttentionLayer` whose attention, in training on the CPU, is
-    written out so that its dropout is :func:`dropout`; elsewhere PyTorch's fused
-    ``scaled_dot_product_attention`` as in the readable layer."""
+class _PadHeads(torch.autograd.Function):
+    """(N, c h d) packed rows -> (c, h, b n, d): c groups (query; key and value) of h heads,
+    head-major and zero at padding, in one copy; backward one ``index_select``.
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_real: Tensor) -> Tensor:
-        p = self.attn_dropout if self.training else 0.0
-        if p == 0.0 or q.device.type != "cpu":
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=key_real[:, None, None, :], dropout_p=p)
-        scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-1, -2)
-        scores = scores.masked_fill(~key_real[:, None, None, :], float("-inf"))
-        return dropout(torch.softmax(scores, dim=-1), p, True) @ v
+    Head-major, the attention's batched products run on contiguous (h b, n, d) blocks; the
+    padded (b, h, n, d) views of the readable layer make ``matmul`` copy every operand first.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Tensor, total: int, groups: int, heads: int) -> Tensor:
+        rows, width = x.shape
+        ctx.save_for_backward(index)
+        ctx.width = width
+        source = x.view(rows, groups, heads, width // (groups * heads)).permute(1, 2, 0, 3)
+        out = x.new_zeros(groups, heads, total, width // (groups * heads))
+        out[:, :, index] = source
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (index,) = ctx.saved_tensors
+        rows = grad.permute(2, 0, 1, 3).index_select(0, index)  # (N, c, h, d), contiguous
+        return rows.view(len(index), ctx.width), None, None, None, None
+
+
+class _PackHeads(torch.autograd.Function):
+    """(h, b n, d) -> (N, h d): the real rows with their heads side by side, in one copy."""
+
+    @staticmethod
+    def forward(ctx, y: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.shape = y.shape
+        return y.permute(1, 0, 2).index_select(0, index).view(len(index), -1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (index,) = ctx.saved_tensors
+        heads, total, width = ctx.shape
+        out = grad.new_zeros(heads, total, width)
+        out[:, index] = grad.view(len(index), heads, width).permute(1, 0, 2)
+        return out, None
+
+
+class FastAttentionLayer(AttentionLayer):
+    """:class:`~safsd_glnet.model.AttentionLayer` whose attention, on the CPU, runs head-major
+    (:meth:`attend_rows`); elsewhere the readable layer (PyTorch's fused
+    ``scaled_dot_product_attention``).
+
+    On the CPU the queries, keys and values are padded straight into (h b, n, d) blocks
+    (:class:`_PadHeads`), the scores are one ``baddbmm`` that also scales them and adds the
+    key mask (0 or -inf), the dropout on the attention weights is :func:`dropout`, and the
+    heads go back to packed rows in one copy (:class:`_PackHeads`). It is the readable
+    ``softmax(q k^T / sqrt(d) + mask) v`` without the copies that ``matmul`` makes of the
+    strided (b, h, n, d) views: the attention without its linear layers takes half the time.
+    """
+
+    def attend_rows(self, queries: Tensor, keys_values: Tensor, packing: Packing) -> Tensor:
+        """Attention of packed rows: queries (N, H), keys_values (N, 2H) (``query(x)`` and
+        ``key_value(context)``), ``packing`` their layout -> (N, H), heads side by side."""
+        b, n = packing.real.shape
+        hidden = queries.shape[-1]
+        heads, width = self.heads, hidden // self.heads
+        q = _PadHeads.apply(queries, packing.index, b * n, 1, heads).view(heads * b, n, width)
+        k, v = _PadHeads.apply(keys_values, packing.index, b * n, 2, heads).view(2, heads * b, n, width).unbind(0)
+        mask = torch.zeros(packing.real.shape, dtype=q.dtype, device=q.device).masked_fill_(~packing.real,
+                                                                                            float("-inf"))
+        mask = mask[None, :, None, :].expand(heads, b, 1, n).reshape(heads * b, 1, n)
+        scores = torch.baddbmm(mask, q, k.transpose(1, 2), alpha=1.0 / math.sqrt(width))  # (h b, n, n)
+        weights = dropout(torch.softmax(scores, dim=-1), self.attn_dropout, self.training)
+        return _PackHeads.apply(torch.bmm(weights, v).view(heads, b * n, width), packing.index)
+
+    def forward(self, x: Tensor, context: Tensor, packing: Packing) -> Tensor:
+        if x.device.type != "cpu":
+            return super().forward(x, context, packing)
+        attn = self.attend_rows(self.query(x), self.key_value(context), packing)
+        z = self.norm_attn(x + self.dropout(self.out(attn)))
+        return self.norm_ff(z + self.dropout(self.ff(z)))
 
 
 # --------------------------------------------------------------------------- the dialogue graph, padded

@@ -72,6 +72,19 @@ def test_keep_mask_reads_each_lane_once(p, bits):
     np.testing.assert_array_equal(mask.numpy() != 0, expected)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_mask_of_p_one_half_is_bit_14_of_each_16_bit_lane(dtype):
+    """In bf16 and fp16, p = 0.5 keeps element i iff bit 14 of the i-th 16-bit lane is set,
+    and a kept element is exactly 2.0."""
+    n = 999
+    torch.manual_seed(12)
+    mask = kernels.keep_mask((27, 37), 0.5, dtype)
+    torch.manual_seed(12)
+    words = torch.empty(-(-n // 4), dtype=torch.int64).random_(-2**63, 2**63 - 1).numpy()
+    bit14 = (words.astype("<i8").view("<u2")[:n] >> 14) & 1
+    np.testing.assert_array_equal(mask.float().numpy().reshape(-1), 2.0 * bit14)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cpu_dropout_gradient_uses_the_same_mask(dtype):
     torch.manual_seed(1)
@@ -116,25 +129,58 @@ def test_gate_terms_match_autograd_of_a_plain_product():
     assert torch.autograd.gradcheck(_GateTerms.apply, (x, w))
 
 
-def test_written_out_attention_equals_fused_attention(monkeypatch):
-    """Training on the CPU takes the written-out path; with its dropout made the identity it
-    must give what scaled_dot_product_attention gives without dropout."""
+def _readable_attention(layer, queries, keys_values, packing):
+    """The readable layer's attention of packed rows: pad, ``AttentionLayer.attend``, pack."""
+    b, n = packing.real.shape
+    hidden = queries.shape[-1]
+    h, dh = layer.heads, hidden // layer.heads
+    q = packing.pad(queries).view(b, n, h, dh).transpose(1, 2)
+    k, v = packing.pad(keys_values).view(b, n, 2, h, dh).permute(2, 0, 3, 1, 4)
+    attn = AttentionLayer.attend(layer, q, k, v, packing.real)
+    return packing.pack(attn.transpose(1, 2).reshape(b, n, hidden))
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_head_major_attention_equals_the_readable_attention(bf16):
+    """FastAttentionLayer.attend_rows (eval: no dropout) against pad + fused attention + pack,
+    forward and gradients: to float error in fp32, to bf16's error under autocast."""
     torch.manual_seed(3)
-    layer = AttentionLayer(hidden=16, heads=4, ff_width=16, dropout=0.5)
+    layer = AttentionLayer(hidden=32, heads=4, ff_width=32, dropout=0.5).eval()
     layer.__class__ = FastAttentionLayer
-    b, n, h, dh = 3, 5, 4, 4
-    q, k, v = (torch.randn(b, h, n, dh, requires_grad=True) for _ in range(3))
-    key_mask = torch.arange(n)[None] < torch.tensor([5, 2, 3])[:, None]
-    monkeypatch.setattr(kernels, "dropout", lambda x, p, training: x)
-    layer.train()
-    written = layer.attend(q, k, v, key_mask)
-    layer.__class__ = AttentionLayer
-    fused = layer.eval().attend(q, k, v, key_mask)  # the readable layer, no dropout
-    torch.testing.assert_close(written, fused, atol=1e-5, rtol=1e-5)
-    grads = torch.autograd.grad(written.sum(), (q, k, v))
-    expected = torch.autograd.grad(fused.sum(), (q, k, v))
-    for g, e in zip(grads, expected):
-        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
+    lengths = torch.tensor([6, 2, 3, 1])
+    packing = Packing(torch.arange(6)[None] < lengths[:, None])
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    queries = torch.randn(12, 32).to(dtype).requires_grad_()
+    keys_values = torch.randn(12, 64).to(dtype).requires_grad_()
+    runs = []
+    for attend in (layer.attend_rows, lambda *a: _readable_attention(layer, *a)):
+        with _bf16(bf16):
+            out = attend(queries, keys_values, packing)
+        weight = torch.linspace(-1, 1, out.numel()).view(out.shape)
+        grads = torch.autograd.grad((out.float() * weight).sum(), (queries, keys_values))
+        runs.append((out, {"queries": grads[0], "keys_values": grads[1]}))
+    if bf16:
+        _close_in_bf16(runs[0], runs[1], "head-major vs readable attention, bf16")
+    else:
+        torch.testing.assert_close(runs[0][0], runs[1][0], atol=1e-5, rtol=1e-5)
+        for name in ("queries", "keys_values"):
+            torch.testing.assert_close(runs[0][1][name], runs[1][1][name], atol=1e-5, rtol=1e-5)
+
+
+def test_head_major_attention_drops_weights_without_bias():
+    """In training the attention weights pass :func:`dropout`: the output changes from draw to
+    draw, and (being linear in the weights) averages to the eval output over many draws."""
+    torch.manual_seed(4)
+    layer = AttentionLayer(hidden=16, heads=2, ff_width=16, dropout=0.5)
+    layer.__class__ = FastAttentionLayer
+    packing = Packing(torch.arange(5)[None] < torch.tensor([5, 3])[:, None])
+    queries, keys_values = torch.randn(8, 16), torch.randn(8, 32)
+    with torch.no_grad():
+        expected = layer.eval().attend_rows(queries, keys_values, packing)
+        layer.train()
+        draws = torch.stack([layer.attend_rows(queries, keys_values, packing) for _ in range(4000)])
+    assert not torch.equal(draws[0], draws[1])
+    torch.testing.assert_close(draws.mean(0), expected, atol=0.06, rtol=0.05)
 
 
 # ----------------------------------------------------------------------------- banded GCN
@@ -446,21 +492,3 @@ def test_gate_terms_in_bf16_match_a_double_product():
     g = torch.randn(300, 2, dtype=torch.double)
     gx, gw = torch.autograd.grad(got, (xb, wb), g.bfloat16())
     assert _rel(gx, g @ wb.double()) < 0.01 and _rel(gw, g.t() @ xb.double()) < 0.01
-
-
-def test_written_out_attention_equals_fused_attention_under_autocast(monkeypatch):
-    torch.manual_seed(3)
-    layer = AttentionLayer(hidden=32, heads=4, ff_width=32, dropout=0.5)
-    b, n, h, dh = 3, 6, 4, 8
-    q, k, v = (torch.randn(b, h, n, dh).bfloat16().requires_grad_() for _ in range(3))
-    key_mask = torch.arange(n)[None] < torch.tensor([6, 2, 3])[:, None]
-    monkeypatch.setattr(kernels, "dropout", lambda x, p, training: x)
-    runs = []
-    for cls, training in ((FastAttentionLayer, True), (AttentionLayer, False)):
-        layer.__class__ = cls
-        layer.train(training)
-        with _bf16():
-            out = layer.attend(q, k, v, key_mask)
-        grads = torch.autograd.grad((out.float() * torch.linspace(-1, 1, dh)).sum(), (q, k, v))
-        runs.append((out, dict(zip("qkv", grads))))
-    _close_in_bf16(runs[0], runs[1], "written-out vs fused attention, bf16")
