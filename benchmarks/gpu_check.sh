@@ -102,7 +102,7 @@ if torch.cuda.is_available():
     info.update(gpu=torch.cuda.get_device_name(0), capability=list(torch.cuda.get_device_capability(0)),
                 gpu_memory_gib=round(props.total_memory / 2**30, 1), multiprocessors=props.multi_processor_count)
 info["bf16_supported"] = precision.bf16_supported(device)
-info["precision_auto"] = precision.train_precision("auto", device)
+info["precision_auto_paper"] = precision.train_precision("auto", device, 1024)  # train.amp=auto at H = 1024
 with open(path, "w") as f:
     json.dump(info, f, indent=2)
 print(json.dumps(info))

@@ -100,10 +100,10 @@ def _set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _autocast(device: torch.device, amp: bool | str):
-    """The autocast of the setting ``train.amp`` on ``device`` (:func:`precision.train_precision`):
-    bf16 on CUDA and on CPUs with bf16 units for ``"auto"``, autocast off for fp32."""
-    return precision.autocast(device, precision.train_precision(amp, device))
+def _autocast(device: torch.device, amp: bool | str, hidden: int | None = None):
+    """The autocast of the setting ``train.amp`` on ``device`` for a model of width ``hidden``
+    (:func:`precision.train_precision`); autocast off for fp32."""
+    return precision.autocast(device, precision.train_precision(amp, device, hidden))
 
 
 # --------------------------------------------------------------------------- models from files
@@ -185,7 +185,7 @@ def predict(model: SAFSDGLNet, dialogues: list[Dialogue], batch_size: int = 16,
     spred: dict[str, list] = {m: [] for m in model.modalities}
     for batch in iterate_batches(dialogues, batch_size, modalities=model.modalities):
         batch = batch.to(device)
-        with _autocast(device, amp):
+        with _autocast(device, amp, model.cfg.hidden):
             out = model(batch)
         ids += [d for d, n in zip(batch.dialogue_ids, batch.lengths.tolist()) for _ in range(n)]
         positions.append(torch.cat([torch.arange(n) for n in batch.lengths.tolist()]))
@@ -304,7 +304,7 @@ def training_step(model: SAFSDGLNet, optimizer: torch.optim.Optimizer, losses: L
     labels of the real utterances and the loss terms (detached 0-d tensors)."""
     batch = batch.to(device)
     labels = batch.real_labels
-    with _autocast(device, amp):
+    with _autocast(device, amp, model.cfg.hidden):
         output = model(batch)
     loss, terms = losses(output, labels)
     optimizer.zero_grad(set_to_none=True)
@@ -476,7 +476,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
         "class_names": list(corpus.class_names),
         "modalities": "".join(config.model.modalities),
         "device": str(device),
-        "precision": precision.train_precision(tc.amp, device),  # of every forward pass (train.amp)
+        "precision": precision.train_precision(tc.amp, device, config.model.hidden),  # of every forward pass
         "num_parameters": count_parameters(model),
         "protocol": HONEST_LABEL,
         "chosen_epoch": best.epoch,

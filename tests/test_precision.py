@@ -33,15 +33,15 @@ def tiny(**train):
 
 # ----------------------------------------------------------------------------- the setting
 
-@pytest.mark.parametrize("raw, value", [("auto", "auto"), ("true", True), ("false", False), ("True", True),
-                                        ('"auto"', "auto")])
-def test_amp_reads_auto_true_false_from_the_command_line(raw, value):
+@pytest.mark.parametrize("raw, value", [("auto", "auto"), ("bf16", "bf16"), ("true", True), ("false", False),
+                                        ("True", True), ('"auto"', "auto")])
+def test_amp_reads_auto_bf16_true_false_from_the_command_line(raw, value):
     assert preset("tiny").override(f"train.amp={raw}").train.amp == value
 
 
-@pytest.mark.parametrize("raw", ["bf16", "1", "none", "yes"])
+@pytest.mark.parametrize("raw", ["fp16", "1", "none", "yes"])
 def test_other_amp_values_are_refused_naming_the_field(raw):
-    with pytest.raises(ValueError, match=r"TrainConfig: amp=.*expected 'auto', true or false"):
+    with pytest.raises(ValueError, match=r"TrainConfig: amp=.*expected 'auto', 'bf16', true or false"):
         preset("tiny").override(f"train.amp={raw}")
 
 
@@ -54,22 +54,29 @@ def test_amp_defaults_to_auto_and_old_configs_keep_their_boolean():
         Config.from_dict({"train": {"amp": 1}})
 
 
-@pytest.mark.parametrize("amp, device, units, expected", [
-    ("auto", "cpu", True, "bf16"), ("auto", "cpu", False, "fp32"),
-    (True, "cpu", True, "fp32"),  # the old meaning: autocast on CUDA only
-    (False, "cpu", True, "fp32"),
-    ("auto", "cuda", True, "bf16"), ("auto", "cuda", False, "fp32"),
-    (True, "cuda", True, "bf16"), (True, "cuda", False, "fp16"),  # as the old code chose
-    (False, "cuda", True, "fp32"),
-    ("auto", "mps", True, "fp32"),  # MPS keeps fp32 (not measured there)
-    ("fp32", "cpu", True, "fp32"), ("bf16", "cpu", False, "bf16"),  # precision names, for benchmarks
+@pytest.mark.parametrize("amp, device, units, hidden, expected", [
+    ("auto", "cpu", True, 1024, "bf16"), ("auto", "cpu", True, None, "bf16"), ("auto", "cpu", False, 1024, "fp32"),
+    ("auto", "cpu", True, 256, "fp32"),  # narrow models are not faster in bf16 on a CPU
+    ("bf16", "cpu", True, 16, "bf16"), ("bf16", "cpu", False, 1024, "bf16"),  # asked for: bf16 anyway
+    (True, "cpu", True, 1024, "fp32"),  # the old meaning: autocast on CUDA only
+    (False, "cpu", True, 1024, "fp32"),
+    ("auto", "cuda", True, 16, "bf16"), ("auto", "cuda", False, 1024, "fp32"),
+    (True, "cuda", True, 1024, "bf16"), (True, "cuda", False, 1024, "fp16"),  # as the old code chose
+    (False, "cuda", True, 1024, "fp32"),
+    ("auto", "mps", True, 1024, "fp32"),  # MPS keeps fp32 (not measured there)
+    ("fp32", "cpu", True, 1024, "fp32"),  # a precision name, as the benchmarks give it
 ])
-def test_train_precision_on_each_device(monkeypatch, amp, device, units, expected):
+def test_train_precision_on_each_device(monkeypatch, amp, device, units, hidden, expected):
     monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ("amx_bf16",) if units else ())
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: units)
-    assert precision.train_precision(amp, device) == expected
+    assert precision.train_precision(amp, device, hidden) == expected
+
+
+def test_bf16_is_refused_on_mps():
+    with pytest.raises(ValueError, match="not on mps"):
+        precision.train_precision("bf16", "mps", 1024)
 
 
 def test_bf16_units_follow_the_cpu_flags(monkeypatch):
@@ -113,12 +120,14 @@ def _spy_forward_precision(monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize("amp, units, expected", [("auto", True, "bf16"), ("auto", False, "fp32"),
-                                                  (False, True, "fp32"), (True, True, "fp32")])
-def test_training_and_evaluation_run_in_the_recorded_precision(corpus, monkeypatch, amp, units, expected):
+@pytest.mark.parametrize("amp, units, min_hidden, expected", [
+    ("auto", True, 0, "bf16"), ("auto", False, 0, "fp32"), ("auto", True, 512, "fp32"),  # tiny: H = 16
+    ("bf16", False, 512, "bf16"), (False, True, 0, "fp32"), (True, True, 0, "fp32")])
+def test_training_and_evaluation_run_in_the_recorded_precision(corpus, monkeypatch, amp, units, min_hidden, expected):
     """Every forward pass of a run (training steps, validation, test, the final scoring) runs in
     one precision, and ``metrics.json`` says which. On a CPU ``true`` means fp32, as before."""
     monkeypatch.setattr(precision, "bf16_supported", lambda device: units and torch.device(device).type == "cpu")
+    monkeypatch.setattr(precision, "CPU_BF16_MIN_HIDDEN", min_hidden)
     seen = _spy_forward_precision(monkeypatch)
     run = train_module.train(tiny(amp=amp), corpus)
     assert run.metrics["precision"] == expected
@@ -149,6 +158,7 @@ def test_a_run_folder_records_the_precision_and_the_cli_evaluates_in_it(tmp_path
 
 def test_auto_on_a_bf16_cpu_trains_and_predicts_in_bf16(corpus, monkeypatch):
     monkeypatch.setattr(precision, "bf16_supported", lambda device: torch.device(device).type == "cpu")
+    monkeypatch.setattr(precision, "CPU_BF16_MIN_HIDDEN", 16)  # the tiny preset counts as wide
     run = train_module.train(tiny(amp="auto"), corpus)
     assert run.metrics["precision"] == "bf16"
     for record in run.metrics["history"]:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from safsd_glnet import precision
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
 
@@ -33,13 +35,13 @@ def test_dry_run_writes_every_result(tmp_path):
     assert summary["total_seconds"] == pytest.approx(sum(s["seconds"] for s in summary["steps"]), abs=0.2)
 
     env = json.loads((out / "environment.json").read_text())
-    assert env["device"] == "cpu" and env["precision_auto"] in ("fp32", "bf16")
+    assert env["device"] == "cpu" and env["precision_auto_paper"] == precision.train_precision("auto", "cpu", 1024)
     # the GPU tests are collected and skip here (no CUDA): none fails, none is lost
     assert summary["tests_cuda"]["tests"] >= 4 and summary["tests_cuda"]["failures"] == 0
     assert summary["tests_cuda"]["errors"] == 0
 
     metrics = json.loads((out / "train80_metrics.json").read_text())
-    assert metrics["epochs_run"] == 1 and metrics["precision"] == env["precision_auto"]
+    assert metrics["epochs_run"] == 1 and metrics["precision"] == precision.train_precision("auto", "cpu", 16)
     assert summary["train80"]["finished"] and summary["train80"]["target_met"] is None  # not judged on a CPU
 
     speed = json.loads((out / "speed_cuda.json").read_text())
