@@ -51,33 +51,52 @@ from .model import AttentionLayer, MaskedGCN, ModalityEncoder, Packing, SAFSDGLN
 # --------------------------------------------------------------------------- dropout
 
 
+def _random_words(count: int, device) -> Tensor:
+    """``count`` int64 words of 64 uniform random bits from torch's generator."""
+    return torch.empty(count, dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
+
+
+_HALF_TABLES: dict[tuple[torch.dtype, str], Tensor] = {}
+
+
+def _half_mask(numel: int, dtype: torch.dtype, device) -> Tensor:
+    """The mask of p = 1/2: 0 or 2.0, each with probability 1/2, one random bit per element.
+
+    Each random byte selects a row of a (256, 8) table whose row b holds 2.0 where bit j of b
+    is set and 0 elsewhere, so one ``index_select`` turns numel / 8 random bytes into the
+    finished mask in ``dtype``: 1/8 of the random numbers of 8-bit lanes, and no comparison,
+    conversion or scaling pass. Shape (numel,).
+    """
+    key = (dtype, str(device))
+    if key not in _HALF_TABLES:
+        bits = (torch.arange(256)[:, None] >> torch.arange(8)[None, :]) & 1
+        _HALF_TABLES[key] = (2 * bits).to(dtype=dtype, device=device)
+    random_bytes = _random_words(-(-numel // 64), device).view(torch.uint8).to(torch.int32)
+    return torch.index_select(_HALF_TABLES[key], 0, random_bytes).view(-1)[:numel]
+
+
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype,
               device: torch.device | str = "cpu") -> Tensor:
     """The mask of inverted dropout: ``1 / (1 - q)`` where an element is kept, 0 where it is
     dropped, in ``dtype``; q is p rounded to a multiple of 2^-16 (below 1).
 
-    Each element reads one lane of ``random_`` int64 words and is dropped when its lane falls
-    in the lowest ``q 2^bits`` of its 2^bits values, so it is kept with probability exactly
-    1 - q, and scaling by 1 / (1 - q) keeps ``E[mask] = 1``. Lanes are 8 bits (8 per word)
-    where q is a multiple of 2^-8, as p = 0.5 is, else 16 bits (4 per word); a bf16 or fp16
-    mask of p = 0.5 is one bit of a 16-bit lane (below). torch's float
-    draws (``rand``, ``bernoulli_``) take one 32-bit number per element; 4-8 times fewer
-    draws make the mask several times faster, which matters most in bf16, where the rest of
-    the step got 2-5x faster. Shape ``shape`` -> ``shape``.
+    p = 1/2 (the paper's dropout and feature mask) takes one random bit per element
+    (:func:`_half_mask`). Otherwise each element reads one lane of ``random_`` int64 words and
+    is dropped when its lane falls in the lowest ``q 2^bits`` of its 2^bits values, so it is
+    kept with probability exactly 1 - q, and scaling by 1 / (1 - q) keeps ``E[mask] = 1``;
+    lanes are 8 bits (8 per word) where q is a multiple of 2^-8, else 16 bits (4 per word).
+    torch's float draws (``rand``, ``bernoulli_``) take one 32-bit number per element from a
+    serial generator; fewer draws make the mask several times faster, which matters most in
+    bf16, where the rest of the step got 2-5x faster. Shape ``shape`` -> ``shape``.
     """
     drop = min(round(p * 65536), 65535)
     numel = math.prod(shape)
-    if drop == 32768 and dtype in (torch.bfloat16, torch.float16):
-        # p = 1/2 in a 16-bit float: bit 14 of a random 16-bit lane is a fair coin, and the
-        # 16-bit pattern 0x4000 alone is 2.0 = 1 / (1 - 1/2) in bf16 and fp16 alike, so one
-        # bitwise AND makes the finished mask (no comparison, conversion or scaling pass).
-        words = torch.empty(-(-numel // 4), dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
-        return words.view(torch.int16)[:numel].bitwise_and_(0x4000).view(dtype).view(shape)
+    if drop == 32768:
+        return _half_mask(numel, dtype, device).view(shape)
     bits, lane = (8, torch.int8) if drop % 256 == 0 else (16, torch.int16)
     drop >>= 16 - bits  # dropped lanes: the lowest `drop` of 2^bits values
     per_word = 64 // bits
-    words = torch.empty(-(-numel // per_word), dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
-    lanes = words.view(lane)[:numel].view(shape)  # uniform over [-2^(bits-1), 2^(bits-1))
+    lanes = _random_words(-(-numel // per_word), device).view(lane)[:numel].view(shape)
     return (lanes >= drop - (1 << (bits - 1))).to(dtype).mul_((1 << bits) / ((1 << bits) - drop))
 
 

@@ -183,22 +183,23 @@ def predict(model: SAFSDGLNet, dialogues: list[Dialogue], batch_size: int = 16,
     ids, positions, labels, preds, probs, tfeat = [], [], [], [], [], []
     sfeat: dict[str, list] = {m: [] for m in model.modalities}
     spred: dict[str, list] = {m: [] for m in model.modalities}
-    for batch in iterate_batches(dialogues, batch_size, modalities=model.modalities):
-        batch = batch.to(device)
-        with _autocast(device, amp, model.cfg.hidden):
+    # One autocast region for all batches: in bf16 the weights are cast once, not once per batch.
+    with _autocast(device, amp, model.cfg.hidden):
+        for batch in iterate_batches(dialogues, batch_size, modalities=model.modalities):
+            batch = batch.to(device)
             out = model(batch)
-        ids += [d for d, n in zip(batch.dialogue_ids, batch.lengths.tolist()) for _ in range(n)]
-        positions.append(torch.cat([torch.arange(n) for n in batch.lengths.tolist()]))
-        labels.append(batch.real_labels.cpu())
-        logits = out.teacher_logits.float()
-        preds.append(logits.argmax(-1).cpu())
-        probs.append(torch.softmax(logits, -1).cpu())
-        for m in model.modalities:
-            spred[m].append(out.student_logits[m].argmax(-1).cpu())
-        if features:
-            tfeat.append(out.teacher_features.float().cpu())
+            ids += [d for d, n in zip(batch.dialogue_ids, batch.lengths.tolist()) for _ in range(n)]
+            positions.append(torch.cat([torch.arange(n) for n in batch.lengths.tolist()]))
+            labels.append(batch.real_labels.cpu())
+            logits = out.teacher_logits.float()
+            preds.append(logits.argmax(-1).cpu())
+            probs.append(torch.softmax(logits, -1).cpu())
             for m in model.modalities:
-                sfeat[m].append(out.student_features[m].float().cpu())
+                spred[m].append(out.student_logits[m].argmax(-1).cpu())
+            if features:
+                tfeat.append(out.teacher_features.float().cpu())
+                for m in model.modalities:
+                    sfeat[m].append(out.student_features[m].float().cpu())
     model.train(was_training)
     cat = lambda xs: torch.cat(xs).numpy()  # noqa: E731
     return Predictions(
