@@ -450,9 +450,9 @@ def dense_high_frequency(x: Tensor, weight: Tensor, graph: PaddedGraph) -> Tenso
 
 
 class _DenseLayer(torch.autograd.Function):
-    """One residual layer of :class:`DenseMaskedGCN` over the dense (unwindowed) graph,
-    ``y = h + conv(z)`` with ``z = h ⊙ mask`` (the feature mask; ``mask`` None: z = h), and
-    its backward written out.
+    """One residual layer of :class:`DenseMaskedGCN` over the dense (unwindowed) graph, on
+    packed nodes: ``y = h + conv(z)`` with ``z = h ⊙ mask`` (the feature mask; ``mask`` None:
+    z = h), and its backward written out.
 
     The maths is :func:`dense_high_frequency`'s: ``s = Z a``, ``r = Z c``,
     ``T = tanh(s 1^T + 1 r^T)``, intra-modal ``(T ⊙ Nrm) Z`` per dialogue and modality,
@@ -461,69 +461,78 @@ class _DenseLayer(torch.autograd.Function):
     column sums of ``(g Z^T) ⊙ Nrm ⊙ (1 - T^2)`` plus the inter-modal terms
     ``<g_k, z_q> / deg ⊙ (1 - U^2)``; ``dw = [ds dr]^T Z``; ``dh = g + dZ ⊙ mask``.
 
-    Autograd's version of the same layer spends most of its time on passes over (M, b, n, H)
-    tensors: temporaries of every elementwise step, the gradient sums of tensors read twice,
-    and the stacks behind ``unbind``. Here the inter-modal terms and the residual accumulate
-    in place into the product's output (forward) and the gradient (backward), the dot products
-    ``<g_k, z_q>`` are ``vecdot`` s, and the gate terms' gradient is one ``addmm_``: about half
-    the memory traffic, in fp32 and bf16 alike.
+    Only the intra-modal product needs the padded (M, b, n, H) layout; everything else (the
+    mask, the gate terms, the inter-modal terms, the residual) runs on the N real rows, which
+    are about half the padded positions of an IEMOCAP or MELD batch. Autograd's version of the
+    same layer spends most of its time on passes over such tensors: temporaries of every
+    elementwise step, the gradient sums of tensors read twice, the stacks behind ``unbind``.
+    Here the inter-modal terms and the residual accumulate in place (forward and backward),
+    the dot products ``<g_k, z_q>`` are ``vecdot`` s and the gate terms' gradient is one
+    ``addmm_``.
 
-    Shapes: h (M, b, n, H), mask like h or None, weight (1, 2H), norm (b, n, n), inv_deg (b, n)
-    -> (M, b, n, H) in h's dtype, or the product's (bf16) where autocast runs on float32 h.
+    Shapes: h (M, N, H), mask like h or None, weight (1, 2H), norm (b, n, n), inv_deg (N,),
+    index (N,) the rows' flat positions in the (b n) padded layout -> (M, N, H), in h's dtype
+    (or the product's, bf16, where autocast runs on float32 h).
     """
 
     @staticmethod
-    def forward(ctx, h: Tensor, mask: Tensor | None, weight: Tensor, norm: Tensor, inv_deg: Tensor) -> Tensor:
-        num_mod, _, _, hidden = h.shape
+    def forward(ctx, h: Tensor, mask: Tensor | None, weight: Tensor, norm: Tensor, inv_deg: Tensor,
+                index: Tensor) -> Tensor:
+        num_mod, rows, hidden = h.shape
+        b, n, _ = norm.shape
         z = h * mask if mask is not None else h.contiguous()
         w = weight.view(2, hidden).to(z.dtype)
         flat = z.view(-1, hidden)
-        s, r = flat.mv(w[0]).view(z.shape[:-1]), flat.mv(w[1]).view(z.shape[:-1])  # (M, b, n)
+        s, r = flat.mv(w[0]).view(num_mod, rows), flat.mv(w[1]).view(num_mod, rows)
+        sp = s.new_zeros(num_mod, b * n).index_copy_(1, index, s).view(num_mod, b, n)
+        rp = r.new_zeros(num_mod, b * n).index_copy_(1, index, r).view(num_mod, b, n)
         nrm = norm.to(z.dtype)
-        tanh_intra = torch.tanh(s[..., :, None] + r[..., None, :])  # (M, b, n, n)
-        out = torch.matmul(tanh_intra * nrm, z)
+        tanh_intra = torch.tanh(sp[..., :, None] + rp[..., None, :])  # (M, b, n, n)
+        zp = z.new_zeros(num_mod, b * n, hidden).index_copy_(1, index, z).view(num_mod, b, n, hidden)
+        out = torch.matmul(tanh_intra * nrm, zp).view(num_mod, b * n, hidden).index_select(1, index)
         out = out.to(torch.promote_types(out.dtype, h.dtype))  # float32 h under autocast: y in float32
         tanh_inter = None
+        inv = inv_deg.to(z.dtype)
         if num_mod > 1:
-            inv = inv_deg.to(z.dtype)
-            tanh_inter = torch.tanh(s[:, None] + r[None, :])  # [target k, source q, b, n]
+            tanh_inter = torch.tanh(s[:, None] + r[None, :])  # [target k, source q, N]
             gate = tanh_inter * inv
             for k in range(num_mod):
                 for q in range(num_mod):
                     if q != k:
-                        out[k].addcmul_(gate[k, q, ..., None], z[q])
+                        out[k].addcmul_(gate[k, q, :, None], z[q])
         out.add_(h)
-        ctx.save_for_backward(z, mask, w, tanh_intra, nrm, tanh_inter, inv_deg)
+        ctx.save_for_backward(z, zp, mask, w, tanh_intra, nrm, tanh_inter, inv, index)
         ctx.weight_dtype = weight.dtype
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        z, mask, w, tanh_intra, nrm, tanh_inter, inv_deg = ctx.saved_tensors
-        num_mod, _, _, hidden = z.shape
+        z, zp, mask, w, tanh_intra, nrm, tanh_inter, inv, index = ctx.saved_tensors
+        num_mod, rows, hidden = z.shape
+        _, b, n, _ = zp.shape
         g = grad.to(z.dtype).contiguous()
+        gp = g.new_zeros(num_mod, b * n, hidden).index_copy_(1, index, g).view(num_mod, b, n, hidden)
         coef = tanh_intra * nrm
-        grad_z = torch.matmul(coef.transpose(-1, -2), g)  # (M, b, n, H), ours to accumulate into
-        pre = torch.matmul(g, z.transpose(-1, -2)).mul_(nrm).mul_(1 - tanh_intra * tanh_intra)  # (M, b, n, n)
-        grad_s, grad_r = pre.sum(-1), pre.sum(-2)  # (M, b, n)
+        grad_z = torch.matmul(coef.transpose(-1, -2), gp).view(num_mod, b * n, hidden).index_select(1, index)
+        pre = torch.matmul(gp, zp.transpose(-1, -2)).mul_(nrm).mul_(1 - tanh_intra * tanh_intra)  # (M, b, n, n)
+        grad_s = pre.sum(-1).view(num_mod, b * n).index_select(1, index)  # (M, N)
+        grad_r = pre.sum(-2).view(num_mod, b * n).index_select(1, index)
         if tanh_inter is not None:
-            inv = inv_deg.to(z.dtype)
             gate = tanh_inter * inv
             dots = torch.zeros_like(tanh_inter)  # <g_k, z_q>
             for k in range(num_mod):
                 for q in range(num_mod):
                     if q != k:
                         dots[k, q] = torch.linalg.vecdot(g[k], z[q])
-                        grad_z[q].addcmul_(gate[k, q, ..., None], g[k])
+                        grad_z[q].addcmul_(gate[k, q, :, None], g[k])
             pre_inter = dots.mul_(inv).mul_(1 - tanh_inter * tanh_inter)  # diagonal stays 0
             grad_s = grad_s + pre_inter.sum(1)
             grad_r = grad_r + pre_inter.sum(0)
-        grad_sr = torch.stack([grad_s, grad_r], dim=-1).view(-1, 2)  # (M b n, 2)
+        grad_sr = torch.stack([grad_s, grad_r], dim=-1).view(-1, 2)  # (M N, 2)
         grad_z.view(-1, hidden).addmm_(grad_sr, w)  # + ds a^T + dr c^T
         grad_w = (grad_sr.t() @ z.view(-1, hidden)).view(1, -1).to(ctx.weight_dtype)
-        grad_h = grad_z.mul_(mask) if mask is not None else grad_z
-        grad_h = grad_h.add_(g).to(grad.dtype)
-        return grad_h, None, grad_w, None, None
+        grad_h = torch.addcmul(g, grad_z, mask) if mask is not None else grad_z.add_(g)
+        return grad_h.to(grad.dtype), None, grad_w, None, None, None
 
 
 def feature_mask(shape: torch.Size, p: float, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -534,30 +543,31 @@ def feature_mask(shape: torch.Size, p: float, dtype: torch.dtype, device: torch.
 
 
 class DenseMaskedGCN(MaskedGCN):
-    """:class:`~safsd_glnet.model.MaskedGCN` computed per dialogue in padded layout instead of
-    over the batched edge list: :class:`_DenseLayer` over the dense graph (full or a window
-    as long as the dialogues), :func:`dense_high_frequency` with autograd over a banded one."""
+    """:class:`~safsd_glnet.model.MaskedGCN` computed per dialogue with dense products instead
+    of over the batched edge list: :class:`_DenseLayer` on packed rows over the dense graph
+    (full, or a window as long as the dialogues), :func:`dense_high_frequency` in padded
+    layout with autograd over a banded one."""
 
     def forward(self, nodes: Tensor, speakers: Tensor, lengths: Tensor, packing: Packing) -> Tensor:
-        num_speakers = self.speaker.padding_idx if self.speaker is not None else 0
-        streams = packing.pad(nodes)  # (M, b, n, H)
-        h0 = streams
-        if self.speaker is not None:
-            padded_speakers = torch.full(packing.real.shape, num_speakers, dtype=speakers.dtype,
-                                         device=speakers.device).masked_scatter(packing.real, speakers)
-            speaker = self.speaker(padded_speakers)[None].to(streams.dtype)  # bf16 streams stay bf16
-            h0 = torch.cat([streams[:1] + speaker, streams[1:]], dim=0)
-        graph = padded_graph(lengths, streams.shape[2], streams.shape[0], self.cfg.window_past,
+        h0 = nodes
+        if self.speaker is not None:  # bf16 streams stay bf16
+            h0 = torch.cat([nodes[:1] + self.speaker(speakers)[None].to(nodes.dtype), nodes[1:]], dim=0)
+        b, n = packing.real.shape
+        graph = padded_graph(lengths, n, nodes.shape[0], self.cfg.window_past,
                              self.cfg.window_future)  # once for the K layers
-        h = h0
         p = self.node_dropout.p if self.training else 0.0
-        for conv in self.convs:
-            if graph.chunk is None:  # the dense graph: the written-out layer
+        if graph.chunk is None:  # the dense graph: the written-out layer on packed rows
+            inv_deg = graph.inv_deg.reshape(-1).index_select(0, packing.index)  # (N,)
+            h = h0
+            for conv in self.convs:
                 mask = feature_mask(h.shape, p, h.dtype, h.device) if p > 0 else None
-                h = _DenseLayer.apply(h, mask, conv.gate.weight, graph.norm, graph.inv_deg)
-            else:  # banded (a short window on long dialogues): autograd through the chunked product
-                h = h + dense_high_frequency(self.node_dropout(h), conv.gate.weight, graph)
-        return torch.cat([packing.pack(h0), packing.pack(h)], dim=-1)
+                h = _DenseLayer.apply(h, mask, conv.gate.weight, graph.norm, inv_deg, packing.index)
+            return torch.cat([h0, h], dim=-1)
+        # banded (a short window on long dialogues): autograd through the chunked product, padded
+        h = packing.pad(h0)
+        for conv in self.convs:
+            h = h + dense_high_frequency(self.node_dropout(h), conv.gate.weight, graph)
+        return torch.cat([h0, packing.pack(h)], dim=-1)
 
 
 # --------------------------------------------------------------------------- installing

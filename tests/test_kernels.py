@@ -212,25 +212,31 @@ def test_banded_layer_equals_dense_layer(window, chunk):
 @pytest.mark.parametrize("num_mod", [1, 3])
 @pytest.mark.parametrize("window", [(None, None), (2, 1)])
 def test_written_out_dense_layer_equals_autograd(num_mod, window):
-    """:class:`_DenseLayer` (hand-written backward) against autograd through
-    ``h + dense_high_frequency(h * mask, ...)``, with a feature mask, in float64: the same
-    output and gradients, and ``gradcheck`` passes."""
+    """:class:`_DenseLayer` (packed rows, hand-written backward) against autograd through
+    ``h + dense_high_frequency(h * mask, ...)`` in padded layout, with a feature mask, in
+    float64: the same output and gradients on the real rows, and ``gradcheck`` passes."""
     torch.manual_seed(6)
     lengths = torch.tensor([6, 1, 4])
     n, hidden = int(lengths.max()), 5
+    packing = Packing(torch.arange(n)[None] < lengths[:, None])
     graph = padded_graph(lengths, n, num_mod, *window)
     graph = type(graph)(graph.norm.double(), graph.inv_deg.double())
-    h = torch.randn(num_mod, len(lengths), n, hidden, dtype=torch.double, requires_grad=True)
+    inv_deg = graph.inv_deg.reshape(-1)[packing.index]
+    h = torch.randn(num_mod, int(lengths.sum()), hidden, dtype=torch.double, requires_grad=True)
     weight = torch.randn(1, 2 * hidden, dtype=torch.double, requires_grad=True)
     mask = kernels.keep_mask(h.shape, 0.3, torch.double)
-    written = kernels._DenseLayer.apply(h, mask, weight, graph.norm, graph.inv_deg)
-    reference = h + dense_high_frequency(h * mask, weight, graph)
+
+    def layer(h, weight):
+        return kernels._DenseLayer.apply(h, mask, weight, graph.norm, inv_deg, packing.index)
+
+    written = layer(h, weight)
+    padded_h = packing.pad(h)
+    reference = packing.pack(padded_h + dense_high_frequency(padded_h * packing.pad(mask), weight, graph))
     torch.testing.assert_close(written, reference)
     w = torch.randn_like(written)
     torch.testing.assert_close(torch.autograd.grad((written * w).sum(), (h, weight)),
                                torch.autograd.grad((reference * w).sum(), (h, weight)))
-    assert torch.autograd.gradcheck(lambda h, weight: kernels._DenseLayer.apply(h, mask, weight, graph.norm,
-                                                                                graph.inv_deg), (h, weight))
+    assert torch.autograd.gradcheck(layer, (h, weight))
 
 
 def test_long_dialogues_with_a_window_take_the_banded_path_and_equal_pyg():
