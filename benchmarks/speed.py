@@ -17,9 +17,10 @@ of one configuration is not inherited by the next):
   optimiser state, activations, the data set and the Python runtime; on CUDA also
   ``peak_cuda_gib``);
 * ``train_flop_per_epoch``: counted by ``torch.utils.flop_counter.FlopCounterMode`` in an
-  untimed pass over the same batches after the timings and the memory reading; matrix
-  products only (mm, addmm, bmm, attention kernels), as FLOP counts usually are. One untimed
-  step before the epoch allocates the Adam state;
+  untimed pass over the same batches after the timings and the memory reading (in the first
+  round; later rounds run the same batches and reuse it); matrix products only (mm, addmm,
+  bmm, attention kernels), as FLOP counts usually are. One untimed step before the epoch
+  allocates the Adam state;
 * ``achieved_flops`` = FLOP / time of the timed steps, and ``matmul_flops``: a plain
   ``(T, H) @ (H, H)`` product in fp32 and in bf16 measured in the same worker before and
   after the epoch, T the mean number of real utterances per batch (the rows the model's
@@ -298,10 +299,13 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     test_s = time.perf_counter() - t0
     memory = peak_memory(device)  # before counting: FlopCounterMode itself raises the peak by ~0.6 GiB
 
-    counter = FlopCounterMode(display=False)
-    with counter:  # entering it again would reset its counts
-        train_steps(model, optimizer, losses, epoch_batches(), device, amp)
-    flop = float(counter.get_total_flops())
+    if spec.get("flop") is None:
+        counter = FlopCounterMode(display=False)
+        with counter:  # entering it again would reset its counts
+            train_steps(model, optimizer, losses, epoch_batches(), device, amp)
+        flop = float(counter.get_total_flops())
+    else:  # counted in an earlier round: the same batches, the same products
+        flop = spec["flop"]
 
     factor = total / timed
     matmul = {k: (before[k] + after[k]) / 2 for k in before}
@@ -333,6 +337,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         "predict_utterances_per_s": test_utts / test_s,  # inference throughput (predict, eval mode)
         "train_utterances_per_epoch": train_utts,
         "train_flop_per_epoch": flop * factor,
+        "timed_flop": flop,
         "achieved_flops": achieved,
         "matmul_rows": rows,
         "matmul_flops": matmul, "matmul_flops_before": before, "matmul_flops_after": after,
@@ -729,7 +734,9 @@ def main(argv=None) -> int:
                 spec = {"corpus": corpus, "config": config, "preset": args.preset, "device": args.device,
                         "threads": args.threads, "max_batches": max_batches, "window": args.window,
                         "data": args.data, "seed": args.seed, "precision": precision,
-                        "default_adam": args.default_adam, "matmul_seconds": args.matmul_seconds}
+                        "default_adam": args.default_adam, "matmul_seconds": args.matmul_seconds,
+                        "flop": best[(corpus, config, precision)]["timed_flop"]
+                        if (corpus, config, precision) in best else None}
                 waited = wait_for_load(args.wait_load, args.wait_max)
                 print(f"round {round_ + 1}/{args.rounds}: {corpus} / {config} / {precision} "
                       f"(load {os.getloadavg()[0]:.2f}) ...", flush=True)
