@@ -1,31 +1,43 @@
 """Training and test speed of SAFSD-GLNet at paper size on IEMOCAP- and MELD-shaped workloads.
 
-What it measures, per corpus and model configuration, each in a fresh subprocess (so that the
-peak memory of one configuration is not inherited by the next):
+What it measures, per corpus, model configuration and precision (``--precisions``: fp32 and
+bf16 autocast, as ``train.amp`` runs them), each in a fresh subprocess (so that the peak memory
+of one configuration is not inherited by the next):
 
 * ``train_epoch_s``: one training epoch over the train + valid dialogues (IEMOCAP 120, MELD
-  1152), shuffled into batches as ``safsd_glnet.train.train`` does, each step exactly as there:
-  ``batch.to(device)``, the model under ``train._autocast`` (bf16 on CUDA, off on the CPU),
-  ``LossComputer``, ``zero_grad``, ``backward``, the Adam step, and the per-term loss sums.
+  1152), shuffled into batches as ``safsd_glnet.train.train`` does, each step exactly as there
+  (``safsd_glnet.train.training_step``): ``batch.to(device)``, the model under
+  ``train._autocast`` of the precision, ``LossComputer``, ``zero_grad``, ``backward``, the
+  Adam step, and the per-term loss sums.
   With ``--max-batches N`` only the first N batches of the epoch are timed and the epoch is
   extrapolated by batch count (the output says so: ``extrapolated``);
-* ``test_pass_s``: ``safsd_glnet.train.predict`` over the test dialogues (IEMOCAP 31, MELD 280);
+* ``test_pass_s``: ``safsd_glnet.train.predict`` over the test dialogues (IEMOCAP 31, MELD 280)
+  in the same precision; ``predict_utterances_per_s`` is its inference throughput;
 * ``utterances_per_s`` of both, ``peak_rss_gib`` (``ru_maxrss`` of the worker: model,
   optimiser state, activations, the data set and the Python runtime; on CUDA also
   ``peak_cuda_gib``);
 * ``train_flop_per_epoch``: counted by ``torch.utils.flop_counter.FlopCounterMode`` in an
-  untimed pass over the same batches after the timings and the memory reading; matrix
-  products only (mm, addmm, bmm, attention kernels), as FLOP counts usually are. One untimed
-  step before the epoch allocates the Adam state;
-* ``achieved_flops`` = FLOP / time of the timed steps, and ``matmul_flops``: a plain fp32
-  ``(T, H) @ (H, H)`` product measured in the same worker before and after the epoch, T the
-  mean number of real utterances per batch (the rows the model's linear layers see); also a
-  1024^3 product for reference. ``efficiency`` = achieved / matmul (comparable size).
+  untimed pass over the same batches after the timings and the memory reading (in the first
+  round; later rounds run the same batches and reuse it); matrix products only (mm, addmm,
+  bmm, attention kernels), as FLOP counts usually are. One untimed step before the epoch
+  allocates the Adam state;
+* ``achieved_flops`` = FLOP / time of the timed steps, and ``matmul_flops``: a plain
+  ``(T, H) @ (H, H)`` product in fp32 and in bf16 measured in the same worker before and
+  after the epoch, T the mean number of real utterances per batch (the rows the model's
+  linear layers see); also a 1024^3 product in both. ``efficiency`` = achieved / matmul of
+  the run's precision (comparable size): a bf16 epoch is held against the bf16 matmul.
 
-Configurations: ``sdt`` (the Transformer half alone: ``model.use_gcn=false``), ``full`` (the
-paper model, dense GCN over the fully connected dialogue graph, the kit's default),
-``full-window`` (the same with ``--window`` past / future utterances), ``full-pyg`` (the
-PyTorch Geometric reference layer over the edge list: the M3Net way, slow and memory-hungry).
+Configurations: ``sdt`` (the Transformer half alone: ``model.use_gcn=false``; the kit's
+model without its GCN, not SDT's own code), ``full`` (the paper model, dense GCN over the
+fully connected dialogue graph, the kit's default), ``full-window`` (the same with
+``--window`` past / future utterances), ``full-readable`` (the readable model of
+``safsd_glnet/model.py`` without the speed kernels: PyTorch Geometric's edge-list layer).
+
+Rounds (``--rounds``) interleave every (corpus, configuration, precision) once per round, so
+that a slow spell of a shared machine hits fp32 and bf16 alike; the fastest round is kept and
+every round's epoch time is in ``train_epoch_s_rounds``. The JSON's ``comparisons`` hold the
+ratios measured in this run: bf16 against fp32 per configuration, and the full model against
+``sdt`` per precision.
 
 Workloads. With the real transcripts at ``--data`` (``../shared/data``: iemocap_utterances.csv
 and the MELD csvs) every dialogue keeps its real length, speakers and labels and gets random
@@ -42,17 +54,19 @@ Other modes:
   (.png and .pdf) and the numbers into the JSON.
 * ``--profile``: ``torch.profiler`` over training steps of one configuration
   (``--profile-config``, default ``full``) on one workload (``--profile-corpus``, default
-  ``iemocap``): the operators that take the time, and forward time per stage (encoders, hybrid
-  attention, GCN, heads) from module hooks; written to ``--profile-out``.
+  ``iemocap``) in one precision (``--profile-precision``, default fp32): the operators that
+  take the time, and forward time per stage (encoders, hybrid attention, GCN, heads) from
+  module hooks; written to ``--profile-out``.
 
 Usage::
 
     python benchmarks/speed.py                                   # CPU, 2 threads, both corpora
     python benchmarks/speed.py --corpus iemocap --max-batches 3  # quick look
-    python benchmarks/speed.py --configs sdt full full-window full-pyg
+    python benchmarks/speed.py --configs sdt full full-window full-readable
     python benchmarks/speed.py --scaling --no-epochs             # only the plot
     python benchmarks/speed.py --profile --no-epochs
-    python benchmarks/speed.py --device cuda                     # bf16 autocast, as train.py
+    python benchmarks/speed.py --device cuda                     # fp32 and bf16 on a GPU
+    python benchmarks/speed.py --precisions fp32                 # fp32 only
 
 The JSON goes to ``--out`` (default ``benchmarks/results/speed_<device>.json``) and is
 rewritten after each measurement, so an interrupted run keeps what it finished. On a shared
@@ -86,6 +100,7 @@ CORPORA = ("iemocap", "meld")
 BATCH_SIZE = {"iemocap": 16, "meld": 8}  # the reference scripts' batch sizes
 FEATURE_SIZES = {"iemocap": {"t": 1024, "a": 1582, "v": 342}, "meld": {"t": 1024, "a": 300, "v": 342}}
 CONFIGS = ("sdt", "full", "full-window", "full-readable")
+PRECISIONS = ("fp32", "bf16")
 GIB = 2.0 ** 30
 MARKER = "SPEED-RESULT "  # prefix of the worker's result line on stdout
 
@@ -180,12 +195,15 @@ def matmul_flops(rows: int, hidden: int, device, dtype=None, seconds: float = 0.
     return sorted(rates)[len(rates) // 2]
 
 
-def matmul_probe(rows: int, hidden: int, device, amp: bool) -> dict[str, float]:
+def matmul_probe(rows: int, hidden: int, device, seconds: float = 0.6) -> dict[str, float]:
+    """fp32 and bf16 matmul speeds: the comparable ``(rows, hidden) @ (hidden, hidden)`` product
+    and a 1024^3 one, each timed for about ``seconds``."""
     import torch
 
-    out = {"comparable": matmul_flops(rows, hidden, device), "square_1024": matmul_flops(1024, 1024, device)}
-    if amp and device.type == "cuda":
-        out["comparable_bf16"] = matmul_flops(rows, hidden, device, torch.bfloat16)
+    out = {}
+    for tag, dtype in (("", torch.float32), ("_bf16", torch.bfloat16)):
+        out["comparable" + tag] = matmul_flops(rows, hidden, device, dtype, seconds)
+        out["square_1024" + tag] = matmul_flops(1024, 1024, device, dtype, seconds)
     return out
 
 
@@ -202,7 +220,7 @@ def peak_memory(device) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- one configuration
 
-def train_steps(model, optimizer, losses, batches, device, amp: bool):
+def train_steps(model, optimizer, losses, batches, device, amp):
     """Run the training steps of ``safsd_glnet.train.train`` over ``batches`` (an iterator that
     collates lazily, as there). Returns seconds per step, from taking the batch (collation
     included) to the end of the optimiser step, and (real utterances, padded positions)."""
@@ -237,6 +255,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     from safsd_glnet.data import iterate_batches, num_batches
     from safsd_glnet.losses import LossComputer
     from safsd_glnet.model import count_parameters
+    from safsd_glnet.precision import bf16_supported, train_precision
     from safsd_glnet.train import build_model, make_optimizer, predict, seed_everything, select_device
 
     torch.set_num_threads(spec["threads"])
@@ -251,7 +270,8 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     optimizer = make_optimizer(config.train, model.parameters(), device,
                                fused=False if spec["default_adam"] else None)
     losses = LossComputer.from_counts(config.loss, corpus.class_counts("train"), corpus.class_names).to(device)
-    amp = config.train.amp and not spec["no_amp"]
+    amp = spec["precision"]  # "fp32" or "bf16", given to train.amp's autocast as it is
+    precision = train_precision(amp, device)
     train_dialogues, test_dialogues = corpus.split("train"), corpus.split("test")
     total = num_batches(len(train_dialogues), batch_size)
     timed = total if spec["max_batches"] is None else min(total, spec["max_batches"])
@@ -263,13 +283,13 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     hidden = config.model.hidden
     train_steps(model, optimizer, losses, islice(epoch_batches(), 1), device, amp)  # warm-up: Adam state
     rows = max(1, round(sum(len(d) for d in train_dialogues) / total))
-    before = matmul_probe(rows, hidden, device, amp)
+    before = matmul_probe(rows, hidden, device, spec.get("matmul_seconds", 0.6))
     load_before = os.getloadavg()
     c0, t0 = time.process_time(), time.perf_counter()
     steps, real, padded = train_steps(model, optimizer, losses, epoch_batches(), device, amp)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     load_after = os.getloadavg()
-    after = matmul_probe(rows, hidden, device, amp)
+    after = matmul_probe(rows, hidden, device, spec.get("matmul_seconds", 0.6))
 
     predict(model, test_dialogues[:batch_size], batch_size, device, amp=amp)  # warm the eval path
     synchronize(device)
@@ -279,21 +299,25 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     test_s = time.perf_counter() - t0
     memory = peak_memory(device)  # before counting: FlopCounterMode itself raises the peak by ~0.6 GiB
 
-    counter = FlopCounterMode(display=False)
-    with counter:  # entering it again would reset its counts
-        train_steps(model, optimizer, losses, epoch_batches(), device, amp)
-    flop = float(counter.get_total_flops())
+    if spec.get("flop") is None:
+        counter = FlopCounterMode(display=False)
+        with counter:  # entering it again would reset its counts
+            train_steps(model, optimizer, losses, epoch_batches(), device, amp)
+        flop = float(counter.get_total_flops())
+    else:  # counted in an earlier round: the same batches, the same products
+        flop = spec["flop"]
 
     factor = total / timed
     matmul = {k: (before[k] + after[k]) / 2 for k in before}
     achieved = flop / sum(steps)
-    yardstick = matmul["comparable_bf16"] if "comparable_bf16" in matmul else matmul["comparable"]
+    yardstick = matmul["comparable_bf16" if precision == "bf16" else "comparable"]
     train_utts = sum(len(d) for d in train_dialogues)
     test_utts = sum(len(d) for d in test_dialogues)
     return {
         "corpus": spec["corpus"], "config": spec["config"], "preset": spec["preset"],
         "model_overrides": model_overrides(spec["config"], spec["window"]),
-        "device": str(device), "threads": torch.get_num_threads(), "amp": bool(amp and device.type == "cuda"),
+        "device": str(device), "threads": torch.get_num_threads(), "precision": precision,
+        "bf16_units": bf16_supported(device),
         "optimizer": config.train.optimizer + (" (torch default)" if spec["default_adam"] else
                                                  " (train.make_optimizer: fused on cpu/cuda)"),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
@@ -310,8 +334,10 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         "train_utterances_per_s": real / wall,
         "test_pass_s": test_s,
         "test_utterances_per_s": test_utts / test_s,
+        "predict_utterances_per_s": test_utts / test_s,  # inference throughput (predict, eval mode)
         "train_utterances_per_epoch": train_utts,
         "train_flop_per_epoch": flop * factor,
+        "timed_flop": flop,
         "achieved_flops": achieved,
         "matmul_rows": rows,
         "matmul_flops": matmul, "matmul_flops_before": before, "matmul_flops_after": after,
@@ -490,7 +516,7 @@ def profile(args) -> str:
     from safsd_glnet.config import preset
     from safsd_glnet.data import iterate_batches
     from safsd_glnet.losses import LossComputer
-    from safsd_glnet.train import build_model, make_optimizer, select_device
+    from safsd_glnet.train import _autocast, build_model, make_optimizer, select_device
 
     torch.set_num_threads(args.threads)
     device = select_device(args.device)
@@ -499,7 +525,7 @@ def profile(args) -> str:
     config = preset(args.preset).replace(model=model_overrides(args.profile_config, args.window),
                                          train={"batch_size": batch_size})
     torch.manual_seed(0)
-    model = build_model(config, corpus, fast=spec["config"] != "full-readable").to(device).train()
+    model = build_model(config, corpus, fast=args.profile_config != "full-readable").to(device).train()
     optimizer = make_optimizer(config.train, model.parameters(), device)
     losses = LossComputer.from_counts(config.loss, corpus.class_counts("train"), corpus.class_names).to(device)
     gen = torch.Generator().manual_seed(0)
@@ -518,7 +544,8 @@ def profile(args) -> str:
             name, stage_s.get(name, 0.0) + time.perf_counter() - clock[name]))
 
     def step(batch):
-        with record_function("forward"):
+        batch = batch.to(device)
+        with record_function("forward"), _autocast(device, args.profile_precision):
             output = model(batch)
         with record_function("loss"):
             loss, _ = losses(output, batch.real_labels)
@@ -536,7 +563,8 @@ def profile(args) -> str:
             step(batch)
         wall = time.perf_counter() - t0
     n = len(batches) - 1
-    lines = [f"configuration {args.profile_config}, preset {args.preset}, {args.profile_corpus}-shaped batches of "
+    lines = [f"configuration {args.profile_config}, {args.profile_precision}, preset {args.preset}, "
+             f"{args.profile_corpus}-shaped batches of "
              f"{batch_size} ({source}), {n} steps, "
              f"{device}, {torch.get_num_threads()} threads, {wall / n:.2f} s per step",
              "forward time per stage (module hooks), seconds per step: "
@@ -551,17 +579,50 @@ def profile(args) -> str:
 
 # --------------------------------------------------------------------------- driver
 
+def _key(r: dict[str, Any]) -> tuple[str, str, str]:
+    return r["corpus"], r["config"], r.get("precision", "fp32")  # entries from before precisions were fp32
+
+
+def comparisons(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Ratios of epoch times measured in this run: bf16 against fp32 (``speedup``: fp32 time /
+    bf16 time, with peak memory and efficiency beside), and each configuration against ``sdt``
+    (``vs_sdt``: time / sdt's time, per precision). Each entry names the two measurements."""
+    by_key = {_key(r): r for r in results}
+    out: dict[str, Any] = {"bf16_vs_fp32": [], "vs_sdt": []}
+    for (corpus, config, precision), r in by_key.items():
+        fp32 = by_key.get((corpus, config, "fp32"))
+        if precision == "bf16" and fp32 is not None:
+            out["bf16_vs_fp32"].append({
+                "corpus": corpus, "config": config, "speedup": fp32["train_epoch_s"] / r["train_epoch_s"],
+                "train_epoch_s": {"fp32": fp32["train_epoch_s"], "bf16": r["train_epoch_s"]},
+                "predict_utterances_per_s": {"fp32": fp32["predict_utterances_per_s"],
+                                             "bf16": r["predict_utterances_per_s"]},
+                "peak_rss_gib": {"fp32": fp32["peak_rss_gib"], "bf16": r["peak_rss_gib"]},
+                "efficiency": {"fp32": fp32["efficiency"], "bf16": r["efficiency"]}})
+        sdt = by_key.get((corpus, "sdt", precision))
+        if config != "sdt" and sdt is not None:
+            out["vs_sdt"].append({"corpus": corpus, "config": config, "precision": precision,
+                                  "sdt_speedup": sdt["train_epoch_s"] / r["train_epoch_s"],
+                                  "time_ratio": r["train_epoch_s"] / sdt["train_epoch_s"]})
+    return out
+
+
 def summary_table(results: list[dict[str, Any]]) -> str:
-    head = ("corpus   config        epoch s  test s  utt/s(train)  peak GiB  TFLOP/epoch  achieved GF/s  "
-            "matmul GF/s  eff.  vs sdt")
+    head = ("corpus   config        prec  epoch s  test s  pred utt/s  peak GiB  TFLOP/ep  achieved GF/s  "
+            "matmul GF/s  eff.  vs fp32  vs sdt")
     lines = [head, "-" * len(head)]
-    sdt = {r["corpus"]: r["train_epoch_s"] for r in results if r["config"] == "sdt"}
+    by_key = {_key(r): r for r in results}
     for r in results:
-        ratio = r["train_epoch_s"] / sdt[r["corpus"]] if r["corpus"] in sdt else float("nan")
-        lines.append(f"{r['corpus']:8s} {r['config']:12s} {r['train_epoch_s']:8.1f} {r['test_pass_s']:7.2f} "
-                     f"{r['train_utterances_per_s']:13.1f} {r.get('peak_cuda_gib', r['peak_rss_gib']):9.2f} "
-                     f"{r['train_flop_per_epoch'] / 1e12:12.2f} {r['achieved_flops'] / 1e9:14.1f} "
-                     f"{r['matmul_flops']['comparable'] / 1e9:12.1f} {r['efficiency']:5.2f} {ratio:7.3f}"
+        corpus, config, precision = _key(r)
+        fp32, sdt = by_key.get((corpus, config, "fp32")), by_key.get((corpus, "sdt", precision))
+        speedup = fp32["train_epoch_s"] / r["train_epoch_s"] if fp32 else float("nan")
+        ratio = r["train_epoch_s"] / sdt["train_epoch_s"] if sdt else float("nan")
+        matmul = r["matmul_flops"].get("comparable_bf16" if precision == "bf16" else "comparable", float("nan"))
+        lines.append(f"{corpus:8s} {config:12s} {precision:5s} {r['train_epoch_s']:7.1f} {r['test_pass_s']:7.2f} "
+                     f"{r.get('predict_utterances_per_s', r['test_utterances_per_s']):11.0f} "
+                     f"{r.get('peak_cuda_gib', r['peak_rss_gib']):9.2f} "
+                     f"{r['train_flop_per_epoch'] / 1e12:9.2f} {r['achieved_flops'] / 1e9:14.1f} "
+                     f"{matmul / 1e9:12.1f} {r['efficiency']:5.2f} {speedup:8.2f} {ratio:7.3f}"
                      + ("  (extrapolated)" if r["extrapolated"] else ""))
     return "\n".join(lines)
 
@@ -575,7 +636,10 @@ def machine_info(args) -> dict[str, Any]:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "threads": args.threads, "torch": torch.__version__,
+    from safsd_glnet.precision import cpu_bf16_flags
+
+    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "cpu_bf16_flags": list(cpu_bf16_flags()),
+            "threads": args.threads, "torch": torch.__version__,
             "python": platform.python_version(), "platform": platform.platform(), **code_version("benchmarks/speed.py")}
     if args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available()):
         info["gpu"] = torch.cuda.get_device_name(0)
@@ -597,7 +661,11 @@ def parse_args(argv=None):
     p.add_argument("--window", type=int, default=8, help="past and future utterances of full-window (default 8)")
     p.add_argument("--data", default=str(DEFAULT_DATA), help="folder with the real transcripts (lengths only)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-amp", action="store_true", help="fp32 on CUDA too (train.py uses bf16 autocast)")
+    p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS,
+                   help="fp32 and/or bf16 autocast (default both, interleaved in every round)")
+    p.add_argument("--no-amp", action="store_true", help="the same as --precisions fp32")
+    p.add_argument("--matmul-seconds", type=float, default=0.6,
+                   help="time for each matmul reference product (4 before and 4 after each epoch)")
     p.add_argument("--no-epochs", action="store_true", help="skip the epoch measurements")
     p.add_argument("--wait-load", type=float, default=None,
                    help="before each configuration wait until the 1-minute load average is below this")
@@ -621,10 +689,11 @@ def parse_args(argv=None):
     p.add_argument("--profile", action="store_true", help="torch.profiler table of one configuration")
     p.add_argument("--profile-corpus", choices=CORPORA, default="iemocap")
     p.add_argument("--profile-config", choices=CONFIGS, default="full")
+    p.add_argument("--profile-precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--profile-steps", type=int, default=2)
     p.add_argument("--profile-rows", type=int, default=25)
     p.add_argument("--profile-out", default=None, help="default benchmarks/results/profile_<device>.txt "
-                   "(iemocap, full), else profile_<device>_<corpus>_<config>.txt")
+                   "(iemocap, full, fp32), else profile_<device>_<corpus>_<config>[_bf16].txt")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/speed_<device>.json)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -640,44 +709,53 @@ def main(argv=None) -> int:
     from safsd_glnet.files import read_json, write_json, write_text
 
     previous = read_json(out) if out.exists() else {}  # a corrupt file stops here, naming itself
+    precisions = ["fp32"] if args.no_amp else list(dict.fromkeys(args.precisions))
     command = "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     stamp = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    report: dict[str, Any] = {  # sections not measured now are kept from the previous file
-        **stamp, "machine": machine_info(args),
-        "epochs": previous.get("epochs", []), "scaling": previous.get("scaling"),
+    machine = machine_info(args)
+    same_machine = previous.get("machine", {}).get("cpu") == machine["cpu"]
+    report: dict[str, Any] = {  # sections not measured now are kept from the previous file (same CPU only)
+        **stamp, "machine": machine,
+        "epochs": previous.get("epochs", []) if same_machine else [], "scaling": previous.get("scaling"),
     }
 
     if not args.no_epochs:
-        report["epochs"] = [r for r in report["epochs"]
-                            if not (r["corpus"] in args.corpus and r["config"] in args.configs)]
-        best: dict[tuple[str, str], dict[str, Any]] = {}
+        report["epochs"] = [r for r in report["epochs"] if _key(r)[0] not in args.corpus
+                            or _key(r)[1] not in args.configs or _key(r)[2] not in precisions]
+        best: dict[tuple[str, str, str], dict[str, Any]] = {}
+        jobs = [(corpus, config, precision) for corpus in args.corpus for config in args.configs
+                for precision in precisions]
         for round_ in range(args.rounds):  # configurations interleaved, so slow spells hit all alike
-            for corpus in args.corpus:
-                for config in args.configs:
-                    max_batches = args.max_batches
-                    if args.epochs_fraction is not None:
-                        n_train = {"iemocap": 120, "meld": 1152}[corpus]
-                        max_batches = max(1, math.ceil(args.epochs_fraction * -(-n_train // BATCH_SIZE[corpus])))
-                    spec = {"corpus": corpus, "config": config, "preset": args.preset, "device": args.device,
-                            "threads": args.threads, "max_batches": max_batches, "window": args.window,
-                            "data": args.data, "seed": args.seed, "no_amp": args.no_amp,
-                            "default_adam": args.default_adam}
-                    waited = wait_for_load(args.wait_load, args.wait_max)
-                    print(f"round {round_ + 1}/{args.rounds}: {corpus} / {config} (load {os.getloadavg()[0]:.2f}) ...",
-                          flush=True)
-                    result = run_in_subprocess(spec, args.omp_wait_policy)
-                    result["waited_for_load_s"] = waited
-                    result.update(stamp)
-                    print(f"  epoch {result['train_epoch_s']:.1f} s, test {result['test_pass_s']:.2f} s, "
-                          f"peak {result['peak_rss_gib']:.2f} GiB, efficiency {result['efficiency']:.2f}", flush=True)
-                    key = (corpus, config)
-                    rounds = best[key]["train_epoch_s_rounds"] if key in best else []
-                    if key not in best or result["train_epoch_s"] < best[key]["train_epoch_s"]:
-                        best[key] = result
-                    best[key]["train_epoch_s_rounds"] = rounds + [result["train_epoch_s"]]
-                    report["epochs"] = [r for r in report["epochs"] if (r["corpus"], r["config"]) != key]
-                    report["epochs"].append(best[key])
-                    write_json(out, report)
+            for corpus, config, precision in jobs:
+                max_batches = args.max_batches
+                if args.epochs_fraction is not None:
+                    n_train = {"iemocap": 120, "meld": 1152}[corpus]
+                    max_batches = max(1, math.ceil(args.epochs_fraction * -(-n_train // BATCH_SIZE[corpus])))
+                spec = {"corpus": corpus, "config": config, "preset": args.preset, "device": args.device,
+                        "threads": args.threads, "max_batches": max_batches, "window": args.window,
+                        "data": args.data, "seed": args.seed, "precision": precision,
+                        "default_adam": args.default_adam, "matmul_seconds": args.matmul_seconds,
+                        "flop": best[(corpus, config, precision)]["timed_flop"]
+                        if (corpus, config, precision) in best else None}
+                waited = wait_for_load(args.wait_load, args.wait_max)
+                print(f"round {round_ + 1}/{args.rounds}: {corpus} / {config} / {precision} "
+                      f"(load {os.getloadavg()[0]:.2f}) ...", flush=True)
+                result = run_in_subprocess(spec, args.omp_wait_policy)
+                result["waited_for_load_s"] = waited
+                result.update(stamp)
+                print(f"  epoch {result['train_epoch_s']:.1f} s, test {result['test_pass_s']:.2f} s, "
+                      f"peak {result['peak_rss_gib']:.2f} GiB, efficiency {result['efficiency']:.2f} "
+                      f"(load {result['load_average_1min'][0]:.2f} - {result['load_average_1min'][1]:.2f})",
+                      flush=True)
+                key = (corpus, config, precision)
+                rounds = best[key]["train_epoch_s_rounds"] if key in best else []
+                if key not in best or result["train_epoch_s"] < best[key]["train_epoch_s"]:
+                    best[key] = result
+                best[key]["train_epoch_s_rounds"] = rounds + [result["train_epoch_s"]]
+                report["epochs"] = [r for r in report["epochs"] if _key(r) != key]
+                report["epochs"].append(best[key])
+                report["comparisons"] = comparisons(report["epochs"])
+                write_json(out, report)
         print(summary_table(report["epochs"]))
     if args.scaling:
         import torch
@@ -692,8 +770,10 @@ def main(argv=None) -> int:
     if args.profile:
         text = profile(args)
         print(text)
-        default_name = (f"profile_{device_tag}.txt" if (args.profile_corpus, args.profile_config) == ("iemocap", "full")
-                        else f"profile_{device_tag}_{args.profile_corpus}_{args.profile_config}.txt")
+        default_name = (f"profile_{device_tag}.txt"
+                        if (args.profile_corpus, args.profile_config, args.profile_precision) == ("iemocap", "full", "fp32")
+                        else f"profile_{device_tag}_{args.profile_corpus}_{args.profile_config}"
+                             f"{'_bf16' if args.profile_precision == 'bf16' else ''}.txt")
         path = Path(args.profile_out or REPO / "benchmarks" / "results" / default_name)
         write_text(path, text + "\n")
         print(f"wrote {path}")

@@ -188,7 +188,9 @@ class TrainConfig:
     patience: int | None = None  # early stopping on validation weighted F1; None = off
     seed: int = 0
     device: str = "auto"  # "auto" (cuda > mps > cpu), or an explicit torch device
-    amp: bool = True  # mixed precision where the device is CUDA
+    # Mixed precision (safsd_glnet.precision.train_precision): "auto" = bf16 where the hardware has bf16 units
+    # and it pays; "bf16"; false = fp32; true = autocast on CUDA only (the meaning of the old default).
+    amp: bool | str = "auto"
     grad_clip: float | None = None  # max gradient norm; None = no clipping
     progress: bool = True  # a progress bar per epoch
 
@@ -206,6 +208,11 @@ class TrainConfig:
         if self.grad_clip is not None:
             _finite_positive(self, "grad_clip")
         check_device_name(self.device, "TrainConfig: device")
+        # --set reads text for a field that may hold a string; true / false mean the booleans.
+        if isinstance(self.amp, str) and self.amp.lower() in ("true", "false"):
+            self.amp = self.amp.lower() == "true"
+        if self.amp not in ("auto", "bf16", True, False):  # (check_field_types has refused numbers)
+            raise ValueError(f"TrainConfig: amp={self.amp!r}, expected 'auto', 'bf16', true or false")
 
 
 @dataclass

@@ -1,25 +1,39 @@
 """Speed kernels: the same maths as :mod:`safsd_glnet.model`, computed faster.
 
 The kit's training and loading (:func:`safsd_glnet.train.build_model`, ``load_model``) call
-:func:`install`, which swaps these subclasses in for the readable modules they accelerate (``module.__class__``: parameters,
-buffers and the state dict do not change, so checkpoints do not care which ran):
+:func:`install`, which swaps these subclasses in for the readable modules they accelerate
+(``module.__class__``: parameters, buffers and the state dict do not change, so checkpoints do
+not care which ran):
 
 =====================================  ==============================================  ==========
 readable module (model.py)             kernel                                          where
 =====================================  ==============================================  ==========
-``nn.Dropout``                         :class:`Dropout`: keep-mask from ``torch.rand``  CPU
+``nn.Dropout``                         :class:`Dropout`: masks from random bit lanes    CPU
+                                       (:func:`keep_mask`), in the input's dtype
 ``Packing``                            :class:`FastPacking`: index gradients as copies  everywhere
-``AttentionLayer.attend``              :class:`FastAttentionLayer`: written out so its   CPU, training
-                                       dropout is :func:`dropout`
+``ModalityEncoder``                    :class:`FastModalityEncoder`: output in the      everywhere
+                                       projection's dtype (bf16 under autocast)
+``AttentionLayer``                     :class:`FastAttentionLayer`: head-major blocks,  CPU
+                                       one ``baddbmm``, :func:`dropout`
 ``MaskedGCN`` (edge list, PyG)         :class:`DenseMaskedGCN`: per-dialogue matrix     everywhere
-                                       products, banded for short windows
+                                       products (:class:`_DenseLayer`, backward
+                                       written out), banded for short windows
 =====================================  ==============================================  ==========
 
 Each is tested equal to the module it replaces (tests/test_kernels.py: forward and gradients
-on random inputs; dropout in distribution), and benchmarks/speed.py measures what it buys:
-dropout was 15% of a paper-size CPU training step, autograd's gradient of ``index_select``
-is ~10x slower than a copy, and the PyG layer is 2x slower than the dense one at 8 utterances
-per dialogue, 12x at 32 and 190x at 128 (per-edge tensors).
+on random inputs, in fp32 and under bf16 autocast; dropout in distribution), and
+benchmarks/speed.py measures what it buys: dropout was 15% of a paper-size CPU training step,
+autograd's gradient of ``index_select`` is ~10x slower than a copy, and the PyG layer is 2x
+slower than the dense one at 8 utterances per dialogue, 12x at 32 and 190x at 128 (per-edge
+tensors).
+
+bf16. Under bf16 autocast the kernels keep every activation between the matrix products in
+bf16 (:class:`FastModalityEncoder` starts the streams in bf16; masks, packing, the attention
+and the GCN follow their input's dtype), so that nothing converts between layers; the
+parameters, their gradients and the optimiser stay float32, and the logits leave the model
+as float32 for the losses. The readable model under the same autocast runs its residual
+streams in float32 (it adds float32 position and speaker terms); the two agree to bf16's
+error.
 
 Shape legend as in :mod:`safsd_glnet.model`; c chunks, w window width.
 """
@@ -32,27 +46,74 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .model import AttentionLayer, MaskedGCN, Packing, SAFSDGLNet
+from .model import AttentionLayer, MaskedGCN, ModalityEncoder, Packing, SAFSDGLNet
 
 # --------------------------------------------------------------------------- dropout
+
+
+def _random_words(count: int, device) -> Tensor:
+    """``count`` int64 words of 64 uniform random bits from torch's generator."""
+    return torch.empty(count, dtype=torch.int64, device=device).random_(-2**63, 2**63 - 1)
+
+
+_HALF_TABLES: dict[tuple[torch.dtype, str], Tensor] = {}
+
+
+def _half_mask(numel: int, dtype: torch.dtype, device) -> Tensor:
+    """The mask of p = 1/2: 0 or 2.0, each with probability 1/2, one random bit per element.
+
+    Each random byte selects a row of a (256, 8) table whose row b holds 2.0 where bit j of b
+    is set and 0 elsewhere, so one ``index_select`` turns numel / 8 random bytes into the
+    finished mask in ``dtype``: 1/8 of the random numbers of 8-bit lanes, and no comparison,
+    conversion or scaling pass. Shape (numel,).
+    """
+    key = (dtype, str(device))
+    if key not in _HALF_TABLES:
+        bits = (torch.arange(256)[:, None] >> torch.arange(8)[None, :]) & 1
+        _HALF_TABLES[key] = (2 * bits).to(dtype=dtype, device=device)
+    random_bytes = _random_words(-(-numel // 64), device).view(torch.uint8).to(torch.int32)
+    return torch.index_select(_HALF_TABLES[key], 0, random_bytes).view(-1)[:numel]
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dtype,
+              device: torch.device | str = "cpu") -> Tensor:
+    """The mask of inverted dropout: ``1 / (1 - q)`` where an element is kept, 0 where it is
+    dropped, in ``dtype``; q is p rounded to a multiple of 2^-16 (below 1).
+
+    p = 1/2 (the paper's dropout and feature mask) takes one random bit per element
+    (:func:`_half_mask`). Otherwise each element reads one lane of ``random_`` int64 words and
+    is dropped when its lane falls in the lowest ``q 2^bits`` of its 2^bits values, so it is
+    kept with probability exactly 1 - q, and scaling by 1 / (1 - q) keeps ``E[mask] = 1``;
+    lanes are 8 bits (8 per word) where q is a multiple of 2^-8, else 16 bits (4 per word).
+    torch's float draws (``rand``, ``bernoulli_``) take one 32-bit number per element from a
+    serial generator; fewer draws make the mask several times faster, which matters most in
+    bf16, where the rest of the step got 2-5x faster. Shape ``shape`` -> ``shape``.
+    """
+    drop = min(round(p * 65536), 65535)
+    numel = math.prod(shape)
+    if drop == 32768:
+        return _half_mask(numel, dtype, device).view(shape)
+    bits, lane = (8, torch.int8) if drop % 256 == 0 else (16, torch.int16)
+    drop >>= 16 - bits  # dropped lanes: the lowest `drop` of 2^bits values
+    per_word = 64 // bits
+    lanes = _random_words(-(-numel // per_word), device).view(lane)[:numel].view(shape)
+    return (lanes >= drop - (1 << (bits - 1))).to(dtype).mul_((1 << bits) / ((1 << bits) - drop))
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """``F.dropout`` (inverted: kept values scaled by 1 / (1 - p)) with the same distribution.
 
-    On the CPU the mask is ``(torch.rand(...) >= p) / (1 - p)`` (kept with probability
-    1 - p, up to the 2^-24 steps of a float32 uniform), applied by one multiplication
-    forward and one backward. ``F.dropout`` draws it with the serial ``bernoulli_`` and
-    applies it in three passes, 3-4x slower. Elsewhere (CUDA's fused kernels are fast) it is
-    ``F.dropout``.
+    On the CPU the mask is :func:`keep_mask` (p rounded to 2^-16) in ``x``'s dtype, applied by
+    one multiplication forward and one backward; in bf16 it stays bf16 (half the bytes of a
+    float32 mask and no conversion). ``F.dropout`` draws with the serial ``bernoulli_`` and
+    applies it in three passes, 5-10x slower. Elsewhere (CUDA's fused kernels are fast) it
+    is ``F.dropout``.
     """
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu":
         return F.dropout(x, p, True)
-    exact = x.dtype in (torch.float32, torch.float64)  # draw half-precision masks in float32
-    uniform = torch.rand(x.shape, device=x.device, dtype=x.dtype if exact else torch.float32)
-    return x * uniform.ge_(p).mul_(1.0 / (1.0 - p)).to(x.dtype)
+    return x * keep_mask(x.shape, p, x.dtype, x.device)
 
 
 class Dropout(nn.Dropout):
@@ -60,6 +121,30 @@ class Dropout(nn.Dropout):
 
     def forward(self, x: Tensor) -> Tensor:
         return dropout(x, self.p, self.training)
+
+
+# --------------------------------------------------------------------------- encoders
+
+
+class FastModalityEncoder(ModalityEncoder):
+    """:class:`~safsd_glnet.model.ModalityEncoder` whose output keeps the dtype of its
+    projection: bf16 under bf16 autocast, where the readable encoder adds the float32 position
+    code and speaker embedding and so returns float32.
+
+    That float32 stream would make every later layer convert: each linear layer casts its
+    input to bf16, and each residual sum and concatenation mixes bf16 with float32 and comes
+    out float32 again. With a bf16 stream, everything between the matrix products (residuals,
+    layer norms, gates, dropout, packing, the GCN) moves half the bytes and converts nothing;
+    the parameters, their gradients, the optimiser and the losses stay float32 (the logits
+    leave the model as float32). Outside autocast it computes exactly what the readable
+    encoder does.
+    """
+
+    def forward(self, x: Tensor, speaker_emb: Tensor, position_enc: Tensor) -> Tensor:
+        if self.standardise:
+            x = (x - self.mean) / self.std
+        h = self.proj(x)
+        return self.dropout(h + position_enc.to(h.dtype) + speaker_emb.to(h.dtype))
 
 
 # --------------------------------------------------------------------------- packing
@@ -70,10 +155,11 @@ def _pack(x: Tensor, index: Tensor) -> Tensor:
     return x.flatten(-3, -2).index_select(-2, index)
 
 
-def _pad(x: Tensor, real: Tensor) -> Tensor:
-    """(..., N, F) -> (..., b, n, F) with zero rows at padding."""
-    out = x.new_zeros(*x.shape[:-2], *real.shape, x.shape[-1])
-    return out.masked_scatter_(real[..., None], x)
+def _pad(x: Tensor, real: Tensor, index: Tensor) -> Tensor:
+    """(..., N, F) -> (..., b, n, F) with zero rows at padding (``index_copy_``: 2-4x faster
+    than ``masked_scatter_``, which scans the mask for every call)."""
+    out = x.new_zeros(*x.shape[:-2], real.numel(), x.shape[-1]).index_copy_(-2, index, x)
+    return out.unflatten(-2, real.shape)
 
 
 class _PackFn(torch.autograd.Function):
@@ -87,8 +173,8 @@ class _PackFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        real, _ = ctx.saved_tensors
-        return _pad(grad, real), None, None
+        real, index = ctx.saved_tensors
+        return _pad(grad, real, index), None, None
 
 
 class _PadFn(torch.autograd.Function):
@@ -97,7 +183,7 @@ class _PadFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, real: Tensor, index: Tensor) -> Tensor:
         ctx.save_for_backward(real, index)
-        return _pad(x, real)
+        return _pad(x, real, index)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -118,18 +204,83 @@ class FastPacking(Packing):
 # --------------------------------------------------------------------------- attention
 
 
-class FastAttentionLayer(AttentionLayer):
-    """:class:`~safsd_glnet.model.AttentionLayer` whose attention, in training on the CPU, is
-    written out so that its dropout is :func:`dropout`; elsewhere PyTorch's fused
-    ``scaled_dot_product_attention`` as in the readable layer."""
+class _PadHeads(torch.autograd.Function):
+    """(N, c h d) packed rows -> (c, h, b n, d): c groups (query; key and value) of h heads,
+    head-major and zero at padding, in one copy; backward one ``index_select``.
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_real: Tensor) -> Tensor:
-        p = self.attn_dropout if self.training else 0.0
-        if p == 0.0 or q.device.type != "cpu":
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=key_real[:, None, None, :], dropout_p=p)
-        scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-1, -2)
-        scores = scores.masked_fill(~key_real[:, None, None, :], float("-inf"))
-        return dropout(torch.softmax(scores, dim=-1), p, True) @ v
+    Head-major, the attention's batched products run on contiguous (h b, n, d) blocks; the
+    padded (b, h, n, d) views of the readable layer make ``matmul`` copy every operand first.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, index: Tensor, total: int, groups: int, heads: int) -> Tensor:
+        rows, width = x.shape
+        ctx.save_for_backward(index)
+        ctx.width = width
+        source = x.view(rows, groups, heads, width // (groups * heads)).permute(1, 2, 0, 3)
+        out = x.new_zeros(groups, heads, total, width // (groups * heads))
+        out[:, :, index] = source
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (index,) = ctx.saved_tensors
+        rows = grad.permute(2, 0, 1, 3).index_select(0, index)  # (N, c, h, d), contiguous
+        return rows.view(len(index), ctx.width), None, None, None, None
+
+
+class _PackHeads(torch.autograd.Function):
+    """(h, b n, d) -> (N, h d): the real rows with their heads side by side, in one copy."""
+
+    @staticmethod
+    def forward(ctx, y: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.shape = y.shape
+        return y.permute(1, 0, 2).index_select(0, index).view(len(index), -1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (index,) = ctx.saved_tensors
+        heads, total, width = ctx.shape
+        out = grad.new_zeros(heads, total, width)
+        out[:, index] = grad.view(len(index), heads, width).permute(1, 0, 2)
+        return out, None
+
+
+class FastAttentionLayer(AttentionLayer):
+    """:class:`~safsd_glnet.model.AttentionLayer` whose attention, on the CPU, runs head-major
+    (:meth:`attend_rows`); elsewhere the readable layer (PyTorch's fused
+    ``scaled_dot_product_attention``).
+
+    On the CPU the queries, keys and values are padded straight into (h b, n, d) blocks
+    (:class:`_PadHeads`), the scores are one ``baddbmm`` that also scales them and adds the
+    key mask (0 or -inf), the dropout on the attention weights is :func:`dropout`, and the
+    heads go back to packed rows in one copy (:class:`_PackHeads`). It is the readable
+    ``softmax(q k^T / sqrt(d) + mask) v`` without the copies that ``matmul`` makes of the
+    strided (b, h, n, d) views: the attention without its linear layers takes half the time.
+    """
+
+    def attend_rows(self, queries: Tensor, keys_values: Tensor, packing: Packing) -> Tensor:
+        """Attention of packed rows: queries (N, H), keys_values (N, 2H) (``query(x)`` and
+        ``key_value(context)``), ``packing`` their layout -> (N, H), heads side by side."""
+        b, n = packing.real.shape
+        hidden = queries.shape[-1]
+        heads, width = self.heads, hidden // self.heads
+        q = _PadHeads.apply(queries, packing.index, b * n, 1, heads).view(heads * b, n, width)
+        k, v = _PadHeads.apply(keys_values, packing.index, b * n, 2, heads).view(2, heads * b, n, width).unbind(0)
+        mask = torch.zeros(packing.real.shape, dtype=q.dtype, device=q.device).masked_fill_(~packing.real,
+                                                                                            float("-inf"))
+        mask = mask[None, :, None, :].expand(heads, b, 1, n).reshape(heads * b, 1, n)
+        scores = torch.baddbmm(mask, q, k.transpose(1, 2), alpha=1.0 / math.sqrt(width))  # (h b, n, n)
+        weights = dropout(torch.softmax(scores, dim=-1), self.attn_dropout, self.training)
+        return _PackHeads.apply(torch.bmm(weights, v).view(heads, b * n, width), packing.index)
+
+    def forward(self, x: Tensor, context: Tensor, packing: Packing) -> Tensor:
+        if x.device.type != "cpu":
+            return super().forward(x, context, packing)
+        attn = self.attend_rows(self.query(x), self.key_value(context), packing)
+        z = self.norm_attn(x + self.dropout(self.out(attn)))
+        return self.norm_ff(z + self.dropout(self.ff(z)))
 
 
 # --------------------------------------------------------------------------- the dialogue graph, padded
@@ -271,7 +422,8 @@ def dense_high_frequency(x: Tensor, weight: Tensor, graph: PaddedGraph) -> Tenso
     build a full zero gradient per slice).
     """
     num_mod, _, n, hidden = x.shape
-    sr = _GateTerms.apply(x.reshape(-1, hidden), weight.view(2, hidden)).view(*x.shape[:-1], 2)
+    # In x's dtype: MKL's fp32 mv or oneDNN's bf16 one; autograd casts the gradient back.
+    sr = _GateTerms.apply(x.reshape(-1, hidden), weight.view(2, hidden).to(x.dtype)).view(*x.shape[:-1], 2)
     s, r = sr.unbind(-1)  # (M, b, n) target term, source term
     norm = graph.norm.to(x.dtype)
     if graph.chunk is None:
@@ -297,30 +449,132 @@ def dense_high_frequency(x: Tensor, weight: Tensor, graph: PaddedGraph) -> Tenso
     return torch.stack(targets)
 
 
+class _DenseLayer(torch.autograd.Function):
+    """One residual layer of :class:`DenseMaskedGCN` over the dense (unwindowed) graph, on
+    packed nodes: ``y = h + conv(z)`` with ``z = h ⊙ mask`` (the feature mask; ``mask`` None:
+    z = h), and its backward written out.
+
+    The maths is :func:`dense_high_frequency`'s: ``s = Z a``, ``r = Z c``,
+    ``T = tanh(s 1^T + 1 r^T)``, intra-modal ``(T ⊙ Nrm) Z`` per dialogue and modality,
+    inter-modal ``Σ_{q≠k} tanh(s_k + r_q) / deg ⊙ z_q``. Backward, with ``g = dL/dy``:
+    ``dZ = (T ⊙ Nrm)^T g + Σ_k G_kq g_k + ds a^T + dr c^T``, where ``ds, dr`` are the row and
+    column sums of ``(g Z^T) ⊙ Nrm ⊙ (1 - T^2)`` plus the inter-modal terms
+    ``<g_k, z_q> / deg ⊙ (1 - U^2)``; ``dw = [ds dr]^T Z``; ``dh = g + dZ ⊙ mask``.
+
+    Only the intra-modal product needs the padded (M, b, n, H) layout; everything else (the
+    mask, the gate terms, the inter-modal terms, the residual) runs on the N real rows, which
+    are about half the padded positions of an IEMOCAP or MELD batch. Autograd's version of the
+    same layer spends most of its time on passes over such tensors: temporaries of every
+    elementwise step, the gradient sums of tensors read twice, the stacks behind ``unbind``.
+    Here the inter-modal terms and the residual accumulate in place (forward and backward),
+    the dot products ``<g_k, z_q>`` are ``vecdot`` s and the gate terms' gradient is one
+    ``addmm_``.
+
+    Shapes: h (M, N, H), mask like h or None, weight (1, 2H), norm (b, n, n), inv_deg (N,),
+    index (N,) the rows' flat positions in the (b n) padded layout -> (M, N, H), in h's dtype
+    (or the product's, bf16, where autocast runs on float32 h).
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, mask: Tensor | None, weight: Tensor, norm: Tensor, inv_deg: Tensor,
+                index: Tensor) -> Tensor:
+        num_mod, rows, hidden = h.shape
+        b, n, _ = norm.shape
+        z = h * mask if mask is not None else h.contiguous()
+        w = weight.view(2, hidden).to(z.dtype)
+        flat = z.view(-1, hidden)
+        s, r = flat.mv(w[0]).view(num_mod, rows), flat.mv(w[1]).view(num_mod, rows)
+        sp = s.new_zeros(num_mod, b * n).index_copy_(1, index, s).view(num_mod, b, n)
+        rp = r.new_zeros(num_mod, b * n).index_copy_(1, index, r).view(num_mod, b, n)
+        nrm = norm.to(z.dtype)
+        tanh_intra = torch.tanh(sp[..., :, None] + rp[..., None, :])  # (M, b, n, n)
+        zp = z.new_zeros(num_mod, b * n, hidden).index_copy_(1, index, z).view(num_mod, b, n, hidden)
+        out = torch.matmul(tanh_intra * nrm, zp).view(num_mod, b * n, hidden).index_select(1, index)
+        out = out.to(torch.promote_types(out.dtype, h.dtype))  # float32 h under autocast: y in float32
+        tanh_inter = None
+        inv = inv_deg.to(z.dtype)
+        if num_mod > 1:
+            tanh_inter = torch.tanh(s[:, None] + r[None, :])  # [target k, source q, N]
+            gate = tanh_inter * inv
+            for k in range(num_mod):
+                for q in range(num_mod):
+                    if q != k:
+                        out[k].addcmul_(gate[k, q, :, None], z[q])
+        out.add_(h)
+        ctx.save_for_backward(z, zp, mask, w, tanh_intra, nrm, tanh_inter, inv, index)
+        ctx.weight_dtype = weight.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        z, zp, mask, w, tanh_intra, nrm, tanh_inter, inv, index = ctx.saved_tensors
+        num_mod, rows, hidden = z.shape
+        _, b, n, _ = zp.shape
+        g = grad.to(z.dtype).contiguous()
+        gp = g.new_zeros(num_mod, b * n, hidden).index_copy_(1, index, g).view(num_mod, b, n, hidden)
+        coef = tanh_intra * nrm
+        grad_z = torch.matmul(coef.transpose(-1, -2), gp).view(num_mod, b * n, hidden).index_select(1, index)
+        pre = torch.matmul(gp, zp.transpose(-1, -2)).mul_(nrm).mul_(1 - tanh_intra * tanh_intra)  # (M, b, n, n)
+        grad_s = pre.sum(-1).view(num_mod, b * n).index_select(1, index)  # (M, N)
+        grad_r = pre.sum(-2).view(num_mod, b * n).index_select(1, index)
+        if tanh_inter is not None:
+            gate = tanh_inter * inv
+            dots = torch.zeros_like(tanh_inter)  # <g_k, z_q>
+            for k in range(num_mod):
+                for q in range(num_mod):
+                    if q != k:
+                        dots[k, q] = torch.linalg.vecdot(g[k], z[q])
+                        grad_z[q].addcmul_(gate[k, q, :, None], g[k])
+            pre_inter = dots.mul_(inv).mul_(1 - tanh_inter * tanh_inter)  # diagonal stays 0
+            grad_s = grad_s + pre_inter.sum(1)
+            grad_r = grad_r + pre_inter.sum(0)
+        grad_sr = torch.stack([grad_s, grad_r], dim=-1).view(-1, 2)  # (M N, 2)
+        grad_z.view(-1, hidden).addmm_(grad_sr, w)  # + ds a^T + dr c^T
+        grad_w = (grad_sr.t() @ z.view(-1, hidden)).view(1, -1).to(ctx.weight_dtype)
+        grad_h = torch.addcmul(g, grad_z, mask) if mask is not None else grad_z.add_(g)
+        return grad_h.to(grad.dtype), None, grad_w, None, None, None
+
+
+def feature_mask(shape: torch.Size, p: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The GCN's feature mask as a tensor: :func:`keep_mask` on the CPU, ``bernoulli_`` elsewhere."""
+    if torch.device(device).type == "cpu":
+        return keep_mask(shape, p, dtype, device)
+    return torch.empty(shape, dtype=dtype, device=device).bernoulli_(1.0 - p).div_(1.0 - p)
+
+
 class DenseMaskedGCN(MaskedGCN):
-    """:class:`~safsd_glnet.model.MaskedGCN` computed per dialogue in padded layout
-    (:func:`dense_high_frequency`) instead of over the batched edge list."""
+    """:class:`~safsd_glnet.model.MaskedGCN` computed per dialogue with dense products instead
+    of over the batched edge list: :class:`_DenseLayer` on packed rows over the dense graph
+    (full, or a window as long as the dialogues), :func:`dense_high_frequency` in padded
+    layout with autograd over a banded one."""
 
     def forward(self, nodes: Tensor, speakers: Tensor, lengths: Tensor, packing: Packing) -> Tensor:
-        num_speakers = self.speaker.padding_idx if self.speaker is not None else 0
-        streams = packing.pad(nodes)  # (M, b, n, H)
-        h0 = streams
-        if self.speaker is not None:
-            padded_speakers = torch.full(packing.real.shape, num_speakers, dtype=speakers.dtype,
-                                         device=speakers.device).masked_scatter(packing.real, speakers)
-            h0 = torch.cat([streams[:1] + self.speaker(padded_speakers)[None], streams[1:]], dim=0)
-        graph = padded_graph(lengths, streams.shape[2], streams.shape[0], self.cfg.window_past,
+        h0 = nodes
+        if self.speaker is not None:  # bf16 streams stay bf16
+            h0 = torch.cat([nodes[:1] + self.speaker(speakers)[None].to(nodes.dtype), nodes[1:]], dim=0)
+        b, n = packing.real.shape
+        graph = padded_graph(lengths, n, nodes.shape[0], self.cfg.window_past,
                              self.cfg.window_future)  # once for the K layers
-        h = h0
+        p = self.node_dropout.p if self.training else 0.0
+        if graph.chunk is None:  # the dense graph: the written-out layer on packed rows
+            inv_deg = graph.inv_deg.reshape(-1).index_select(0, packing.index)  # (N,)
+            h = h0
+            for conv in self.convs:
+                mask = feature_mask(h.shape, p, h.dtype, h.device) if p > 0 else None
+                h = _DenseLayer.apply(h, mask, conv.gate.weight, graph.norm, inv_deg, packing.index)
+            return torch.cat([h0, h], dim=-1)
+        # banded (a short window on long dialogues): autograd through the chunked product, padded
+        h = packing.pad(h0)
         for conv in self.convs:
             h = h + dense_high_frequency(self.node_dropout(h), conv.gate.weight, graph)
-        return torch.cat([packing.pack(h0), packing.pack(h)], dim=-1)
+        return torch.cat([h0, packing.pack(h)], dim=-1)
 
 
 # --------------------------------------------------------------------------- installing
 
 
-_SWAPS = ((nn.Dropout, Dropout), (AttentionLayer, FastAttentionLayer), (MaskedGCN, DenseMaskedGCN))
+_SWAPS = ((nn.Dropout, Dropout), (ModalityEncoder, FastModalityEncoder), (AttentionLayer, FastAttentionLayer),
+          (MaskedGCN, DenseMaskedGCN))
 
 
 def install(model: SAFSDGLNet) -> SAFSDGLNet:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import files
-from . import kernels, run_folder
+from . import kernels, precision, run_folder
 from .config import Config, TrainConfig, check_device_name
 from .data.batching import Batch, iterate_batches, num_batches
 from .data.corpus import Corpus, DataError, Dialogue
@@ -100,12 +100,10 @@ def _set_rng_state(state: dict[str, Any], shuffle: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA (no loss scaling needed); a no-op elsewhere."""
-    if enabled and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
+def _autocast(device: torch.device, amp: bool | str, hidden: int | None = None):
+    """The autocast of the setting ``train.amp`` on ``device`` for a model of width ``hidden``
+    (:func:`precision.train_precision`); autocast off for fp32."""
+    return precision.autocast(device, precision.train_precision(amp, device, hidden))
 
 
 # --------------------------------------------------------------------------- models from files
@@ -220,7 +218,7 @@ class Predictions:
 
 @torch.no_grad()
 def predict(model: SAFSDGLNet, dialogues: list[Dialogue], batch_size: int = 16,
-            device: torch.device | str | None = None, features: bool = False, amp: bool = True) -> Predictions:
+            device: torch.device | str | None = None, features: bool = False, amp: bool | str = "auto") -> Predictions:
     """Run ``model`` in eval mode over ``dialogues``; padding never reaches the outputs."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
@@ -228,22 +226,23 @@ def predict(model: SAFSDGLNet, dialogues: list[Dialogue], batch_size: int = 16,
     ids, positions, labels, preds, probs, tfeat = [], [], [], [], [], []
     sfeat: dict[str, list] = {m: [] for m in model.modalities}
     spred: dict[str, list] = {m: [] for m in model.modalities}
-    for batch in iterate_batches(dialogues, batch_size, modalities=model.modalities):
-        batch = batch.to(device)
-        with _autocast(device, amp):
+    # One autocast region for all batches: in bf16 the weights are cast once, not once per batch.
+    with _autocast(device, amp, model.cfg.hidden):
+        for batch in iterate_batches(dialogues, batch_size, modalities=model.modalities):
+            batch = batch.to(device)
             out = model(batch)
-        ids += [d for d, n in zip(batch.dialogue_ids, batch.lengths.tolist()) for _ in range(n)]
-        positions.append(torch.cat([torch.arange(n) for n in batch.lengths.tolist()]))
-        labels.append(batch.real_labels.cpu())
-        logits = out.teacher_logits.float()
-        preds.append(logits.argmax(-1).cpu())
-        probs.append(torch.softmax(logits, -1).cpu())
-        for m in model.modalities:
-            spred[m].append(out.student_logits[m].argmax(-1).cpu())
-        if features:
-            tfeat.append(out.teacher_features.float().cpu())
+            ids += [d for d, n in zip(batch.dialogue_ids, batch.lengths.tolist()) for _ in range(n)]
+            positions.append(torch.cat([torch.arange(n) for n in batch.lengths.tolist()]))
+            labels.append(batch.real_labels.cpu())
+            logits = out.teacher_logits.float()
+            preds.append(logits.argmax(-1).cpu())
+            probs.append(torch.softmax(logits, -1).cpu())
             for m in model.modalities:
-                sfeat[m].append(out.student_features[m].float().cpu())
+                spred[m].append(out.student_logits[m].argmax(-1).cpu())
+            if features:
+                tfeat.append(out.teacher_features.float().cpu())
+                for m in model.modalities:
+                    sfeat[m].append(out.student_features[m].float().cpu())
     model.train(was_training)
     cat = lambda xs: torch.cat(xs).numpy()  # noqa: E731
     return Predictions(
@@ -255,7 +254,7 @@ def predict(model: SAFSDGLNet, dialogues: list[Dialogue], batch_size: int = 16,
 
 
 def evaluate(model: SAFSDGLNet, dialogues: list[Dialogue], class_names: list[str], batch_size: int = 16,
-             device: torch.device | str | None = None, amp: bool = True) -> dict[str, Any]:
+             device: torch.device | str | None = None, amp: bool | str = "auto") -> dict[str, Any]:
     """Metrics (percent) of the teacher's predictions, plus each student's accuracy and weighted F1.
 
     ``amp`` is the run's ``train.amp``: an epoch must be scored in the precision it trained in."""
@@ -341,7 +340,7 @@ def make_optimizer(tc: TrainConfig, parameters, device: torch.device,
 
 
 def training_step(model: SAFSDGLNet, optimizer: torch.optim.Optimizer, losses: LossComputer, batch: Batch,
-                  device: torch.device, amp: bool, grad_clip: float | None = None):
+                  device: torch.device, amp: bool | str, grad_clip: float | None = None):
     """One optimiser step on one batch: the forward pass (under autocast where ``amp`` says),
     the objective, its gradient, optional clipping to ``grad_clip``, the optimiser's update.
 
@@ -349,7 +348,7 @@ def training_step(model: SAFSDGLNet, optimizer: torch.optim.Optimizer, losses: L
     labels of the real utterances and the loss terms (detached 0-d tensors)."""
     batch = batch.to(device)
     labels = batch.real_labels
-    with _autocast(device, amp):
+    with _autocast(device, amp, model.cfg.hidden):
         output = model(batch)
     loss, terms = losses(output, labels)
     optimizer.zero_grad(set_to_none=True)
@@ -521,6 +520,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
         "class_names": list(corpus.class_names),
         "modalities": "".join(config.model.modalities),
         "device": str(device),
+        "precision": precision.train_precision(tc.amp, device, config.model.hidden),  # of every forward pass
         "num_parameters": count_parameters(model),
         "protocol": HONEST_LABEL,
         "chosen_epoch": best.epoch,

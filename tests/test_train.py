@@ -199,9 +199,9 @@ def test_evaluation_runs_in_the_precision_of_training(corpus, monkeypatch):
     seen = []
     real = train_module._autocast
 
-    def spy(device, enabled):
+    def spy(device, enabled, *rest):
         seen.append(enabled)
-        return real(device, enabled)
+        return real(device, enabled, *rest)
 
     monkeypatch.setattr(train_module, "_autocast", spy)
     train(tiny(epochs=1, amp=False), corpus)
