@@ -5,7 +5,7 @@
 
 * ``"notebook"`` (the default): at most :data:`NOTEBOOK_WIDTH` inches wide at 100 dpi, so that
   JupyterLab shows it at full size in the output column of a 1280-pixel screen with the file
-  browser open (about 840 px: :data:`NOTEBOOK_COLUMN_PX`, measured by ``tests/test_browser.py``),
+  browser open (848 px: :data:`NOTEBOOK_COLUMN_PX`, measured by ``tests/test_browser.py``),
   and no text smaller than 8.5 pt (11.8 px on that screen). Panels that would not fit side by
   side wrap into rows.
 * ``"paper"``: the widths of a two-column paper (3.4 in for one panel, 7.0 in across the page),
@@ -34,7 +34,7 @@ from .io import atomic_path
 
 # --------------------------------------------------------------------------- profiles
 
-NOTEBOOK_COLUMN_PX = 840  # JupyterLab's output column at 1280 px with the file browser open
+NOTEBOOK_COLUMN_PX = 848  # JupyterLab 4.6's output column at 1280 px with the file browser open (measured)
 NOTEBOOK_WIDTH = 8.2  # inches at 100 dpi: 820 px, inside that column with a margin
 
 
@@ -144,14 +144,20 @@ def _axis_title(ax, text: str | None, width_in: float) -> None:
         ax.set_title(_wrap(text, _chars(width_in, p.font)), fontsize=p.font)
 
 
+def shown_width(fig) -> float:
+    """The width in pixels of the image a notebook shows for ``fig``: the inline backend saves
+    it with ``bbox_inches="tight"``, which adds 0.1 inch on each side."""
+    fig.canvas.draw()
+    return (fig.get_tightbbox(fig.canvas.get_renderer()).width + 0.2) * fig.dpi
+
+
 def smallest_text(fig, column_px: float = NOTEBOOK_COLUMN_PX) -> tuple[float, float, str]:
     """``(px, scale, text)``: the smallest visible text of ``fig`` in screen pixels once the
     figure is shown scaled to fit ``column_px`` (as JupyterLab scales a wider image), the
     scale, and that text. Font sizes count as their em height (``pt * dpi / 72``)."""
     from matplotlib.text import Text
 
-    fig.canvas.draw()
-    width_px = fig.get_tightbbox(fig.canvas.get_renderer()).width * fig.dpi
+    width_px = shown_width(fig)
     scale = min(1.0, column_px / width_px)
     sizes = [(t.get_fontsize() * fig.dpi / 72 * scale, t.get_text()) for t in fig.findobj(Text)
              if t.get_visible() and t.get_text().strip()]
