@@ -322,6 +322,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     embeddings with and without SAF over three seeds, a small ablation grid, the ablation report)
     on synthetic IEMOCAP, or with --meld DIR on the real MELD text; executed notebooks, runs and
     figures go to --out."""
+    args.out = args.out or ("runs/demo-meld" if args.meld else "runs/demo")
     if args.figures is None:
         args.figures = str(Path(args.out) / "figures")
     return _run_sequence(args, "demo")
@@ -500,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job on built-in data: run the five notebooks headless",
                        description=cmd_demo.__doc__)
-    p.add_argument("--out", default="runs/demo", help="folder for the executed notebooks and runs (default runs/demo)")
+    p.add_argument("--out", default=None,
+                   help="folder for the executed notebooks and runs (default runs/demo, with --meld runs/demo-meld)")
     p.add_argument("--figures", default=None, help="folder for the figures (default OUT/figures)")
     p.add_argument("--meld", metavar="DIR",
                    help="run on the real MELD text in DIR (safsd-glnet data meld --out DIR) instead of the synthetic "

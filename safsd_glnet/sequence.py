@@ -38,8 +38,10 @@ def real_meld_settings(folder: str | Path, epochs: int = 30) -> dict[str, Any]:
     --out DIR`` writes it): the full corpus (1038 / 114 / 280 dialogues), text features built
     through the cache, the small preset with :data:`REAL_MELD_SET`, no synthetic corpus in the
     dialogue browser."""
-    from .data import check_data_spec
+    from .data import DataError, check_data_spec
 
+    if not Path(folder).is_dir():
+        raise DataError(f"{folder}: no such folder; fetch the MELD text with: safsd-glnet data meld --out {folder}")
     folder = str(Path(folder).resolve())
     check_data_spec(folder, where="MELD folder")
     return {"DATA": folder, "PRESET": "small", "EPOCHS": int(epochs), "SET": list(REAL_MELD_SET), "BROWSE": []}

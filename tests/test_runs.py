@@ -76,3 +76,19 @@ def test_sample_is_fixed_and_sorted():
     a = comparison.sample(100, 10)
     assert len(a) == 10 and list(a) == sorted(a) and np.array_equal(a, comparison.sample(100, 10))
     assert np.array_equal(comparison.sample(5, 10), np.arange(5)) and len(comparison.sample(7, 0)) == 7
+
+
+def test_demo_and_figures_on_meld_refuse_a_missing_folder_in_one_line(tmp_path, capsys):
+    from safsd_glnet import cli, sequence
+
+    assert cli.main(["figures", "--meld", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no such folder" in err and "safsd-glnet data meld" in err
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["demo", "--meld", str(tmp_path / "empty")]) == 2
+    assert "not the MELD text release" in capsys.readouterr().err
+    from test_explore import meld_folder
+
+    settings = sequence.real_meld_settings(meld_folder(tmp_path / "meld"))
+    assert settings["DATA"] == str((tmp_path / "meld").resolve()) and settings["BROWSE"] == []
+    assert "loss.class_weights=none" in settings["SET"] and settings["PRESET"] == "small"
