@@ -640,13 +640,20 @@ def collect_runs(out_dir: str | Path) -> list[dict[str, Any]]:
 
 def run_states(out_dir: str | Path) -> list[dict[str, Any]]:
     """Every run folder under ``out_dir`` with its status (``done``, ``failed``, ``running`` /
-    ``unfinished``, or ``no record`` for folders made by hand) and error, for the report."""
+    ``unfinished``; without the runner's ``run.json``: ``done (notebook 4 by hand)`` when the
+    notebook's ``parameters.json`` is there, ``done (trained outside the runner)`` for another
+    finished run, ``no record`` otherwise) and error, for the report."""
     out = Path(out_dir)
     states = []
     for folder in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in NOT_RUNS):
         rec = files.read_json(folder / RUN_RECORD) if (folder / RUN_RECORD).exists() else None
         if rec is None:
-            status = "done (no run.json)" if (folder / "metrics.json").exists() else "no record"
+            if not (folder / "metrics.json").exists():
+                status = "no record"
+            elif (folder / "parameters.json").exists():
+                status = "done (notebook 4 by hand)"
+            else:
+                status = "done (trained outside the runner)"
         else:
             status = rec.get("status", "?")
             if status == "running":
@@ -697,21 +704,27 @@ def _best(rows: Sequence[Mapping[str, Any]], key: str) -> float | None:
     return max(values) if values else None
 
 
+def _mean_std(r: Mapping[str, Any], key: str, decimals: int, pm: str = " ± ") -> str:
+    """``mean ± std`` over seeds; a variant with one seed has no spread, so its value stands alone."""
+    text = f"{r[f'{key}_mean']:.{decimals}f}"
+    return text + f"{pm}{r[f'{key}_std']:.{decimals}f}" if r.get("n", 2) > 1 else text
+
+
 def ablation_markdown(rows: Sequence[Mapping[str, Any]], decimals: int = 2) -> str:
-    """The ablation table in Markdown: mean ± std over seeds, best honest mean in bold, the
-    reference protocol (best test epoch) in its own, last column."""
+    """The ablation table in Markdown: mean ± std over seeds (the value alone for one seed),
+    best honest mean in bold, the reference protocol (best test epoch) in its own, last column."""
     best = {key: _best(rows, key) for _, key, _ in TABLE_COLUMNS}
     table = []
     for r in rows:
         line = {"variant": r["label"], "seeds": r["n"]}
         for heading, key, honest in TABLE_COLUMNS:
-            text = f"{r[f'{key}_mean']:.{decimals}f} ± {r[f'{key}_std']:.{decimals}f}"
+            text = _mean_std(r, key, decimals)
             if honest and round(r[f"{key}_mean"], decimals) == round(best[key], decimals):
                 text = f"**{text}**"
             line[heading] = text
         table.append(line)
-    note = ("Test set, mean ± sample std over seeds. Honest protocol: the epoch is chosen by validation "
-            "weighted F1. The last column is the reference protocol (best test epoch, as SDT, M3Net and the "
+    note = ("Test set, mean ± sample std over seeds (a single seed: its value). Honest protocol: the epoch is "
+            "chosen by validation weighted F1. The last column is the reference protocol (best test epoch, as SDT, M3Net and the "
             "SAFSD-GLNet code report): optimistic, only for comparison with published numbers.")
     return markdown_table(table) + "\n\n" + note + "\n"
 
@@ -736,7 +749,7 @@ def ablation_latex(rows: Sequence[Mapping[str, Any]], decimals: int = 2, caption
     for r in rows:
         cells = [_latex_escape(str(r["label"])), str(r["n"])]
         for _, key, honest in TABLE_COLUMNS:
-            text = f"{r[f'{key}_mean']:.{decimals}f} $\\pm$ {r[f'{key}_std']:.{decimals}f}"
+            text = _mean_std(r, key, decimals, " $\\pm$ ")
             if honest and round(r[f"{key}_mean"], decimals) == round(best[key], decimals):
                 text = r"\textbf{" + text + "}"
             cells.append(text)

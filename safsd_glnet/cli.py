@@ -376,16 +376,28 @@ def _print_sequence_result(result: dict, started: float, what: str) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on built-in data: run the five notebooks headless on synthetic IEMOCAP (data
-    exploration, training, confusions and embeddings with and without SAF, a small ablation
-    grid, the ablation report); executed notebooks go to --out, figures to --figures."""
+    """The main job: run the five notebooks headless (data exploration, training, confusions and
+    embeddings with and without SAF over three seeds, a small ablation grid, the ablation report)
+    on synthetic IEMOCAP, or with --meld DIR on the real MELD text; executed notebooks, runs and
+    figures go to --out."""
+    args.out = args.out or ("runs/demo-meld" if args.meld else "runs/demo")
+    if args.figures is None:
+        args.figures = str(Path(args.out) / "figures")
     return _run_sequence(args, "demo")
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    """Re-run the notebooks headless and regenerate figures/ (and the executed notebooks)."""
+    """Re-run the notebooks headless and regenerate the tracked figures: figures/ from the
+    synthetic data, or with --meld DIR figures/real-meld/ from the real MELD text (the executed
+    notebooks and runs go to --out)."""
     from .papermill_runner import NOTEBOOKS
+    from .sequence import REAL_MELD_FIGURES
 
+    if args.meld:
+        args.figures = str(Path(args.figures) / REAL_MELD_FIGURES)
+        if args.out is None:
+            args.out = "runs/figures-real-meld"
+    args.out = args.out or "runs/figures"
     wanted = NOTEBOOKS
     if args.only:
         wanted = tuple(n for n in NOTEBOOKS if any(n.startswith(o) for o in args.only))
@@ -403,12 +415,13 @@ def _run_sequence(args: argparse.Namespace, what: str, notebooks: tuple[str, ...
     import time
 
     from .papermill_runner import NOTEBOOKS, NotebookError
-    from .sequence import run_all
+    from .sequence import real_meld_settings, run_all
 
+    settings = real_meld_settings(args.meld) if args.meld else None
     started = time.time()
     try:
-        result = run_all(args.out, args.figures, grid=args.grid, workers=args.workers,
-                         notebooks=notebooks or NOTEBOOKS, umap="pca" if args.fast_maps else "umap")
+        result = run_all(args.out, args.figures, grid=args.grid, workers=args.workers, settings=settings,
+                         notebooks=notebooks or NOTEBOOKS, embedding="pca" if args.fast_maps else None)
     except NotebookError as e:
         print(f"safsd-glnet {what}: {e}", file=sys.stderr)
         return 1
@@ -556,23 +569,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job on built-in data: run the five notebooks headless",
                        description=cmd_demo.__doc__)
-    p.add_argument("--out", default="runs/demo", help="folder for the executed notebooks and runs (default runs/demo)")
-    p.add_argument("--figures", default="figures", help="folder for the figures (default figures)")
-    p.add_argument("--grid", help="ablation grid for notebook 4 (default ablations/quick.yaml)")
+    p.add_argument("--out", default=None,
+                   help="folder for the executed notebooks and runs (default runs/demo, with --meld runs/demo-meld)")
+    p.add_argument("--figures", default=None, help="folder for the figures (default OUT/figures)")
+    p.add_argument("--meld", metavar="DIR",
+                   help="run on the real MELD text in DIR (safsd-glnet data meld --out DIR) instead of the synthetic "
+                        "data: text features built once and cached, the settings of safsd_glnet.sequence.real_meld_settings")
+    p.add_argument("--grid", help="ablation grid for notebook 4 (default ablations/quick.yaml on the run's data)")
     p.add_argument("--workers", type=int, default=1, help="ablation runs executed at once (default 1)")
-    p.add_argument("--fast-maps", action="store_true", help="PCA instead of UMAP for the embedding maps")
+    p.add_argument("--fast-maps", action="store_true", help="PCA instead of LDA for the embedding maps")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("figures", help="re-run the notebooks headless and regenerate figures/",
                        description=cmd_figures.__doc__ + " The settings are those of the quick start "
-                       "(safsd_glnet.sequence.QUICK and ablations/quick.yaml).")
-    p.add_argument("--out", default="runs/figures",
-                   help="folder for the executed notebooks and runs (default runs/figures)")
-    p.add_argument("--figures", default="figures", help="folder for the figures (default figures)")
-    p.add_argument("--grid", help="ablation grid for notebook 4 (default ablations/quick.yaml)")
+                       "(safsd_glnet.sequence.QUICK and ablations/quick.yaml), or with --meld those of "
+                       "safsd_glnet.sequence.real_meld_settings.")
+    p.add_argument("--out", default=None,
+                   help="folder for the executed notebooks and runs (default runs/figures, with --meld "
+                        "runs/figures-real-meld)")
+    p.add_argument("--figures", default="figures", help="folder for the figures (default figures; --meld writes "
+                                                         "into its real-meld/ subfolder)")
+    p.add_argument("--meld", metavar="DIR",
+                   help="the real MELD text in DIR (safsd-glnet data meld --out DIR): writes FIGURES/real-meld/")
+    p.add_argument("--grid", help="ablation grid for notebook 4 (default ablations/quick.yaml on the run's data)")
     p.add_argument("--workers", type=int, default=1, help="ablation runs executed at once (default 1)")
     p.add_argument("--only", nargs="+", metavar="NN", help="only these notebooks, by number, e.g. --only 01 03")
-    p.add_argument("--fast-maps", action="store_true", help="PCA instead of UMAP for the embedding maps")
+    p.add_argument("--fast-maps", action="store_true", help="PCA instead of LDA for the embedding maps")
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser("ablate", help="run an ablation grid: notebook 4 per (variant, seed) with papermill",

@@ -49,17 +49,22 @@ RELATIONS = ("same", "other")
 # --------------------------------------------------------------------------- loading
 
 def open_corpus(data: str, feature_sizes: Mapping[str, int] | None = None,
-                num_dialogues: int | None = None, **kwargs: Any) -> Corpus:
+                num_dialogues: int | None = None, *, log=print, **kwargs: Any) -> Corpus:
     """The corpus named by ``data``, as the notebooks' ``DATA`` parameter gives it.
 
-    ``data`` is a feature pickle (``.pkl``), a kit corpus (``.npz``) or ``synthetic:iemocap`` /
-    ``synthetic:meld`` (optionally ``:seed=K``), read by :func:`safsd_glnet.data.load_data`.
-    ``feature_sizes`` and ``num_dialogues`` only apply to synthetic data (empty / 0 / None mean
-    the defaults: the standard sizes and the real corpus' dialogue count) and are ignored for
-    files, so a notebook's synthetic defaults never get in the way of a real path; other
-    keyword arguments go to the loader.
+    ``data`` is a feature pickle (``.pkl``), a kit corpus (``.npz``), ``synthetic:iemocap`` /
+    ``synthetic:meld`` (optionally ``:seed=K``), the MELD text folder (what ``safsd-glnet data
+    meld --out DIR`` writes) or an utterance table (``.csv``, e.g. the IEMOCAP transcripts),
+    read by :func:`safsd_glnet.data.load_data`. ``feature_sizes`` and ``num_dialogues`` only
+    apply to synthetic data (empty / 0 / None mean the defaults: the standard sizes and the real
+    corpus' dialogue count) and are ignored otherwise, so a notebook's synthetic defaults never
+    get in the way of a real path; other keyword arguments go to the loader (for sentences:
+    ``encoder``, ``cache_dir``, ``device`` and the table reader's options).
+
+    Sentences are encoded into text features the first time (minutes on a laptop CPU), then
+    read from the cache; ``log`` (a one-argument callable, None for silence) says which.
     """
-    from .data import load_data
+    from .data import is_text_spec, load_data
 
     data = str(data)
     if data.startswith("synthetic:"):
@@ -67,7 +72,27 @@ def open_corpus(data: str, feature_sizes: Mapping[str, int] | None = None,
             kwargs["feature_sizes"] = dict(feature_sizes)
         if num_dialogues:
             kwargs["num_dialogues"] = int(num_dialogues)
+    elif is_text_spec(data):
+        return _open_text_corpus(data, log, **kwargs)
     return load_data(data, **kwargs)
+
+
+def _open_text_corpus(data: str, log, *, encoder: str = "minilm", cache_dir: str | None = None,
+                      device: str = "auto", **table_options: Any) -> Corpus:
+    from .data import check_data_spec, default_cache_dir, read_text_table
+    from .features import build_text_corpus, text_cache_path
+
+    check_data_spec(data, where="DATA")
+    cache_dir = cache_dir or default_cache_dir()
+    table = read_text_table(data, **table_options)
+    if log is not None:
+        cached = text_cache_path(table, encoder, cache_dir)
+        n = table.num_utterances()
+        log(f"{table.name}: {n} sentences; text features ({encoder}) "
+            + (f"read from the cache {cached}" if cached.exists() else
+               f"being encoded now (about {max(1, round(n / 4000))} min on a laptop CPU, this once; "
+               f"cached in {cache_dir})"))
+    return build_text_corpus(table, encoder, cache_dir=cache_dir, device=device, progress=False)
 
 
 # --------------------------------------------------------------------------- corpus statistics

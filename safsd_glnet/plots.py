@@ -1,10 +1,30 @@
 """Figures for notebooks, the command line and papers. Every function returns the matplotlib
-``Figure`` and never calls ``plt.show``, so notebooks display it and scripts save it with
-:func:`save_figure` (PNG for the README, PDF for papers)."""
+``Figure`` and never calls ``plt.show``, so notebooks display it and scripts save it.
+
+**Profiles.** A figure is drawn for one of two media (:data:`PROFILES`):
+
+* ``"notebook"`` (the default): at most :data:`NOTEBOOK_WIDTH` inches wide at 100 dpi, so that
+  JupyterLab shows it at full size in the output column of a 1280-pixel screen with the file
+  browser open (848 px: :data:`NOTEBOOK_COLUMN_PX`, measured by ``tests/test_browser.py``),
+  and no text smaller than 8.5 pt (11.8 px on that screen). Panels that would not fit side by
+  side wrap into rows.
+* ``"paper"``: the widths of a two-column paper (3.4 in for one panel, 7.0 in across the page),
+  text from 6.5 pt, meant for vector PDFs.
+
+``with plots.profile("paper"): fig = plots.plot_transitions(...)`` draws for a paper;
+:class:`FigureWriter` does both at once: it shows the notebook drawing, keeps it as PNG, and
+writes the paper drawing as PDF (:func:`save_figure`, which strips the PDF's date so that
+re-running gives the same bytes).
+"""
 from __future__ import annotations
 
+import functools
+import math
+import textwrap
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import matplotlib.pyplot as plt  # headless machines fall back to Agg by themselves
 import numpy as np
@@ -12,6 +32,140 @@ import numpy as np
 from .facts import MODALITY_NAMES
 from .files import atomic_path
 
+# --------------------------------------------------------------------------- profiles
+
+NOTEBOOK_COLUMN_PX = 848  # JupyterLab 4.6's output column at 1280 px with the file browser open (measured)
+NOTEBOOK_WIDTH = 8.2  # inches at 100 dpi: 820 px, inside that column with a margin
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of one medium. Widths and cells in inches, fonts in points."""
+
+    name: str
+    width: float  # the widest a figure may be (several panels)
+    single: float  # the width of a one-panel figure
+    font: float  # titles and axis labels
+    small: float  # the smallest text: tick labels, legends, numbers in cells and on bars
+    cell: float  # the side of one heatmap cell, at most
+    min_cell: float  # ... and at least (the cell's number must fit in it)
+    dpi: int  # pixels per inch on screen (JupyterLab's inline figures use matplotlib's 100)
+    titles: bool  # draw the figure's overall title (a paper puts it in the caption)
+    marker: float  # scatter point area in the embedding maps
+
+
+PROFILES = {
+    "notebook": Profile("notebook", width=NOTEBOOK_WIDTH, single=6.6, font=10.5, small=8.5, cell=0.46,
+                        min_cell=0.36, dpi=100, titles=True, marker=7.0),
+    "paper": Profile("paper", width=7.0, single=3.4, font=8.0, small=6.5, cell=0.3, min_cell=0.25, dpi=100,
+                     titles=False, marker=2.0),
+}
+_current = ["notebook"]
+
+
+def current_profile() -> Profile:
+    return PROFILES[_current[0]]
+
+
+def use_profile(name: str) -> None:
+    """Draw every following figure for ``name`` (``"notebook"`` or ``"paper"``)."""
+    if name not in PROFILES:
+        raise ValueError(f"plots: unknown profile {name!r}, expected one of {sorted(PROFILES)}")
+    _current[0] = name
+
+
+@contextmanager
+def profile(name: str) -> Iterator[Profile]:
+    """``with profile("paper"):`` draws the figures of the block for a paper."""
+    old = _current[0]
+    use_profile(name)
+    try:
+        yield PROFILES[name]
+    finally:
+        _current[0] = old
+
+
+def _rc(p: Profile) -> dict[str, Any]:
+    return {"font.size": p.font, "axes.titlesize": p.font, "axes.labelsize": p.font,
+            "figure.titlesize": p.font + 1.0, "xtick.labelsize": p.small, "ytick.labelsize": p.small,
+            "legend.fontsize": p.small, "legend.title_fontsize": p.small, "figure.dpi": p.dpi,
+            "savefig.dpi": p.dpi, "pdf.fonttype": 42}
+
+
+def _drawn(fn):
+    """Draw ``fn``'s figure with the current profile's fonts, then raise any text below the
+    profile's smallest size to it (seaborn and legends choose their own sizes)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        p = current_profile()
+        with plt.rc_context(_rc(p)):
+            fig = fn(*args, **kwargs)
+            for ax in fig.axes:  # tick labels are made when drawn: give the size to the axis itself
+                ax.tick_params(labelsize=p.small)
+            from matplotlib.text import Text
+
+            for t in fig.findobj(Text):
+                if t.get_fontsize() < p.small:
+                    t.set_fontsize(p.small)
+        return fig
+    return wrapper
+
+
+def _figure(width: float, height: float):
+    p = current_profile()
+    return plt.figure(figsize=(min(width, p.width), height), dpi=p.dpi, layout="constrained")
+
+
+def _title(fig, text: str | None, width: float | None = None) -> None:
+    """The figure's title, wrapped to its width; none in the paper profile."""
+    p = current_profile()
+    if text and p.titles:
+        fig.suptitle(_wrap(text, _chars(width or fig.get_figwidth(), p.font + 1.0)))
+
+
+def _chars(width_in: float, size_pt: float) -> int:
+    """About how many characters of ``size_pt`` fit in ``width_in`` (mean glyph: 0.6 em, a margin
+    over DejaVu Sans' 0.55)."""
+    return max(12, int(width_in * 72 / (0.6 * size_pt)))
+
+
+def _text_width(text: str, size_pt: float) -> float:
+    """About the width in inches of one line of ``text`` at ``size_pt``."""
+    return len(text) * 0.55 * size_pt / 72
+
+
+def _wrap(text: str, width: int) -> str:
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def _axis_title(ax, text: str | None, width_in: float) -> None:
+    if text:
+        p = current_profile()
+        ax.set_title(_wrap(text, _chars(width_in, p.font)), fontsize=p.font)
+
+
+def shown_width(fig) -> float:
+    """The width in pixels of the image a notebook shows for ``fig``: the inline backend saves
+    it with ``bbox_inches="tight"``, which adds 0.1 inch on each side."""
+    fig.canvas.draw()
+    return (fig.get_tightbbox(fig.canvas.get_renderer()).width + 0.2) * fig.dpi
+
+
+def smallest_text(fig, column_px: float = NOTEBOOK_COLUMN_PX) -> tuple[float, float, str]:
+    """``(px, scale, text)``: the smallest visible text of ``fig`` in screen pixels once the
+    figure is shown scaled to fit ``column_px`` (as JupyterLab scales a wider image), the
+    scale, and that text. Font sizes count as their em height (``pt * dpi / 72``)."""
+    from matplotlib.text import Text
+
+    width_px = shown_width(fig)
+    scale = min(1.0, column_px / width_px)
+    sizes = [(t.get_fontsize() * fig.dpi / 72 * scale, t.get_text()) for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text().strip()]
+    px, text = min(sizes)
+    return px, scale, text
+
+
+# --------------------------------------------------------------------------- files
 
 def save_figure(fig, path: str | Path, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150) -> list[Path]:
     """Write ``fig`` as ``path`` with each suffix in ``formats`` (atomically); returns the files.
@@ -29,6 +183,33 @@ def save_figure(fig, path: str | Path, formats: Sequence[str] = ("png", "pdf"), 
     return written
 
 
+class FigureWriter:
+    """Draws each figure twice: for the notebook (returned, and kept as ``<prefix><name>.png``)
+    and for a paper (kept as ``<prefix><name>.pdf``, vector).
+
+    ``figures = FigureWriter(folder, "01_")``; ``fig = figures("transitions", plot_transitions,
+    matrices, names, title=...)``. ``folder`` None draws without writing. ``written`` lists the
+    files in the order they were written."""
+
+    def __init__(self, folder: str | Path | None, prefix: str = ""):
+        self.folder = Path(folder) if folder else None
+        self.prefix = prefix
+        self.written: list[Path] = []
+
+    def __call__(self, name: str, draw, *args, **kwargs):
+        with profile("notebook"):
+            fig = draw(*args, **kwargs)
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            stem = self.folder / f"{self.prefix}{name}"
+            self.written += save_figure(fig, stem, formats=("png",))
+            with profile("paper"):
+                paper = draw(*args, **kwargs)
+            self.written += save_figure(paper, stem, formats=("pdf",))
+            plt.close(paper)
+        return fig
+
+
 def normalise_rows(confusion: np.ndarray) -> np.ndarray:
     """Row-normalised confusion (recall per true class); empty rows stay zero."""
     confusion = np.asarray(confusion, dtype=float)
@@ -36,84 +217,120 @@ def normalise_rows(confusion: np.ndarray) -> np.ndarray:
     return np.divide(confusion, totals, out=np.zeros_like(confusion), where=totals > 0)
 
 
-def plot_confusion(confusion: Any, class_names: Sequence[str], *, normalise: bool = True,
-                   title: str | None = None, ax=None):
-    """Heatmap of a confusion matrix (rows: true class, columns: predicted class)."""
-    import seaborn as sns
+# --------------------------------------------------------------------------- heatmaps
 
+def _heatmaps(panels: dict[str, Any], class_names: Sequence[str], *, vmax: float | None, cmap: str,
+              cbar_label: str, fmt: str, xlabel: str, ylabel: str, captions: dict[str, str] | None = None,
+              title: str | None = None):
+    """Square heatmaps of (C, C) matrices with one colour bar, wrapped into rows so that each
+    cell is at least ``min_cell`` wide; tick labels of the classes only on the outer panels. A
+    panel whose value is a string (the matrix is unavailable) becomes a note under the figure."""
+    import seaborn as sns
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    p = current_profile()
+    captions = captions or {}
+    notes = {k: v for k, v in panels.items() if isinstance(v, str)}
+    mats = {k: np.asarray(v, dtype=float) for k, v in panels.items() if not isinstance(v, str)}
+    c = len(class_names)
+    longest = max(len(str(n)) for n in class_names)
+    label_w = _text_width("x" * longest, p.small) + 0.45  # class names + the axis label
+    cbar_w = 0.9
+    n = max(len(mats), 1)
+    cols, cell = 1, p.cell
+    for k in range(n, 0, -1):
+        fit = (p.width - label_w - cbar_w - 0.15 * (k - 1)) / (k * c)
+        if fit >= p.min_cell or k == 1:
+            cols, cell = k, min(p.cell, fit)
+            break
+    rows = math.ceil(n / cols)
+    below = _text_width("x" * longest, p.small) * 0.72 + 0.45  # names at 45 degrees + axis label
+    row_h = c * cell + below + 0.45
+    width = label_w + cols * c * cell + 0.15 * (cols - 1) + cbar_w
+    height = rows * row_h + (0.5 if title and p.titles else 0) + (0.35 * len(notes))
+    fig = _figure(width, height)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    values = [m for m in mats.values()]
+    top = vmax if vmax is not None else max((float(m.max()) for m in values), default=1.0)
+    norm = Normalize(vmin=0, vmax=top)
+    for i, ax in enumerate(axes.flat):
+        if i >= len(mats):
+            ax.axis("off")
+            continue
+        key = list(mats)[i]
+        r, col = divmod(i, cols)
+        sns.heatmap(mats[key], annot=True, fmt=fmt, cmap=cmap, square=True, cbar=False, vmin=0, vmax=top,
+                    xticklabels=class_names, yticklabels=class_names if col == 0 else False, ax=ax,
+                    annot_kws={"fontsize": p.small})
+        ax.tick_params(axis="x", rotation=45)
+        plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
+        ax.tick_params(axis="y", rotation=0)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel if col == 0 else "")
+        _axis_title(ax, captions.get(key, key), c * cell + (label_w if col == 0 else 0))
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes.ravel().tolist(), shrink=0.8 / rows ** 0.5,
+                 label=cbar_label, aspect=25)
+    if notes:
+        fig.supxlabel("\n".join(_wrap(f"{captions.get(k, k)}: not available: {v}", _chars(width, p.small))
+                                for k, v in notes.items()), fontsize=p.small, color="#555")
+    _title(fig, title, width)
+    return fig
+
+
+@_drawn
+def plot_confusion(confusion: Any, class_names: Sequence[str], *, normalise: bool = True,
+                   title: str | None = None):
+    """Heatmap of a confusion matrix (rows: true class, columns: predicted class)."""
     confusion = np.asarray(confusion)
     values = normalise_rows(confusion) if normalise else confusion
-    if ax is None:
-        size = 1.0 + 0.75 * len(class_names)
-        fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    else:
-        fig = ax.figure
-    sns.heatmap(values, annot=True, fmt=".2f" if normalise else "d", cmap="Blues", square=True,
-                xticklabels=class_names, yticklabels=class_names, vmin=0, vmax=1 if normalise else None,
-                cbar_kws={"label": "share of the true class" if normalise else "utterances"}, ax=ax)
-    ax.set_xlabel("predicted emotion")
-    ax.set_ylabel("true emotion")
-    ax.tick_params(axis="x", rotation=45)
-    ax.tick_params(axis="y", rotation=0)
-    if title:
-        ax.set_title(title)
-    return fig
+    return _heatmaps({"": values}, class_names, vmax=1 if normalise else None, cmap="Blues",
+                     cbar_label="share of the true class" if normalise else "utterances",
+                     fmt=".2f" if normalise else "d", xlabel="predicted emotion", ylabel="true emotion",
+                     title=title)
 
 
-def plot_history(history: list[dict[str, Any]], chosen_epoch: int | None = None, *, title: str | None = None,
-                 students: bool = False):
-    """Training curves: every loss term per epoch, and validation / test weighted F1 per epoch
-    with the chosen (honest protocol) epoch marked; with ``students`` a third panel shows each
-    modality student's validation weighted F1 beside the teacher's."""
-    epochs = [r["epoch"] for r in history]
-    student_names = list(history[0]["valid"].get("students", {})) if students else []
-    panels = 3 if student_names else 2
-    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.2))
-    ax_loss, ax_f1 = axes[0], axes[1]
-    names = list(history[0]["loss"])
-    for name in names:
-        ax_loss.plot(epochs, [r["loss"][name] for r in history], label=_loss_label(name),
-                     lw=2.4 if name == "total" else 1.3, color="black" if name == "total" else None,
-                     ls=":" if name.startswith("kl_") else "-", marker="o" if len(epochs) < 4 else None)
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("training loss (mean per utterance)")
-    ax_loss.set_title("loss terms (unweighted; total = weighted sum)")
-    ax_loss.legend(fontsize=7, ncol=2, loc="upper right", framealpha=0.85)
-    for split, style in (("valid", "-"), ("test", "--")):
-        ax_f1.plot(epochs, [r[split]["weighted_f1"] for r in history], style, label=f"{split} weighted F1",
-                   marker="o" if len(epochs) < 4 else None)
-    if chosen_epoch:
-        ax_f1.axvline(chosen_epoch, color="grey", ls=":", label=f"chosen epoch {chosen_epoch} (best valid)")
-    ax_f1.set_xlabel("epoch")
-    ax_f1.set_ylabel("weighted F1 (%)")
-    ax_f1.set_title("teacher (the model's prediction)")
-    ax_f1.legend(fontsize=8)
-    if student_names:
-        ax = axes[2]
-        ax.plot(epochs, [r["valid"]["weighted_f1"] for r in history], color="black", lw=2, label="teacher")
-        for m in student_names:
-            ax.plot(epochs, [r["valid"]["students"][m]["weighted_f1"] for r in history],
-                    label=f"{MODALITY_LABELS.get(m, m)} student", marker="o" if len(epochs) < 4 else None)
-        if chosen_epoch:
-            ax.axvline(chosen_epoch, color="grey", ls=":")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("validation weighted F1 (%)")
-        ax.set_title("students vs teacher (validation)")
-        ax.legend(fontsize=8)
-    for ax in axes:
-        if len(epochs) <= 12:
-            ax.set_xticks(epochs)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+@_drawn
+def plot_confusions(confusions: dict[str, Any], class_names: Sequence[str], *, title: str | None = None):
+    """Normalised confusion matrices side by side (wrapped into rows), one per run label."""
+    return _heatmaps({label: normalise_rows(k) for label, k in confusions.items()}, class_names, vmax=1,
+                     cmap="Blues", cbar_label="share of the true class", fmt=".2f", xlabel="predicted emotion",
+                     ylabel="true emotion", title=title)
 
+
+@_drawn
+def plot_transitions(matrices: dict[str, Any], class_names: Sequence[str], *, title: str | None = None):
+    """Emotion transition matrices (rows: earlier emotion, columns: later one).
+
+    ``matrices`` maps a relation (``"same"`` / ``"other"``, see
+    :func:`safsd_glnet.explore.transition_matrix`) or any title to a row-normalised (C, C)."""
+    captions = {"same": "same speaker: their previous utterance -> this one",
+                "other": "other speaker: the utterance before (someone else's) -> this one"}
+    return _heatmaps(dict(matrices), class_names, vmax=1, cmap="Blues", cbar_label="P(later | earlier)",
+                     fmt=".2f", xlabel="emotion of the later utterance", ylabel="earlier utterance",
+                     captions=captions, title=title or "emotion transitions (each row sums to 1)")
+
+
+@_drawn
+def plot_similarity_matrices(matrices: dict[str, Any], class_names: Sequence[str], *, title: str | None = None):
+    """The class-similarity matrices S that SAF can use (row = true class).
+
+    A value that is a string instead of a matrix (the source is unavailable for these
+    classes) is named under the figure with that reason."""
+    captions = {"prior": "prior (hand-set, reference code)", "vad": "vad (NRC valence/arousal/dominance)",
+                "prototype": "prototype (class-mean cosine)", "identity": "identity (plain focal loss)"}
+    return _heatmaps(dict(matrices), class_names, vmax=1, cmap="Oranges", cbar_label="S[y, c]", fmt=".2f",
+                     xlabel="other class c", ylabel="true class y", captions=captions,
+                     title=title or "class similarity S for the SAF loss")
+
+
+# --------------------------------------------------------------------------- training curves
 
 MODALITY_LABELS = MODALITY_NAMES  # "t" -> "text": the legends' names
 
 
 def _loss_label(name: str) -> str:
-    """``student_t`` -> ``student (text)``, ``kl_a`` -> ``KL teacher->student (audio)``."""
+    """``student_t`` -> ``student text``, ``kl_a`` -> ``KL to audio student``."""
     if name == "teacher_ce":
         return "teacher CE"
     kind, _, m = name.partition("_")
@@ -122,6 +339,75 @@ def _loss_label(name: str) -> str:
     if kind == "kl" and m in MODALITY_LABELS:
         return f"KL to {MODALITY_LABELS[m]} student"
     return name
+
+
+@_drawn
+def plot_history(history: list[dict[str, Any]], chosen_epoch: int | None = None, *, title: str | None = None,
+                 students: bool = False):
+    """Training curves: every loss term per epoch, and validation / test weighted F1 per epoch
+    with the chosen (honest protocol) epoch marked; with ``students`` a third panel shows each
+    modality student's validation weighted F1 beside the teacher's.
+
+    Notebook profile: two panels per row, the loss terms' legend in a panel of its own. Paper
+    profile: one row."""
+    p = current_profile()
+    epochs = [r["epoch"] for r in history]
+    student_names = list(history[0]["valid"].get("students", {})) if students else []
+    n = 3 if student_names else 2
+    marker = "o" if len(epochs) < 4 else None
+    if p.name == "paper":
+        fig = _figure(p.width, 2.9)
+        axes = list(fig.subplots(1, n))
+        legend_ax = None
+    else:
+        fig = _figure(p.width, 6.6 if n == 3 else 3.7 + 0.9)
+        grid = fig.subplots(2, 2) if n == 3 else fig.subplots(1, 2)
+        axes = [grid[0][0], grid[0][1], grid[1][0]] if n == 3 else list(grid)
+        legend_ax = grid[1][1] if n == 3 else None
+    ax_loss, ax_f1 = axes[0], axes[1]
+    names = list(history[0]["loss"])
+    for name in names:
+        ax_loss.plot(epochs, [r["loss"][name] for r in history], label=_loss_label(name),
+                     lw=2.4 if name == "total" else 1.3, color="black" if name == "total" else None,
+                     ls=":" if name.startswith("kl_") else "-", marker=marker)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("training loss per utterance")
+    ax_loss.set_title("loss terms (total = weighted sum)")
+    handles, labels = ax_loss.get_legend_handles_labels()
+    if legend_ax is not None:
+        legend_ax.axis("off")
+        legend_ax.legend(handles, labels, loc="center", ncol=1 if len(labels) <= 8 else 2, frameon=False,
+                         title="loss terms (left)")
+    else:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), frameon=False)
+    for split, style in (("valid", "-"), ("test", "--")):
+        ax_f1.plot(epochs, [r[split]["weighted_f1"] for r in history], style, label=f"{split} weighted F1",
+                   marker=marker)
+    if chosen_epoch:
+        ax_f1.axvline(chosen_epoch, color="grey", ls=":", label=f"chosen epoch {chosen_epoch} (best valid)")
+    ax_f1.set_xlabel("epoch")
+    ax_f1.set_ylabel("weighted F1 (%)")
+    ax_f1.set_title("teacher (the model's prediction)")
+    ax_f1.legend(loc="lower right")
+    if student_names:
+        ax = axes[2]
+        ax.plot(epochs, [r["valid"]["weighted_f1"] for r in history], color="black", lw=2, label="teacher")
+        for m in student_names:
+            ax.plot(epochs, [r["valid"]["students"][m]["weighted_f1"] for r in history],
+                    label=f"{MODALITY_LABELS.get(m, m)} student", marker=marker)
+        if chosen_epoch:
+            ax.axvline(chosen_epoch, color="grey", ls=":")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation weighted F1 (%)")
+        ax.set_title("students vs teacher (validation)")
+        ax.legend(loc="lower right")
+    for ax in axes:
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True, nbins=6))
+    _title(fig, title)
+    return fig
 
 
 # --------------------------------------------------------------------------- colours
@@ -154,65 +440,83 @@ def class_colors(class_names: Sequence[str]) -> dict[str, str]:
     return out
 
 
+SPLIT_COLORS = {"train": "#4c72b0", "valid": "#dd8452", "test": "#55a868"}
+
+
 # --------------------------------------------------------------------------- data exploration
 
+@_drawn
 def plot_class_distribution(counts: dict[str, Any], class_names: Sequence[str], *, title: str | None = None):
     """Grouped bars: the share of each class per split, the utterance count written on top."""
+    p = current_profile()
     splits = list(counts)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(class_names) + 1), 3.8))
+    fig = _figure(p.width if len(class_names) * len(splits) > 8 or p.name == "notebook" else p.single,
+                  4.0 if p.name == "notebook" else 2.6)
+    ax = fig.subplots()
     width = 0.8 / len(splits)
     x = np.arange(len(class_names))
-    split_colors = {"train": "#4c72b0", "valid": "#dd8452", "test": "#55a868"}
     for i, split in enumerate(splits):
         c = np.asarray(counts[split], dtype=float)
         share = 100 * c / max(c.sum(), 1)
         bars = ax.bar(x + (i - (len(splits) - 1) / 2) * width, share, width, label=f"{split} ({int(c.sum())} utt.)",
-                      color=split_colors.get(split))
-        for bar, n in zip(bars, c):
-            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{int(n)}", ha="center", va="bottom",
-                    fontsize=6.5, rotation=90)
+                      color=SPLIT_COLORS.get(split))
+        for bar, k in zip(bars, c):
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f" {int(k)}", ha="center", va="bottom",
+                    fontsize=p.small, rotation=90)
     ax.set_xticks(x, class_names)
-    ax.set_ylabel("share of the split's utterances (%)")
-    ax.set_xlabel("emotion (bar labels: utterance counts)")
-    ax.margins(y=0.18)
-    ax.legend(fontsize=8)
-    ax.set_title(title or "class distribution per split")
-    fig.tight_layout()
+    ax.set_ylabel("share of the split (%)")
+    ax.set_xlabel("emotion (on the bars: utterance counts)")
+    ax.margins(y=0.3)
+    ax.legend(loc="upper right")
+    _axis_title(ax, title or "class distribution per split", fig.get_figwidth())
     return fig
 
 
+@_drawn
 def plot_dialogue_lengths(lengths: dict[str, Any], *, title: str | None = None):
     """Histogram of utterances per dialogue, one colour per split, means marked."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    p = current_profile()
+    fig = _figure(p.single, 3.8 if p.name == "notebook" else 2.4)
+    ax = fig.subplots()
     all_lengths = np.concatenate([np.asarray(v) for v in lengths.values()])
     bins = np.histogram_bin_edges(all_lengths, bins=min(30, max(5, len(np.unique(all_lengths)))))
-    split_colors = {"train": "#4c72b0", "valid": "#dd8452", "test": "#55a868"}
     splits = list(lengths)
     values = [np.asarray(lengths[s]) for s in splits]
-    colours = [split_colors.get(s) for s in splits]
+    colours = [SPLIT_COLORS.get(s) for s in splits]
     ax.hist(values, bins=bins, stacked=True, color=colours, edgecolor="white", linewidth=0.4,
             label=[f"{s}: {len(v)} dialogues, mean {v.mean():.1f}" for s, v in zip(splits, values)])
     for v, colour in zip(values, colours):
         ax.axvline(v.mean(), color=colour, ls="--", lw=1.2)
     ax.set_xlabel("utterances per dialogue")
-    ax.set_ylabel("dialogues (stacked over splits)")
-    ax.legend(fontsize=8)
-    ax.set_title(title or "dialogue lengths (dashed: split mean)")
-    fig.tight_layout()
+    ax.set_ylabel("dialogues (stacked)")
+    ax.legend()
+    _axis_title(ax, title or "dialogue lengths (dashed: split mean)", fig.get_figwidth())
     return fig
 
 
+@_drawn
 def plot_speaker_stats(stats: dict[str, Any], *, title: str | None = None):
     """Three panels from :func:`safsd_glnet.explore.speaker_stats`: utterances per speaker,
-    speakers per dialogue, and turn lengths (consecutive utterances by one speaker)."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    speakers per dialogue, and turn lengths (consecutive utterances by one speaker). In the
+    notebook profile the first panel takes a row of its own."""
+    p = current_profile()
     per = {k: v for k, v in stats["utterances_per_speaker"].items() if v > 0}
+    if p.name == "paper" or len(per) <= 4:  # a few speakers: three panels in a row
+        fig = _figure(p.width, 2.4 if p.name == "paper" else 3.6)
+        axes = list(fig.subplots(1, 3))
+    else:
+        fig = _figure(p.width, 6.4)
+        grid = fig.add_gridspec(2, 2)
+        axes = [fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])]
     axes[0].bar(list(per), list(per.values()), color="#4c72b0")
     axes[0].set_xlabel("speaker")
     axes[0].set_ylabel("utterances")
     axes[0].set_title("utterances per speaker")
-    axes[0].tick_params(axis="x", rotation=45 if len(per) > 4 else 0)
-    for ax, key, xlabel, what in ((axes[1], "speakers_per_dialogue", "distinct speakers in the dialogue", "dialogues"),
+    long_names = max((len(k) for k in per), default=0) * len(per) > 60
+    axes[0].tick_params(axis="x", rotation=45 if long_names else 0)
+    if long_names:
+        plt.setp(axes[0].get_xticklabels(), ha="right", rotation_mode="anchor")
+    for ax, key, xlabel, what in ((axes[1], "speakers_per_dialogue", "speakers in the dialogue", "dialogues"),
                                   (axes[2], "turn_lengths", "utterances in a turn", "turns")):
         data = np.asarray(stats[key])
         # a long, thin tail (a few very long turns) is gathered into one last bar "k+"
@@ -224,131 +528,61 @@ def plot_speaker_stats(stats: dict[str, Any], *, title: str | None = None):
         lo, hi = min(values.min(), 1), max(values.max(), values.min() + 4)
         ax.set_xlim(lo - 0.6, hi + 0.6)
         ticks = np.arange(lo, hi + 1)
+        step = max(1, math.ceil(len(ticks) / 10))
+        ticks = ticks[::step] if cap not in ticks[::step] else ticks[::step]
         ax.set_xticks(ticks, [f"{t}+" if t == cap and data.max() > cap else str(t) for t in ticks])
     axes[1].set_title("speakers per dialogue")
-    axes[2].set_title(f"turn lengths (speaker changes at {100 * stats['switch_rate']:.0f}% of steps)")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+    _axis_title(axes[2], f"turn lengths (the speaker changes at {100 * stats['switch_rate']:.0f}% of steps)",
+                axes[2].get_position().width * fig.get_figwidth())
+    _title(fig, title)
     return fig
-
-
-def _heatmap(ax, values, class_names, *, vmax=None, title=None, xlabel=None, ylabel=None, cmap="Blues",
-             cbar_label=None, fmt=".2f"):
-    import seaborn as sns
-
-    sns.heatmap(values, annot=True, fmt=fmt, cmap=cmap, square=True, xticklabels=class_names,
-                yticklabels=class_names, vmin=0, vmax=vmax, ax=ax, annot_kws={"fontsize": 7},
-                cbar_kws={"label": cbar_label, "shrink": 0.8} if cbar_label else {"shrink": 0.8})
-    ax.tick_params(axis="x", rotation=45)
-    ax.tick_params(axis="y", rotation=0)
-    if xlabel:
-        ax.set_xlabel(xlabel)
-    if ylabel:
-        ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=10)
-
-
-def plot_transitions(matrices: dict[str, Any], class_names: Sequence[str], *, title: str | None = None):
-    """Side-by-side emotion transition matrices (rows: earlier emotion, columns: later one).
-
-    ``matrices`` maps a relation (``"same"`` / ``"other"``, see
-    :func:`safsd_glnet.explore.transition_matrix`) or any title to a row-normalised (C, C)."""
-    captions = {"same": "same speaker: their previous utterance -> this one",
-                "other": "other speaker: previous utterance (someone else's) -> this one"}
-    n = len(matrices)
-    size = 1.0 + 0.7 * len(class_names)
-    fig, axes = plt.subplots(1, n, figsize=(n * (size + 1.0), size), squeeze=False)
-    for ax, (key, m) in zip(axes[0], matrices.items()):
-        _heatmap(ax, np.asarray(m), class_names, vmax=1, title=captions.get(key, key),
-                 xlabel="emotion of the later utterance", ylabel="emotion of the earlier utterance",
-                 cbar_label="P(later | earlier)")
-    fig.suptitle(title or "emotion transitions (each row sums to 1)")
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
-    return fig
-
-
-def plot_similarity_matrices(matrices: dict[str, Any], class_names: Sequence[str], *, title: str | None = None):
-    """The class-similarity matrices S that SAF can use, side by side (row = true class).
-
-    A value that is a string instead of a matrix (the source is unavailable for these
-    classes) is drawn as an empty panel carrying that reason."""
-    captions = {"prior": "prior (hand-set, reference code)", "vad": "vad (NRC valence/arousal/dominance)",
-                "prototype": "prototype (class-mean cosine)", "identity": "identity (plain focal loss)"}
-    n = len(matrices)
-    size = 1.0 + 0.7 * len(class_names)
-    fig, axes = plt.subplots(1, n, figsize=(n * (size + 1.0), size), squeeze=False)
-    for ax, (key, m) in zip(axes[0], matrices.items()):
-        if isinstance(m, str):
-            ax.axis("off")
-            ax.set_title(captions.get(key, key), fontsize=10)
-            ax.text(0.5, 0.5, "not available:\n" + _wrap(m, 40), ha="center", va="center", fontsize=9,
-                    transform=ax.transAxes, color="#666")
-            continue
-        _heatmap(ax, np.asarray(m), class_names, vmax=1, title=captions.get(key, key), cmap="Oranges",
-                 xlabel="other class c", ylabel="true class y", cbar_label="S[y, c]")
-    fig.suptitle(title or "class similarity S for the SAF loss")
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    return fig
-
-
-def _wrap(text: str, width: int) -> str:
-    import textwrap
-
-    return "\n".join(textwrap.wrap(text, width))
 
 
 # --------------------------------------------------------------------------- results of runs
 
-def plot_confusions(confusions: dict[str, Any], class_names: Sequence[str], *, title: str | None = None):
-    """Normalised confusion matrices side by side, one per run label."""
-    n = len(confusions)
-    size = 1.0 + 0.75 * len(class_names)
-    fig, axes = plt.subplots(1, n, figsize=(n * (size + 1.2), size), squeeze=False)
-    for ax, (label, k) in zip(axes[0], confusions.items()):
-        plot_confusion(k, class_names, title=label, ax=ax)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
 def _grouped_bars(ax, groups: Sequence[str], series: dict[str, Sequence[float]], colors=None, fmt="{:.1f}"):
+    p = current_profile()
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(groups))
+    # the number on a bar is written across it when it would be wider than the bar
+    bar_in = width * ax.figure.get_figwidth() * 0.85 / max(len(groups), 1)
+    upright = _text_width(fmt.format(88.8), p.small) > bar_in
     for i, (label, values) in enumerate(series.items()):
         bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label,
-                      color=None if colors is None else colors[i])
+                      color=None if colors is None else colors[i % len(colors)])
         for bar, v in zip(bars, values):
-            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), fmt.format(v), ha="center",
-                    va="bottom", fontsize=7)
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), (" " if upright else "") + fmt.format(v),
+                    ha="center", va="bottom", fontsize=p.small, rotation=90 if upright else 0)
     ax.set_xticks(x, groups)
 
 
 RUN_COLORS = ("#4c72b0", "#c44e52", "#55a868", "#8172b2", "#ccb974", "#64b5cd")
 
 
+@_drawn
 def plot_per_class_f1(per_class: dict[str, dict[str, float]], class_names: Sequence[str], *,
                       support: dict[str, int] | None = None, title: str | None = None):
     """Grouped bars of per-class F1 (percent), one series per run label."""
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.4 * len(class_names) + 1), 3.8))
+    p = current_profile()
+    fig = _figure(p.width, 4.0 if p.name == "notebook" else 2.6)
+    ax = fig.subplots()
     series = {label: [f1[c] for c in class_names] for label, f1 in per_class.items()}
     groups = [f"{c}\n(n={support[c]})" if support else c for c in class_names]
     _grouped_bars(ax, groups, series, RUN_COLORS)
     ax.set_ylabel("F1 (%)")
-    ax.set_ylim(0, 105)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(title or "per-class F1 on the test set")
-    fig.tight_layout()
+    ax.set_ylim(0, 112)
+    fig.legend(loc="outside lower center", ncol=len(series), frameon=False)
+    _title(fig, title or "per-class F1")
     return fig
 
 
+@_drawn
 def plot_similar_pairs(rates: dict[str, dict[str, dict[str, Any]]], *, title: str | None = None):
     """Confusion rates of the similar-emotion pairs, one series per run label.
 
     ``rates`` maps a run label to :func:`safsd_glnet.metrics.similar_pair_confusion` output;
-    each pair gives two bars groups, "a -> b" (share of true a predicted as b) and "b -> a"."""
+    each pair gives two bars groups, "a as b" (share of true a predicted as b) and "b as a"."""
+    p = current_profile()
     labels = list(rates)
     pairs = list(rates[labels[0]])
     groups, series = [], {label: [] for label in labels}
@@ -357,33 +591,83 @@ def plot_similar_pairs(rates: dict[str, dict[str, dict[str, Any]]], *, title: st
         groups += [f"{first['a']}\nas {first['b']}", f"{first['b']}\nas {first['a']}"]
         for label in labels:
             series[label] += [rates[label][key]["a_as_b"], rates[label][key]["b_as_a"]]
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.25 * len(groups) + 2.5), 3.9))
+    fig = _figure(p.width, 4.2 if p.name == "notebook" else 2.6)
+    ax = fig.subplots()
     _grouped_bars(ax, groups, series, RUN_COLORS)
     ax.set_ylabel("share of the true class (%)")
     ax.set_xlabel("true emotion predicted as its similar emotion (lower is better)")
+    ax.margins(y=0.2)
+    fig.legend(loc="outside lower center", ncol=len(series), frameon=False)
+    _title(fig, title or "confusions between similar emotions")
+    return fig
+
+
+@_drawn
+def plot_seed_comparison(rows: Sequence[dict[str, Any]], *, title: str | None = None):
+    """Per run label, the validation and test weighted F1 of every seed (small dots) with their
+    mean (a large mark, its value written beside it) and one sample standard deviation (the
+    whisker): what several seeds say about a difference that one seed cannot.
+
+    ``rows`` are :func:`safsd_glnet.comparison.seed_table` rows (``label``, ``valid_values``,
+    ``test_values``)."""
+    p = current_profile()
+    fig = _figure(p.single, 3.8 if p.name == "notebook" else 2.5)
+    ax = fig.subplots()
+    for j, (split, colour, mark) in enumerate((("valid", "#dd8452", "D"), ("test", "#55a868", "s"))):
+        for i, r in enumerate(rows):
+            values = np.asarray(r[f"{split}_values"], dtype=float)
+            xi = i + (j - 0.5) * 0.4
+            mean = values.mean()
+            sd = values.std(ddof=1) if len(values) > 1 else 0.0
+            jitter = np.linspace(-0.06, 0.06, len(values)) if len(values) > 1 else np.zeros(1)
+            ax.scatter(xi + jitter, values, s=12, color=colour, alpha=0.6, zorder=3,
+                       label=f"{split}: one seed" if i == 0 else None)
+            ax.errorbar(xi, mean, yerr=sd if len(values) > 1 else None, fmt=mark, color=colour, ms=7, capsize=4,
+                        lw=1.4, zorder=4, label=f"{split}: mean ± std" if i == 0 else None)
+            ax.annotate(f"{mean:.1f}", (xi, mean), xytext=(8, 0), textcoords="offset points", va="center",
+                        fontsize=p.small)
+    ax.set_xticks(np.arange(len(rows)), [r["label"] for r in rows])
+    ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.margins(y=0.15)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(title or "confusions between similar emotions (test set)")
-    fig.tight_layout()
+    ax.set_ylabel("weighted F1 (%)")
+    fig.legend(loc="outside lower center", ncol=2, frameon=False)
+    n = sorted({len(r["valid_values"]) for r in rows})
+    _title(fig, title or f"weighted F1 over {'/'.join(map(str, n))} seeds")
     return fig
 
 
 def embed_2d(features: Any, method: str = "umap", *, groups: Any = None, seed: int = 0, n_neighbors: int = 15,
-             min_dist: float = 0.3) -> np.ndarray:
-    """(N, F) -> (N, 2) for a map: ``"umap"`` (umap-learn, cosine metric, seeded) or ``"pca"``
-    (a quick linear stand-in, e.g. for tests). Features are standardised first.
+             min_dist: float = 0.3, fit_features: Any = None, fit_labels: Any = None,
+             fit_groups: Any = None) -> np.ndarray:
+    """(N, F) -> (N, 2) for a map.
 
-    ``groups`` (N,) centres the features within each group before that, e.g. per speaker: the
-    model adds a speaker embedding to every stream, and uncentred maps then split into one
-    island per speaker that hides the emotion structure."""
-    x = np.asarray(features, dtype=np.float32)
-    if groups is not None:
-        groups = np.asarray(groups)
-        if groups.shape != (len(x),):
-            raise ValueError(f"embed_2d: groups has shape {groups.shape}, expected ({len(x)},)")
-        x = x.copy()
-        for g in np.unique(groups):
-            x[groups == g] -= x[groups == g].mean(0)
+    * ``"lda"``: the two directions that best separate the classes linearly (linear
+      discriminant analysis, shrinkage chosen by Ledoit-Wolf), learned from ``fit_features``
+      (M, F) and ``fit_labels`` (M,) (for example the training split) and applied to
+      ``features``: the map shows how far apart the classes are for a linear read-out like the
+      model's heads, on data the projection did not see.
+    * ``"umap"``: umap-learn (cosine metric, seeded) on ``features`` alone, without labels:
+      neighbourhoods, whether or not they follow the classes.
+    * ``"pca"``: a quick linear stand-in, e.g. for tests.
+
+    Features are standardised first (with the fitting set's statistics for ``"lda"``).
+    ``groups`` (N,) (and ``fit_groups`` (M,)) centre the features within each group before that,
+    e.g. per speaker: the model adds a speaker embedding to every stream, and uncentred maps
+    then split into one island per speaker that hides the emotion structure."""
+    x = _centre_groups(np.asarray(features, dtype=np.float32), groups, "groups")
+    if method == "lda":
+        if fit_features is None or fit_labels is None:
+            raise ValueError("embed_2d: method 'lda' needs fit_features and fit_labels (e.g. the training split)")
+        from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+        fx = _centre_groups(np.asarray(fit_features, dtype=np.float32), fit_groups, "fit_groups")
+        mean, std = fx.mean(0), np.maximum(fx.std(0), 1e-6)
+        fit_labels = np.asarray(fit_labels)
+        if len(np.unique(fit_labels)) < 3:
+            raise ValueError("embed_2d: 'lda' needs at least 3 classes in fit_labels for two directions")
+        lda = LinearDiscriminantAnalysis(n_components=2, solver="eigen", shrinkage="auto")
+        lda.fit((fx - mean) / std, fit_labels)
+        return lda.transform((x - mean) / std)
     x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
     if method == "pca":
         from sklearn.decomposition import PCA
@@ -395,30 +679,103 @@ def embed_2d(features: Any, method: str = "umap", *, groups: Any = None, seed: i
         reducer = umap.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(x) - 1), min_dist=min_dist,
                             metric="cosine", random_state=seed, n_jobs=1)
         return reducer.fit_transform(x)
-    raise ValueError(f"embed_2d: method={method!r}, expected 'umap' or 'pca'")
+    raise ValueError(f"embed_2d: method={method!r}, expected 'lda', 'umap' or 'pca'")
 
 
+def _centre_groups(x: np.ndarray, groups: Any, what: str) -> np.ndarray:
+    if groups is None:
+        return x
+    groups = np.asarray(groups)
+    if groups.shape != (len(x),):
+        raise ValueError(f"embed_2d: {what} has shape {groups.shape}, expected ({len(x)},)")
+    x = x.copy()
+    for g in np.unique(groups):
+        x[groups == g] -= x[groups == g].mean(0)
+    return x
+
+
+def _place_labels(ax, points: dict[str, tuple[float, float]], size_pt: float) -> dict[str, tuple[float, float]]:
+    """Label positions (data coordinates) near each point that do not overlap each other: each
+    label starts above its point and is pushed away from any label it covers, in screen
+    units, a few dozen times. Returns name -> (x, y) of the label's centre."""
+    if not points:
+        return {}
+    ax.figure.canvas.draw()  # the axes' final size and limits
+    to_px = ax.transData.transform
+    from_px = ax.transData.inverted().transform
+    px_per_pt = ax.figure.dpi / 72
+    names = list(points)
+    anchor = np.array([to_px(points[n]) for n in names], dtype=float)
+    renderer = ax.figure.canvas.get_renderer()
+    pad = 0.3 * size_pt * px_per_pt + 2  # the label's box: its padding on both sides and a margin
+    half_w, half_h = [], []
+    for n in names:  # measure each label as it will be drawn
+        probe = ax.text(0, 0, n, fontsize=size_pt, weight="bold")
+        extent = probe.get_window_extent(renderer)
+        probe.remove()
+        half_w.append(extent.width / 2 + pad)
+        half_h.append(extent.height / 2 + pad)
+    half_w, half_h = np.array(half_w), np.array(half_h)
+    pos = anchor + np.array([0.0, size_pt * px_per_pt * 1.3])
+    box = ax.get_window_extent()
+    for _ in range(80):
+        moved = False
+        for i in range(len(names)):
+            for j in range(i + 1, len(names)):
+                d = pos[i] - pos[j]
+                overlap_x = half_w[i] + half_w[j] - abs(d[0])
+                overlap_y = half_h[i] + half_h[j] - abs(d[1])
+                if overlap_x > 0 and overlap_y > 0:
+                    moved = True
+                    # move along the axis that separates them with the smaller shift
+                    if overlap_y <= overlap_x:
+                        step = np.array([0.0, (overlap_y / 2 + 0.5) * (1 if d[1] >= 0 else -1)])
+                    else:
+                        step = np.array([(overlap_x / 2 + 0.5) * (1 if d[0] >= 0 else -1), 0.0])
+                    pos[i] += step
+                    pos[j] -= step
+        pos[:, 0] = np.clip(pos[:, 0], box.x0 + half_w, box.x1 - half_w)
+        pos[:, 1] = np.clip(pos[:, 1], box.y0 + half_h, box.y1 - half_h)
+        if not moved:
+            break
+    return {n: tuple(from_px(pos[i])) for i, n in enumerate(names)}
+
+
+@_drawn
 def plot_embeddings(panels: dict[str, dict[str, Any]], labels: Any, class_names: Sequence[str], *,
                     pairs: Sequence[tuple[str, str]] = (), method: str = "UMAP", title: str | None = None):
     """2-D maps of utterance embeddings coloured by true emotion.
 
-    ``panels`` is ``{row label: {column label: (N, 2) coordinates}}`` (for example one row per
-    run, one column per teacher / student). Classes in a similar pair are drawn on top and
-    opaque, the others faded; each class centroid (median point) is a large black-edged dot with
-    the class name, and a dashed line joins the centroids of each similar pair, so the reader
-    sees whether similar emotions separate."""
+    ``panels`` is ``{run label: {head label: (N, 2) coordinates}}`` (for example one entry per
+    run, one head per teacher / student). In the notebook profile the runs are the columns
+    (side by side, the teacher first in each), in the paper profile the rows. Classes in a
+    similar pair are drawn on top and opaque, the others faded; each class centroid (median
+    point) is a large black-edged dot labelled with the class name (labels never overlap), and
+    a dashed line joins the centroids of each similar pair, so the reader sees whether
+    similar emotions separate."""
+    p = current_profile()
     labels = np.asarray(labels)
-    rows = list(panels)
-    cols = list(dict.fromkeys(c for r in rows for c in panels[r]))
+    runs = list(panels)
+    heads = list(dict.fromkeys(h for r in runs for h in panels[r]))
     colors = class_colors(class_names)
-    emphasised = {c for p in pairs for c in p}
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.6 * len(cols), 3.5 * len(rows) + 0.6), squeeze=False)
+    emphasised = {c for pair in pairs for c in pair}
+    if p.name == "paper":
+        nrows, ncols = len(runs), len(heads)
+        side = min(1.75, (p.width - 0.3) / ncols)
+        fig = _figure(p.width, nrows * side + 0.55)
+        where = lambda r, h: (r, h)  # noqa: E731
+    else:
+        nrows, ncols = len(heads), len(runs)
+        side = min(4.0, (p.width - 0.4) / max(ncols, 1))
+        fig = _figure(min(p.width, ncols * side + 0.4), nrows * (side * 0.86) + 1.0)
+        where = lambda r, h: (h, r)  # noqa: E731
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     order = [i for i, c in enumerate(class_names) if c not in emphasised] + \
             [i for i, c in enumerate(class_names) if c in emphasised]
-    for r, row in enumerate(rows):
-        for c, col in enumerate(cols):
-            ax = axes[r][c]
-            xy = panels[row].get(col)
+    for r, run in enumerate(runs):
+        for h, head in enumerate(heads):
+            ax = axes[where(r, h)]
+            xy = panels[run].get(head)
             if xy is None:
                 ax.axis("off")
                 continue
@@ -430,78 +787,88 @@ def plot_embeddings(panels: dict[str, dict[str, Any]], labels: Any, class_names:
                 if not sel.any():
                     continue
                 strong = not emphasised or name in emphasised
-                ax.scatter(xy[sel, 0], xy[sel, 1], s=5 if strong else 3, alpha=0.7 if strong else 0.18,
-                           color=colors[name], linewidths=0, rasterized=True)
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=p.marker if strong else p.marker * 0.6,
+                           alpha=0.65 if strong else 0.2, color=colors[name], linewidths=0, rasterized=True)
                 centroids[name] = np.median(xy[sel], axis=0)
             for a, b in pairs:
                 if a in centroids and b in centroids:
                     (x0, y0), (x1, y1) = centroids[a], centroids[b]
-                    ax.plot([x0, x1], [y0, y1], color="black", ls="--", lw=0.9, alpha=0.8)
-            span_x = np.ptp(xy[:, 0]) if len(xy) else 1.0
-            span_y = np.ptp(xy[:, 1]) if len(xy) else 1.0
-            placed: list[tuple[float, float]] = []
+                    ax.plot([x0, x1], [y0, y1], color="black", ls="--", lw=1.0, alpha=0.8, zorder=4)
             for name, (x0, y0) in centroids.items():
-                ax.scatter([x0], [y0], s=70, color=colors[name], edgecolors="black", linewidths=1.0, zorder=5)
-                # a label above its dot, or below it when another class' label already sits there
-                crowded = any(abs(x0 - px) < 0.12 * span_x and abs(y0 - py) < 0.07 * span_y for px, py in placed)
-                placed.append((x0, y0))
-                ax.text(x0, y0 + (-0.035 if crowded else 0.035) * span_y, name, fontsize=7, ha="center",
-                        va="top" if crowded else "bottom", zorder=6, weight="bold" if name in emphasised else None,
-                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.6})
+                ax.scatter([x0], [y0], s=p.marker * 12, color=colors[name], edgecolors="black", linewidths=1.0,
+                           zorder=5)
             ax.set_xticks([])
             ax.set_yticks([])
-            if r == 0:
-                ax.set_title(col, fontsize=10)
-            if c == 0:
-                ax.set_ylabel(row, fontsize=10)
-    handles = [plt.Line2D([], [], marker="o", ls="", color=colors[n], label=n,
-                          alpha=1.0 if (not emphasised or n in emphasised) else 0.35) for n in class_names]
+            ax.set_title(f"{run}: {head}" if p.name != "paper" else (head if r == 0 else ""), fontsize=p.small + 0.5)
+            if p.name == "paper" and h == 0:
+                ax.set_ylabel(run, fontsize=p.small)
+            ax._safsd_centroids = centroids  # placed once the layout is final (below)
+    handles = [plt.Line2D([], [], marker="o", ms=7 if p.name == "notebook" else 4, ls="", color=colors[n], label=n,
+                          alpha=1.0 if (not emphasised or n in emphasised) else 0.4) for n in class_names]
     if pairs:
-        handles.append(plt.Line2D([], [], color="black", ls="--", lw=0.9, marker="o", markerfacecolor="white",
-                                  markeredgecolor="black", label="similar pair: line between class centroids"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
-    fig.suptitle(title or f"{method} of utterance embeddings, coloured by true emotion")
-    fig.tight_layout(rect=(0, 0.06 if len(rows) > 1 else 0.1, 1, 1))
+        handles.append(plt.Line2D([], [], color="black", ls="--", lw=1.0, label="similar pair (centroids)"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4 if p.name == "notebook" else 8),
+               frameon=False, markerscale=1.0)
+    _title(fig, title or f"{method} of utterance embeddings, coloured by true emotion")
+    # labels last: their positions depend on the final size of each panel
+    for ax in axes.flat:
+        centroids = getattr(ax, "_safsd_centroids", None)
+        if not centroids:
+            continue
+        for name, (lx, ly) in _place_labels(ax, centroids, p.small).items():
+            # a thin leader joins a label that had to move away to its dot
+            ax.annotate(name, centroids[name], xytext=(lx, ly), fontsize=p.small, ha="center", va="center", zorder=6,
+                        weight="bold" if name in emphasised else None,
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": colors[name], "lw": 0.8, "alpha": 0.85},
+                        arrowprops={"arrowstyle": "-", "color": "0.35", "lw": 0.6, "shrinkA": 0, "shrinkB": 4})
+        del ax._safsd_centroids
+    fig.set_layout_engine("none")  # keep the panels where the labels were placed
     return fig
 
 
+@_drawn
 def plot_ablation(rows: Sequence[dict[str, Any]], metric: str = "weighted_f1", *, title: str | None = None):
-    """Bars of the honest-protocol mean per variant with +-1 std error bars, the single seeds as
-    dots, and the reference-protocol mean as a hollow diamond beside each bar.
+    """Bars of the honest-protocol mean per variant with +-1 std error bars (variants with two
+    seeds or more), the single seeds as dots, and the reference-protocol mean as a hollow
+    diamond beside each bar.
 
     ``rows`` are :func:`safsd_glnet.ablate.summarise` rows (keys ``label``, ``n``,
     ``<metric>_mean``, ``<metric>_std``, ``<metric>_values`` and, for weighted F1 and accuracy,
     ``reference_<metric>_mean``). Bars start at 0 so that their lengths compare honestly; the
     numbers are written above them."""
+    p = current_profile()
     labels = [r["label"] for r in rows]
     means = np.array([r[f"{metric}_mean"] for r in rows])
-    stds = np.array([r[f"{metric}_std"] for r in rows])
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(rows) + 2.5), 4.6))
+    stds = np.array([r[f"{metric}_std"] if r["n"] > 1 else 0.0 for r in rows])
+    wide = len(rows) > 4 or p.name == "notebook"
+    fig = _figure(min(p.width, max(p.single, 0.75 * len(rows) + 2.5)) if wide else p.single,
+                  4.6 if p.name == "notebook" else 2.8)
+    ax = fig.subplots()
     x = np.arange(len(rows))
-    ax.bar(x, means, yerr=stds, capsize=3, color="#4c72b0", alpha=0.85, width=0.6,
+    several = [r["n"] > 1 for r in rows]
+    ax.bar(x, means, yerr=np.where(several, stds, np.nan), capsize=3, color="#4c72b0", alpha=0.85, width=0.6,
            error_kw={"elinewidth": 1.2}, label="honest protocol: mean ± std over seeds")
     for i, r in enumerate(rows):
         values = list(r.get(f"{metric}_values") or [])
         offsets = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(len(values))
-        ax.scatter(i + offsets, values, s=10, color="black", zorder=3, label="single seeds" if i == 0 else None)
-        ax.text(i, means[i] + stds[i] + 1.0, f"{means[i]:.1f}", ha="center", va="bottom", fontsize=8)
+        ax.scatter(i + offsets, values, s=12, color="black", zorder=3, label="single seeds" if i == 0 else None)
+        ax.text(i, means[i] + stds[i] + 1.0, f"{means[i]:.1f}", ha="center", va="bottom", fontsize=p.small)
     ref_key = f"reference_{metric}_mean"
     if rows and all(ref_key in r for r in rows):
         ax.scatter(x + 0.38, [r[ref_key] for r in rows], marker="D", s=24, facecolors="none", edgecolors="#c44e52",
-                   zorder=4, label="reference protocol (best test epoch), mean")
+                   zorder=4, label="reference protocol (best test epoch)")
     # headroom above the tallest bar for the value labels and the legend
-    ax.set_ylim(0, 100 if not len(rows) else min(105.0, max(means + stds) * 1.45 + 2))
+    ax.set_ylim(0, 100 if not len(rows) else min(105.0, max(means + stds) * 1.5 + 2))
     slanted = len(rows) > 3 or max((len(str(lab)) for lab in labels), default=0) > 10
     ax.set_xticks(x, labels, rotation=30 if slanted else 0, ha="right" if slanted else "center",
                   rotation_mode="anchor")
     nice = {"weighted_f1": "weighted F1", "accuracy": "accuracy", "macro_f1": "macro F1"}.get(metric, metric)
     ax.set_ylabel(f"test {nice} (%)")
-    ax.legend(fontsize=7.5, loc="upper left", ncol=2 if len(rows) > 4 else 1, framealpha=0.9)
+    ax.legend(loc="upper left", ncol=2 if len(rows) > 4 else 1, framealpha=0.9)
     n = sorted({r["n"] for r in rows})
     corpus = rows[0].get("corpus") if rows else None
-    ax.set_title(title or f"{corpus + ': ' if corpus else ''}ablations, test {nice} "
-                          f"({'/'.join(map(str, n))} seed{'s' if n != [1] else ''} per variant)")
-    fig.tight_layout()
+    _axis_title(ax, title or f"{corpus + ': ' if corpus else ''}ablations, test {nice} "
+                             f"({'/'.join(map(str, n))} seed{'s' if n != [1] else ''} per variant)", fig.get_figwidth())
     return fig
 
 

@@ -1,11 +1,15 @@
-"""Finished run folders in notebooks and reports: reuse a run made with the same settings on
-the same data, read one back, and name its student loss."""
+"""Run folders in notebooks and reports: train into one with messages in the notebook's terms,
+reuse a run made with the same settings on the same data, read one back, name its student
+loss, fit a configuration to the data's modalities, and the result rows of both protocols."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 from . import files
 from .config import Config
+from .data.corpus import DataError
 from .run_folder import holds_run
 from .train import align_corpus, load_model, train
 
@@ -29,29 +33,44 @@ def corpus_fingerprint(corpus) -> str:
     return h.hexdigest()[:16]
 
 
-def train_or_reuse(config, corpus, out_dir: str | Path, callback=None):
+def reusable(config, corpus, out_dir: str | Path) -> bool:
+    """True when ``out_dir`` holds a finished run of ``config`` on this corpus (what
+    :func:`train_or_reuse` would read back instead of training)."""
+    out = Path(out_dir)
+    paths = [out / n for n in ("config.json", "metrics.json", "checkpoint_best.pt", "data_fingerprint.txt")]
+    if not all(f.exists() for f in paths):
+        return False
+    stored = files.read_json(paths[0])
+    stored.pop("data", None)
+    try:
+        same = Config.from_dict(stored) == config
+    except ValueError:  # a config.json of another version of the kit: train again
+        return False
+    return same and paths[3].read_text().strip() == corpus_fingerprint(corpus)
+
+
+def train_or_reuse(config, corpus, out_dir: str | Path, callback=None, log: Callable[[str], None] | None = None):
     """Train into ``out_dir``, or reuse the run already there when it finished with the same
     configuration on the same data; returns ``(metrics, model)`` (the model at the chosen epoch).
 
     This keeps re-running a notebook cheap: a finished run is read back, anything else
     (no run, another configuration or data, an interrupted run) trains from scratch. The
-    data's :func:`corpus_fingerprint` is kept in ``out_dir/data_fingerprint.txt``."""
+    data's :func:`corpus_fingerprint` is kept in ``out_dir/data_fingerprint.txt``. ``log``
+    (e.g. ``print``) is told which of the two happened."""
     out = Path(out_dir)
-    fingerprint = corpus_fingerprint(corpus)
-    paths = [out / n for n in ("config.json", "metrics.json", "checkpoint_best.pt", "data_fingerprint.txt")]
-    if all(f.exists() for f in paths):
-        stored = files.read_json(paths[0])
-        stored.pop("data", None)
-        try:
-            same = Config.from_dict(stored) == config
-        except ValueError:  # a config.json of another version of the kit: train again
-            same = False
-        if same and paths[3].read_text().strip() == fingerprint:
-            model, _ = load_model(paths[2])
-            return files.read_json(paths[1]), model
+    again = reusable(config, corpus, out)
+    if log is not None:
+        if again:
+            log(f"{out}: a finished run with the same settings on the same data: reused (delete the folder "
+                "to train it again)")
+        elif holds_run(out):
+            log(f"{out}: holds a run made with other settings or data: training again in its place")
+    if again:
+        model, _ = load_model(out / "checkpoint_best.pt")
+        return files.read_json(out / "metrics.json"), model
     # Anything else in the folder is a run this notebook made before with other settings: replace it.
     run = train(config, corpus, out, overwrite=holds_run(out), callback=callback)
-    files.write_text(paths[3], fingerprint + "\n")
+    files.write_text(out / "data_fingerprint.txt", corpus_fingerprint(corpus) + "\n")
     return run.metrics, run.model
 
 
@@ -76,3 +95,83 @@ def load_run(run_dir: str | Path, corpus=None, device="cpu"):
     if corpus is not None:
         align_corpus(info["data"], corpus, str(run_dir))
     return Config.from_dict(stored), files.read_json(run_dir / "metrics.json"), model
+
+
+# --------------------------------------------------------------------------- notebooks
+
+def for_corpus(config: Config, corpus, log: Callable[[str], None] | None = print) -> Config:
+    """``config`` restricted to the modalities the corpus has, when it asks for more (the text
+    features built from the MELD or IEMOCAP sentences have text only: the model is then the
+    text-only SAFSD-GLNet of the README's results, its students one text head). A modality that
+    is asked for and missing altogether is left for :func:`~safsd_glnet.train.train` to refuse."""
+    wanted = config.model.modalities
+    have = tuple(m for m in wanted if m in corpus.feature_sizes)
+    if not have or have == wanted:
+        return config
+    if log is not None:
+        from .facts import MODALITY_NAMES
+
+        log(f"{corpus.name} has {', '.join(MODALITY_NAMES[m] for m in corpus.feature_sizes)} features only: "
+            f"the model reads {', '.join(MODALITY_NAMES[m] for m in have)} (model.modalities={''.join(have)})")
+    return config.replace(model={"modalities": "".join(have)})
+
+
+def train_here(config: Config, corpus, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+               callback=None):
+    """:func:`~safsd_glnet.train.train` into ``run_dir`` from a notebook: a folder that holds
+    another run is refused before anything is written, with a message in the notebook's terms
+    (its ``RUN_DIR``, ``RESUME`` and ``OVERWRITE`` parameters) instead of the command line's
+    flags."""
+    try:
+        return train(config, corpus, run_dir, resume=resume, overwrite=overwrite, callback=callback)
+    except (DataError, ValueError) as e:
+        text = str(e)
+        if "started with another configuration" in text:
+            what = "a run made with other settings (another EPOCHS, PRESET, DATA or ablation parameter)"
+        elif "already holds" in text:
+            what = "a run" + (" (an unfinished one)" if "unfinished" in text else "")
+        else:
+            raise
+        raise DataError(f"{run_dir}: this run folder already holds {what}. Set OVERWRITE = True in the parameters "
+                        "cell to replace it, or set RUN_DIR to another folder; nothing was changed") from None
+
+
+# Parameters of 04_ablation.ipynb that name the variant of a run trained by hand (the rest say
+# on what and how long, or where).
+VARIANT_PARAMETERS = ("MODALITIES", "USE_TRANSFORMER", "USE_GCN", "USE_MASK", "MASK_PROB", "USE_SAF", "SIMILARITY",
+                      "SAF_MODE", "SAF_LAMBDA", "GAMMA", "USE_DISTILLATION", "TEACHER_WEIGHT", "STUDENT_WEIGHT",
+                      "DISTILL_WEIGHT", "TEMPERATURE")
+
+
+def variant_name(parameters: Mapping[str, Any]) -> str:
+    """A folder-safe name for the ablation variant that ``parameters`` describe: ``full`` when
+    no ablation parameter is set, else the set ones, e.g. ``use_saf=false`` or
+    ``similarity=prior+gamma=0.0`` (``SET`` entries are added the same way)."""
+    parts = [f"{k.lower()}={_slug(v)}" for k, v in parameters.items() if k in VARIANT_PARAMETERS and v is not None]
+    parts += [_slug(s) for s in (parameters.get("SET") or [])]
+    return "+".join(parts) or "full"
+
+
+def _slug(value: Any) -> str:
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return re.sub(r"[^A-Za-z0-9_.=]+", "_", text).strip("_")
+
+
+def manual_run_dir(parameters: Mapping[str, Any], root: str | Path = "../runs/ablation") -> Path:
+    """``root/<variant>-seed<SEED>``: where notebook 4 puts a run made by hand when ``RUN_DIR``
+    is empty, so that each changed parameter gets its own folder and notebook 5 compares them."""
+    return Path(root) / f"{variant_name(parameters)}-seed{parameters.get('SEED', 0)}"
+
+
+def result_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The test scores of a run under both protocols, as table rows: the honest one (epoch
+    chosen by validation weighted F1) and the reference one (the best test epoch; its macro F1
+    is the one of that epoch, read from the history)."""
+    test, ref = metrics["test"], metrics["reference_protocol"]
+    at_ref = next((r["test"] for r in metrics.get("history", []) if r["epoch"] == ref["epoch"]), {})
+    return [
+        {"protocol": f"honest: epoch {metrics['chosen_epoch']} (best validation)", "accuracy": test["accuracy"],
+         "weighted F1": test["weighted_f1"], "macro F1": test["macro_f1"]},
+        {"protocol": f"reference: epoch {ref['epoch']} (best test, optimistic)", "accuracy": ref["accuracy"],
+         "weighted F1": ref["weighted_f1"], "macro F1": at_ref.get("macro_f1", "n/a")},
+    ]

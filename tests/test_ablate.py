@@ -304,8 +304,21 @@ def test_run_states(tmp_path):
     write_runs(tmp_path, {("full", 0): 60.0})
     write_json(tmp_path / "bad-seed0" / "run.json", {"status": "failed", "error": "ValueError: x", "seconds": 3})
     write_json(tmp_path / "cut-seed0" / "run.json", {"status": "running"})
+    write_runs(tmp_path, {("hand", 0): 58.0})
+    write_json(tmp_path / "hand-seed0" / "parameters.json", {"SEED": 0})  # notebook 4 run by hand
     states = {s["run"]: s["status"] for s in ablate.run_states(tmp_path)}
-    assert states == {"bad-seed0": "failed", "cut-seed0": "unfinished", "full-seed0": "done (no run.json)"}
+    assert states == {"bad-seed0": "failed", "cut-seed0": "unfinished", "full-seed0": "done (trained outside the runner)",
+                      "hand-seed0": "done (notebook 4 by hand)"}
+
+
+def test_a_single_seed_has_no_spread_in_the_tables(tmp_path):
+    write_runs(tmp_path, {("full", 0): 60.0, ("no_saf", 0): 50.0, ("no_saf", 1): 52.0})
+    rows = ablate.summarise(ablate.collect_runs(tmp_path))
+    lines = ablate.ablation_markdown(rows).splitlines()
+    assert lines[2] == "| full | 1 | **61.00** | **60.00** | **58.00** | 62.00 |"
+    assert lines[3].startswith("| no_saf | 2 | 52.00 ± 1.41 |")
+    tex = ablate.ablation_latex(rows)
+    assert r"\textbf{60.00} &" in tex and r"51.00 $\pm$ 1.41" in tex
 
 
 # --------------------------------------------------------------------------- safety

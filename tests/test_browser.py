@@ -296,6 +296,20 @@ def browser_rows(page) -> list[str]:
         "rows => rows.map(r => [...r.cells].map(c => c.textContent.trim()).join(' | '))")
 
 
+def assert_figures_at_full_size(page, what: str) -> None:
+    """At 1280 x 720 with the file browser open, every figure is shown at its own size: JupyterLab
+    scales an image down only when it is wider than the output column, and the kit's notebook
+    figures are drawn to fit it (their text then keeps its 8.5 pt = 11.8 px)."""
+    assert page.locator(".jp-FileBrowser").first.is_visible(), "the file browser is open, as a teacher has it"
+    sizes = page.locator(".jp-OutputArea-output img").evaluate_all(
+        "imgs => imgs.map(i => [i.naturalWidth, i.getBoundingClientRect().width])")
+    assert sizes, f"{what}: no figures"
+    shrunk = [(natural, round(shown)) for natural, shown in sizes if shown < natural - 1]
+    assert not shrunk, f"{what}: figures scaled down to fit (natural, shown px): {shrunk}"
+    column = page.locator(".jp-OutputArea-output").first.evaluate("e => e.getBoundingClientRect().width")
+    step(f"{what}: {len(sizes)} figures at full size, widest {max(n for n, _ in sizes)} px; output column {column:.0f} px")
+
+
 def expected_rows(corpus, dialogue_id: str) -> list[str]:
     return [" | ".join(str(v) for v in (r["position"], r["speaker"], r["emotion"]) + ((r["text"],) if r["text"] else ()))
             for r in explore.dialogue_rows(corpus, dialogue_id)]
@@ -321,6 +335,7 @@ def test_01_browser_runs_is_used_and_reopens(lab, browser):
     assert_no_errors(page, "after Run All")
     page.wait_for_selector(".safsd-dialogue")
     assert browser_rows(page) == expected_rows(corpus, train[0])
+    assert_figures_at_full_size(page, name)
 
     # the table is a box of at most 420 px under its dropdowns, with a header that stays in place
     box = page.locator(".safsd-dialogue")
@@ -376,6 +391,7 @@ def test_02_progress_is_text_that_survives_a_reopen(lab, browser):
     assert_no_errors(page, "after Run All")
     final = "trained epochs 1-2 of 2 in"
     assert any(t.startswith(final) for t in outputs_text(page)), "the progress line ends as the run's summary"
+    assert_figures_at_full_size(page, name)
     saved = save(page, path)
     outputs = saved_outputs(saved)
     assert not [o for o in outputs if o["output_type"] == "error" or WIDGET_VIEW in o.get("data", {})]
@@ -393,3 +409,8 @@ def test_02_progress_is_text_that_survives_a_reopen(lab, browser):
     assert not [t for t in outputs_text(page) if "epoch" in t and "batches," in t], "no progress left half-way"
     close_and_shut_down(page, lab, name)
     page.close()
+
+    # run by hand, the notebooks wrote into their own run folders under runs/, never into figures/
+    assert not (lab.root / "figures").exists(), "a notebook run by hand wrote into figures/"
+    assert (lab.root / "runs" / "01_data_exploration" / "01_transitions.png").exists()
+    assert (lab.root / "runs" / "02_training" / "training_curves.png").exists()

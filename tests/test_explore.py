@@ -168,3 +168,69 @@ def test_markdown_table():
     table = explore.markdown_table([{"name": "a|b", "value": 1.23456, "n": 3}])
     assert table.splitlines() == ["| name | value | n |", "|---|---:|---:|", "| a\\|b | 1.23 | 3 |"]
     assert explore.markdown_table([]) == ""
+
+
+# --------------------------------------------------------------------------- sentences as DATA
+
+def meld_folder(path):
+    """The three MELD CSVs with two dialogues each (the release's layout)."""
+    from table_fixtures import MELD_HEADER, write_csv
+
+    path.mkdir()
+    for k, name in enumerate(("train_sent_emo.csv", "dev_sent_emo.csv", "test_sent_emo.csv")):
+        rows = [[i, f"Sentence {k} {d} {u}.", f"P{u % 2}", ("joy", "anger", "neutral")[(d + u) % 3], "neutral", d, u,
+                 1, 1, "0", "0"] for d in range(2) for u in range(3) for i in [d * 3 + u]]
+        write_csv(path / name, rows, header=MELD_HEADER)
+    return path
+
+
+def test_open_corpus_encodes_sentences_once_then_reads_the_cache(tmp_path, monkeypatch):
+    """A MELD folder as DATA: one text feature per utterance, in dialogue order, encoded the first
+    time and read from the cache the second; the notebook is told which."""
+    import hashlib
+
+    from safsd_glnet import features
+
+    calls = []
+
+    class Fake:
+        def get_sentence_embedding_dimension(self):
+            return 4
+
+        def encode(self, texts, **kw):
+            calls.append(list(texts))
+            return np.stack([np.frombuffer(hashlib.sha256(t.encode()).digest()[:4], dtype=np.uint8) / 255.0
+                             for t in texts]).astype(np.float32)
+
+    monkeypatch.setattr(features, "load_encoder", lambda encoder="minilm", device="auto": Fake())
+    folder = meld_folder(tmp_path / "meld")
+    said = []
+    corpus = explore.open_corpus(str(folder), {"t": 9}, 3, cache_dir=str(tmp_path / "cache"), log=said.append)
+    assert corpus.name == "meld" and corpus.feature_sizes == {"t": 4} and corpus.modalities == ("t",)
+    assert {s: len(v) for s, v in corpus.splits.items()} == {"train": 2, "valid": 2, "test": 2}
+    d = corpus.dialogues["valid_1"]
+    assert d.texts == ["Sentence 1 1 0.", "Sentence 1 1 1.", "Sentence 1 1 2."]
+    np.testing.assert_allclose(d.features["t"][2], np.frombuffer(hashlib.sha256(b"Sentence 1 1 2.").digest()[:4],
+                                                                 dtype=np.uint8) / 255.0, rtol=1e-6)
+    assert len(calls) == 1 and len(calls[0]) == 18 and "being encoded now" in said[0]
+    again = explore.open_corpus(str(folder), cache_dir=str(tmp_path / "cache"), log=said.append)
+    assert len(calls) == 1 and "read from the cache" in said[1]
+    np.testing.assert_array_equal(again.dialogues["valid_1"].features["t"], d.features["t"])
+
+
+def test_data_specs_for_sentences(tmp_path):
+    from safsd_glnet.data import check_data_spec, default_cache_dir, is_meld_folder, load_data
+
+    folder = meld_folder(tmp_path / "meld")
+    assert is_meld_folder(folder) and not is_meld_folder(tmp_path)
+    check_data_spec(str(folder))
+    (tmp_path / "other").mkdir()
+    with pytest.raises(DataError, match="not the MELD text release.*safsd-glnet data meld"):
+        check_data_spec(str(tmp_path / "other"), where="DATA")
+    with pytest.raises(DataError, match="file not found"):
+        check_data_spec(str(tmp_path / "missing.csv"))
+    with pytest.raises(DataError, match="not the MELD text release"):
+        load_data(str(tmp_path / "other"))
+    with pytest.raises(DataError, match="cannot tell the format.*utterance table"):
+        load_data(str(tmp_path / "x.txt"))
+    assert default_cache_dir().endswith(".cache/safsd-glnet")

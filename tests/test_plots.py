@@ -74,12 +74,14 @@ def test_class_colors_are_fixed_and_distinct():
 
 def test_history_marks_the_chosen_epoch_and_names_every_term():
     fig = plots.plot_history(history(), chosen_epoch=2, students=True)
-    assert len(fig.axes) == 3
+    assert len([ax for ax in fig.axes if ax.axison]) == 3  # the fourth slot holds the loss legend
     t = texts(fig)
     for label in ("teacher CE", "student text", "KL to audio student", "total", "chosen epoch 2",
                   "valid weighted F1", "test weighted F1", "visual student"):
         assert label in t, label
     assert len(plots.plot_history(history(), 1).axes) == 2
+    with plots.profile("paper"):
+        assert len(plots.plot_history(history(), 1, students=True).axes) == 3  # one row
 
 
 def test_confusion_plots_share_of_true_class():
@@ -161,3 +163,178 @@ def test_the_old_home_of_live_history_still_works_and_warns():
     with pytest.warns(DeprecationWarning, match="progress.LiveHistory"):
         old = plots.LiveHistory
     assert old is progress.LiveHistory
+
+
+# --------------------------------------------------------------------------- profiles
+
+MELD = ["neutral", "surprise", "fear", "sadness", "joy", "disgust", "anger"]
+
+
+def every_figure(class_names):
+    """One call of every figure function, with data of the given classes (MELD's are the most:
+    seven classes, nine speakers), as the notebooks call them."""
+    c = len(class_names)
+    rng = np.random.default_rng(0)
+    k = rng.integers(0, 60, (c, c)) + np.eye(c, dtype=int) * 150
+    m = normalise_rows_like(k)
+    counts = {s: rng.integers(20, 900, c) for s in ("train", "valid", "test")}
+    stats = {"utterances_per_speaker": {f"speaker{i}": int(900 / (i + 1)) for i in range(9)},
+             "speakers_per_dialogue": rng.integers(1, 10, 300), "turn_lengths": rng.integers(1, 30, 900),
+             "switch_rate": 0.77}
+    rates = {"SAF (soft, vad)": similar_pair_confusion(k, class_names),
+             "no SAF (CE students)": similar_pair_confusion(k.T, class_names)}
+    xy = rng.standard_normal((300, 2))
+    heads = {"teacher": xy, "text student": xy, "audio student": xy, "visual student": xy}
+    long = "synthetic-iemocap, test set, seed 0: a long title as the notebooks write them (736 utterances)"
+    rows = [{"label": lab, "n": 2, "corpus": "toy", "weighted_f1_mean": v, "weighted_f1_std": 1.0,
+             "weighted_f1_values": [v - 1, v + 1], "reference_weighted_f1_mean": v + 2}
+            for lab, v in (("full model", 57.0), ("w/o SAF (CE students)", 55.0), ("w/o GCN", 56.0),
+                           ("w/o Transformer", 50.0), ("w/o self-distillation", 56.5))]
+    seeds = [{"label": "SAF (soft, vad)", "valid_values": [55.0, 56.5, 57.0], "test_values": [52.0, 53.1, 51.2]},
+             {"label": "no SAF (CE students)", "valid_values": [56.0, 57.3, 59.1], "test_values": [55.0, 54.2, 56.0]}]
+    return {
+        "class_distribution": lambda: plots.plot_class_distribution(counts, class_names, title=long),
+        "dialogue_lengths": lambda: plots.plot_dialogue_lengths({s: rng.integers(1, 100, 50) for s in counts}, title=long),
+        "speaker_turns": lambda: plots.plot_speaker_stats(stats, title=long),
+        "transitions": lambda: plots.plot_transitions({"same": m, "other": m.T}, class_names, title=long),
+        "similarity": lambda: plots.plot_similarity_matrices({"prior": m, "vad": m, "prototype": m}, class_names,
+                                                             title=long),
+        "training_curves": lambda: plots.plot_history(history(30), 12, students=True, title=long),
+        "live_curves": lambda: plots.plot_history(history(30), 12, title=long),
+        "confusion": lambda: plots.plot_confusion(k, class_names, title=long),
+        "confusions": lambda: plots.plot_confusions({"SAF (soft, vad)": k, "no SAF (CE students)": k.T}, class_names,
+                                                    title=long),
+        "per_class_f1": lambda: plots.plot_per_class_f1({"SAF (soft, vad)": {n: 55.5 for n in class_names},
+                                                         "no SAF (CE students)": {n: 45.1 for n in class_names}},
+                                                        class_names, support={n: 1000 for n in class_names}, title=long),
+        "similar_pairs": lambda: plots.plot_similar_pairs(rates, title=long),
+        "embeddings": lambda: plots.plot_embeddings({"SAF (soft, vad)": heads, "no SAF (CE students)": heads},
+                                                    rng.integers(0, c, 300), class_names,
+                                                    pairs=[(class_names[0], class_names[1])], method="LDA", title=long),
+        "ablation": lambda: plots.plot_ablation(rows),
+        "seeds": lambda: plots.plot_seed_comparison(seeds, title=long),
+    }
+
+
+def normalise_rows_like(k):
+    return k / k.sum(axis=1, keepdims=True)
+
+
+def text_sizes(fig):
+    """(font size in points, text) of every visible, non-empty text of a drawn figure."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    return [(t.get_fontsize(), t.get_text()) for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+@pytest.mark.parametrize("classes", [IEMOCAP, MELD], ids=["iemocap", "meld"])
+def test_every_notebook_figure_is_readable_at_1280_px(classes):
+    """Drawn for the notebook, every figure fits JupyterLab's output column at 1280 px with the
+    file browser open (so it is shown at full size), and its smallest text is at least 9 px on
+    screen, even where the column were 950 px and the image scaled to it."""
+    with plots.profile("notebook"):
+        for name, draw in every_figure(classes).items():
+            fig = draw()
+            fig.canvas.draw()
+            # as the inline backend saves it: the tight box plus 0.1 inch on each side
+            width_px = (fig.get_tightbbox(fig.canvas.get_renderer()).width + 0.2) * fig.dpi
+            assert fig.dpi == 100 and width_px <= plots.NOTEBOOK_COLUMN_PX, (name, width_px)
+            assert plots.shown_width(fig) <= plots.NOTEBOOK_COLUMN_PX, name
+            smallest, text = min(text_sizes(fig))
+            # the same number by hand: points -> pixels at 100 dpi, times the scale to fit 950 px
+            px = smallest * 100 / 72 * min(1.0, 950 / width_px)
+            assert px >= 9.0, (name, text, px)
+            assert plots.smallest_text(fig, 950)[0] >= 9.0, name
+            plt.close(fig)
+
+
+def test_paper_figures_fit_a_page_and_keep_their_text():
+    with plots.profile("paper"):
+        for name, draw in every_figure(MELD).items():
+            fig = draw()
+            width = fig.get_tightbbox(fig.canvas.get_renderer()).width
+            assert width <= 7.0 + 0.05, (name, width)  # two columns of a paper, at most
+            assert min(text_sizes(fig))[0] >= 6.5, name
+            plt.close(fig)
+    assert plots.current_profile().name == "notebook", "the profile returns after the block"
+    with pytest.raises(ValueError, match="unknown profile"):
+        plots.use_profile("poster")
+
+
+def test_the_old_layout_would_have_failed_the_readability_check():
+    """The check measures something: a 3-panel figure 18 inches wide, as the notebooks drew
+    before the profiles, is scaled to under half its size and its 7-point numbers to 4 px."""
+    fig, axes = plt.subplots(1, 3, figsize=(18.6, 5.2), dpi=100)
+    axes[0].text(0.5, 0.5, "0.82", fontsize=7)
+    px, scale, text = plots.smallest_text(fig, 848)
+    width_px = (fig.get_tightbbox(fig.canvas.get_renderer()).width + 0.2) * 100
+    assert scale == pytest.approx(848 / width_px) and scale < 0.6
+    assert px == pytest.approx(7 * 100 / 72 * scale) and px < 6 and text == "0.82"
+
+
+def test_figure_writer_draws_png_for_the_screen_and_pdf_for_a_paper(tmp_path):
+    m = np.full((6, 6), 1 / 6)
+    writer = plots.FigureWriter(tmp_path / "out", "01_")
+    fig = writer("transitions", plots.plot_transitions, {"same": m, "other": m}, IEMOCAP, title="t")
+    assert [p.name for p in writer.written] == ["01_transitions.png", "01_transitions.pdf"]
+    assert fig.get_figwidth() <= plots.NOTEBOOK_WIDTH and fig.texts[0].get_text() == "t"  # the shown figure
+    from PIL import Image
+
+    with Image.open(tmp_path / "out" / "01_transitions.png") as png:  # the notebook drawing, at 150 dpi
+        # savefig's tight box adds 0.1 inch on each side
+        assert abs(png.size[0] / 150 - fig.get_tightbbox(fig.canvas.get_renderer()).width - 0.2) < 0.1
+    pdf = (tmp_path / "out" / "01_transitions.pdf").read_bytes()
+    box = [float(v) for v in pdf.split(b"/MediaBox [")[1].split(b"]")[0].split()]
+    assert (box[2] - box[0]) / 72 <= 7.05, "the PDF is the paper drawing"
+    # drawing again writes the same bytes (no dates, fixed layout)
+    again = plots.FigureWriter(tmp_path / "again", "01_")
+    again("transitions", plots.plot_transitions, {"same": m, "other": m}, IEMOCAP, title="t")
+    for name in ("01_transitions.png", "01_transitions.pdf"):
+        assert (tmp_path / "again" / name).read_bytes() == (tmp_path / "out" / name).read_bytes()
+    assert plots.FigureWriter(None)("t", plots.plot_transitions, {"same": m}, IEMOCAP) is not None
+
+
+def test_embedding_labels_do_not_overlap():
+    """Class names at their centroids are moved apart when the centroids crowd (here all sit
+    at one point), and each keeps a leader line to its dot."""
+    labels = np.repeat(np.arange(6), 20)
+    xy = np.random.default_rng(0).normal(0, 0.01, (120, 2)) + 5.0
+    fig = plots.plot_embeddings({"run": {"teacher": xy}}, labels, IEMOCAP, pairs=[("happy", "excited")])
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    # each label's own box (an annotation's extent would include its leader line)
+    boxes = [t.get_bbox_patch().get_window_extent() for t in ax.texts if t.get_text() in IEMOCAP]
+    assert len(boxes) == 6
+    for i in range(6):
+        for j in range(i + 1, 6):
+            assert not boxes[i].overlaps(boxes[j]), (ax.texts[i].get_text(), ax.texts[j].get_text())
+    inside = ax.get_window_extent()
+    assert all(inside.x0 - 1 <= b.x0 and b.x1 <= inside.x1 + 1 for b in boxes)
+
+
+def test_lda_map_separates_classes_it_learned_elsewhere():
+    """'lda' learns its two directions on one set and maps another: three classes that differ in
+    two of 20 dimensions come out in three clusters, which PCA of the noise-dominated features
+    does not show."""
+    rng = np.random.default_rng(1)
+
+    def draw(n):
+        y = rng.integers(0, 3, n)
+        x = rng.normal(0, 1.0, (n, 20))
+        x[:, 0] += np.array([0, 3, 0])[y]
+        x[:, 1] += np.array([0, 0, 3])[y]
+        x[:, 2:] *= 4.0
+        return x, y
+
+    (fx, fy), (x, y) = draw(600), draw(300)
+    lda = plots.embed_2d(x, "lda", fit_features=fx, fit_labels=fy)
+
+    def separation(z):
+        centres = np.stack([z[y == k].mean(0) for k in range(3)])
+        spread = np.mean([z[y == k].std(0).mean() for k in range(3)])
+        return min(np.linalg.norm(centres[a] - centres[b]) for a in range(3) for b in range(a + 1, 3)) / spread
+
+    assert separation(lda) > 2.0 > separation(plots.embed_2d(x, "pca"))
+    with pytest.raises(ValueError, match="fit_features"):
+        plots.embed_2d(x, "lda")

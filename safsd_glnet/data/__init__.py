@@ -6,7 +6,13 @@
   such as ``"synthetic:iemocap:seed=3"`` or ``"synthetic:meld:seed=1:scale=0.1"``
   (keys: ``seed``, ``num_dialogues``, ``scale``) -> :func:`make_synthetic`;
 * a path ending in ``.pkl`` / ``.pickle`` -> :func:`load_sdt_pickle` (the SDT / M3Net files);
-* a path ending in ``.npz`` -> :func:`load_corpus` (the kit's format).
+* a path ending in ``.npz`` -> :func:`load_corpus` (the kit's format);
+* a folder holding the MELD text release (``train_sent_emo.csv``, ``dev_sent_emo.csv``,
+  ``test_sent_emo.csv``, as ``safsd-glnet data meld`` writes it) or an utterance table
+  (``.csv`` / ``.tsv`` / ``.jsonl``, the columns of :func:`~safsd_glnet.data.tables.read_table`,
+  e.g. the IEMOCAP transcripts) -> :func:`load_text_corpus`: sentence-encoder text features
+  (modality ``t`` only), encoded once and then read from the cache
+  (:func:`default_cache_dir`).
 """
 from __future__ import annotations
 
@@ -25,10 +31,42 @@ __all__ = [
     "Corpus", "Dialogue", "DataError", "SPLITS", "Batch", "PAD_LABEL", "collate",
     "iterate_batches", "num_batches", "load_sdt_pickle", "save_corpus", "load_corpus",
     "make_synthetic", "load_data", "safe_load", "UnsafePickleError", "IEMOCAP_CLASSES",
-    "MELD_CLASSES", "check_data_spec",
+    "MELD_CLASSES", "check_data_spec", "load_text_corpus", "read_text_table", "default_cache_dir",
+    "is_meld_folder", "is_text_spec",
 ]
 
 _SYNTHETIC_OPTIONS = {"seed": int, "num_dialogues": int, "scale": float}
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".ndjson")
+_FILE_FORMS = ("'synthetic:iemocap', 'synthetic:meld', a .pkl / .pickle SDT feature file, a .npz kit file, "
+               "the MELD folder (train/dev/test_sent_emo.csv) or an utterance table (.csv, .tsv, .jsonl)")
+
+
+def is_meld_folder(path: str | os.PathLike) -> bool:
+    """True for a folder holding the three CSVs of the MELD text release."""
+    from .tables import MELD_FILES
+
+    return os.path.isdir(path) and all(os.path.isfile(os.path.join(path, n)) for n in MELD_FILES.values())
+
+
+def is_text_spec(spec: str | os.PathLike) -> bool:
+    """True when ``spec`` names sentences to encode (a MELD folder or an utterance table)."""
+    text = os.fspath(spec)
+    return not text.startswith("synthetic:") and (text.lower().endswith(TABLE_SUFFIXES) or os.path.isdir(text))
+
+
+def default_cache_dir() -> str:
+    """Where text features are cached: ``$SAFSD_GLNET_CACHE``, else ``.cache/safsd-glnet`` in the
+    kit's checkout (the same folder for the command line and the notebooks, whatever the working
+    directory), else ``~/.cache/safsd-glnet`` for an installed kit."""
+    env = os.environ.get("SAFSD_GLNET_CACHE")
+    if env:
+        return env
+    from ..provenance import repo_root
+
+    root = repo_root()
+    if (root / "pyproject.toml").is_file():
+        return str(root / ".cache" / "safsd-glnet")
+    return os.path.join(os.path.expanduser("~"), ".cache", "safsd-glnet")
 
 
 def check_data_spec(spec: str | os.PathLike, where: str = "data") -> None:
@@ -41,9 +79,13 @@ def check_data_spec(spec: str | os.PathLike, where: str = "data") -> None:
             raise DataError(f"{where}: {text!r}: unknown synthetic profile, expected one of {sorted(PROFILES)}")
         _synthetic_options(text, parts[2:])
         return
-    if not text.lower().endswith((".pkl", ".pickle", ".npz")):
-        raise DataError(f"{where}: {text!r}: cannot tell the format: expected 'synthetic:iemocap', "
-                        f"'synthetic:meld', a .pkl / .pickle SDT feature file or a .npz kit file")
+    if os.path.isdir(text):
+        if not is_meld_folder(text):
+            raise DataError(f"{where}: {text}: a folder, but not the MELD text release (it needs train_sent_emo.csv, "
+                            "dev_sent_emo.csv and test_sent_emo.csv: safsd-glnet data meld --out DIR)")
+        return
+    if not text.lower().endswith((".pkl", ".pickle", ".npz") + TABLE_SUFFIXES):
+        raise DataError(f"{where}: {text!r}: cannot tell the format: expected {_FILE_FORMS}")
     if not os.path.isfile(text):
         raise DataError(f"{where}: {text}: file not found")
 
@@ -61,18 +103,43 @@ def load_data(spec: str | os.PathLike, **kw: Any) -> Corpus:
     if text.startswith("synthetic:"):
         return _synthetic(text, kw)
     lowered = text.lower()
+    if os.path.isdir(text) or lowered.endswith(TABLE_SUFFIXES):
+        check_data_spec(text, where="data")
+        return load_text_corpus(text, **kw)
     if not lowered.endswith((".pkl", ".pickle", ".npz")):
-        raise DataError(f"{text}: cannot tell the format: expected 'synthetic:iemocap', "
-                        f"'synthetic:meld', a .pkl / .pickle SDT feature file or a .npz kit file")
+        raise DataError(f"{text}: cannot tell the format: expected {_FILE_FORMS}")
     if not os.path.exists(text):
         raise DataError(f"{text}: file not found")
-    if os.path.isdir(text):
-        raise DataError(f"{text}: is a folder, expected a file")
     if lowered.endswith(".npz"):
         if kw:
             raise TypeError(f"load_data: options {sorted(kw)} do not apply to a .npz kit file")
         return load_corpus(text)
     return load_sdt_pickle(text, **kw)
+
+
+def read_text_table(spec: str | os.PathLike, **table_options: Any):
+    """The :class:`~safsd_glnet.data.tables.Table` of a MELD folder or an utterance table file."""
+    from .tables import read_meld_dir, read_table
+
+    text = os.fspath(spec)
+    if os.path.isdir(text):
+        return read_meld_dir(text, **table_options)
+    return read_table(text, **table_options)
+
+
+def load_text_corpus(spec: str | os.PathLike, *, encoder: str = "minilm", cache_dir: str | None = None,
+                     device: str = "auto", progress: bool = False, **table_options: Any) -> Corpus:
+    """A text-only corpus (modality ``t``) from a MELD folder or an utterance table: every
+    sentence encoded by ``encoder`` (default the packaged all-MiniLM-L6-v2, offline), through
+    the cache in ``cache_dir`` (default :func:`default_cache_dir`), so only the first call
+    encodes (minutes on a laptop CPU; the vectors are then read in a second). Other keyword
+    arguments go to the table reader (e.g. ``class_names="iemocap"``, ``columns=...``).
+    Needs the text extras (``pip install 'safsd-glnet[text]'``)."""
+    from ..features import build_text_corpus
+
+    table = read_text_table(spec, **table_options)
+    return build_text_corpus(table, encoder, cache_dir=cache_dir or default_cache_dir(), device=device,
+                             progress=progress)
 
 
 def _synthetic_options(spec: str, parts: list[str]) -> dict[str, Any]:
