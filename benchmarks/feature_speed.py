@@ -144,7 +144,7 @@ def machine(threads: int) -> dict[str, Any]:
         smile = version("opensmile")
     except Exception:
         smile = None
-    from benchmarks.provenance import code_version
+    from safsd_glnet.provenance import code_version
 
     return {"cpu": cpu, "amx_bf16": flags == "amx_bf16", "cpu_count": os.cpu_count(), "threads": threads,
             "load_average_at_start": os.getloadavg(), "python": platform.python_version(),

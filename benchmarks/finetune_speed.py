@@ -40,7 +40,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from benchmarks.provenance import code_version  # noqa: E402
+from safsd_glnet.provenance import code_version  # noqa: E402
 from safsd_glnet.files import read_json, write_json  # noqa: E402
 
 DEFAULT_TABLE = REPO.parent / "shared" / "data" / "iemocap" / "iemocap_utterances.csv"
