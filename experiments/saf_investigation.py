@@ -177,28 +177,8 @@ def run(args) -> None:
 
 # ------------------------------------------------------------------------------------- targets
 
-def soft_targets(corpus, similarity: str = "vad", alpha: str = "inverse") -> list[dict[str, Any]]:
-    """What soft SAF teaches a student, per true class y, at gamma = 0.
-
-    With gamma = 0, soft SAF is a cross-entropy against the weights w_c = S[y, c] alpha_c, and
-    its minimum over the student's distribution p is p_c = w_c / sum_k w_k (Gibbs' inequality).
-    So the student is taught to predict argmax_c w_c, which is not y whenever a similar class
-    is rarer than y by more than 1 / S[y, c] (alpha_c is its inverse frequency). The focal
-    factor (gamma 2) flattens the same target further. Returns one row per class: the taught
-    distribution's mass on y and its most likely class."""
-    from safsd_glnet.class_weights import saf_alpha
-    from safsd_glnet.similarity import similarity_matrix
-
-    names = corpus.class_names
-    s = similarity_matrix(similarity, names).numpy().astype(float)
-    a = saf_alpha(corpus.class_counts("train"), alpha, names).numpy().astype(float)
-    rows = []
-    for y, name in enumerate(names):
-        w = s[y] * a
-        p = w / w.sum()
-        top = int(np.argmax(p))
-        rows.append({"class": name, "p_true": float(p[y]), "taught": names[top], "p_taught": float(p[top])})
-    return rows
+# The target itself is safsd_glnet.losses.soft_saf_target (tested there); its table for a corpus
+# is safsd_glnet.comparison.soft_target_rows, which notebook 03 shows too.
 
 
 # ------------------------------------------------------------------------------------- report
@@ -262,14 +242,14 @@ def main(argv=None) -> int:
         print(report(args.report))
         return 0
     if args.targets:
+        from safsd_glnet.comparison import format_soft_target_rows, soft_target_rows
+        from safsd_glnet.explore import markdown_table
+
         for data in args.data:
             corpus, _ = load(data, args.meld)
             for alpha in ("inverse", "uniform"):
                 print(f"\n{data}, soft SAF with vad S, alpha {alpha}: the student's target at gamma 0\n")
-                print("| true class | target mass on it | target's most likely class (mass) |\n|---|---:|---|")
-                for r in soft_targets(corpus, "vad", alpha):
-                    flag = "" if r["taught"] == r["class"] else " **(not the true class)**"
-                    print(f"| {r['class']} | {r['p_true']:.2f} | {r['taught']} ({r['p_taught']:.2f}){flag} |")
+                print(markdown_table(format_soft_target_rows(soft_target_rows(corpus, "vad", alpha))))
         return 0
     if not args.out:
         p.error("--out is required to run")

@@ -159,6 +159,25 @@ def saf_loss(logits: torch.Tensor, labels: torch.Tensor, similarity: torch.Tenso
     return _reduce(_saf(logits, labels, sim, a, gamma, mode, lam), reduction, logits)
 
 
+def soft_saf_target(similarity: Any, alpha: Any = None) -> torch.Tensor:
+    """What soft SAF teaches a student at gamma = 0: row y is the distribution over classes that
+    minimises the loss of a sample of class y, a (C, C) tensor whose rows sum to 1.
+
+    At gamma = 0, soft SAF_i = sum_c w_c * (-log p_ic) with w_c = S[y_i, c] * alpha_c, a
+    cross-entropy against the unnormalised weights w. Over distributions p it is smallest at
+    p_c = w_c / sum_k w_k (Gibbs' inequality). So the student is taught to put its largest
+    probability on argmax_c S[y, c] * alpha_c, which is not y whenever a class c similar to y
+    has alpha_c > alpha_y / S[y, c]: with inverse-frequency alpha, a rarer similar class wins.
+    A focal factor (gamma > 0) flattens the same target further; it does not move it back.
+    """
+    like = torch.as_tensor(similarity, dtype=torch.float64)
+    c = like.shape[0] if like.dim() == 2 else -1
+    sim = check.class_matrix("soft_saf_target", like, c, like)
+    a = torch.ones(c, dtype=sim.dtype) if alpha is None else check.class_vector("soft_saf_target", "alpha", alpha, c, sim)
+    w = sim * a.unsqueeze(0)  # (C, C): w[y, c] = S[y, c] alpha_c
+    return w / w.sum(dim=1, keepdim=True)
+
+
 def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: Any = None) -> torch.Tensor:
     """Cross-entropy CE_w = sum_i w_{y_i} * (-log p_{i,y_i}) / sum_i w_{y_i} (torch's weighted mean).
 

@@ -448,3 +448,52 @@ def test_loss_computer_from_counts_and_prototypes():
     assert torch.isfinite(total) and "kl_t" in terms
     with pytest.raises(ValueError, match="LossComputer.set_prototypes"):
         LossComputer.from_counts(LossConfig(), [1] * 7, MELD_CLASSES).set_prototypes(sums, counts)
+
+
+def test_soft_saf_target_by_hand_and_by_minimising_the_loss():
+    """Two classes, S = [[1, 0.5], [0.5, 1]], alpha = (0.2, 0.8): for y = 0 the weights are
+    (1 * 0.2, 0.5 * 0.8) = (0.2, 0.4), so the target is (1/3, 2/3) and favours class 1;
+    for y = 1 they are (0.1, 0.8): (1/9, 8/9). The same distributions come out of
+    minimising the gamma-0 soft SAF loss over free logits."""
+    from safsd_glnet.losses import soft_saf_target
+
+    s = torch.tensor([[1.0, 0.5], [0.5, 1.0]])
+    alpha = torch.tensor([0.2, 0.8])
+    target = soft_saf_target(s, alpha)
+    np.testing.assert_allclose(target.numpy(), [[1 / 3, 2 / 3], [1 / 9, 8 / 9]], rtol=1e-12)
+
+    # Independent: gradient descent on the loss itself, three classes, an asymmetric S.
+    s3 = torch.tensor([[1.0, 0.6, 0.1], [0.3, 1.0, 0.7], [0.2, 0.9, 1.0]], dtype=torch.float64)
+    a3 = torch.tensor([0.5, 0.2, 0.3], dtype=torch.float64)
+    logits = torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([logits], max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14)
+
+    def closure():
+        opt.zero_grad()
+        loss = saf_loss(logits, torch.arange(3), s3, a3, gamma=0.0, mode="soft", reduction="sum")
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    np.testing.assert_allclose(torch.softmax(logits, 1).detach().numpy(), soft_saf_target(s3, a3).numpy(), atol=1e-6)
+    assert torch.equal(soft_saf_target(torch.eye(3)), torch.eye(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="soft_saf_target: alpha must have shape"):
+        soft_saf_target(s3, [1.0, 2.0])
+
+
+def test_soft_target_rows_mark_a_target_that_favours_another_class():
+    """IEMOCAP-like counts: neutral is frequent and close (vad) to sad, which is rarer, so with
+    inverse-frequency alpha neutral's target favours another class; with uniform alpha the
+    target of every class favours the class itself (the vad kernel's diagonal is its maximum)."""
+    from safsd_glnet.comparison import format_soft_target_rows, soft_target_rows
+    from safsd_glnet.facts import IEMOCAP_CLASSES
+
+    counts = {"happy": 50, "sad": 80, "neutral": 400, "angry": 90, "excited": 100, "frustrated": 380}
+    corpus = SimpleNamespace(class_names=list(IEMOCAP_CLASSES),
+                             class_counts=lambda split: np.array([counts[c] for c in IEMOCAP_CLASSES]))
+    tilted = {r["class"]: r for r in soft_target_rows(corpus, "vad", "inverse")}
+    assert tilted["neutral"]["favoured"] != "neutral" and tilted["neutral"]["p_true"] < 0.5
+    assert all(r["favoured"] == r["class"] for r in soft_target_rows(corpus, "vad", "uniform"))
+    cells = format_soft_target_rows(list(tilted.values()))
+    assert sum("not the true class" in c["target's most likely class"] for c in cells) == \
+        sum(r["favoured"] != r["class"] for r in tilted.values()) >= 1
