@@ -91,11 +91,14 @@ def confuse_similar_pairs(corpus, rate: float, seed: int):
     similar pair (:data:`safsd_glnet.facts.SIMILAR_EMOTIONS`) carry the partner's label. A
     class in two pairs (IEMOCAP frustrated) gives its flipped share to the partners in turn."""
     from safsd_glnet.data.corpus import Corpus, Dialogue
-    from safsd_glnet.metrics import similar_pairs_for
+    from safsd_glnet.facts import SIMILAR_EMOTIONS
 
     index = {n: i for i, n in enumerate(corpus.class_names)}
     partners: dict[int, list[int]] = {}
-    for a, b in similar_pairs_for(corpus.class_names):
+    # The pairs the synthetic corpus builds to be similar; not the metrics' tracked pairs, which
+    # add the neutral confusion (neutral / frustrated), a pair the synthetic features do not share.
+    pairs = [(a, b) for corpus_pairs in SIMILAR_EMOTIONS.values() for a, b in corpus_pairs if a in index and b in index]
+    for a, b in pairs:
         partners.setdefault(index[a], []).append(index[b])
         partners.setdefault(index[b], []).append(index[a])
     rng = np.random.default_rng(seed)

@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
 from ..config import MODALITIES
 from ..file_checks import loads_json
+from ..files import atomic_path
 from .corpus import Corpus, DataError, Dialogue
 from .safe_npz import read_npz
 
@@ -92,34 +92,12 @@ def save_corpus(corpus: Corpus, path: str | os.PathLike) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise DataError(f"{path}: the folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            # mkstemp makes the file private (0600); give it the mode a plain open() would have.
-            os.chmod(tmp, _default_mode(path))
+    # A temporary file beside the target, with the mode a plain open() would give, renamed over
+    # it once its data is on disk, and removed on any error (a KeyboardInterrupt included).
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())  # the data must be on disk before the rename makes it visible
-        os.replace(tmp, path)
-    except BaseException:
-        # Also on KeyboardInterrupt: never leave the temporary file behind.
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     _fsync_folder(folder)
-
-
-def _default_mode(path: str) -> int:
-    """The existing file's mode, else 0o666 less the process umask."""
-    try:
-        return os.stat(path).st_mode & 0o777
-    except OSError:
-        pass
-    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _fsync_folder(folder: str) -> None:
