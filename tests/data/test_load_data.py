@@ -79,8 +79,17 @@ def test_missing_file(tmp_path, name):
 
 
 def test_unknown_suffix(tmp_path):
+    path = tmp_path / "features.xyz"
+    path.write_text("a,b\n")
+    with pytest.raises(DataError, match="cannot tell the format") as info:
+        load_data(str(path))
+    assert str(path) in str(info.value)
+
+
+def test_a_table_without_the_utterance_columns_names_them(tmp_path):
+    """A .csv is read as an utterance table; one that is something else says what it lacks."""
     path = tmp_path / "features.csv"
     path.write_text("a,b\n")
-    with pytest.raises(DataError, match="format") as info:
+    with pytest.raises(DataError, match=r"missing column\(s\) \['split', 'dialogue_id'") as info:
         load_data(str(path))
     assert str(path) in str(info.value)
