@@ -140,6 +140,22 @@ def load_dataset(name: str, data_dir: Path, encoder: str, cache_dir: Path, devic
     return corpus
 
 
+def load_feature_file(name: str, path: Path) -> Corpus:
+    """A kit corpus ``.npz`` with text features (``safsd-glnet finetune --out``) for dataset ``name``:
+    its class names must be the dataset's, and it must hold the three splits."""
+    from safsd_glnet.data.kit_format import load_corpus
+    from safsd_glnet.facts import CLASS_ORDERS
+
+    corpus = load_corpus(path)
+    if tuple(corpus.class_names) != tuple(CLASS_ORDERS[name]):
+        raise SystemExit(f"{path}: classes {list(corpus.class_names)} are not {name}'s {list(CLASS_ORDERS[name])}")
+    if "t" not in corpus.feature_sizes or any(not corpus.split(s) for s in ("train", "valid", "test")):
+        raise SystemExit(f"{path}: expected text features (modality t) and train, valid and test dialogues")
+    print(f"[{name}] {corpus.num_utterances()} utterances, {corpus.feature_sizes['t']}-d text features from {path}",
+          flush=True)
+    return corpus
+
+
 def utterance_matrix(corpus: Corpus, splits: tuple[str, ...], context: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) over the dialogues of ``splits``; with ``context`` = k, X also holds the mean of
     the k previous and, separately, of the k next utterances' vectors (zeros where none)."""
@@ -248,7 +264,8 @@ def report(results: dict[str, Any]) -> str:
     """The Markdown page: protocol, settings, machine and wall time, then the table."""
     m = results["machine"]
     lines = [
-        "# Real-text benchmark (frozen MiniLM sentence vectors, text only)",
+        "# Real-text benchmark (" + (f"text features from `{results['features']}`" if results.get("features")
+                                     else "frozen MiniLM sentence vectors") + ", text only)",
         "",
         f"Protocol: {results['protocol']}. Mean ± sample std over seeds {results['seeds']}; "
         "\"reference-protocol\" is the best test weighted F1 over epochs (optimistic, for comparison with "
@@ -282,8 +299,8 @@ def combine(paths: list[Path], out: Path, md: str | None) -> int:
     merged["commands"] = [p["command"] for p in parts]
     merged["command"] = " ; ".join(merged["commands"])
     for path, part in zip(paths, parts):
-        for key in ("encoder", "context", "seeds", "standardise", "overrides"):
-            if part[key] != merged[key]:
+        for key in ("encoder", "features", "context", "seeds", "standardise", "overrides"):
+            if part.get(key) != merged.get(key):
                 raise ValueError(f"{path}: {key}={part[key]!r} differs from {paths[0]}'s {merged[key]!r}")
         for key in ("git_commit", "uncommitted_changes"):
             if part["machine"].get(key) != merged["machine"].get(key):
@@ -314,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA), help=f"default {DEFAULT_DATA}")
     ap.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help=f"default {DEFAULT_CACHE}")
     ap.add_argument("--encoder", default="minilm", help="sentence encoder (default: packaged MiniLM)")
+    ap.add_argument("--features", default=None, metavar="NPZ",
+                    help="a kit corpus with text features instead of --encoder's (e.g. from `safsd-glnet "
+                         "finetune`); one dataset, which must be the corpus's")
     ap.add_argument("--context", type=int, default=3, help="lr_context window each side (default 3)")
     ap.add_argument("--epochs", type=int, default=None, help="override the glnet epochs (default: preset)")
     ap.add_argument("--device", default="auto", help="encoder and training device (default auto)")
@@ -336,8 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
 
     data_dir = Path(args.data_dir)
-    if not data_dir.is_dir():
+    if not args.features and not data_dir.is_dir():
         print(f"real_text: {data_dir} not found: the shared IEMOCAP / MELD tables are needed", file=sys.stderr)
+        return 2
+    if args.features and len(args.datasets) != 1:
+        print("real_text: --features holds one dataset's corpus: name it with --datasets", file=sys.stderr)
         return 2
     seeds = list(range(args.seeds))
     out = Path(args.out)
@@ -347,13 +370,17 @@ def main(argv: list[str] | None = None) -> int:
         "protocol": "honest: LR fit on train+valid, scored on test; SAFSD-GLNet epoch chosen by "
                     "validation weighted F1, test at that epoch",
         "command": "python experiments/real_text.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "encoder": args.encoder, "context": args.context, "seeds": seeds, "device": args.device,
+        "encoder": args.encoder, "features": args.features, "context": args.context, "seeds": seeds, "device": args.device,
         "standardise": args.standardise,
         "glnet_settings": {d: TEXT_SETTINGS[d] for d in args.datasets}, "overrides": list(overrides),
         "machine": machine(), "wall_seconds": 0.0, "results": {},
     }
     for dataset in args.datasets:
-        corpus = load_dataset(dataset, data_dir, args.encoder, Path(args.cache_dir), args.device)
+        if args.features:
+            corpus = load_feature_file(dataset, Path(args.features))
+            results["feature_info"] = corpus.feature_info
+        else:
+            corpus = load_dataset(dataset, data_dir, args.encoder, Path(args.cache_dir), args.device)
         results["results"][dataset] = {}
         for model in args.models:
             t0 = time.perf_counter()

@@ -290,3 +290,26 @@ def test_the_command_line_equals_the_text_study(tmp_path):
     cli = json.loads((tmp_path / "cli" / "metrics.json").read_text())
     assert cli["test"]["weighted_f1"] == study["weighted_f1"] and cli["chosen_epoch"] == study["chosen_epoch"]
     assert cli["valid"]["weighted_f1"] == study["valid_weighted_f1"]
+
+
+def test_the_text_study_reads_a_feature_file(tmp_path):
+    """experiments/real_text.py --features scores a saved corpus (e.g. fine-tuned features)
+    exactly as it scores the corpus itself, and refuses one of another dataset."""
+    from experiments import real_text
+    from safsd_glnet.data import save_corpus
+
+    data = make_synthetic("meld", seed=4, feature_sizes={"t": 12}, num_dialogues=40).with_modalities(("t",))
+    save_corpus(data, tmp_path / "text.npz")
+    out = tmp_path / "rt.json"
+    assert real_text.main(["--datasets", "meld", "--models", "lr", "lr_context", "--seeds", "1", "--features",
+                           str(tmp_path / "text.npz"), "--data-dir", str(tmp_path / "absent"), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["features"] == str(tmp_path / "text.npz")
+    for model in ("lr", "lr_context"):
+        direct = real_text.run_lr(data, "meld", model, 0, 3)
+        assert result["results"]["meld"][model]["runs"][0]["weighted_f1"] == pytest.approx(direct["weighted_f1"])
+    with pytest.raises(SystemExit, match=r"text.npz: classes .* are not iemocap's"):
+        real_text.main(["--datasets", "iemocap", "--models", "lr", "--seeds", "1", "--features",
+                        str(tmp_path / "text.npz"), "--out", str(tmp_path / "no.json")])
+    assert real_text.main(["--datasets", "iemocap", "meld", "--features", str(tmp_path / "text.npz"),
+                           "--out", str(tmp_path / "no.json")]) == 2
