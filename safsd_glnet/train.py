@@ -391,7 +391,8 @@ def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, 
 
 
 # Fields that say how a run is executed, not what it computes: a run may resume with others.
-RUNTIME_FIELDS = {"train": ("progress", "device")}
+RUNTIME_FIELDS = {"train": ("progress", "device", "save_every_s")}
+_clock = time.monotonic  # of the resume-point interval (a module name, so that tests can set the time)
 _RESUME_KEYS = ("config", "model", "optimizer", "similarity", "rng", "history", "best", "since_best", "epoch")
 
 
@@ -460,15 +461,17 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
             start_epoch = ckpt["epoch"] + 1
         files.write_json(out / "config.json", {**config.to_dict(), "data": signature})
 
-    def checkpoint(epoch: int, full: bool) -> dict[str, Any]:
+    def checkpoint(epoch: int, weights: dict[str, torch.Tensor], full: bool) -> dict[str, Any]:
         ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config.to_dict(),
-                "data": signature, "epoch": epoch, "model": model.state_dict()}
+                "data": signature, "epoch": epoch, "model": weights}
         if full:
             ckpt.update(optimizer=optimizer.state_dict(), similarity=losses.similarity.cpu(), rng=_rng_state(shuffle),
                         history=history, best=best.to_dict(), since_best=best.since)
         return ckpt
 
     best_state = None
+    best_unsaved = False  # best_state is newer than checkpoint_best.pt
+    last_saved = _clock()
     steps = num_batches(len(train_dialogues), tc.batch_size)
     progress = EpochProgress(tc.epochs, steps, enabled=tc.progress)  # text in a notebook, tqdm in a terminal
     for epoch in range(start_epoch, tc.epochs + 1):
@@ -497,10 +500,18 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
         history.append(record)
         if best.update(epoch, valid["weighted_f1"]):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if out is not None:
-                files.save_torch(out / "checkpoint_best.pt", checkpoint(epoch, full=False))
-        if out is not None:
-            files.save_torch(last_path, checkpoint(epoch, full=True))
+            best_unsaved = True
+        # The two checkpoints are written together, so that checkpoint_best.pt always holds the
+        # best epoch of the history in checkpoint_last.pt (or, between the two writes, a newer one,
+        # which resuming detects); writing them less often than every epoch is what makes short
+        # GPU epochs fast (a 0.9 GB write took ~1.7 s against a 0.9 s H100 epoch).
+        ending = epoch == tc.epochs or best.exhausted(tc.patience)
+        if out is not None and (ending or _clock() - last_saved >= tc.save_every_s):
+            if best_unsaved:
+                files.save_torch(out / "checkpoint_best.pt", checkpoint(best.epoch, best_state, full=False))
+                best_unsaved = False
+            files.save_torch(last_path, checkpoint(epoch, model.state_dict(), full=True))
+            last_saved = _clock()
         if callback is not None:
             callback(epoch, record)
     progress.close()
@@ -508,7 +519,11 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
     if not history:
         raise ValueError(f"{out}: nothing to train: the run already finished {tc.epochs} epochs")
     if best_state is None:  # resumed after the best epoch: read it back from its checkpoint
-        best_state = files.load_torch(out / "checkpoint_best.pt", map_location=device)["model"]
+        best_ckpt = files.load_torch(out / "checkpoint_best.pt", map_location=device)
+        if best_ckpt.get("epoch") != best.epoch:  # interrupted between the two writes, then replayed differently
+            raise DataError(f"{out / 'checkpoint_best.pt'}: holds epoch {best_ckpt.get('epoch')}, not the chosen "
+                            f"epoch {best.epoch}; pass --overwrite to train the run again")
+        best_state = best_ckpt["model"]
     model.load_state_dict(best_state)
     model.eval()
     preds = predict(model, test_dialogues, tc.batch_size, device, amp=tc.amp)

@@ -150,12 +150,13 @@ def test_resume_checks_the_best_checkpoint_first(tmp_path, corpus, monkeypatch):
         if epoch == 2:
             raise KeyboardInterrupt
 
+    cfg = tiny(epochs=4, save_every_s=0.0)  # a resume point after every epoch
     with pytest.raises(KeyboardInterrupt):
-        train(tiny(epochs=4), corpus, out, callback=stop)
+        train(cfg, corpus, out, callback=stop)
     (out / "checkpoint_best.pt").unlink()
     epochs = []
     with pytest.raises(DataError, match="checkpoint_best.pt .*missing.*--overwrite"):
-        train(tiny(epochs=4), corpus, out, resume=True, callback=lambda e, r: epochs.append(e))
+        train(cfg, corpus, out, resume=True, callback=lambda e, r: epochs.append(e))
     assert epochs == []  # refused before any epoch ran
 
 

@@ -89,7 +89,7 @@ def test_run_folder_and_protocols(tmp_path, corpus):
 
 
 def test_resume_equals_uninterrupted(tmp_path, corpus):
-    cfg = tiny(epochs=4)
+    cfg = tiny(epochs=4, save_every_s=0.0)  # a resume point after every epoch: resumes from epoch 2
     full = train(cfg, corpus, tmp_path / "full").metrics
 
     def stop_after_two(epoch, record):
@@ -104,6 +104,88 @@ def test_resume_equals_uninterrupted(tmp_path, corpus):
     assert strip(resumed["history"]) == strip(full["history"])
     assert resumed["test"] == full["test"]
     assert resumed["chosen_epoch"] == full["chosen_epoch"]
+
+
+def _saved_epochs(monkeypatch):
+    """Record (file name, epoch) of every checkpoint the training loop writes."""
+    import safsd_glnet.train as train_module
+
+    saved = []
+    real = train_module.files.save_torch
+    monkeypatch.setattr(train_module.files, "save_torch",
+                        lambda path, obj: saved.append((path.name, obj["epoch"])) or real(path, obj))
+    return saved
+
+
+@pytest.mark.parametrize("every, expected", [
+    (0.0, [1, 2, 3, 4]),  # 0: after every epoch
+    (1e9, [4]),  # never by time: after the last epoch only
+])
+def test_the_resume_point_is_written_as_often_as_save_every_s_says(tmp_path, corpus, monkeypatch, every, expected):
+    saved = _saved_epochs(monkeypatch)
+    run = train(tiny(epochs=4, save_every_s=every), corpus, tmp_path / "run")
+    assert [e for name, e in saved if name == "checkpoint_last.pt"] == expected
+    # checkpoint_best.pt is written only just before a resume point, with the best epoch so far,
+    # so that the pair on disk always agrees; the last one holds the chosen epoch's weights.
+    for i, (name, epoch) in enumerate(saved):
+        if name == "checkpoint_best.pt":
+            assert saved[i + 1][0] == "checkpoint_last.pt" and epoch <= saved[i + 1][1], saved
+    best = run.metrics["chosen_epoch"]
+    assert [e for name, e in saved if name == "checkpoint_best.pt"][-1] == best
+    if every > 0:
+        assert saved == [("checkpoint_best.pt", best), ("checkpoint_last.pt", 4)]
+    best_ckpt = torch.load(tmp_path / "run" / "checkpoint_best.pt", weights_only=True)
+    assert best_ckpt["epoch"] == best
+    for name, value in run.model.state_dict().items():
+        assert torch.equal(best_ckpt["model"][name].to(value.device), value), name
+
+
+def test_the_resume_point_is_written_by_time_and_when_early_stopping_ends_the_run(tmp_path, corpus, monkeypatch):
+    import safsd_glnet.train as train_module
+
+    clock = iter(range(0, 10_000, 25))  # 25 s pass between two readings of the clock
+    monkeypatch.setattr(train_module, "_clock", lambda: float(next(clock)))
+    saved = _saved_epochs(monkeypatch)
+    run = train(tiny(epochs=40, patience=4, save_every_s=60.0), corpus, tmp_path / "run")
+    last = [e for name, e in saved if name == "checkpoint_last.pt"]
+    assert run.metrics["stopped_early"] and last[-1] == run.metrics["epochs_run"] and len(last) >= 2
+    # The clock is read at the start, after each epoch and after each save (each reading 25 s
+    # later), so every third epoch is the first at least 60 s after the previous save.
+    assert last[:-1] == list(range(3, run.metrics["epochs_run"], 3))
+
+
+def test_resume_with_no_resume_point_yet_starts_again_and_equals_uninterrupted(tmp_path, corpus):
+    cfg = tiny(epochs=4, save_every_s=1e9)
+    full = train(cfg, corpus, tmp_path / "full").metrics
+
+    def stop_after_two(epoch, record):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, corpus, tmp_path / "cut", callback=stop_after_two)
+    assert not (tmp_path / "cut" / "checkpoint_last.pt").exists()
+    epochs = []
+    resumed = train(cfg, corpus, tmp_path / "cut", resume=True, callback=lambda e, r: epochs.append(e)).metrics
+    assert epochs == [1, 2, 3, 4]
+    assert resumed["test"] == full["test"]
+
+
+def test_a_best_checkpoint_of_another_epoch_is_refused_at_the_end(tmp_path, corpus):
+    cfg = tiny(epochs=3, save_every_s=0.0)
+
+    def stop_at_the_end(epoch, record):
+        if epoch == 3:
+            raise KeyboardInterrupt  # after both checkpoints, before metrics.json
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, corpus, tmp_path / "run", callback=stop_at_the_end)
+    path = tmp_path / "run" / "checkpoint_best.pt"
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["epoch"] = ckpt["epoch"] % 3 + 1  # as if written by a replay that went another way
+    torch.save(ckpt, path)
+    with pytest.raises(DataError, match=r"checkpoint_best.pt: holds epoch \d, not the chosen epoch \d.*--overwrite"):
+        train(cfg, corpus, tmp_path / "run", resume=True)
 
 
 def test_resume_refuses_another_config(tmp_path, corpus):
