@@ -241,7 +241,7 @@ def markdown(results: dict[str, Any]) -> str:
     for dataset, models in results["results"].items():
         for model, r in models.items():
             s = r["summary"]
-            ref = README_WF1.get((dataset, model))
+            ref = None if results.get("features") else README_WF1.get((dataset, model))  # frozen MiniLM's
             seeds = f"{len(r['seeds'])}" + (" (deterministic)" if r.get("deterministic") else "")
             lines.append(f"| {dataset} | {model} | {fmt(s, 'accuracy')} | {fmt(s, 'weighted_f1')} | "
                          f"{fmt(s, 'macro_f1')} | {fmt(s, 'valid_weighted_f1')} | "
