@@ -194,7 +194,7 @@ class TrainConfig:
     grad_clip: float | None = None  # max gradient norm; None = no clipping
     progress: bool = True  # a progress bar per epoch
     # checkpoint_last.pt (the resume point: weights, optimiser, random states; 0.9 GB at the paper size,
-    # 1.8-2.7 s to write on a 2-core CPU) is written at most every this many seconds, after the last
+    # 1.3-2.7 s to write on a 2-core CPU) is written at most every this many seconds, after the last
     # epoch, and when early stopping ends the run; 0 = after every epoch. An interrupted run loses at
     # most this much work. Runtime only: changing it does not make another run.
     save_every_s: float = 60.0
