@@ -88,16 +88,20 @@ def test_run_folder_and_protocols(tmp_path, corpus):
     assert info["epoch"] == m["chosen_epoch"]
 
 
-def test_resume_equals_uninterrupted(tmp_path, corpus):
-    cfg = tiny(epochs=4, save_every_s=0.0)  # a resume point after every epoch: resumes from epoch 2
-    full = train(cfg, corpus, tmp_path / "full").metrics
-
-    def stop_after_two(epoch, record):
-        if epoch == 2:
+def _train_interrupted_after(cfg, corpus, out, last_epoch):
+    """Train into ``out`` and stop with a KeyboardInterrupt (as Ctrl-C would) after ``last_epoch``."""
+    def stop(epoch, record):
+        if epoch == last_epoch:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, corpus, tmp_path / "cut", callback=stop_after_two)
+        train(cfg, corpus, out, callback=stop)
+
+
+def test_resume_equals_uninterrupted(tmp_path, corpus):
+    cfg = tiny(epochs=4, save_every_s=0.0)  # a resume point after every epoch: resumes from epoch 2
+    full = train(cfg, corpus, tmp_path / "full").metrics
+    _train_interrupted_after(cfg, corpus, tmp_path / "cut", 2)
     assert not (tmp_path / "cut" / "metrics.json").exists()
     resumed = train(cfg, corpus, tmp_path / "cut", resume=True).metrics
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
@@ -157,13 +161,7 @@ def test_the_resume_point_is_written_by_time_and_when_early_stopping_ends_the_ru
 def test_resume_with_no_resume_point_yet_starts_again_and_equals_uninterrupted(tmp_path, corpus):
     cfg = tiny(epochs=4, save_every_s=1e9)
     full = train(cfg, corpus, tmp_path / "full").metrics
-
-    def stop_after_two(epoch, record):
-        if epoch == 2:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, corpus, tmp_path / "cut", callback=stop_after_two)
+    _train_interrupted_after(cfg, corpus, tmp_path / "cut", 2)
     assert not (tmp_path / "cut" / "checkpoint_last.pt").exists()
     epochs = []
     resumed = train(cfg, corpus, tmp_path / "cut", resume=True, callback=lambda e, r: epochs.append(e)).metrics
@@ -173,13 +171,7 @@ def test_resume_with_no_resume_point_yet_starts_again_and_equals_uninterrupted(t
 
 def test_a_best_checkpoint_of_another_epoch_is_refused_at_the_end(tmp_path, corpus):
     cfg = tiny(epochs=3, save_every_s=0.0)
-
-    def stop_at_the_end(epoch, record):
-        if epoch == 3:
-            raise KeyboardInterrupt  # after both checkpoints, before metrics.json
-
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, corpus, tmp_path / "run", callback=stop_at_the_end)
+    _train_interrupted_after(cfg, corpus, tmp_path / "run", 3)  # after both checkpoints, before metrics.json
     path = tmp_path / "run" / "checkpoint_best.pt"
     ckpt = torch.load(path, weights_only=True)
     ckpt["epoch"] = ckpt["epoch"] % 3 + 1  # as if written by a replay that went another way
