@@ -301,7 +301,7 @@ def combine(paths: list[Path], out: Path, md: str | None) -> int:
     for path, part in zip(paths, parts):
         for key in ("encoder", "features", "context", "seeds", "standardise", "overrides"):
             if part.get(key) != merged.get(key):
-                raise ValueError(f"{path}: {key}={part[key]!r} differs from {paths[0]}'s {merged[key]!r}")
+                raise ValueError(f"{path}: {key}={part.get(key)!r} differs from {paths[0]}'s {merged.get(key)!r}")
         for key in ("git_commit", "uncommitted_changes"):
             if part["machine"].get(key) != merged["machine"].get(key):
                 raise ValueError(f"{path}: made from another commit or working tree than {paths[0]} ({key})")
