@@ -81,6 +81,8 @@ PARAMETER_FIELDS = {
     "SIMILARITY": "loss.similarity",
     "SAF_MODE": "loss.saf_mode",
     "SAF_LAMBDA": "loss.saf_lambda",
+    "SAF_EPS": "loss.saf_eps",
+    "SAF_BETA": "loss.saf_beta",
     "GAMMA": "loss.gamma",
     "USE_DISTILLATION": "loss.use_distillation",
     "TEACHER_WEIGHT": "loss.teacher_weight",

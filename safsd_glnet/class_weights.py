@@ -1,7 +1,9 @@
-"""Per-class weights of the losses: the teacher cross-entropy's weights and SAF's alpha, both from
-the training split's class counts (or the reference code's IEMOCAP constants)."""
+"""Per-class weights of the losses: the teacher cross-entropy's weights and SAF's weights abar, both
+from the training split's class counts, and the reference code's IEMOCAP alpha for SAF's
+``"reference"`` mode."""
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -11,16 +13,22 @@ from .facts import REFERENCE_ALPHA_IEMOCAP
 from .loss_checks import iemocap_order
 
 
-def _inverse_frequency(fn: str, counts: Any) -> torch.Tensor:
-    """1 / frequency per class (float64); classes with zero count get the largest weight."""
+def _checked_counts(fn: str, counts: Any) -> torch.Tensor:
+    """``counts`` as a float64 (C,) tensor of finite, non-negative values that are not all zero."""
     cnt = torch.as_tensor(np.asarray(counts, dtype=np.float64))
     if cnt.dim() != 1 or cnt.numel() == 0:
         raise ValueError(f"{fn}: counts must be a non-empty 1-D sequence, got shape {tuple(cnt.shape)}")
     if not torch.isfinite(cnt).all() or (cnt < 0).any():
         raise ValueError(f"{fn}: counts must be finite and >= 0, got {cnt.tolist()}")
-    total = cnt.sum()
-    if total <= 0:
+    if cnt.sum() <= 0:
         raise ValueError(f"{fn}: counts are all zero, cannot form class frequencies")
+    return cnt
+
+
+def _inverse_frequency(fn: str, counts: Any) -> torch.Tensor:
+    """1 / frequency per class (float64); classes with zero count get the largest weight."""
+    cnt = _checked_counts(fn, counts)
+    total = cnt.sum()
     present = cnt > 0
     inv = torch.zeros_like(cnt)
     inv[present] = total / cnt[present]
@@ -53,29 +61,35 @@ def class_frequency_weights(counts: Any, kind: str = "inverse") -> torch.Tensor:
     raise ValueError(f"{fn}: kind={kind!r}, expected 'inverse' or 'none'")
 
 
-def saf_alpha(counts: Any, kind: str = "inverse", class_names: Sequence[str] | None = None) -> torch.Tensor:
-    """SAF class weights alpha (C,) float32.
+def saf_class_weights(counts: Any, beta: float = 0.5) -> torch.Tensor:
+    r"""SAF's class weights abar (C,) float32, read at the TRUE class of each sample (SPEC.md, amended).
 
-    * ``"inverse"``: alpha_c = (1 / f_c) / sum_k (1 / f_k), summing to 1 (zero counts as in
-      :func:`class_frequency_weights`).
-    * ``"uniform"``: alpha_c = 1 / C.
-    * ``"reference"``: :data:`REFERENCE_ALPHA_IEMOCAP`, reordered to ``class_names``, which must
-      be a permutation of :data:`IEMOCAP_CLASSES` (the reference has no constants for MELD).
+    .. math::
+
+        \bar\alpha_c = \frac{f_c^{-\beta}}{\sum_k f_k \, f_k^{-\beta}}, \qquad f_c = n_c / \sum_k n_k
+
+    so that the training split's mean of abar_{y_i}, sum_c f_c abar_c, is exactly 1: a SAF student
+    term then has the scale of a CE term (the first SPEC's weights summed to 1 and made it about C
+    times smaller). ``beta`` = 0 gives abar = 1 (uniform), 1 inverse frequency (abar_c = 1 / (C f_c)),
+    0.5 (the default) the square root between them. A class absent from the training split is never
+    a true class there; it gets the largest present weight, so the vector stays finite.
     """
-    fn = "saf_alpha"
-    if kind == "inverse":
-        inv = _inverse_frequency(fn, counts)
-        return (inv / inv.sum()).to(torch.float32)
-    cnt = np.asarray(counts)
-    if cnt.ndim != 1 or cnt.size == 0:
-        raise ValueError(f"{fn}: counts must be a non-empty 1-D sequence, got shape {cnt.shape}")
-    if kind == "uniform":
-        return torch.full((cnt.size,), 1.0 / cnt.size, dtype=torch.float32)
-    if kind == "reference":
-        if class_names is None:
-            raise ValueError(f"{fn}: kind 'reference' needs class_names to order the IEMOCAP constants")
-        order = iemocap_order(fn, class_names, "the 'reference' alpha")
-        if cnt.size != len(order):
-            raise ValueError(f"{fn}: {cnt.size} counts for {len(order)} class names")
-        return torch.tensor([REFERENCE_ALPHA_IEMOCAP[k] for k in order], dtype=torch.float32)
-    raise ValueError(f"{fn}: kind={kind!r}, expected 'inverse', 'uniform' or 'reference'")
+    fn = "saf_class_weights"
+    if not (isinstance(beta, (int, float)) and not isinstance(beta, bool) and math.isfinite(beta) and beta >= 0):
+        raise ValueError(f"{fn}: beta={beta!r} must be a finite number >= 0")
+    cnt = _checked_counts(fn, counts)
+    f = cnt / cnt.sum()
+    present = f > 0
+    raw = torch.zeros_like(f)
+    raw[present] = f[present].pow(-float(beta))
+    raw[~present] = raw[present].max()
+    return (raw / (f * raw).sum()).to(torch.float32)
+
+
+def reference_alpha(class_names: Sequence[str]) -> torch.Tensor:
+    """The reference code's SAF alpha (C,) float32 (:data:`REFERENCE_ALPHA_IEMOCAP`), reordered to
+    ``class_names``, which must be a permutation of the IEMOCAP classes: the reference has no
+    constants for any other corpus. Used only by SAF's ``"reference"`` mode."""
+    order = iemocap_order("reference_alpha", class_names, "loss.saf_mode='reference' (the reference code's alpha)",
+                          "use loss.saf_mode='soft' or 'penalty'")
+    return torch.tensor([REFERENCE_ALPHA_IEMOCAP[k] for k in order], dtype=torch.float32)

@@ -237,19 +237,19 @@ def save(comparison: Comparison, path: str | Path, split: str, results: dict[str
     return Path(path)
 
 
-def soft_target_rows(corpus, similarity: str = "vad", alpha: str = "inverse") -> list[dict[str, Any]]:
-    """For each true class of ``corpus``: the mass soft SAF's target (gamma 0,
-    :func:`~safsd_glnet.losses.soft_saf_target`) puts on it, and the class the target favours.
+def saf_target_rows(corpus, loss) -> list[dict[str, Any]]:
+    """For each true class of ``corpus``: the mass that the target SAF teaches at gamma 0
+    (:func:`~safsd_glnet.losses.saf_target`) puts on it, and the class the target favours.
 
-    ``similarity`` names the source of S (the prototype source needs a trained model and is
-    not offered here); ``alpha`` the SAF class weights from the training split's counts."""
-    from .class_weights import saf_alpha
-    from .losses import soft_saf_target
+    ``loss`` is a :class:`~safsd_glnet.config.LossConfig` (its ``saf_mode``, ``saf_eps`` and
+    ``similarity``; the ``"prototype"`` source needs a trained model and is not offered here)."""
+    from .class_weights import reference_alpha
+    from .losses import saf_target
     from .similarity import similarity_matrix
 
     names = list(corpus.class_names)
-    target = soft_saf_target(similarity_matrix(similarity, names),
-                             saf_alpha(corpus.class_counts("train"), alpha, names)).numpy()
+    alpha = reference_alpha(names) if loss.saf_mode == "reference" else None
+    target = saf_target(similarity_matrix(loss.similarity, names), loss.saf_mode, loss.saf_eps, alpha).numpy()
     rows = []
     for y, name in enumerate(names):
         top = int(np.argmax(target[y]))
@@ -258,8 +258,8 @@ def soft_target_rows(corpus, similarity: str = "vad", alpha: str = "inverse") ->
     return rows
 
 
-def format_soft_target_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-    """:func:`soft_target_rows` as table cells; a favoured class that is not the true one is marked."""
+def format_saf_target_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """:func:`saf_target_rows` as table cells; a favoured class that is not the true one is marked."""
     return [{"true class": r["class"], "target mass on it": f"{r['p_true']:.2f}",
              "target's most likely class": f"{r['favoured']} ({r['p_favoured']:.2f})"
              + ("" if r["favoured"] == r["class"] else " **not the true class**")} for r in rows]

@@ -7,6 +7,8 @@ SPEC.md is a field here, so an ablation is a config change and nothing else. Pre
   0.5, Adam 1e-4, batch 16, 80 epochs, GCN K = 4, mask p = 0.5, gamma 2, T = 1).
 * ``paper-meld``: the same model with MELD's reference settings (SPEC.md): Adam 5e-6, batch 8,
   90 epochs, and T = 8 as in SDT.
+* ``paper-reference``: ``paper`` with SAF as the reference code computes it (``saf_mode="reference"``,
+  the prior similarity; IEMOCAP only), for users who want the authors' intent.
 * ``small``: the same model at H = 128, fast enough to train on a laptop CPU in minutes.
 * ``tiny``: H = 16 and a handful of epochs, for tests.
 
@@ -151,11 +153,15 @@ class LossConfig:
     distill_weight: float = 1.0  # g3, KL self-distillation teacher -> students
     class_weights: str = "inverse"  # CE weights: "inverse" (1/frequency, reference) or "none"
     use_saf: bool = True  # ablation: False trains students with plain CE
-    saf_mode: str = "soft"  # "soft" (similarity-smoothed focal) or "penalty"
+    # SAF (SPEC.md, amended; safsd_glnet.losses): "soft" (target smoothed towards the similar classes),
+    # "penalty" (focal loss times 1 + lambda * mass on the similar classes), or "reference" (the
+    # reference code's formula with its IEMOCAP alpha, for comparison; IEMOCAP classes only)
+    saf_mode: str = "soft"
     similarity: str = "vad"  # S: "prior", "vad", "prototype" or "identity"
     gamma: float = 2.0  # focal exponent
-    saf_lambda: float = 1.0  # weight of the similar-class penalty ("penalty" mode)
-    alpha: str = "inverse"  # SAF class weights: "inverse" (normalised 1/freq), "uniform", "reference"
+    saf_eps: float = 0.1  # soft mode: target mass moved from the true class to its similar classes, in [0, 0.5)
+    saf_lambda: float = 1.0  # penalty mode: weight of the probability on the similar classes
+    saf_beta: float = 0.5  # class weights abar_c ~ f_c^-beta at the true class (0 uniform, 1 inverse frequency)
     vad_sigma: float = 0.5  # bandwidth of S = exp(-||vad_i - vad_j||^2 / sigma^2)
     use_distillation: bool = True  # ablation: False drops the KL term
     temperature: float = 1.0  # T of the softened distributions
@@ -165,15 +171,17 @@ class LossConfig:
         check_field_types(self)
         checks = {
             "class_weights": ("inverse", "none"),
-            "saf_mode": ("soft", "penalty"),
+            "saf_mode": ("soft", "penalty", "reference"),
             "similarity": ("prior", "vad", "prototype", "identity"),
-            "alpha": ("inverse", "uniform", "reference"),
         }
         for name, allowed in checks.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"LossConfig: {name}={getattr(self, name)!r}, expected one of {allowed}")
-        for name in ("teacher_weight", "student_weight", "distill_weight", "gamma", "saf_lambda"):
+        for name in ("teacher_weight", "student_weight", "distill_weight", "gamma", "saf_lambda", "saf_beta"):
             _finite_at_least(self, name, 0.0)
+        if not (math.isfinite(self.saf_eps) and 0.0 <= self.saf_eps < 0.5):
+            # At eps >= 0.5 the soft target could favour a similar class over the true one.
+            raise ValueError(f"LossConfig: saf_eps={self.saf_eps} must lie in [0, 0.5)")
         for name in ("temperature", "vad_sigma"):
             _finite_positive(self, name)
 
@@ -246,6 +254,8 @@ class Config:
                 _drop_implementation_fields(sub)
                 # Configurations written before the field existed trained on raw features.
                 sub.setdefault("standardise", False)
+            if name == "loss":
+                _drop_first_saf_fields(sub)
             known = {f.name for f in dataclasses.fields(kind)}
             unknown = set(sub) - known
             if unknown:
@@ -299,6 +309,15 @@ def _drop_implementation_fields(model: dict[str, Any]) -> None:
                       DeprecationWarning, stacklevel=3)
 
 
+def _drop_first_saf_fields(loss: dict[str, Any]) -> None:
+    """Configurations written before SPEC.md's amended SAF loss hold ``loss.alpha`` (the first
+    SPEC's weights inside soft SAF's sum). That loss exists now only as ``saf_mode="reference"``;
+    the field is dropped so that their checkpoints and run folders still load for evaluation and
+    prediction (the model's weights do not depend on it). Their ``saf_eps`` and ``saf_beta`` take
+    today's defaults, so such a run, trained again, is a run of the amended loss."""
+    loss.pop("alpha", None)
+
+
 def parse_value(raw: str, field_type: str | None = None) -> Any:
     """Read one override value: ``"64"`` -> 64, ``"false"`` -> False, ``"null"`` -> None,
     ``"tav"`` -> ``"tav"``.
@@ -340,6 +359,10 @@ def preset(name: str) -> Config:
             model=ModelConfig(hidden=128, heads=4, dropout=0.3),
             train=TrainConfig(lr=1e-3, epochs=30, patience=10),
         )
+    if name == "paper-reference":
+        # The authors' intent for IEMOCAP: the paper preset with the reference code's SAF (its alpha
+        # inside the sum, the hand-set prior S). Kept for comparison: SPEC.md's amended loss is the default.
+        return Config(loss=LossConfig(saf_mode="reference", similarity="prior"))
     if name == "tiny":
         return Config(
             model=ModelConfig(hidden=16, heads=2, dropout=0.1, gcn_layers=2),
@@ -348,5 +371,5 @@ def preset(name: str) -> Config:
     raise ValueError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}")
 
 
-PRESETS = ("paper", "paper-meld", "small", "tiny")
+PRESETS = ("paper", "paper-meld", "paper-reference", "small", "tiny")
 PAPER_PRESET_FOR = {"iemocap": "paper", "meld": "paper-meld"}  # the reference settings of each corpus

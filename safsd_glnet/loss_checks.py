@@ -14,23 +14,33 @@ import torch
 
 from .facts import IEMOCAP_CLASSES
 
-SAF_MODES = ("soft", "penalty")
+SAF_MODES = ("soft", "penalty", "reference")
+MAX_SAF_EPS = 0.5  # soft SAF keeps 1 - eps > eps on the true class only below this
 REDUCTIONS = ("mean", "sum", "none")
 
 
 def logits_and_labels(fn: str, logits: torch.Tensor, labels: torch.Tensor, *, reduction: str | None = None,
-                      gamma: float | None = None, lam: float | None = None, mode: str | None = None) -> None:
+                      gamma: float | None = None, lam: float | None = None, mode: str | None = None,
+                      eps: float | None = None) -> None:
     """All the checks of a loss function's arguments: shapes, label range, and the scalars given."""
     _check_logits_labels(fn, logits, labels)
     if reduction is not None and reduction not in REDUCTIONS:
         raise ValueError(f"{fn}: reduction={reduction!r}, expected one of {REDUCTIONS}")
-    if mode is not None and mode not in SAF_MODES:
-        raise ValueError(f"{fn}: mode={mode!r}, expected one of {SAF_MODES}")
     if gamma is not None and not (math.isfinite(gamma) and gamma >= 0):
         raise ValueError(f"{fn}: gamma={gamma!r} must be finite and >= 0")
     if lam is not None and not (math.isfinite(lam) and lam >= 0):
         # A negative lambda could make the penalty factor negative, i.e. reward the confusion.
         raise ValueError(f"{fn}: lam={lam!r} must be finite and >= 0")
+    saf_scalars(fn, mode=mode, eps=eps)
+
+
+def saf_scalars(fn: str, *, mode: str | None = None, eps: float | None = None) -> None:
+    """SAF's mode is one of :data:`SAF_MODES`; soft mode's eps lies in [0, 0.5)."""
+    if mode is not None and mode not in SAF_MODES:
+        raise ValueError(f"{fn}: mode={mode!r}, expected one of {SAF_MODES}")
+    if eps is not None and not (math.isfinite(eps) and 0 <= eps < MAX_SAF_EPS):
+        # At eps >= 0.5 a similar class could get as much target mass as the true one.
+        raise ValueError(f"{fn}: eps={eps!r} must lie in [0, {MAX_SAF_EPS})")
 
 
 def class_matrix(fn: str, value: Any, num_classes: int, like: torch.Tensor) -> torch.Tensor:
@@ -56,13 +66,13 @@ def normalise_names(fn: str, class_names: Sequence[str]) -> list[str]:
     return names
 
 
-def iemocap_order(fn: str, class_names: Sequence[str], what: str) -> list[int]:
+def iemocap_order(fn: str, class_names: Sequence[str], what: str, instead: str) -> list[int]:
     """Index into IEMOCAP_CLASSES of every name in ``class_names`` (a permutation of them)."""
     names = normalise_names(fn, class_names)
     if sorted(names) != sorted(IEMOCAP_CLASSES):
         raise ValueError(
             f"{fn}: {what} exists only for the IEMOCAP class set {IEMOCAP_CLASSES}, "
-            f"got class_names={list(class_names)!r}; use 'vad' (similarity) or 'inverse' (alpha) instead"
+            f"got class_names={list(class_names)!r}; {instead}"
         )
     return [IEMOCAP_CLASSES.index(n) for n in names]
 

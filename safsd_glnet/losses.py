@@ -10,16 +10,26 @@ The training objective (SPEC.md, "Losses") is
 Every function here reads the flat tensors of real utterances only (``batch.labels[batch.real]``
 and the matching model outputs), so padding never reaches a loss.
 
-SAF (p = softmax(logits), alpha_c class weights, gamma focal exponent, S a C x C similarity with
-S[c, c] = 1):
+SAF (SPEC.md, "Similarity-Aware Focal loss", amended). p = softmax(logits), y_i the true class,
+gamma the focal exponent, S a C x C similarity with S[c, c] = 1, Shat its row-normalised
+off-diagonal part (Shat_y[c] = S[y, c] / sum_{k != y} S[y, k] for c != y, Shat_y[y] = 0), and
+abar_c the class weights of :func:`saf_class_weights` (mean 1 over the training split's labels):
 
-* ``"soft"``:    SAF_i = sum_c S[y_i, c] * alpha_c * (1 - p_ic)^gamma * (-log p_ic)
-* ``"penalty"``: SAF_i = alpha_{y_i} * (1 - p_{i,y_i})^gamma * (-log p_{i,y_i})
-                         * (1 + lambda * sum_{c != y_i} S[y_i, c] * p_ic)
+* ``"soft"``:      q_i = (1 - eps) e_{y_i} + eps Shat_{y_i}
+                   SAF_i = abar_{y_i} * sum_c q_ic * (1 - p_ic)^gamma * (-log p_ic)
+* ``"penalty"``:   SAF_i = abar_{y_i} * (1 - p_{i,y_i})^gamma * (-log p_{i,y_i})
+                           * (1 + lambda * sum_{c != y_i} Shat_{y_i}[c] * p_ic)
+* ``"reference"``: SAF_i = sum_c S[y_i, c] * alpha_c * (1 - p_ic)^gamma * (-log p_ic), the reference
+                   code's formula computed per sample, with its IEMOCAP alpha (the first SPEC's
+                   loss, kept for comparison: a rarer similar class can outweigh the true one).
 
-With S = identity, "soft" is exactly the focal loss of Lin et al. (:func:`focal_loss`). The
-reference code broadcast S over the batch (an N x N x C tensor) and so ignored each sample's
-own label; here row ``S[y_i]`` is gathered per sample.
+A row of S with no off-diagonal mass (S = identity, or the prototype source before its first
+refresh) has nothing to smooth towards: soft mode then keeps its whole target on the true class
+(q_i = e_{y_i}), so that soft and penalty with S = I are both the class-weighted focal loss of
+:func:`focal_loss`, and with gamma = 0, beta = 0 plain CE (SPEC.md asks both; a literal
+(1 - eps) e_y would scale that row's loss by 1 - eps). The reference code broadcast S over the
+batch (an N x N x C tensor) and so ignored each sample's own label; here rows are gathered per
+sample.
 
 Sources of S (:func:`similarity_matrix`): ``"identity"``, ``"prior"`` (the reference's
 hand-set IEMOCAP matrix), ``"vad"`` (a Gaussian kernel on NRC-VAD valence/arousal/dominance)
@@ -35,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from . import loss_checks as check
-from .class_weights import class_frequency_weights, saf_alpha  # noqa: F401  (part of the losses' API)
+from .class_weights import class_frequency_weights, reference_alpha, saf_class_weights  # noqa: F401  (the losses' API)
 from .config import LossConfig
 from .facts import IEMOCAP_CLASSES, MELD_CLASSES, NRC_VAD, PRIOR_IEMOCAP, REFERENCE_ALPHA_IEMOCAP  # noqa: F401
 from .loss_checks import REDUCTIONS, SAF_MODES  # noqa: F401
@@ -52,20 +62,38 @@ def _focal(log_p: torch.Tensor, alpha: torch.Tensor, gamma: float) -> torch.Tens
     return alpha * _one_minus_p(log_p).pow(gamma) * (-log_p)
 
 
+def similar_shares(similarity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shat (C, C), the row-normalised off-diagonal part of S, and (C,) whether each row has any.
+
+    Shat[y, c] = S[y, c] / sum_{k != y} S[y, k] for c != y and Shat[y, y] = 0; a row whose
+    off-diagonal entries are all 0 gives a zero row and ``False``.
+    """
+    off = similarity * (1.0 - torch.eye(similarity.shape[0], dtype=similarity.dtype, device=similarity.device))
+    mass = off.sum(dim=1, keepdim=True)  # (C, 1)
+    has_mass = mass.squeeze(1) > 0
+    return off / torch.where(mass > 0, mass, torch.ones_like(mass)), has_mass
+
+
 def _saf(logits: torch.Tensor, labels: torch.Tensor, sim: torch.Tensor, alpha: torch.Tensor, gamma: float,
-         mode: str, lam: float) -> torch.Tensor:
-    """(N,) per-sample SAF; ``sim`` (C, C) and ``alpha`` (C,) in the dtype of ``logits``."""
+         mode: str, lam: float, eps: float) -> torch.Tensor:
+    """(N,) per-sample SAF; ``sim`` (C, C) and ``alpha`` (C,) in the dtype of ``logits``.
+
+    ``alpha`` is abar (read at the true class) in "soft" and "penalty", and the reference alpha
+    (inside the sum over classes) in "reference"."""
     log_p = F.log_softmax(logits, dim=1)  # (N, C)
-    rows = sim[labels]  # (N, C): S[y_i, :], the per-sample row the reference failed to take
-    if mode == "soft":
+    if mode == "reference":
+        rows = sim[labels]  # (N, C): S[y_i, :], the per-sample row the reference failed to take
         return (rows * _focal(log_p, alpha.unsqueeze(0), gamma)).sum(dim=1)
+    shares, has_mass = similar_shares(sim)
+    similar = shares[labels]  # (N, C): Shat_{y_i}, zero at the true class
+    weight_y = alpha[labels]  # (N,): abar_{y_i}
+    if mode == "soft":
+        true_mass = 1.0 - eps * has_mass[labels].to(log_p.dtype)  # (N,): 1 - eps, or 1 for a row with no mass
+        target = eps * similar + true_mass.unsqueeze(1) * F.one_hot(labels, log_p.shape[1]).to(log_p.dtype)
+        return weight_y * (target * _focal(log_p, 1.0, gamma)).sum(dim=1)
     log_p_y = log_p.gather(1, labels.unsqueeze(1)).squeeze(1)  # (N,)
-    focal_y = _focal(log_p_y, alpha[labels], gamma)
-    # Probability mass on classes similar to the true one; the true class itself is excluded by
-    # zeroing its entry of the row (S[y, y] = 1 would otherwise count p_y).
-    off_true = rows.scatter(1, labels.unsqueeze(1), 0.0)
-    similar_mass = (off_true * log_p.exp()).sum(dim=1)
-    return focal_y * (1.0 + lam * similar_mass)
+    similar_mass = (similar * log_p.exp()).sum(dim=1)  # sum_{c != y} Shat_y[c] p_c
+    return _focal(log_p_y, weight_y, gamma) * (1.0 + lam * similar_mass)
 
 
 def _weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -136,46 +164,57 @@ def focal_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: Any = None, ga
 
 
 def saf_loss(logits: torch.Tensor, labels: torch.Tensor, similarity: torch.Tensor, alpha: Any = None,
-             gamma: float = 2.0, mode: str = "soft", lam: float = 1.0,
+             gamma: float = 2.0, mode: str = "soft", lam: float = 1.0, eps: float = 0.1,
              reduction: str = "mean") -> torch.Tensor:
-    """Similarity-Aware Focal loss of (N, C) logits against (N,) labels.
-
-    With p = softmax(logits) (computed as exp(log_softmax) so that -log p never sees log 0):
-
-    * ``mode="soft"``:    SAF_i = sum_c S[y_i, c] * alpha_c * (1 - p_ic)^gamma * (-log p_ic)
-    * ``mode="penalty"``: SAF_i = alpha_{y_i} * (1 - p_{i,y_i})^gamma * (-log p_{i,y_i})
-                                  * (1 + lam * sum_{c != y_i} S[y_i, c] * p_ic)
+    """Similarity-Aware Focal loss of (N, C) logits against (N,) labels (formulas in the module
+    docstring; p = exp(log_softmax), so -log p never sees log 0).
 
     ``similarity`` S is (C, C) (row y_i is read for a sample of class y_i; S need not be
-    symmetric); ``alpha`` (C,), None meaning all ones. ``reduction``: "mean" over N (unweighted),
-    "sum", or "none" for the (N,) per-sample values. N = 0 gives a zero that is still on the
-    graph of ``logits``.
+    symmetric). ``alpha`` (C,), None meaning all ones: the class weights abar read at the true
+    class in modes "soft" and "penalty" (:func:`saf_class_weights`), the reference alpha inside
+    the sum in "reference" (:func:`reference_alpha`). ``eps`` in [0, 0.5) is soft mode's
+    smoothing towards the similar classes, ``lam`` >= 0 penalty mode's weight. ``reduction``:
+    "mean" over N (unweighted), "sum", or "none" for the (N,) per-sample values. N = 0 gives a
+    zero that is still on the graph of ``logits``.
     """
-    check.logits_and_labels("saf_loss", logits, labels, reduction=reduction, gamma=gamma, lam=lam, mode=mode)
+    check.logits_and_labels("saf_loss", logits, labels, reduction=reduction, gamma=gamma, lam=lam, mode=mode,
+                            eps=eps)
     c = logits.shape[1]
     sim = check.class_matrix("saf_loss", similarity, c, logits)
     a = torch.ones(c, dtype=logits.dtype, device=logits.device) if alpha is None else \
         check.class_vector("saf_loss", "alpha", alpha, c, logits)
-    return _reduce(_saf(logits, labels, sim, a, gamma, mode, lam), reduction, logits)
+    return _reduce(_saf(logits, labels, sim, a, gamma, mode, lam, eps), reduction, logits)
 
 
-def soft_saf_target(similarity: Any, alpha: Any = None) -> torch.Tensor:
-    """What soft SAF teaches a student at gamma = 0: row y is the distribution over classes that
-    minimises the loss of a sample of class y, a (C, C) tensor whose rows sum to 1.
+def saf_target(similarity: Any, mode: str = "soft", eps: float = 0.1, alpha: Any = None) -> torch.Tensor:
+    """What SAF teaches a student at gamma = 0: row y is the distribution over classes that
+    minimises the loss of a sample of class y, a (C, C) float64 tensor whose rows sum to 1.
 
-    At gamma = 0, soft SAF_i = sum_c w_c * (-log p_ic) with w_c = S[y_i, c] * alpha_c, a
-    cross-entropy against the unnormalised weights w. Over distributions p it is smallest at
-    p_c = w_c / sum_k w_k (Gibbs' inequality). So the student is taught to put its largest
-    probability on argmax_c S[y, c] * alpha_c, which is not y whenever a class c similar to y
-    has alpha_c > alpha_y / S[y, c]: with inverse-frequency alpha, a rarer similar class wins.
-    A focal factor (gamma > 0) flattens the same target further; it does not move it back.
+    * "soft": at gamma 0, SAF_i = abar_y sum_c q_c (-log p_c), a cross-entropy against q, smallest
+      at p = q (Gibbs' inequality; abar_y scales the row, it does not move the minimum). So the
+      target is q_y = (1 - eps) e_y + eps Shat_y (e_y for a row of S with no off-diagonal mass),
+      and the true class keeps 1 - eps > eps, more than any other class, for eps < 0.5.
+    * "penalty": both factors are smallest at p = e_y, the one-hot target.
+    * "reference": a cross-entropy against the unnormalised weights w_c = S[y, c] alpha_c, smallest
+      at p_c = w_c / sum_k w_k. Its argmax is not y whenever a class c similar to y has
+      alpha_c > alpha_y / S[y, c]: with inverse-frequency alpha (the first SPEC), a rarer similar
+      class wins. ``alpha`` (C,) is needed only here (None: ones).
+
+    A focal factor (gamma > 0) flattens these targets; it does not move their argmax.
     """
     like = torch.as_tensor(similarity, dtype=torch.float64)
     c = like.shape[0] if like.dim() == 2 else -1
-    sim = check.class_matrix("soft_saf_target", like, c, like)
-    a = torch.ones(c, dtype=sim.dtype) if alpha is None else check.class_vector("soft_saf_target", "alpha", alpha, c, sim)
-    w = sim * a.unsqueeze(0)  # (C, C): w[y, c] = S[y, c] alpha_c
-    return w / w.sum(dim=1, keepdim=True)
+    sim = check.class_matrix("saf_target", like, c, like)
+    check.saf_scalars("saf_target", mode=mode, eps=eps)
+    if mode == "reference":
+        a = torch.ones(c, dtype=sim.dtype) if alpha is None else check.class_vector("saf_target", "alpha", alpha, c, sim)
+        w = sim * a.unsqueeze(0)  # (C, C): w[y, c] = S[y, c] alpha_c
+        return w / w.sum(dim=1, keepdim=True)
+    eye = torch.eye(c, dtype=sim.dtype)
+    if mode == "penalty":
+        return eye
+    shares, has_mass = similar_shares(sim)
+    return eps * shares + (1.0 - eps * has_mass.to(sim.dtype)).unsqueeze(1) * eye
 
 
 def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: Any = None) -> torch.Tensor:
@@ -225,7 +264,7 @@ def total_loss(outputs: Any, labels: torch.Tensor, cfg: LossConfig, class_weight
     ``cfg.distill_weight``. ``class_weights`` (C,) weigh the teacher CE (None: unweighted).
     With ``cfg.use_saf`` False each student term is the same weighted CE as the teacher's
     (and ``alpha``/``similarity`` are not needed); otherwise it is :func:`saf_loss` with
-    ``cfg.saf_mode``, ``cfg.gamma``, ``cfg.saf_lambda``, ``alpha`` and ``similarity``. With
+    ``cfg.saf_mode``, ``cfg.gamma``, ``cfg.saf_lambda``, ``cfg.saf_eps``, ``alpha`` and ``similarity``. With
     ``cfg.use_distillation`` False the KL terms are neither computed nor reported.
 
     Returns ``(total, terms)``: ``total`` the differentiable scalar; ``terms`` maps
@@ -251,7 +290,8 @@ def _objective(teacher: torch.Tensor, students: Mapping[str, torch.Tensor], labe
     total = cfg.teacher_weight * teacher_ce
     for m, logits in students.items():
         if cfg.use_saf:
-            student = _reduce(_saf(logits, labels, similarity, alpha, cfg.gamma, cfg.saf_mode, cfg.saf_lambda),
+            student = _reduce(_saf(logits, labels, similarity, alpha, cfg.gamma, cfg.saf_mode, cfg.saf_lambda,
+                                   cfg.saf_eps),
                               "mean", logits)
         else:
             student = _weighted_ce(logits, labels, class_weights)
@@ -277,7 +317,7 @@ class LossComputer:
     cfg: LossConfig
     class_names: tuple[str, ...]
     class_weights: torch.Tensor  # (C,) teacher CE weights
-    alpha: torch.Tensor  # (C,) SAF alpha
+    alpha: torch.Tensor  # (C,) SAF class weights (abar, or the reference alpha in 'reference' mode)
     similarity: torch.Tensor  # (C, C)
 
     @classmethod
@@ -287,7 +327,8 @@ class LossComputer:
             raise ValueError(f"LossComputer.from_counts: {len(np.asarray(counts).reshape(-1))} counts "
                              f"for {len(names)} class names")
         weights = class_frequency_weights(counts, cfg.class_weights)
-        alpha = saf_alpha(counts, cfg.alpha, names)
+        # SAF's class weights: the reference code's alpha inside the sum, or abar read at the true class.
+        alpha = reference_alpha(names) if cfg.saf_mode == "reference" else saf_class_weights(counts, cfg.saf_beta)
         source = "identity" if cfg.similarity == "prototype" else cfg.similarity
         sim = similarity_matrix(source, names, sigma=cfg.vad_sigma)
         return cls(cfg, names, weights, alpha, sim)

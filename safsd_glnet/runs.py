@@ -75,11 +75,12 @@ def train_or_reuse(config, corpus, out_dir: str | Path, callback=None, log: Call
 
 
 def student_loss_name(config) -> str:
-    """A short name for a run's student loss: ``SAF (soft, vad)`` or ``no SAF (CE students)``."""
+    """A short name for a run's student loss: ``SAF (soft eps 0.1, vad)`` or ``no SAF (CE students)``."""
     loss = config.loss
     if not loss.use_saf:
         return "no SAF (CE students)"
-    return f"SAF ({loss.saf_mode}, {loss.similarity})"
+    detail = {"soft": f" eps {loss.saf_eps:g}", "penalty": f" lambda {loss.saf_lambda:g}"}.get(loss.saf_mode, "")
+    return f"SAF ({loss.saf_mode}{detail}, {loss.similarity})"
 
 
 def load_run(run_dir: str | Path, corpus=None, device="cpu"):

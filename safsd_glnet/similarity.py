@@ -117,7 +117,7 @@ def similarity_matrix(source: str, class_names: Sequence[str], *, sigma: float =
     if source == "identity":
         return torch.eye(c, dtype=torch.float32)
     if source == "prior":
-        order = iemocap_order(fn, class_names, "the 'prior' similarity")
+        order = iemocap_order(fn, class_names, "the 'prior' similarity", "use 'vad' instead")
         prior = torch.tensor(PRIOR_IEMOCAP, dtype=torch.float32)
         return prior[order][:, order].contiguous()
     if source == "vad":

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from safsd_glnet.config import PRESETS, Config, normalise_modalities, preset
+from safsd_glnet.config import PRESETS, Config, LossConfig, normalise_modalities, preset
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -67,6 +67,10 @@ def test_modalities_normalise_to_canonical_order():
     ("loss.temperature=0", "temperature"),
     ("loss.vad_sigma=-1", "vad_sigma"),
     ("loss.saf_lambda=-1", "saf_lambda"),
+    ("loss.saf_eps=0.5", r"saf_eps=0.5 must lie in \[0, 0.5\)"),
+    ("loss.saf_eps=-0.1", "saf_eps"),
+    ("loss.saf_beta=-1", "saf_beta=-1"),
+    ("loss.saf_mode=focal", "saf_mode"),
     ("loss.distill_weight=-0.5", "distill_weight"),
 ])
 def test_impossible_values_are_refused_with_the_field(assignment, message):
@@ -120,3 +124,22 @@ def test_meld_has_its_own_paper_preset():
 def test_malformed_config_files_are_refused(d, message):
     with pytest.raises(ValueError, match=message):
         Config.from_dict(d)
+
+
+def test_a_config_from_before_the_amended_saf_loads():
+    """config.json and checkpoints written before SPEC.md's amended SAF hold loss.alpha: they load
+    (for evaluation and prediction) with the amended loss's fields at their defaults."""
+    old = preset("small").to_dict()
+    for key in ("saf_eps", "saf_beta"):
+        del old["loss"][key]
+    old["loss"]["alpha"] = "inverse"
+    cfg = Config.from_dict(old)
+    assert cfg.loss.saf_eps == LossConfig().saf_eps and cfg.loss.saf_beta == LossConfig().saf_beta
+    assert cfg.model == preset("small").model
+
+
+def test_paper_reference_preset_is_the_paper_preset_with_the_reference_saf():
+    ref, paper = preset("paper-reference"), preset("paper")
+    assert ref.loss.saf_mode == "reference" and ref.loss.similarity == "prior"
+    assert ref.model == paper.model and ref.train == paper.train
+    assert ref.replace(loss={"saf_mode": paper.loss.saf_mode, "similarity": paper.loss.similarity}) == paper

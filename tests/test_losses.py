@@ -13,7 +13,8 @@ from safsd_glnet.config import LossConfig
 from safsd_glnet.losses import (
     IEMOCAP_CLASSES, MELD_CLASSES, NRC_VAD, PRIOR_IEMOCAP, REFERENCE_ALPHA_IEMOCAP, LossComputer,
     class_feature_sums, class_frequency_weights, distillation_kl, focal_loss, prototype_similarity,
-    saf_alpha, saf_loss, similarity_matrix, total_loss, weighted_ce,
+    reference_alpha, saf_class_weights, saf_loss, saf_target, similar_shares, similarity_matrix, total_loss,
+    weighted_ce,
 )
 
 
@@ -27,101 +28,149 @@ def _random_case(n=7, c=5, seed=0):
     return logits, labels, alpha, sim
 
 
-def _slow_saf(logits, labels, sim, alpha, gamma, mode, lam):
-    """Per-sample loop in plain Python floats, independent of the vectorised code."""
+def _slow_saf(logits, labels, sim, alpha, gamma, mode, lam, eps):
+    """SPEC.md's amended SAF, one sample and one class at a time on 0-d tensors (so autograd can
+    differentiate it), written from the formulas independently of the vectorised code."""
     out = []
-    for row, y in zip(logits.tolist(), labels.tolist()):
-        z = max(row)
-        exps = [math.exp(v - z) for v in row]
-        p = [e / sum(exps) for e in exps]
-        s = sim[y].tolist()
-        a = alpha.tolist()
+    c_count = logits.shape[1]
+    for i in range(logits.shape[0]):
+        y = int(labels[i])
+        row = logits[i]
+        z = torch.logsumexp(row, 0)
+        p = [torch.exp(row[c] - z) for c in range(c_count)]
+
+        def focal(c):
+            return (1 - p[c]) ** gamma * -(row[c] - z)
+
+        if mode == "reference":
+            out.append(sum(sim[y, c] * alpha[c] * focal(c) for c in range(c_count)))
+            continue
+        off = [float(sim[y, c]) if c != y else 0.0 for c in range(c_count)]
+        total = sum(off)
+        shat = [v / total if total > 0 else 0.0 for v in off]
         if mode == "soft":
-            out.append(sum(s[c] * a[c] * (1 - p[c]) ** gamma * -math.log(p[c]) for c in range(len(p))))
+            q = [eps * shat[c] for c in range(c_count)]
+            q[y] = 1 - eps if total > 0 else 1.0
+            out.append(alpha[y] * sum(q[c] * focal(c) for c in range(c_count)))
         else:
-            mass = sum(s[c] * p[c] for c in range(len(p)) if c != y)
-            out.append(a[y] * (1 - p[y]) ** gamma * -math.log(p[y]) * (1 + lam * mass))
-    return out
+            mass = sum(shat[c] * p[c] for c in range(c_count) if c != y)
+            out.append(alpha[y] * focal(y) * (1 + lam * mass))
+    return torch.stack(out)
 
 
 # ---------------------------------------------------------------- SAF / focal
 
 
+@pytest.mark.parametrize("mode", ["soft", "penalty"])
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
-def test_soft_saf_with_identity_is_focal_loss(gamma):
+def test_saf_with_identity_is_class_weighted_focal_loss(mode, gamma):
     logits, labels, alpha, _ = _random_case(seed=1)
     eye = torch.eye(logits.shape[1], dtype=torch.float64)
-    saf = saf_loss(logits, labels, eye, alpha, gamma=gamma, mode="soft", reduction="none")
-    fl = focal_loss(logits, labels, alpha, gamma=gamma, reduction="none")
-    slow = _slow_saf(logits, labels, eye, alpha, gamma, "soft", 0.0)
-    torch.testing.assert_close(saf, fl)
-    torch.testing.assert_close(saf, torch.tensor(slow, dtype=torch.float64))
-
-
-def test_focal_gamma0_unit_alpha_is_cross_entropy():
-    logits, labels, _, _ = _random_case(seed=2)
-    torch.testing.assert_close(focal_loss(logits, labels, None, gamma=0.0), F.cross_entropy(logits, labels))
+    saf = saf_loss(logits, labels, eye, alpha, gamma=gamma, mode=mode, eps=0.3, lam=2.0, reduction="none")
+    torch.testing.assert_close(saf, focal_loss(logits, labels, alpha, gamma=gamma, reduction="none"))
 
 
 @pytest.mark.parametrize("mode", ["soft", "penalty"])
+def test_saf_identity_gamma0_beta0_is_cross_entropy(mode):
+    logits, labels, _, _ = _random_case(seed=2)
+    counts = np.bincount(labels.numpy(), minlength=logits.shape[1]) + 3
+    weights = saf_class_weights(counts, beta=0.0)
+    assert torch.equal(weights, torch.ones(logits.shape[1]))
+    eye = torch.eye(logits.shape[1], dtype=torch.float64)
+    torch.testing.assert_close(saf_loss(logits, labels, eye, weights, gamma=0.0, mode=mode),
+                               F.cross_entropy(logits, labels))
+    torch.testing.assert_close(focal_loss(logits, labels, None, gamma=0.0), F.cross_entropy(logits, labels))
+
+
+@pytest.mark.parametrize("mode", ["soft", "penalty", "reference"])
 @pytest.mark.parametrize("gamma", [0.0, 1.5, 2.0])
-def test_saf_matches_slow_loop(mode, gamma):
+def test_saf_matches_slow_loop_forward_and_gradient(mode, gamma):
     logits, labels, alpha, sim = _random_case(n=9, c=6, seed=3)
-    got = saf_loss(logits, labels, sim, alpha, gamma=gamma, mode=mode, lam=0.7, reduction="none")
-    want = torch.tensor(_slow_saf(logits, labels, sim, alpha, gamma, mode, 0.7), dtype=torch.float64)
+    sim[2, [0, 1, 3, 4, 5]] = 0.0  # one row with no off-diagonal mass
+    labels[0] = 2
+    slow_logits = logits.clone().requires_grad_()
+    fast_logits = logits.clone().requires_grad_()
+    want = _slow_saf(slow_logits, labels, sim, alpha, gamma, mode, 0.7, 0.2)
+    got = saf_loss(fast_logits, labels, sim, alpha, gamma=gamma, mode=mode, lam=0.7, eps=0.2, reduction="none")
     torch.testing.assert_close(got, want)
-    torch.testing.assert_close(saf_loss(logits, labels, sim, alpha, gamma=gamma, mode=mode, lam=0.7,
-                                        reduction="sum"), want.sum())
-    torch.testing.assert_close(saf_loss(logits, labels, sim, alpha, gamma=gamma, mode=mode, lam=0.7),
-                               want.mean())
+    want.mean().backward()
+    got.mean().backward()
+    torch.testing.assert_close(fast_logits.grad, slow_logits.grad)
+    for reduction, reduce in (("sum", torch.sum), ("mean", torch.mean)):
+        torch.testing.assert_close(saf_loss(logits, labels, sim, alpha, gamma=gamma, mode=mode, lam=0.7, eps=0.2,
+                                            reduction=reduction), reduce(want.detach()))
 
 
-# Hand-worked case: logits = log p, so softmax(logits) = p exactly.
-#   sample 1: p = (0.5, 0.25, 0.25), y = 0;  sample 2: p = (0.2, 0.3, 0.5), y = 2
-#   S = [[1, .5, 0], [.5, 1, .2], [.1, .4, 1]] (asymmetric), alpha = (0.5, 0.3, 0.2), gamma = 2
-HAND_P = [[0.5, 0.25, 0.25], [0.2, 0.3, 0.5]]
-HAND_Y = [0, 2]
-HAND_S = [[1.0, 0.5, 0.0], [0.5, 1.0, 0.2], [0.1, 0.4, 1.0]]
-HAND_ALPHA = [0.5, 0.3, 0.2]
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 2.0])
+@pytest.mark.parametrize("seed", range(4))
+def test_soft_saf_minimiser_favours_the_true_class(gamma, seed):
+    """For random S, class counts and eps < 0.5, the distribution that minimises a sample's soft
+    SAF (found numerically, by gradient descent on free logits) has its true class on top."""
+    g = torch.Generator().manual_seed(100 + seed)
+    c = 6
+    sim = torch.rand(c, c, generator=g, dtype=torch.float64) ** 0.5
+    sim.fill_diagonal_(1.0)
+    counts = torch.randint(5, 500, (c,), generator=g).numpy()
+    weights = saf_class_weights(counts, beta=1.0).double()
+    eps = 0.45 * float(torch.rand(1, generator=g))
+    labels = torch.arange(c)
+    logits = torch.zeros(c, c, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([logits], lr=0.5, max_iter=400, tolerance_grad=1e-12, tolerance_change=1e-14,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = saf_loss(logits, labels, sim, weights, gamma=gamma, mode="soft", eps=eps, reduction="sum")
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    p = torch.softmax(logits.detach(), dim=1)
+    assert torch.equal(p.argmax(dim=1), labels), (eps, p)
+    if gamma == 0.0:  # at gamma 0 the minimiser is the target itself (Gibbs' inequality)
+        np.testing.assert_allclose(p.numpy(), saf_target(sim, "soft", eps).numpy(), atol=1e-5)
 
 
-def _hand_inputs():
-    logits = torch.tensor(HAND_P, dtype=torch.float64).log()
-    return logits, torch.tensor(HAND_Y), torch.tensor(HAND_S, dtype=torch.float64), torch.tensor(HAND_ALPHA, dtype=torch.float64)
+# Hand-worked two-class examples: logits = log p, so softmax(logits) = p exactly.
+# p = (0.8, 0.2), y = 0, gamma = 2; S = [[1, 0.5], [0.5, 1]]; class weights (0.9, 1.4);
+# with two classes Shat_0 = (0, 1): the whole similar share goes to class 1.
+HAND_LOGITS = [[math.log(0.8), math.log(0.2)]]
+HAND_S = [[1.0, 0.5], [0.5, 1.0]]
+HAND_W = [0.9, 1.4]
+
+
+def _hand(mode, **kw):
+    logits = torch.tensor(HAND_LOGITS, dtype=torch.float64)
+    return saf_loss(logits, torch.tensor([0]), torch.tensor(HAND_S, dtype=torch.float64),
+                    torch.tensor(HAND_W, dtype=torch.float64), gamma=2.0, mode=mode, **kw).item()
 
 
 def test_saf_soft_hand_worked():
-    # sample 1 reads row S[0] = (1, .5, 0):
-    #   c=0: 1  * .5 * .5^2  * ln 2  = .125 * .693147   = .0866434
-    #   c=1: .5 * .3 * .75^2 * ln 4  = .084375 * 1.386294 = .1169686
-    #   c=2: 0
-    #   SAF_1 = .2036120
-    # sample 2 reads row S[2] = (.1, .4, 1):
-    #   c=0: .1 * .5 * .8^2 * ln 5      = .032 * 1.609438  = .0515020
-    #   c=1: .4 * .3 * .7^2 * ln(10/3)  = .0588 * 1.203973 = .0707936
-    #   c=2: 1  * .2 * .5^2 * ln 2      = .05 * .693147    = .0346574
-    #   SAF_2 = .1569530
-    s1 = 1 * 0.5 * 0.5 ** 2 * math.log(2) + 0.5 * 0.3 * 0.75 ** 2 * math.log(4)
-    s2 = 0.1 * 0.5 * 0.8 ** 2 * math.log(5) + 0.4 * 0.3 * 0.7 ** 2 * math.log(10 / 3) + 0.2 * 0.5 ** 2 * math.log(2)
-    assert s1 == pytest.approx(0.2036120, abs=1e-6) and s2 == pytest.approx(0.1569530, abs=1e-6)
-    logits, y, s, a = _hand_inputs()
-    got = saf_loss(logits, y, s, a, gamma=2.0, mode="soft", reduction="none")
-    assert got.tolist() == pytest.approx([s1, s2], rel=1e-9)
-    assert saf_loss(logits, y, s, a, gamma=2.0, mode="soft").item() == pytest.approx((s1 + s2) / 2, rel=1e-9)
+    # eps = 0.1: q = (0.9, 0.1)
+    #   c=0: 0.9 * 0.2^2 * ln(1/0.8) = 0.9 * 0.04 * 0.2231436 = 0.0080332
+    #   c=1: 0.1 * 0.8^2 * ln(1/0.2) = 0.1 * 0.64 * 1.6094379 = 0.1030040
+    #   times abar_0 = 0.9: 0.9 * 0.1110372 = 0.0999335
+    want = 0.9 * (0.9 * 0.04 * math.log(1 / 0.8) + 0.1 * 0.64 * math.log(5))
+    assert want == pytest.approx(0.0999335, abs=1e-6)
+    assert _hand("soft", eps=0.1) == pytest.approx(want, rel=1e-12)
 
 
 def test_saf_penalty_hand_worked():
-    # lambda = 1.5
-    # sample 1: focal_y = .5 * .5^2 * ln 2 = .0866434; similar mass = .5*.25 + 0*.25 = .125
-    #           factor 1 + 1.5 * .125 = 1.1875 -> SAF_1 = .1028890
-    # sample 2: focal_y = .2 * .5^2 * ln 2 = .0346574; similar mass = .1*.2 + .4*.3 = .14
-    #           factor 1 + 1.5 * .14 = 1.21    -> SAF_2 = .0419354
-    s1 = 0.5 * 0.25 * math.log(2) * 1.1875
-    s2 = 0.2 * 0.25 * math.log(2) * 1.21
-    assert s1 == pytest.approx(0.1028890, abs=1e-6) and s2 == pytest.approx(0.0419354, abs=1e-6)
-    logits, y, s, a = _hand_inputs()
-    got = saf_loss(logits, y, s, a, gamma=2.0, mode="penalty", lam=1.5, reduction="none")
-    assert got.tolist() == pytest.approx([s1, s2], rel=1e-9)
+    # lambda = 1.5: focal_y = 0.04 * ln(1.25) = 0.0089257; similar mass = Shat_0[1] * p_1 = 0.2
+    #   factor 1 + 1.5 * 0.2 = 1.3; times abar_0 = 0.9: 0.9 * 0.0089257 * 1.3 = 0.0104431
+    want = 0.9 * 0.04 * math.log(1.25) * 1.3
+    assert want == pytest.approx(0.0104431, abs=1e-6)
+    assert _hand("penalty", lam=1.5) == pytest.approx(want, rel=1e-12)
+
+
+def test_saf_reference_hand_worked():
+    # the reference formula reads S unnormalised and the weights inside the sum:
+    #   c=0: 1.0 * 0.9 * 0.04 * ln 1.25 = 0.0080332
+    #   c=1: 0.5 * 1.4 * 0.64 * ln 5    = 0.7210282
+    #   SAF = 0.7290614 (the similar class' term dominates the true one's: the first SPEC's flaw)
+    want = 0.9 * 0.04 * math.log(1.25) + 0.5 * 1.4 * 0.64 * math.log(5)
+    assert want == pytest.approx(0.7290614, abs=1e-6)
+    assert _hand("reference") == pytest.approx(want, rel=1e-12)
 
 
 def test_penalty_exceeds_focal_when_mass_sits_on_similar_class():
@@ -135,8 +184,17 @@ def test_penalty_exceeds_focal_when_mass_sits_on_similar_class():
     pen_other = saf_loss(on_other, y, sim, alpha, mode="penalty", lam=1.0)
     assert pen_similar > fl
     assert pen_similar > pen_other
-    # with p_y equal the focal part is equal; factors are 1 + .9*.7 = 1.63 and 1 + .9*.1 = 1.09
-    assert (pen_similar / pen_other).item() == pytest.approx(1.63 / 1.09, rel=1e-5)
+    # with p_y equal the focal part is equal; Shat_0 = (0, 1, 0), so the factors are
+    # 1 + 1 * 0.7 = 1.7 and 1 + 1 * 0.1 = 1.1
+    assert (pen_similar / pen_other).item() == pytest.approx(1.7 / 1.1, rel=1e-5)
+
+
+def test_similar_shares_normalise_off_diagonal_rows():
+    sim = torch.tensor([[1.0, 0.3, 0.1], [0.0, 1.0, 0.0], [0.5, 0.5, 1.0]], dtype=torch.float64)
+    shares, has_mass = similar_shares(sim)
+    torch.testing.assert_close(shares, torch.tensor([[0.0, 0.75, 0.25], [0.0, 0.0, 0.0], [0.5, 0.5, 0.0]],
+                                                    dtype=torch.float64))
+    assert has_mass.tolist() == [True, False, True]
 
 
 @pytest.mark.parametrize("gamma", [0.3, 2.0])
@@ -146,13 +204,9 @@ def test_gradients_finite_with_extreme_logits(gamma):
     sim = similarity_matrix("vad", ["happy", "sad", "angry"])
     alpha = torch.tensor([0.2, 0.3, 0.5])
     teacher = (-logits.detach()).requires_grad_()
-    terms = [
-        saf_loss(logits, labels, sim, alpha, gamma=gamma, mode="soft"),
-        saf_loss(logits, labels, sim, alpha, gamma=gamma, mode="penalty"),
-        focal_loss(logits, labels, alpha, gamma),
-        weighted_ce(logits, labels, alpha),
-        distillation_kl(logits, teacher, 2.0),
-    ]
+    terms = [saf_loss(logits, labels, sim, alpha, gamma=gamma, mode=mode) for mode in ("soft", "penalty", "reference")]
+    terms += [focal_loss(logits, labels, alpha, gamma), weighted_ce(logits, labels, alpha),
+              distillation_kl(logits, teacher, 2.0)]
     for t in terms:
         assert torch.isfinite(t)
         logits.grad = None
@@ -164,7 +218,7 @@ def test_empty_batch_gives_zero_with_gradient_path():
     logits = torch.zeros(0, 4, requires_grad=True)
     labels = torch.zeros(0, dtype=torch.long)
     sim, alpha = torch.eye(4), torch.ones(4)
-    for loss in (saf_loss(logits, labels, sim, alpha), saf_loss(logits, labels, sim, alpha, mode="penalty"),
+    for loss in (*(saf_loss(logits, labels, sim, alpha, mode=m) for m in ("soft", "penalty", "reference")),
                  saf_loss(logits, labels, sim, alpha, reduction="sum"), focal_loss(logits, labels),
                  weighted_ce(logits, labels), distillation_kl(logits, logits)):
         assert loss.item() == 0.0 and loss.requires_grad and loss.grad_fn is not None
@@ -187,6 +241,9 @@ def test_saf_invalid_arguments():
         saf_loss(logits, labels, sim, alpha, reduction="avg")
     with pytest.raises(ValueError, match="saf_loss.*alpha"):
         saf_loss(logits, labels, sim, alpha[:2])
+    for eps in (0.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match=r"saf_loss: eps=.* must lie in \[0, 0.5\)"):
+            saf_loss(logits, labels, sim, alpha, eps=eps)
     with pytest.raises(ValueError, match="focal_loss.*rows"):
         focal_loss(logits, labels[:2])
 
@@ -358,20 +415,37 @@ def test_class_frequency_weights():
         class_frequency_weights([3, -1], "inverse")
 
 
-def test_saf_alpha():
-    # 1/f = 10, 3.333, 1.667 (sum 15) -> .6667, .2222, .1111
-    a = saf_alpha([10, 30, 60], "inverse")
-    assert a.tolist() == pytest.approx([2 / 3, 2 / 9, 1 / 9], rel=1e-6)
-    assert a.sum().item() == pytest.approx(1.0)
-    assert saf_alpha([10, 30, 60, 5], "uniform").tolist() == [0.25] * 4
-    ref = saf_alpha([1] * 6, "reference", IEMOCAP_CLASSES)
-    assert ref.tolist() == pytest.approx(list(REFERENCE_ALPHA_IEMOCAP))
-    shuffled = saf_alpha([1] * 6, "reference", ["sad", "happy", "frustrated", "neutral", "angry", "excited"])
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0, 2.0])
+def test_saf_class_weights_have_mean_one_over_the_training_labels(beta):
+    counts = np.array([10, 30, 60, 0])
+    w = saf_class_weights(counts, beta)
+    # abar_c = f_c^-beta / sum_k f_k^(1 - beta), f = (0.1, 0.3, 0.6, 0)
+    f = counts / counts.sum()
+    raw = [fc ** -beta if fc > 0 else None for fc in f]
+    raw = [r if r is not None else max(x for x in raw if x is not None) for r in raw]
+    norm = sum(fc * r for fc, r in zip(f, raw))
+    assert w.tolist() == pytest.approx([r / norm for r in raw], rel=1e-6)
+    labels = np.repeat(np.arange(4), counts)
+    assert w[labels].double().mean().item() == pytest.approx(1.0, rel=1e-6)
+
+
+def test_saf_class_weights_by_hand():
+    # f = (0.1, 0.3, 0.6); beta = 1: abar = 1 / (C f) = (10/3, 10/9, 5/9); beta = 0: ones
+    assert saf_class_weights([10, 30, 60], 1.0).tolist() == pytest.approx([10 / 3, 10 / 9, 5 / 9], rel=1e-6)
+    assert saf_class_weights([10, 30, 60], 0.0).tolist() == [1.0, 1.0, 1.0]
+    for beta in (-0.5, float("inf"), True):
+        with pytest.raises(ValueError, match="saf_class_weights: beta"):
+            saf_class_weights([10, 30], beta)
+    with pytest.raises(ValueError, match="saf_class_weights: counts are all zero"):
+        saf_class_weights([0, 0], 0.5)
+
+
+def test_reference_alpha_follows_class_names_and_refuses_other_corpora():
+    assert reference_alpha(IEMOCAP_CLASSES).tolist() == pytest.approx(list(REFERENCE_ALPHA_IEMOCAP))
+    shuffled = reference_alpha(["sad", "happy", "frustrated", "neutral", "angry", "excited"])
     assert shuffled.tolist() == pytest.approx([0.1707, 0.1807, 0.1506, 0.1585, 0.1667, 0.1725])
-    with pytest.raises(ValueError, match="saf_alpha.*IEMOCAP"):
-        saf_alpha([1] * 7, "reference", MELD_CLASSES)
-    with pytest.raises(ValueError, match="saf_alpha.*kind"):
-        saf_alpha([1, 2], "focal")
+    with pytest.raises(ValueError, match="reference_alpha.*IEMOCAP.*'soft' or 'penalty'"):
+        reference_alpha(MELD_CLASSES)
 
 
 # ---------------------------------------------------------------- total loss
@@ -434,10 +508,12 @@ def test_total_loss_switches():
 
 
 def test_loss_computer_from_counts_and_prototypes():
-    cfg = LossConfig(similarity="prototype", alpha="reference")
-    lc = LossComputer.from_counts(cfg, [10, 20, 30, 40, 50, 60], IEMOCAP_CLASSES)
+    counts = [10, 20, 30, 40, 50, 60]
+    lc = LossComputer.from_counts(LossConfig(similarity="prototype", saf_mode="reference"), counts, IEMOCAP_CLASSES)
     assert torch.equal(lc.similarity, torch.eye(6))
     assert lc.alpha.tolist() == pytest.approx(list(REFERENCE_ALPHA_IEMOCAP))
+    soft = LossComputer.from_counts(LossConfig(similarity="prototype", saf_beta=1.0), counts, IEMOCAP_CLASSES)
+    torch.testing.assert_close(soft.alpha, saf_class_weights(counts, 1.0))
     feats = torch.randn(24, 5)
     labels = torch.arange(24) % 6
     sums, counts = class_feature_sums(feats, labels, 6)
@@ -448,21 +524,22 @@ def test_loss_computer_from_counts_and_prototypes():
     assert torch.isfinite(total) and "kl_t" in terms
     with pytest.raises(ValueError, match="LossComputer.set_prototypes"):
         LossComputer.from_counts(LossConfig(), [1] * 7, MELD_CLASSES).set_prototypes(sums, counts)
+    with pytest.raises(ValueError, match="reference_alpha.*IEMOCAP"):
+        LossComputer.from_counts(LossConfig(saf_mode="reference"), [1] * 7, MELD_CLASSES)
 
 
-def test_soft_saf_target_by_hand_and_by_minimising_the_loss():
-    """Two classes, S = [[1, 0.5], [0.5, 1]], alpha = (0.2, 0.8): for y = 0 the weights are
-    (1 * 0.2, 0.5 * 0.8) = (0.2, 0.4), so the target is (1/3, 2/3) and favours class 1;
-    for y = 1 they are (0.1, 0.8): (1/9, 8/9). The same distributions come out of
-    minimising the gamma-0 soft SAF loss over free logits."""
-    from safsd_glnet.losses import soft_saf_target
-
+def test_saf_target_by_hand_and_by_minimising_the_loss():
+    """Two classes, S = [[1, 0.5], [0.5, 1]]: soft mode with eps 0.2 teaches (0.8, 0.2) and
+    (0.2, 0.8); penalty teaches the one-hot target; the reference formula with alpha (0.2, 0.8)
+    has weights (1 * 0.2, 0.5 * 0.8) = (0.2, 0.4) for y = 0, so its target (1/3, 2/3) favours
+    class 1. The reference target also comes out of minimising its gamma-0 loss over free logits."""
     s = torch.tensor([[1.0, 0.5], [0.5, 1.0]])
-    alpha = torch.tensor([0.2, 0.8])
-    target = soft_saf_target(s, alpha)
-    np.testing.assert_allclose(target.numpy(), [[1 / 3, 2 / 3], [1 / 9, 8 / 9]], rtol=1e-12)
+    np.testing.assert_allclose(saf_target(s, "soft", 0.2).numpy(), [[0.8, 0.2], [0.2, 0.8]], rtol=1e-12)
+    np.testing.assert_allclose(saf_target(s, "penalty").numpy(), np.eye(2))
+    np.testing.assert_allclose(saf_target(s, "reference", alpha=[0.2, 0.8]).numpy(), [[1 / 3, 2 / 3], [1 / 9, 8 / 9]],
+                               rtol=1e-12)
+    assert torch.equal(saf_target(torch.eye(3), "soft", 0.3), torch.eye(3, dtype=torch.float64))
 
-    # Independent: gradient descent on the loss itself, three classes, an asymmetric S.
     s3 = torch.tensor([[1.0, 0.6, 0.1], [0.3, 1.0, 0.7], [0.2, 0.9, 1.0]], dtype=torch.float64)
     a3 = torch.tensor([0.5, 0.2, 0.3], dtype=torch.float64)
     logits = torch.zeros(3, 3, dtype=torch.float64, requires_grad=True)
@@ -470,30 +547,31 @@ def test_soft_saf_target_by_hand_and_by_minimising_the_loss():
 
     def closure():
         opt.zero_grad()
-        loss = saf_loss(logits, torch.arange(3), s3, a3, gamma=0.0, mode="soft", reduction="sum")
+        loss = saf_loss(logits, torch.arange(3), s3, a3, gamma=0.0, mode="reference", reduction="sum")
         loss.backward()
         return loss
 
     opt.step(closure)
-    np.testing.assert_allclose(torch.softmax(logits, 1).detach().numpy(), soft_saf_target(s3, a3).numpy(), atol=1e-6)
-    assert torch.equal(soft_saf_target(torch.eye(3)), torch.eye(3, dtype=torch.float64))
-    with pytest.raises(ValueError, match="soft_saf_target: alpha must have shape"):
-        soft_saf_target(s3, [1.0, 2.0])
+    np.testing.assert_allclose(torch.softmax(logits, 1).detach().numpy(),
+                               saf_target(s3, "reference", alpha=a3).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="saf_target: alpha must have shape"):
+        saf_target(s3, "reference", alpha=[1.0, 2.0])
+    with pytest.raises(ValueError, match="saf_target: eps"):
+        saf_target(s3, "soft", 0.6)
 
 
-def test_soft_target_rows_mark_a_target_that_favours_another_class():
-    """IEMOCAP-like counts: neutral is frequent and close (vad) to sad, which is rarer, so with
-    inverse-frequency alpha neutral's target favours another class; with uniform alpha the
-    target of every class favours the class itself (the vad kernel's diagonal is its maximum)."""
-    from safsd_glnet.comparison import format_soft_target_rows, soft_target_rows
+def test_saf_target_rows_mark_a_target_that_favours_another_class():
+    """IEMOCAP classes, vad S: the reference formula with the reference alpha (nearly flat) and
+    the unnormalised vad row puts less than half of a class's target on it; the amended soft
+    mode keeps 1 - eps on every true class."""
+    from safsd_glnet.comparison import format_saf_target_rows, saf_target_rows
     from safsd_glnet.facts import IEMOCAP_CLASSES
 
-    counts = {"happy": 50, "sad": 80, "neutral": 400, "angry": 90, "excited": 100, "frustrated": 380}
-    corpus = SimpleNamespace(class_names=list(IEMOCAP_CLASSES),
-                             class_counts=lambda split: np.array([counts[c] for c in IEMOCAP_CLASSES]))
-    tilted = {r["class"]: r for r in soft_target_rows(corpus, "vad", "inverse")}
-    assert tilted["neutral"]["favoured"] != "neutral" and tilted["neutral"]["p_true"] < 0.5
-    assert all(r["favoured"] == r["class"] for r in soft_target_rows(corpus, "vad", "uniform"))
-    cells = format_soft_target_rows(list(tilted.values()))
+    corpus = SimpleNamespace(class_names=list(IEMOCAP_CLASSES))
+    soft = saf_target_rows(corpus, LossConfig(saf_eps=0.1))
+    assert all(r["favoured"] == r["class"] and r["p_true"] == pytest.approx(0.9) for r in soft)
+    reference = {r["class"]: r for r in saf_target_rows(corpus, LossConfig(saf_mode="reference", similarity="prior"))}
+    assert all(r["p_true"] < 0.5 for r in reference.values())
+    cells = format_saf_target_rows(list(reference.values()))
     assert sum("not the true class" in c["target's most likely class"] for c in cells) == \
-        sum(r["favoured"] != r["class"] for r in tilted.values()) >= 1
+        sum(r["favoured"] != r["class"] for r in reference.values())
