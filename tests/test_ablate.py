@@ -315,7 +315,7 @@ def test_tables_say_which_validation_split_chose_the_epochs(tmp_path):
     write_json(tmp_path / "mixed" / "full-seed0" / "metrics.json", {**fake_metrics(0), "validation": seeded})
     write_json(tmp_path / "mixed" / "old-seed0" / "metrics.json", fake_metrics(0))  # before the record
     rows = ablate.summarise(ablate.collect_runs(tmp_path / "mixed"))
-    note = "Validation: full: seeded 10% of training dialogues, seed 0 (115 dialogues); old: not recorded."
+    note = "Validation: full: 10% of training dialogues drawn with seed 0 (115 dialogues); old: not recorded."
     assert ablate.ablation_markdown(rows).rstrip().endswith(note)
     assert note.replace("%", r"\%") in ablate.ablation_latex(rows)
 

@@ -67,7 +67,7 @@ def test_train_with_seeds_writes_a_summary(tmp_path, capsys):
     assert summary["test"]["weighted_f1"]["mean"] == pytest.approx(sum(per_seed) / 2)
     assert summary["validation"] == {"kind": "synthetic", "seed": 0, "dialogues": 2}
     lines = capsys.readouterr().out.splitlines()
-    assert lines.count("validation: the synthetic corpus's validation dialogues, seed 0 (2 dialogues)") == 3, lines
+    assert lines.count("validation: the validation dialogues of synthetic data seed 0 (2 dialogues)") == 3, lines
 
 
 def test_convert_a_standard_pickle(tmp_path):

@@ -98,13 +98,13 @@ def describe(run_record: Mapping[str, Any] | None) -> str:
     elif kind == "cosmic-12":
         text = "COSMIC's validation dialogues"
     elif kind == "seeded-fraction":
-        text = f"seeded {100 * run_record['fraction']:g}% of training dialogues, seed {run_record['seed']}"
+        text = f"{100 * run_record['fraction']:g}% of training dialogues drawn with seed {run_record['seed']}"
     elif kind == "ids":
         text = f"ids from {run_record['file']}" if run_record.get("file") else "ids given in code"
     elif kind == "given":
         text = "the data's own validation split"
     elif kind == "synthetic":
-        text = f"the synthetic corpus's validation dialogues, seed {run_record['seed']}"
+        text = f"the validation dialogues of synthetic data seed {run_record['seed']}"
     elif kind == "none":
         text = "none"
     else:

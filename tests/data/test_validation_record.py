@@ -55,7 +55,7 @@ def test_meld_pickle_seeded_draw_only_when_asked(tmp_path):
     chosen = np.random.default_rng(3).permutation(len(train_ids))[:13]  # round(0.1 * 134)
     assert set(corpus.splits["valid"]) == {str(train_ids[i]) for i in chosen}
     assert corpus.validation == {"kind": "seeded-fraction", "fraction": 0.1, "seed": 3}
-    assert describe(for_run(corpus)) == "seeded 10% of training dialogues, seed 3 (13 dialogues)"
+    assert describe(for_run(corpus)) == "10% of training dialogues drawn with seed 3 (13 dialogues)"
     assert load_data(str(path), valid_fraction=0.1, seed=3).splits == corpus.splits
 
 
@@ -201,7 +201,7 @@ def test_records_are_checked_described_and_shared():
     assert describe({"kind": "cosmic-12", "dialogues": 12}) == "COSMIC's validation dialogues (12 dialogues)"
     assert describe({"kind": "none", "dialogues": 0}) == "none"
     assert describe({"kind": "synthetic", "seed": 4, "dialogues": 1}) == \
-        "the synthetic corpus's validation dialogues, seed 4 (1 dialogue)"
+        "the validation dialogues of synthetic data seed 4 (1 dialogue)"
     a, b = {"kind": "official-dev", "dialogues": 114}, {"kind": "none", "dialogues": 0}
     assert shared([a, dict(a)]) == a
     assert shared([a, b, a, None]) == [a, b, None]
