@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from . import files
+from .data import validation
 from .data.corpus import DataError
 from .executors import Executor, LocalExecutor, gather
 from .explore import markdown_table
@@ -599,7 +600,8 @@ def format_summary(result: GridResult, grid: Grid | None = None) -> str:
 
 def collect_runs(out_dir: str | Path) -> list[dict[str, Any]]:
     """One record per complete run folder under ``out_dir`` (one level down): variant, label,
-    seed, variant order, the honest test metrics and the reference-protocol ones.
+    seed, variant order, the honest test metrics and the reference-protocol ones, and the
+    run's validation record (None for a run from before the kit recorded it).
 
     A folder counts when it has ``metrics.json``; the variant and seed come from its
     ``run.json`` (written by the runner) or else from the folder name ``<variant>-seed<k>``.
@@ -635,6 +637,7 @@ def collect_runs(out_dir: str | Path) -> list[dict[str, Any]]:
             "reference_weighted_f1": float(m["reference_protocol"]["weighted_f1"]),
             "reference_accuracy": float(m["reference_protocol"]["accuracy"]),
             "reference_epoch": m["reference_protocol"].get("epoch"),
+            "validation": m.get("validation"),
         })
     records.sort(key=lambda r: (r["index"], r["variant"], r["seed"]))
     return records
@@ -668,7 +671,8 @@ def run_states(out_dir: str | Path) -> list[dict[str, Any]]:
 def summarise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per variant (grid order): seeds, then mean / std / values over seeds of the honest
     test metrics and of the reference protocol's weighted F1 and accuracy (sample std, ddof 1,
-    via :func:`safsd_glnet.metrics.summarise_seeds`)."""
+    via :func:`safsd_glnet.metrics.summarise_seeds`), and the validation split the runs used
+    (:func:`safsd_glnet.data.validation.shared`)."""
     from .metrics import summarise_seeds
 
     groups: dict[str, list[Mapping[str, Any]]] = {}
@@ -680,7 +684,8 @@ def summarise(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         reference = summarise_seeds([{"weighted_f1": r["reference_weighted_f1"], "accuracy": r["reference_accuracy"]}
                                      for r in runs], keys=("weighted_f1", "accuracy"))
         row: dict[str, Any] = {"variant": variant, "label": runs[0]["label"], "n": len(runs),
-                               "seeds": sorted(r["seed"] for r in runs), "corpus": runs[0].get("corpus")}
+                               "seeds": sorted(r["seed"] for r in runs), "corpus": runs[0].get("corpus"),
+                               "validation": validation.shared([r.get("validation") for r in runs])}
         for k in METRICS:
             row[f"{k}_mean"], row[f"{k}_std"] = honest[k]["mean"], honest[k]["std"]
             row[f"{k}_values"] = honest[k]["values"]
@@ -712,6 +717,15 @@ def _mean_std(r: Mapping[str, Any], key: str, decimals: int, pm: str = " ± ") -
     return text + f"{pm}{r[f'{key}_std']:.{decimals}f}" if r.get("n", 2) > 1 else text
 
 
+def validation_note(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``Validation: official dev (114 dialogues).``: the split that chose the epochs, one phrase
+    when every variant used the same one, else one per variant (``label: phrase``)."""
+    phrases = [validation.describe_shared(r.get("validation")) for r in rows]
+    if len(set(phrases)) <= 1:
+        return f"Validation: {phrases[0] if phrases else 'not recorded'}."
+    return "Validation: " + "; ".join(f"{r['label']}: {p}" for r, p in zip(rows, phrases)) + "."
+
+
 def ablation_markdown(rows: Sequence[Mapping[str, Any]], decimals: int = 2) -> str:
     """The ablation table in Markdown: mean ± std over seeds (the value alone for one seed),
     best honest mean in bold, the reference protocol (best test epoch) in its own, last column."""
@@ -727,7 +741,8 @@ def ablation_markdown(rows: Sequence[Mapping[str, Any]], decimals: int = 2) -> s
         table.append(line)
     note = ("Test set, mean ± sample std over seeds (a single seed: its value). Honest protocol: the epoch is "
             "chosen by validation weighted F1. The last column is the reference protocol (best test epoch, as SDT, M3Net and the "
-            "SAFSD-GLNet code report): optimistic, only for comparison with published numbers.")
+            "SAFSD-GLNet code report): optimistic, only for comparison with published numbers. "
+            + validation_note(rows))
     return markdown_table(table) + "\n\n" + note + "\n"
 
 
@@ -758,7 +773,8 @@ def ablation_latex(rows: Sequence[Mapping[str, Any]], decimals: int = 2, caption
         lines.append(" & ".join(cells) + r" \\")
     caption = caption or ("Ablations on the test set, mean $\\pm$ sample standard deviation over seeds. "
                           "Epochs are chosen by validation weighted F1; the last column reports the reference "
-                          "protocol (best test epoch) only for comparison with published numbers.")
+                          "protocol (best test epoch) only for comparison with published numbers. "
+                          + _latex_escape(validation_note(rows)))
     lines += [r"\bottomrule", r"\end{tabular}", r"\caption{" + caption + "}", r"\label{" + label + "}",
               r"\end{table}"]
     return "\n".join(lines) + "\n"

@@ -462,5 +462,5 @@ def add_audio_modality(corpus: Corpus, features: Mapping[str, np.ndarray], sourc
     sizes = dict(corpus.feature_sizes, a=int(width))
     sizes = {m: sizes[m] for m in MODALITIES if m in sizes}
     merged = Corpus(corpus.name, corpus.class_names, corpus.speaker_names, sizes, dialogues,
-                    corpus.splits, f"{corpus.source} + {source}")
+                    corpus.splits, f"{corpus.source} + {source}", validation=corpus.validation)
     return merged.validate()

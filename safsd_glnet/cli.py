@@ -97,6 +97,8 @@ def corpus_arguments(args: argparse.Namespace) -> tuple[str, dict]:
             kw["text"] = args.text_layers
         if getattr(args, "valid_ids", None) is not None:
             kw["valid_ids"] = read_id_list(args.valid_ids)
+            if args.valid_ids != "meld-dev":
+                kw["valid_ids_file"] = args.valid_ids  # for the run's validation record
     return data, kw
 
 
@@ -143,9 +145,10 @@ def _add_data_args(p: argparse.ArgumentParser, default: str | None = "synthetic:
                         f"(default: {default})")
     p.add_argument("--sizes", help="synthetic feature sizes, e.g. t=64,a=48,v=32 (default: the standard sizes)")
     p.add_argument("--valid-fraction", type=float, default=None,
-                   help="pickles: share of training dialogues held out for validation (default 0.1)")
+                   help="pickles: hold out this share of training dialogues, a seeded draw, for validation (default: "
+                        "MELD's official dev dialogues 1039-1152 where trainVid holds them all, else 0.1)")
     p.add_argument("--valid-ids", metavar="FILE", default=None,
-                   help="pickles: validation dialogues instead of the seeded 10%%: a file with one dialogue id "
+                   help="pickles: validation dialogues instead of the default: a file with one dialogue id "
                         "per line, or 'meld-dev' for MELD's official dev split (ids 1039-1152 of the standard file)")
     p.add_argument("--text-layers", choices=("first", "mean"), default=None,
                    help="pickles: videoText only (SDT, default) or the mean of the four RoBERTa layers (M3Net)")
@@ -153,6 +156,7 @@ def _add_data_args(p: argparse.ArgumentParser, default: str | None = "synthetic:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import PAPER_PRESET_FOR
+    from .data.validation import describe_shared
     from .plots import plot_confusion, save_figure
     from .run_folder import check_writable
     from .train import select_device, train, train_seeds
@@ -180,6 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{t['accuracy']['std']:.2f}, weighted F1 {t['weighted_f1']['mean']:.2f} ± {t['weighted_f1']['std']:.2f}")
         print(f"reference protocol (best test epoch): weighted F1 {r['weighted_f1']['mean']:.2f} ± "
               f"{r['weighted_f1']['std']:.2f}")
+        print(f"validation: {describe_shared(summary['validation'])}")
         print(f"summary: {out / 'summary.json'}")
         return 0
     run = train(cfg, corpus, out, resume=args.resume, overwrite=args.overwrite)
@@ -217,6 +222,7 @@ def _train_executor(args: argparse.Namespace):
 
 
 def _train_seeds_elsewhere(args: argparse.Namespace, cfg: Config, executor) -> int:
+    from .data.validation import describe_shared
     from .seed_runs import train_seeds_on
 
     if args.resume and args.overwrite:
@@ -239,6 +245,7 @@ def _train_seeds_elsewhere(args: argparse.Namespace, cfg: Config, executor) -> i
           f"{t['accuracy']['std']:.2f}, weighted F1 {t['weighted_f1']['mean']:.2f} ± {t['weighted_f1']['std']:.2f}")
     print(f"reference protocol (best test epoch): weighted F1 {r['weighted_f1']['mean']:.2f} ± "
           f"{r['weighted_f1']['std']:.2f}")
+    print(f"validation: {describe_shared(summary['validation'])}")
     for seed, error in summary.get("failed", {}).items():
         print(f"FAILED seed {seed}: {error}")
     print(f"summary: {Path(args.out) / 'summary.json'}")
@@ -327,19 +334,20 @@ def _predict_dialogues(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from .data import load_sdt_pickle, save_corpus
+    from .data.validation import describe, for_run
     from .run_folder import check_output_file
 
     check_output_file(args.out, "--out file")
     if args.valid_ids is not None and args.valid_fraction is not None:
         raise ValueError("--valid-fraction and --valid-ids exclude each other: the ids replace the seeded draw")
     valid_ids = read_id_list(args.valid_ids) if args.valid_ids is not None else None
-    corpus = load_sdt_pickle(args.pickle, kind=args.kind,
-                             valid_fraction=0.1 if args.valid_fraction is None else args.valid_fraction,
-                             seed=args.seed, text=args.text_layers, valid_ids=valid_ids)
+    corpus = load_sdt_pickle(args.pickle, kind=args.kind, valid_fraction=args.valid_fraction, seed=args.seed,
+                             text=args.text_layers, valid_ids=valid_ids,
+                             valid_ids_file=args.valid_ids if valid_ids not in (None, "meld-dev") else None)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_corpus(corpus, args.out)
     print(f"{corpus.name}: {len(corpus.dialogues)} dialogues, {corpus.num_utterances()} utterances, "
-          f"modalities {corpus.feature_sizes} -> {args.out}")
+          f"modalities {corpus.feature_sizes}, validation: {describe(for_run(corpus))} -> {args.out}")
     return 0
 
 
@@ -548,10 +556,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "kit's own pickle-free format.")
     p.add_argument("--pickle", required=True)
     p.add_argument("--kind", choices=("auto", "iemocap", "meld"), default="auto")
-    p.add_argument("--valid-fraction", type=float, default=None, help="share of training dialogues held out for "
-                   "validation (default 0.1)")
+    p.add_argument("--valid-fraction", type=float, default=None,
+                   help="hold out this share of training dialogues, a seeded draw, for validation (default: MELD's "
+                        "official dev dialogues 1039-1152 where trainVid holds them all, else 0.1)")
     p.add_argument("--valid-ids", metavar="FILE", default=None,
-                   help="validation dialogues instead of the seeded draw: a file with one id per line, or "
+                   help="validation dialogues instead of the default: a file with one id per line, or "
                         "'meld-dev' (MELD's official dev split, ids 1039-1152)")
     p.add_argument("--seed", type=int, default=0, help="seed of the validation hold-out")
     p.add_argument("--text-layers", choices=("first", "mean"), default="first")

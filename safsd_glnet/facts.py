@@ -79,3 +79,14 @@ NRC_VAD: dict[str, tuple[float, float, float]] = {
 # dev dialogue k is 1039 + k (1039..1152) and test dialogue k is 1153 + k (1153..1432).
 MELD_PICKLE_OFFSETS = {"train": 0, "valid": 1039, "test": 1153}
 MELD_DEV_IDS = tuple(str(i) for i in range(MELD_PICKLE_OFFSETS["valid"], MELD_PICKLE_OFFSETS["test"]))
+
+# --------------------------------------------------------------------------- IEMOCAP's standard ERC split
+
+# The 12 validation dialogues of the IEMOCAP split that DialogueRNN, COSMIC, SDT and M3Net share
+# (their training set is the other 108 train dialogues plus these; test is Session 5): a table
+# whose valid split is exactly these records the validation kind "cosmic-12".
+COSMIC_IEMOCAP_VALID_IDS = (
+    "Ses01M_impro01", "Ses01M_script03_1", "Ses02F_impro02", "Ses02F_impro07", "Ses02M_script01_2",
+    "Ses03F_impro01", "Ses03M_impro02", "Ses03M_impro08a", "Ses03M_script02_2", "Ses03M_script03_2",
+    "Ses04F_impro07", "Ses04F_script02_1",
+)

@@ -252,7 +252,7 @@ def table_to_corpus(table: Table, text_features: np.ndarray, name: str | None = 
         start = end
     corpus = Corpus(name=name or table.name, class_names=list(table.class_names),
                     speaker_names=list(table.speaker_names), feature_sizes={"t": int(x.shape[1])},
-                    dialogues=dialogues, splits=table.splits, source=table.source)
+                    dialogues=dialogues, splits=table.splits, source=table.source, validation=dict(table.validation))
     return corpus.validate()
 
 
@@ -371,5 +371,5 @@ def merge_pickle_modalities(corpus: Corpus, pickle_path: str | os.PathLike,
     sizes.update({m: pickled.feature_sizes[m] for m in modalities})
     sizes = {m: sizes[m] for m in MODALITIES if m in sizes}
     merged = Corpus(corpus.name, corpus.class_names, corpus.speaker_names, sizes, dialogues,
-                    corpus.splits, f"{corpus.source} + {pickle_path}", dict(corpus.feature_info))
+                    corpus.splits, f"{corpus.source} + {pickle_path}", dict(corpus.feature_info), corpus.validation)
     return merged.validate()

@@ -58,8 +58,7 @@ def train_seeds_on(executor: Executor, config: Any, data: str, data_options: Map
     Checked before anything is submitted: the data spec (without reading it), and that no
     seed folder holds a run that neither ``resume`` nor ``overwrite`` says what to do with."""
     from .data import check_data_spec
-    from .metrics import summarise_seeds
-    from .train import HONEST_LABEL
+    from .train import seed_summary
 
     out = Path(out_dir).resolve()
     say = log or (lambda _msg: None)
@@ -116,13 +115,7 @@ def train_seeds_on(executor: Executor, config: Any, data: str, data_options: Map
             bar.close()
     if not metrics:
         raise RuntimeError(f"train: every seed failed; first: seed {min(failed)}: {failed[min(failed)]}")
-    runs = [metrics[s] for s in seeds if s in metrics]
-    summary: dict[str, Any] = {
-        "seeds": [s for s in seeds if s in metrics],
-        "test": summarise_seeds([r["test"] for r in runs]),
-        "reference_protocol": summarise_seeds([r["reference_protocol"] for r in runs], keys=("accuracy", "weighted_f1")),
-        "protocol": HONEST_LABEL,
-    }
+    summary = seed_summary([s for s in seeds if s in metrics], [metrics[s] for s in seeds if s in metrics])
     if failed:
         summary["failed"] = {str(s): e for s, e in sorted(failed.items())}
     files.write_json(out / "summary.json", summary)

@@ -7,6 +7,10 @@ Protocols (SPEC.md, "Evaluation protocols"), both recorded in ``metrics.json``:
 * reference (labelled, for comparison with published numbers only): the best test weighted
   F1 over all epochs, as SDT, M3Net and the SAFSD-GLNet code report.
 
+Which validation split chose the epoch (official dev, COSMIC's 12 dialogues, a seeded fraction,
+a user's ids: :mod:`safsd_glnet.data.validation`) is printed when training starts and recorded
+as ``"validation"`` in ``metrics.json``, both checkpoints and the seeds' ``summary.json``.
+
 A run folder holds ``config.json``, ``metrics.json``, ``checkpoint_best.pt`` (the chosen
 epoch), ``checkpoint_last.pt`` (everything needed to resume: model, optimiser, random
 states, history) and ``test_predictions.csv``. Every write is atomic. ``resume=True``
@@ -29,6 +33,7 @@ from . import files
 from . import kernels, precision, run_folder
 from .config import Config, TrainConfig, check_device_name
 from .data.batching import Batch, iterate_batches, num_batches
+from .data import validation
 from .data.corpus import Corpus, DataError, Dialogue
 from .losses import LossComputer, class_feature_sums
 from .metrics import compute_metrics, summarise_seeds
@@ -143,7 +148,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[SA
                          f"{CHECKPOINT_VERSION}")
     model = kernels.install(build_checked_model(ckpt, path))
     return model.to(device).eval(), {"config": Config.from_dict(ckpt["config"]), "data": ckpt["data"],
-                                     "epoch": ckpt.get("epoch")}
+                                     "epoch": ckpt.get("epoch"),
+                                     "validation": ckpt.get("validation")}  # None: a checkpoint from before the record
 
 
 def speaker_mode(speaker_names: list[str]) -> str:
@@ -182,7 +188,7 @@ def align_corpus(signature: dict[str, Any], corpus: Corpus, source: str) -> Corp
     dialogues = {k: Dialogue(d.id, mapping[np.asarray(d.speakers, dtype=np.int64)], d.labels, d.features, d.texts)
                  for k, d in corpus.dialogues.items()}
     return Corpus(corpus.name, corpus.class_names, known, dict(corpus.feature_sizes), dialogues, corpus.splits,
-                  corpus.source, dict(corpus.feature_info))
+                  corpus.source, dict(corpus.feature_info), corpus.validation)
 
 
 def check_compatible(signature: dict[str, Any], corpus: Corpus, source: str) -> None:
@@ -379,6 +385,7 @@ def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, 
     corpus = corpus.with_modalities(config.model.modalities)
     _check_splits(corpus)
     device = select_device(config.train.device)
+    print(f"validation: {validation.describe(validation.for_run(corpus))}", flush=True)
     if out_dir is None:
         return _train(config, corpus, None, device, False, callback)
     out = Path(out_dir)
@@ -441,6 +448,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
     prototypes = _Prototypes(losses, corpus.num_classes)
     train_dialogues, valid_dialogues, test_dialogues = (corpus.split(s) for s in ("train", "valid", "test"))
     signature = data_signature(corpus)
+    valid_record = validation.for_run(corpus)  # which validation split chooses the epoch
 
     history: list[dict[str, Any]] = []
     best = BestEpoch()  # the honest protocol's rule (safsd_glnet.selection)
@@ -463,7 +471,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
 
     def checkpoint(epoch: int, weights: dict[str, torch.Tensor], full: bool) -> dict[str, Any]:
         ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config.to_dict(),
-                "data": signature, "epoch": epoch, "model": weights}
+                "data": signature, "validation": valid_record, "epoch": epoch, "model": weights}
         if full:
             ckpt.update(optimizer=optimizer.state_dict(), similarity=losses.similarity.cpu(), rng=_rng_state(shuffle),
                         history=history, best=best.to_dict(), since_best=best.since)
@@ -539,6 +547,7 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
         "precision": precision.train_precision(tc.amp, device, config.model.hidden),  # of every forward pass
         "num_parameters": count_parameters(model),
         "protocol": HONEST_LABEL,
+        "validation": valid_record,
         "chosen_epoch": best.epoch,
         "test": test_final,
         "valid": valid_final,
@@ -555,6 +564,20 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
     return Run(config, metrics, model, out)
 
 
+def seed_summary(seeds: list[int], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``summary.json`` of runs of one configuration, one per seed (``runs``: their
+    ``metrics.json``): honest test metrics and the reference protocol's, mean and sample std,
+    and the validation split they used (:func:`safsd_glnet.data.validation.shared`)."""
+    return {
+        "seeds": list(seeds),
+        "test": summarise_seeds([r["test"] for r in runs]),
+        "reference_protocol": summarise_seeds([r["reference_protocol"] for r in runs],
+                                              keys=("accuracy", "weighted_f1")),
+        "protocol": HONEST_LABEL,
+        "validation": validation.shared([r.get("validation") for r in runs]),
+    }
+
+
 def train_seeds(config: Config, corpus: Corpus, seeds: list[int], out_dir: str | Path | None = None,
                 resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train once per seed (``out_dir/seed<k>``) and summarise mean and sample std."""
@@ -566,13 +589,7 @@ def train_seeds(config: Config, corpus: Corpus, seeds: list[int], out_dir: str |
         cfg = config.replace(train={"seed": seed})
         sub = Path(out_dir) / f"seed{seed}" if out_dir is not None else None
         runs.append(train(cfg, corpus, sub, resume=resume, overwrite=overwrite).metrics)
-    summary = {
-        "seeds": list(seeds),
-        "test": summarise_seeds([r["test"] for r in runs]),
-        "reference_protocol": summarise_seeds([r["reference_protocol"] for r in runs],
-                                              keys=("accuracy", "weighted_f1")),
-        "protocol": HONEST_LABEL,
-    }
+    summary = seed_summary(list(seeds), runs)
     if out_dir is not None:
         files.write_json(Path(out_dir) / "summary.json", summary)
     return summary

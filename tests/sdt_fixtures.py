@@ -29,21 +29,29 @@ MELD_SPEAKER_WIDTH = 9
 def make_sdt_fields(kind: str = "iemocap", num_dialogues: int = 10,
                     sizes: dict[str, int] | None = None, seed: int = 0, *,
                     lengths: tuple[int, int] = (2, 9), num_test: int | None = None,
-                    sentences: bool = True) -> dict[str, Any]:
+                    sentences: bool = True, ids: list[Any] | None = None) -> dict[str, Any]:
     """The fields of a small standard-layout file.
 
     ``sizes`` maps ``t`` / ``a`` / ``v`` to feature sizes (default 8 / 6 / 4); the four text
     layers share ``sizes["t"]``. Dialogue lengths are drawn uniformly from ``lengths``
     (inclusive). The last ``num_test`` dialogues (default a quarter) form ``testVid``, the
-    rest ``trainVid``. MELD's ``"extra"`` key holds the 13th element.
+    rest ``trainVid``. MELD's ``"extra"`` key holds the 13th element. ``ids`` gives the dialogue
+    ids in file order instead of the default ones (``num_dialogues`` is then their number), e.g.
+    MELD's numbering with the official dev block 1039-1152.
     """
+    if ids is not None:
+        num_dialogues = len(ids)
     sizes = {"t": 8, "a": 6, "v": 4, **(sizes or {})}
     rng = np.random.default_rng(seed)
     num_test = max(1, num_dialogues // 4) if num_test is None else num_test
     fields: dict[str, Any] = {name: {} for name in FIELD_ORDER[:10]}
-    ids: list[Any] = []
+    given = ids
+    ids = []
     for i in range(num_dialogues):
-        did: Any = f"Ses0{i % 5 + 1}F_impro{i:02d}" if kind == "iemocap" else i
+        if given is not None:
+            did: Any = given[i]
+        else:
+            did = f"Ses0{i % 5 + 1}F_impro{i:02d}" if kind == "iemocap" else i
         ids.append(did)
         n = int(rng.integers(lengths[0], lengths[1] + 1))
         fields["videoIDs"][did] = [f"{did}_{j:03d}" for j in range(n)]

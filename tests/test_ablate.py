@@ -300,6 +300,26 @@ def test_tables(tmp_path):
     assert read_json(paths[2])[1]["variant"] == "no_saf"
 
 
+def test_tables_say_which_validation_split_chose_the_epochs(tmp_path):
+    """The record each run's metrics.json holds reaches the report: one phrase when the variants
+    share it, one per variant otherwise, "not recorded" for runs from before the record."""
+    official = {"kind": "official-dev", "dialogues": 114}
+    seeded = {"kind": "seeded-fraction", "fraction": 0.1, "seed": 0, "dialogues": 115}
+    for name, record in (("full-seed0", official), ("full-seed1", official), ("no_saf-seed0", official)):
+        write_json(tmp_path / "same" / name / "metrics.json", {**fake_metrics(0), "validation": record})
+    rows = ablate.summarise(ablate.collect_runs(tmp_path / "same"))
+    assert [r["validation"] for r in rows] == [official, official]
+    assert ablate.ablation_markdown(rows).rstrip().endswith("Validation: official dev (114 dialogues).")
+    assert "Validation: official dev (114 dialogues)." in ablate.ablation_latex(rows)
+
+    write_json(tmp_path / "mixed" / "full-seed0" / "metrics.json", {**fake_metrics(0), "validation": seeded})
+    write_json(tmp_path / "mixed" / "old-seed0" / "metrics.json", fake_metrics(0))  # before the record
+    rows = ablate.summarise(ablate.collect_runs(tmp_path / "mixed"))
+    note = "Validation: full: 10% of training dialogues drawn with seed 0 (115 dialogues); old: not recorded."
+    assert ablate.ablation_markdown(rows).rstrip().endswith(note)
+    assert note.replace("%", r"\%") in ablate.ablation_latex(rows)
+
+
 def test_run_states(tmp_path):
     write_runs(tmp_path, {("full", 0): 60.0})
     write_json(tmp_path / "bad-seed0" / "run.json", {"status": "failed", "error": "ValueError: x", "seconds": 3})

@@ -36,6 +36,7 @@ def test_synth_train_evaluate_predict(tmp_path, capsys):
                  "--set", "loss.similarity=identity", "--out", str(run)]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and metrics["class_names"][0] == "neutral"
+    assert metrics["validation"] == {"kind": "synthetic", "seed": 0, "dialogues": len(corpus.splits["valid"])}
     assert json.loads((run / "config.json").read_text())["loss"]["similarity"] == "identity"
     assert (run / "confusion.png").exists() and (run / "confusion.pdf").exists()
 
@@ -55,7 +56,7 @@ def test_synth_train_evaluate_predict(tmp_path, capsys):
     assert set(r["prediction"] for r in rows) <= set(corpus.class_names)
 
 
-def test_train_with_seeds_writes_a_summary(tmp_path):
+def test_train_with_seeds_writes_a_summary(tmp_path, capsys):
     out = tmp_path / "seeds"
     assert main(["train", "--data", "synthetic:iemocap:num_dialogues=20", "--sizes", SIZES, "--preset", "tiny",
                  "--epochs", "1", "--seeds", "0", "1", "--no-progress", "--out", str(out)]) == 0
@@ -64,6 +65,9 @@ def test_train_with_seeds_writes_a_summary(tmp_path):
     per_seed = [json.loads((out / f"seed{k}" / "metrics.json").read_text())["test"]["weighted_f1"] for k in (0, 1)]
     assert values == pytest.approx(per_seed)
     assert summary["test"]["weighted_f1"]["mean"] == pytest.approx(sum(per_seed) / 2)
+    assert summary["validation"] == {"kind": "synthetic", "seed": 0, "dialogues": 2}
+    lines = capsys.readouterr().out.splitlines()
+    assert lines.count("validation: the validation dialogues of synthetic data seed 0 (2 dialogues)") == 3, lines
 
 
 def test_convert_a_standard_pickle(tmp_path):
@@ -193,6 +197,13 @@ def test_validation_ids_from_a_file(tmp_path, capsys):
     corpus = load_corpus(out)
     assert corpus.splits["valid"] == chosen
     assert set(corpus.splits["train"]) == set(train_ids) - set(chosen)
+    assert corpus.validation == {"kind": "ids", "file": str(ids)}
+    assert f"validation: ids from {ids} (3 dialogues)" in capsys.readouterr().out
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(pkl), "--valid-ids", str(ids), "--preset", "tiny", "--epochs", "1",
+                 "--no-progress", "--out", str(run)]) == 0
+    assert json.loads((run / "metrics.json").read_text())["validation"] == {"kind": "ids", "file": str(ids),
+                                                                           "dialogues": 3}
     capsys.readouterr()
     ids.write_text("no-such-dialogue\n")
     assert main(["convert", "--pickle", str(pkl), "--valid-ids", str(ids), "--out", str(out)]) == 2

@@ -316,6 +316,7 @@ def test_train_seeds_on_dask_equal_the_local_seeds(dask_address, tmp_path, capsy
                                   "--scheduler", dask_address]) == 0
     local, dask = read_json(tmp_path / "local" / "summary.json"), read_json(tmp_path / "dask" / "summary.json")
     assert dask == local
+    assert local["validation"]["kind"] == "synthetic"  # seed_runs summarises the record as train_seeds does
     for s in (0, 1):
         assert read_json(tmp_path / "dask" / f"seed{s}" / "metrics.json")["test"] == \
             read_json(tmp_path / "local" / f"seed{s}" / "metrics.json")["test"]

@@ -58,6 +58,7 @@ def test_build_text_corpus_aligns_vectors_and_texts(small_csv, tmp_path, fake_en
     corpus = feat.build_text_corpus(table, "fake-encoder", cache_dir=None, progress=False)
     assert corpus.name == "tiny" and corpus.modalities == ("t",) and corpus.feature_sizes == {"t": 8}
     assert corpus.num_utterances() == 10 and corpus.splits == table.splits
+    assert corpus.validation == table.validation == {"kind": "given"}  # the table's dev split
     for d in table.dialogues:
         got = corpus.dialogues[d.id]
         assert got.texts == d.texts
@@ -236,6 +237,7 @@ def test_merge_pickle_meld_layout(tmp_path, fake_encoder):
     pkl = tmp_path / "meld.pkl"
     fields = write_pickle(pkl, "meld", {0: [4, 6], 1039: [2], 1154: [0]})
     merged = feat.merge_pickle_modalities(corpus, pkl)
+    assert corpus.validation == merged.validation == {"kind": "official-dev"}
     np.testing.assert_array_equal(merged.dialogues["valid_0"].features["v"][0], fields["videoVisual"][1039][0])
     np.testing.assert_array_equal(merged.dialogues["test_1"].features["a"][0], fields["videoAudio"][1154][0])
     write_pickle(pkl, "meld", {0: [4, 6], 1040: [2], 1154: [0]})

@@ -499,3 +499,220 @@ def test_gate_terms_in_bf16_match_a_double_product():
     g = torch.randn(300, 2, dtype=torch.double)
     gx, gw = torch.autograd.grad(got, (xb, wb), g.bfloat16())
     assert _rel(gx, g @ wb.double()) < 0.01 and _rel(gw, g.t() @ xb.double()) < 0.01
+
+
+# ----------------------------------------------------------------------------- training mode, the same draws
+# In training the two paths draw their randomness differently: the readable model through
+# torch's dropout (``nn.Dropout``, and ``scaled_dot_product_attention``'s dropout on the
+# attention weights), the kernels through :func:`kernels.keep_mask` (random bit lanes). To
+# compare them with the randomness on, the readable run records where it draws (the random
+# state and the shape before each draw), the masks are rebuilt from those states (torch's CPU
+# dropout is ``x * (bernoulli(1 - p) / (1 - p))``, so dropping out a tensor of ones under the
+# same state gives its mask exactly), and the kernels' run gets them, in the same order, in
+# place of ``keep_mask``'s draws. Nothing in the production path changes; were a mask rebuilt
+# wrongly or fed in another layout, the two runs would disagree and the test fail.
+
+
+def _record_readable_draws(module, monkeypatch):
+    """Record, in call order, every dropout draw of the readable ``module`` in training:
+    ``(kind, random state, shape, p)``; kind ``"weights"`` for the attention weights
+    (b, heads, n, n), ``"rows"`` for an ``nn.Dropout``. Returns the list it fills."""
+    draws = []
+
+    def before_dropout(m, args):
+        if m.training and m.p > 0:
+            draws.append(("rows", torch.get_rng_state(), args[0].shape, m.p))
+
+    for m in module.modules():
+        if type(m) is nn.Dropout:
+            m.register_forward_pre_hook(before_dropout)
+    readable_attend = AttentionLayer.attend
+
+    def attend(self, q, k, v, key_real):
+        if self.training and self.attn_dropout > 0:
+            draws.append(("weights", torch.get_rng_state(), (*q.shape[:3], k.shape[2]), self.attn_dropout))
+        return readable_attend(self, q, k, v, key_real)
+
+    monkeypatch.setattr(AttentionLayer, "attend", attend)
+    return draws
+
+
+def _rebuilt_masks(draws):
+    """The readable run's masks: dropout of ones under each recorded random state."""
+    masks = []
+    with torch.random.fork_rng(devices=[]):
+        for kind, state, shape, p in draws:
+            torch.set_rng_state(state)
+            masks.append((kind, torch.dropout(torch.ones(shape), p, True), p))
+    return masks
+
+
+def _feed_masks(masks, monkeypatch, packing=None):
+    """Make the kernels take ``masks`` in order instead of drawing (:func:`kernels.keep_mask`
+    is where all of them draw on the CPU): the attention weights' (b, h, n, n) mask becomes
+    the kernel's head-major (h b, n, n); a GCN mask of (M N, H) rows becomes (M, N, H), or the
+    padded (M, b, n, H) of the banded layout through ``packing``. Returns the queue left."""
+    queue = list(masks)
+
+    def keep_mask(shape, p, dtype, device="cpu"):
+        assert queue, "the kernels drew more masks than the readable model"
+        kind, mask, drawn_p = queue.pop(0)
+        assert p == drawn_p, (kind, p, drawn_p)
+        if kind == "weights":
+            mask = mask.transpose(0, 1)  # (h, b, n, n): heads first, as the kernel's blocks
+        elif packing is not None and len(shape) == 4:
+            mask = packing.pad(mask.view(shape[0], -1, shape[-1]))
+        return mask.reshape(shape).to(dtype)
+
+    monkeypatch.setattr(kernels, "keep_mask", keep_mask)
+    return queue
+
+
+def _math_sdpa():
+    """The math backend of ``scaled_dot_product_attention``, whose dropout is torch's CPU
+    dropout (a fused backend would draw its own way)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH)
+
+
+def _assert_runs_close(got, expected, atol, rtol):
+    torch.testing.assert_close(got[0], expected[0], atol=atol, rtol=rtol)
+    assert got[1].keys() == expected[1].keys()
+    for name, grad in expected[1].items():
+        torch.testing.assert_close(got[1][name], grad, atol=10 * atol, rtol=10 * rtol, msg=name)
+
+
+@pytest.mark.parametrize("p", [0.3, 0.5])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_attention_layer_in_training_equals_the_readable_layer_with_the_same_draws(p, bf16, monkeypatch):
+    """A whole attention layer in training (dropout on the attention weights, after the output
+    projection, inside and after the feed-forward): the kernel fed the readable layer's four
+    masks gives its output and gradients (inputs and every parameter): to float error in fp32,
+    to bf16's error under autocast."""
+    torch.manual_seed(7)
+    layer = AttentionLayer(hidden=32, heads=4, ff_width=48, dropout=p).train()
+    lengths = torch.tensor([6, 2, 3, 1])
+    packing = Packing(torch.arange(6)[None] < lengths[:, None])
+    x = torch.randn(12, 32, requires_grad=True)
+    context = torch.randn(12, 32, requires_grad=True)
+    weight = torch.linspace(-1, 1, 12 * 32).view(12, 32)
+
+    def run():
+        layer.zero_grad()
+        with _bf16(bf16):
+            out = layer(x, context, packing)
+        grads = torch.autograd.grad((out.float() * weight).sum(), (x, context, *layer.parameters()))
+        names = ["x", "context", *(n for n, _ in layer.named_parameters())]
+        return out.detach().float(), dict(zip(names, grads))
+
+    draws = _record_readable_draws(layer, monkeypatch)
+    torch.manual_seed(8)
+    with _math_sdpa():
+        readable = run()
+    assert [d[0] for d in draws] == ["weights", "rows", "rows", "rows"]
+    kernels.install(layer)
+    assert type(layer) is FastAttentionLayer
+    left = _feed_masks(_rebuilt_masks(draws), monkeypatch)
+    fast = run()
+    assert not left, f"{len(left)} masks of the readable layer were not used"
+    layer.eval()
+    with torch.no_grad(), _bf16(bf16):
+        assert _rel(layer(x, context, packing), readable[0]) > 0.05  # the draws did change the output
+    if bf16:
+        _close_in_bf16(fast, readable, "attention layer in training, bf16")
+    else:
+        _assert_runs_close(fast, readable, atol=1e-5, rtol=1e-5)
+
+
+_GCN_CASES = [
+    {"window": (None, None), "num_mod": 3, "p": 0.5, "lengths": [5, 1, 8, 3]},
+    {"window": (None, None), "num_mod": 1, "p": 0.3, "lengths": [5, 1, 8, 3]},
+    {"window": (2, 1), "num_mod": 3, "p": 0.3, "lengths": [5, 1, 8, 3]},
+    {"window": (3, 2), "num_mod": 3, "p": 0.5, "lengths": [150, 40, 97]},  # the banded layout
+]
+
+
+# bf16 for the three-modality cases only: with one modality and p = 0.3 the gates' gradients
+# are differences of nearly equal sums, and the readable layer in bf16 is itself 14% (all
+# gradients) from its own fp32 result on the same masks, so bf16 tolerances could not tell a
+# fault from rounding there; fp32 checks that case to float error.
+@pytest.mark.parametrize("case, bf16", [(c, False) for c in _GCN_CASES] +
+                         [(c, True) for c in _GCN_CASES if c["num_mod"] == 3])
+def test_dense_gcn_in_training_equals_the_pyg_layer_with_the_same_masks(case, bf16, monkeypatch):
+    """The masked GCN in training (a feature mask before each of the K layers): the dense
+    kernel (the written-out layer, or the banded layout for a short window on long dialogues)
+    fed the PyG layer's masks gives its output and its gradients (nodes, gates, speaker
+    embedding): to float error in fp32, to bf16's error under autocast."""
+    past, future = case["window"]
+    cfg = ModelConfig(hidden=8, heads=2, gcn_layers=3, window_past=past, window_future=future,
+                      modalities="tav"[:case["num_mod"]], mask_prob=case["p"])
+    torch.manual_seed(1)
+    gcn = MaskedGCN(cfg, has_text=True, num_speakers=3).train()
+    for conv in gcn.convs:  # larger gates than the default init make tanh's sign matter
+        torch.nn.init.normal_(conv.gate.weight, std=0.5)
+    lengths = torch.tensor(case["lengths"])
+    n = int(lengths.max())
+    banded = padded_graph(lengths, n, case["num_mod"], past, future).chunk is not None
+    assert banded == (n > 100)
+    packing = Packing(torch.arange(n)[None] < lengths[:, None])
+    speakers = torch.randint(0, 3, (int(lengths.sum()),))
+    nodes = torch.randn(case["num_mod"], int(lengths.sum()), 8, requires_grad=True)
+
+    def run():
+        gcn.zero_grad()
+        with _bf16(bf16):
+            out = gcn(nodes, speakers, lengths, packing)
+        grads = torch.autograd.grad((out.float() * torch.linspace(-1, 1, out.shape[-1])).sum(),
+                                    (nodes, *gcn.parameters()))
+        return out.detach().float(), dict(zip(["nodes", *(n for n, _ in gcn.named_parameters())], grads))
+
+    draws = _record_readable_draws(gcn, monkeypatch)
+    torch.manual_seed(2)
+    readable = run()
+    assert len(draws) == cfg.gcn_layers
+    kernels.install(gcn)
+    assert type(gcn) is DenseMaskedGCN
+    left = _feed_masks(_rebuilt_masks(draws), monkeypatch, packing)
+    fast = run()
+    assert not left, f"{len(left)} masks of the PyG layer were not used"
+    with torch.no_grad(), _bf16(bf16):
+        assert _rel(gcn.eval()(nodes, speakers, lengths, packing), readable[0]) > 0.05  # the masks matter
+    if bf16:
+        _close_in_bf16(fast, readable, "GCN in training, bf16")
+    else:
+        _assert_runs_close(fast, readable, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"modalities": "ta", "dropout": 0.5}, {"use_transformer": False},
+                                       {"window_past": 2, "window_future": 1, "mask_prob": 0.3}])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_model_in_training_with_kernels_equals_the_readable_model_with_the_same_draws(overrides, bf16,
+                                                                                          monkeypatch):
+    """The whole model in training, dropout and the feature mask on: with the readable model's
+    draws fed to the kernels (encoders, every attention layer, the GCN, the students' heads),
+    the same logits and the same gradients of every parameter: to float error in fp32, to
+    bf16's error under autocast."""
+    cfg = ModelConfig(**{"hidden": 16, "heads": 2, "gcn_layers": 2, "dropout": 0.3, **overrides})
+    torch.manual_seed(0)
+    model = SAFSDGLNet(cfg, {m: SIZES[m] for m in cfg.modalities}, 6, 3)
+    batch = collate(_dialogues([5, 1, 9, 3]))
+    draws = _record_readable_draws(model, monkeypatch)
+    torch.manual_seed(3)
+    with _math_sdpa():
+        readable = _model_run(model, batch, bf16)
+    kinds = [d[0] for d in draws]
+    layers = sum(isinstance(m, AttentionLayer) for m in model.modules())
+    assert kinds.count("weights") == layers and len(kinds) == 2 * len(cfg.modalities) + 4 * layers + \
+        (cfg.gcn_layers if cfg.use_gcn else 0)
+    kernels.install(model)
+    left = _feed_masks(_rebuilt_masks(draws), monkeypatch)
+    fast = _model_run(model, batch, bf16)
+    assert not left, f"{len(left)} masks of the readable model were not used"
+    model.eval()
+    with torch.no_grad(), _bf16(bf16):
+        assert _rel(model(batch).teacher_logits, readable[0]) > 0.05  # the draws did change the logits
+    if bf16:
+        _close_in_bf16(fast, readable, "the model in training, bf16")
+    else:
+        _assert_runs_close(fast, readable, atol=1e-5, rtol=1e-5)

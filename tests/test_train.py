@@ -88,6 +88,50 @@ def test_run_folder_and_protocols(tmp_path, corpus):
     assert info["epoch"] == m["chosen_epoch"]
 
 
+def test_a_run_says_and_records_its_validation_split(tmp_path, capsys):
+    """A MELD-layout pickle with the official dev block: training prints which split chooses the
+    epoch, and metrics.json, both checkpoints and load_model carry the record."""
+    from safsd_glnet.data import load_sdt_pickle
+    from sdt_fixtures import write_sdt_pickle
+
+    pkl = tmp_path / "meld.pkl"
+    write_sdt_pickle(pkl, "meld", sizes={"t": 8, "a": 6, "v": 4}, ids=[*range(12), *range(1039, 1153), 1153, 1154],
+                     num_test=2, lengths=(1, 3))
+    data = load_sdt_pickle(pkl)
+    capsys.readouterr()
+    train(tiny(epochs=1), data, tmp_path / "run")
+    assert capsys.readouterr().out.splitlines()[0] == "validation: official dev (114 dialogues)"
+    expected = {"kind": "official-dev", "dialogues": 114}
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["validation"] == expected
+    for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
+        assert torch.load(tmp_path / "run" / name, weights_only=True)["validation"] == expected, name
+    assert load_model(tmp_path / "run" / "checkpoint_best.pt")[1]["validation"] == expected
+
+
+def test_checkpoints_without_the_validation_record_still_load_and_resume(tmp_path, corpus):
+    """Checkpoints written before the record existed: load_model reads them (validation None)
+    and a run resumes from one, then records the corpus's validation split."""
+    cfg = tiny(epochs=3, save_every_s=0.0)
+    _train_interrupted_after(cfg, corpus, tmp_path / "run", 2)
+    for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
+        path = tmp_path / "run" / name
+        old = torch.load(path, weights_only=True)
+        del old["validation"]
+        torch.save(old, path)
+    model, info = load_model(tmp_path / "run" / "checkpoint_best.pt")
+    assert info["validation"] is None and info["epoch"] >= 1
+    metrics = train(cfg, corpus, tmp_path / "run", resume=True).metrics
+    assert metrics["epochs_run"] == 3
+    assert metrics["validation"] == {"kind": "synthetic", "seed": 0, "dialogues": len(corpus.splits["valid"])}
+
+
+def test_seed_summaries_record_the_validation_split(corpus):
+    from safsd_glnet.train import train_seeds
+
+    summary = train_seeds(tiny(epochs=1), corpus, [0, 1])
+    assert summary["validation"] == {"kind": "synthetic", "seed": 0, "dialogues": len(corpus.splits["valid"])}
+
+
 def _train_interrupted_after(cfg, corpus, out, last_epoch):
     """Train into ``out`` and stop with a KeyboardInterrupt (as Ctrl-C would) after ``last_epoch``."""
     def stop(epoch, record):

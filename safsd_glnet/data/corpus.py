@@ -4,13 +4,15 @@ Shape letters: n utterances in a dialogue, d_m feature size of modality m.
 
 A :class:`Corpus` holds dialogues keyed by id, the class names (their order is the label
 index), the speaker names (``Dialogue.speakers`` indexes them), the modalities present with
-their feature sizes, and the splits ``train`` / ``valid`` / ``test`` as lists of dialogue ids.
+their feature sizes, and the splits ``train`` / ``valid`` / ``test`` as lists of dialogue ids, and which validation
+split it carries (:attr:`Corpus.validation`, a record of :mod:`safsd_glnet.data.validation`).
 ``Corpus.validate`` checks everything a model relies on and raises :class:`DataError` naming
 the source file, the dialogue and the field.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +49,9 @@ class Corpus:
     # modality -> JSON-able description of how its features were made (encoder, settings),
     # e.g. {"t": {"kind": "sentence-encoder", ...}}; see safsd_glnet.finetune.encode_dialogues
     feature_info: dict[str, dict] = field(default_factory=dict)
+    # which validation split ``splits["valid"]`` is, e.g. {"kind": "official-dev"}: the kinds and
+    # their fields are safsd_glnet.data.validation's; a corpus built in code has not said
+    validation: dict[str, Any] = field(default_factory=lambda: {"kind": "unknown"})
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -89,7 +94,7 @@ class Corpus:
         sizes = {m: self.feature_sizes[m] for m in MODALITIES if m in modalities}
         info = {m: v for m, v in self.feature_info.items() if m in modalities}
         return Corpus(self.name, self.class_names, self.speaker_names, sizes, dialogues,
-                      self.splits, self.source, info)
+                      self.splits, self.source, info, self.validation)
 
     def validate(self) -> "Corpus":
         """Check the corpus and return it; raise :class:`DataError` on the first fault."""

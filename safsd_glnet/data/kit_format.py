@@ -15,7 +15,10 @@ file never runs code from it):
   corpus came from originally), ``class_names``, ``speaker_names``, ``feature_sizes``,
   ``dialogue_ids`` (in order), ``splits`` and ``texts`` (null, or one entry per dialogue:
   null or its list of sentences); optionally ``feature_info`` (modality -> how its features
-  were made, :attr:`Corpus.feature_info`; absent in older files).
+  were made, :attr:`Corpus.feature_info`; absent in older files) and ``validation`` (which
+  validation split the corpus carries, :attr:`Corpus.validation`, a record of
+  :mod:`~safsd_glnet.data.validation`). An older file without ``validation`` loads with
+  ``{"kind": "none"}`` when its ``valid`` split is empty, else ``{"kind": "unknown"}``.
 
 :func:`save_corpus` writes to a temporary file in the destination folder and renames it over
 the destination (``os.replace`` is atomic on POSIX and Windows), so an interrupted save
@@ -37,6 +40,7 @@ import numpy as np
 from ..config import MODALITIES
 from ..file_checks import loads_json
 from ..files import atomic_path
+from . import validation
 from .corpus import Corpus, DataError, Dialogue
 from .safe_npz import read_npz
 
@@ -87,6 +91,7 @@ def save_corpus(corpus: Corpus, path: str | os.PathLike) -> None:
     }
     if corpus.feature_info:  # optional key: files without it (older ones) load the same
         meta["feature_info"] = {m: corpus.feature_info[m] for m in corpus.modalities if m in corpus.feature_info}
+    meta["validation"] = validation.check(corpus.validation, f"{path}: corpus {corpus.name!r}")
     arrays["meta"] = _encode_meta(meta)
 
     folder = os.path.dirname(os.path.abspath(path))
@@ -222,7 +227,11 @@ def _assemble(meta: dict[str, Any], arrays: dict[str, np.ndarray], source: str) 
     info = meta.get("feature_info") or {}
     if not isinstance(info, dict):
         raise DataError(f"{source}: field 'meta.feature_info' must be a JSON object, got {type(info).__name__}")
+    if "validation" in meta:
+        record = validation.check(meta["validation"], f"{source}: field 'meta.validation'")
+    else:  # a file from before the record: only an empty valid split says what it was
+        record = validation.record("unknown" if splits.get("valid") else "none")
     corpus = Corpus(meta["name"], [str(c) for c in meta["class_names"]],
                     [str(s) for s in meta["speaker_names"]], {m: int(v) for m, v in sizes.items()},
-                    dialogues, splits, source, info)
+                    dialogues, splits, source, info, record)
     return corpus.validate()

@@ -33,11 +33,13 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..facts import IEMOCAP_CLASSES, IEMOCAP_SPEAKERS, MELD_CLASSES, MELD_DEV_IDS
+from . import validation
 from .corpus import Corpus, DataError, Dialogue
 from .safe_pickle import safe_load
 
@@ -51,16 +53,17 @@ _TUPLE_LENGTH = {"iemocap": 12, "meld": 13}
 _TEXT_LAYERS = ("videoText", "roberta2", "roberta3", "roberta4")
 
 
-def load_sdt_pickle(path: str | os.PathLike, kind: str = "auto", valid_fraction: float = 0.1,
+def load_sdt_pickle(path: str | os.PathLike, kind: str = "auto", valid_fraction: float | None = None,
                     seed: int = 0, text: str = "first",
-                    valid_ids: Iterable[Any] | None = None) -> Corpus:
+                    valid_ids: Iterable[Any] | str | None = None, valid_ids_file: str | None = None) -> Corpus:
     """Read an SDT / M3Net feature pickle into a validated :class:`Corpus`.
 
     Args:
         path: the ``.pkl`` file.
         kind: ``"iemocap"`` (12-tuple), ``"meld"`` (13-tuple) or ``"auto"`` (by tuple length).
-        valid_fraction: share of the training dialogues held out as ``"valid"`` when
-            ``valid_ids`` is not given. 0 gives an empty ``"valid"`` split.
+        valid_fraction: share of the training dialogues held out as ``"valid"`` by a seeded
+            draw. None (default): MELD's official dev dialogues where a MELD file's ``trainVid``
+            holds all of them, else 0.1. A number always draws (0 gives an empty ``"valid"``).
         seed: seed of the held-out draw: the training ids are sorted, permuted by
             ``numpy.random.default_rng(seed)`` and the first ``round(valid_fraction * n)``
             (at least 1, at most n - 1) become ``"valid"``; the same file and seed always give
@@ -70,11 +73,16 @@ def load_sdt_pickle(path: str | os.PathLike, kind: str = "auto", valid_fraction:
         valid_ids: explicit validation dialogues (ids as in the file, or their ``str``). They
             must belong to ``trainVid``; they replace the seeded draw. ``"meld-dev"`` names
             the official MELD dev dialogues in the standard numbering (:data:`MELD_DEV_IDS`).
+        valid_ids_file: the file ``valid_ids`` were read from, for the record (the command
+            line's ``--valid-ids FILE``).
 
     Returns:
         Corpus named ``"iemocap"`` or ``"meld"``, modalities t / a / v, splits ``train`` /
         ``valid`` / ``test`` (lists of dialogue ids, each sorted by the file's ids), ``source``
-        the file path. Dialogue ids are the file's ids turned into ``str`` (MELD uses ints).
+        the file path, ``validation`` the record of the validation split used
+        (:mod:`~safsd_glnet.data.validation`: ``official-dev``, ``seeded-fraction`` with its
+        fraction and seed, ``ids`` with the file, or ``none``). Dialogue ids are the file's ids
+        turned into ``str`` (MELD uses ints).
         Speakers: IEMOCAP ``["M", "F"]``; MELD ``["speaker0", ..., "speaker8"]`` from the
         argmax of the one-hot rows (the file numbers speakers per dialogue, so ``speaker0``
         is not the same person across dialogues). ``Dialogue.texts`` holds ``videoSentence``
@@ -82,16 +90,15 @@ def load_sdt_pickle(path: str | os.PathLike, kind: str = "auto", valid_fraction:
 
     Splits, honestly: IEMOCAP has no official validation split, so one is carved from
     ``trainVid`` (SPEC.md: a fixed, seeded 10%). For MELD, ``trainVid`` of the standard file
-    holds the official train *and* dev dialogues together (1038 + 114 = 1152), and the file
-    does not say which ids are the dev ones (SDT and M3Net train on all 1152 and pick epochs on
-    test). In the numbering these files share with DialogueRNN and COSMIC the dev dialogues are
-    the block 1039-1152 after the training ones (the kit's pickle merging relies on the same
-    numbering), but the file itself cannot confirm it; so by default the kit carves ``"valid"``
-    the same seeded way as for IEMOCAP, and ``valid_ids="meld-dev"`` (command line:
-    ``--valid-ids meld-dev``) or an explicit id list names the official dev dialogues instead.
-    With the default 10%, 115 of the 1152 dialogues are held out, close to the official 114,
-    but not the same ones: validation numbers are not comparable with papers that used the
-    official dev split (their test numbers are, since ``testVid`` is the official test split).
+    holds the official train *and* dev dialogues together (1038 + 114 = 1152; SDT and M3Net
+    train on all 1152 and pick epochs on test). In the numbering these files share with
+    DialogueRNN and COSMIC the dev dialogues are the block 1039-1152 after the training ones
+    (the kit's pickle merging relies on the same numbering), so by default a MELD file whose
+    ``trainVid`` holds all of those ids uses them as ``"valid"``: the official split, whose
+    validation numbers compare with papers that used it. The file itself cannot confirm the
+    block; a file without all of them (a subset, another numbering) falls back to the seeded
+    10%, and the record says which happened. ``valid_fraction`` asks for the seeded draw
+    explicitly (command line: ``--valid-fraction``).
 
     Raises:
         DataError: naming the file, the dialogue and the field, for a wrong tuple length,
@@ -104,18 +111,23 @@ def load_sdt_pickle(path: str | os.PathLike, kind: str = "auto", valid_fraction:
     source = os.fspath(path)
     if text not in ("first", "mean"):
         raise ValueError(f"load_sdt_pickle: text={text!r}, expected 'first' or 'mean'")
-    if not 0.0 <= valid_fraction < 1.0:
+    if valid_fraction is not None and not 0.0 <= valid_fraction < 1.0:
         raise ValueError(f"load_sdt_pickle: valid_fraction={valid_fraction} must lie in [0, 1)")
     if kind not in ("auto", "iemocap", "meld"):
         raise ValueError(f"load_sdt_pickle: kind={kind!r}, expected 'auto', 'iemocap' or 'meld'")
+    if valid_ids is not None and valid_fraction is not None:
+        raise ValueError("load_sdt_pickle: valid_ids and valid_fraction exclude each other: the ids replace the "
+                         "seeded draw")
     if isinstance(valid_ids, str):
         if valid_ids != "meld-dev":
             raise ValueError(f"load_sdt_pickle: valid_ids={valid_ids!r}: expected a collection of dialogue "
                              "ids or 'meld-dev'")
-        valid_ids = MELD_DEV_IDS
+    elif valid_ids is not None:
+        valid_ids = list(valid_ids)
     raw = safe_load(source, encoding="latin1")
     kind, fields = _unpack(raw, kind, source)
-    return _build_corpus(fields, kind, source, valid_fraction, seed, text, valid_ids)
+    choice = _ValidChoice(valid_fraction, int(seed), valid_ids, valid_ids_file)
+    return _build_corpus(fields, kind, source, choice, text)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -174,8 +186,7 @@ def _check_id(value: Any, where: str) -> None:
         raise DataError(f"{where}: dialogue ids must be strings or integers, got {_show(value)}")
 
 
-def _build_corpus(fields: dict[str, Any], kind: str, source: str, valid_fraction: float,
-                  seed: int, text: str, valid_ids: Iterable[Any] | None) -> Corpus:
+def _build_corpus(fields: dict[str, Any], kind: str, source: str, choice: "_ValidChoice", text: str) -> Corpus:
     for name in SDT_FIELDS[:10]:
         if name == "videoSentence" and fields[name] is None:
             continue  # sentences are optional
@@ -237,9 +248,9 @@ def _build_corpus(fields: dict[str, Any], kind: str, source: str, valid_fraction
         speaker_names = list(IEMOCAP_SPEAKERS)
     else:
         speaker_names = [f"speaker{i}" for i in range(_common_speaker_width(speaker_widths, source))]
-    splits = _splits(fields, ids, source, valid_fraction, seed, valid_ids)
+    splits, record = _splits(fields, ids, source, kind, choice)
     corpus = Corpus(kind, list(_classes(kind)), speaker_names, feature_sizes, dialogues, splits,
-                    source)
+                    source, validation=record)
     return corpus.validate()
 
 
@@ -456,30 +467,58 @@ def _split_ids(fields: dict[str, Any], name: str, ids: dict[Any, str], source: s
     return [ids[k] for k in sorted(out, key=_natural_key)]
 
 
-def _splits(fields: dict[str, Any], ids: dict[Any, str], source: str, valid_fraction: float,
-            seed: int, valid_ids: Iterable[Any] | None) -> dict[str, list[str]]:
+@dataclass(frozen=True)
+class _ValidChoice:
+    """What the caller asked for: a fraction (None: the default), the draw's seed, explicit ids
+    (a list or ``"meld-dev"``) and the file they came from."""
+
+    fraction: float | None
+    seed: int
+    ids: list[Any] | str | None
+    ids_file: str | None
+
+
+def _splits(fields: dict[str, Any], ids: dict[Any, str], source: str, kind: str,
+            choice: _ValidChoice) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """The train / valid / test splits and the validation record (see :func:`load_sdt_pickle`)."""
     train = _split_ids(fields, "trainVid", ids, source)
     test = _split_ids(fields, "testVid", ids, source)
     both = set(train) & set(test)
     if both:
         first = next(i for i in train if i in both)
         raise DataError(f"{source}: dialogue {first!r} is in both field 'trainVid' and field 'testVid'")
-    if valid_ids is not None:
-        wanted = {str(v) for v in valid_ids}
-        train_set = set(train)
+    train_set, dev = set(train), set(MELD_DEV_IDS)
+    if choice.ids is not None:
+        official = choice.ids == "meld-dev"
+        wanted = dev if official else {str(v) for v in choice.ids}
         for v in sorted(wanted):
             if v not in train_set:
                 raise DataError(f"{source}: dialogue {v!r}: valid_ids names a dialogue that is not "
                                 f"in field 'trainVid'")
         valid = [i for i in train if i in wanted]
+        record = validation.record("official-dev") if official else validation.record("ids", file=choice.ids_file)
+    elif choice.fraction is None and kind == "meld" and dev < train_set:  # all of dev, and more to train on
+        valid = [i for i in train if i in dev]
+        record = validation.record("official-dev")
     else:
-        n = len(train)
-        k = int(round(valid_fraction * n))
-        if valid_fraction > 0 and n >= 2:
-            k = min(max(k, 1), n - 1)  # a non-empty valid split, and training keeps a dialogue
-        else:
-            k = 0
-        chosen = set(np.random.default_rng(seed).permutation(n)[:k].tolist())
-        valid = [i for j, i in enumerate(train) if j in chosen]
+        fraction = 0.1 if choice.fraction is None else float(choice.fraction)
+        valid = _seeded_draw(train, fraction, choice.seed)
+        if valid:
+            record = validation.record("seeded-fraction", fraction=fraction, seed=choice.seed)
+    if not valid:  # valid_fraction=0, a one-dialogue trainVid, or an empty id list
+        record = validation.record("none")
     valid_set = set(valid)
-    return {"train": [i for i in train if i not in valid_set], "valid": valid, "test": test}
+    return {"train": [i for i in train if i not in valid_set], "valid": valid, "test": test}, record
+
+
+def _seeded_draw(train: list[str], fraction: float, seed: int) -> list[str]:
+    """``round(fraction * n)`` of the n training ids (at least 1 and at most n - 1 when
+    ``fraction`` > 0 and n >= 2), chosen by ``numpy.random.default_rng(seed).permutation``."""
+    n = len(train)
+    k = int(round(fraction * n))
+    if fraction > 0 and n >= 2:
+        k = min(max(k, 1), n - 1)  # a non-empty valid split, and training keeps a dialogue
+    else:
+        k = 0
+    chosen = set(np.random.default_rng(seed).permutation(n)[:k].tolist())
+    return [i for j, i in enumerate(train) if j in chosen]

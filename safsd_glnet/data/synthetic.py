@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..facts import IEMOCAP_CLASSES, MELD_CLASSES, MODALITIES, SIMILAR_EMOTIONS
+from . import validation
 from .corpus import Corpus, Dialogue
 
 __all__ = ["make_synthetic", "PROFILES", "SyntheticProfile", "class_gram_matrix"]
@@ -227,7 +228,7 @@ def make_synthetic(profile: str = "iemocap", seed: int = 0,
     Returns:
         Corpus named ``"synthetic-<profile>"`` with source ``"synthetic:<profile>:seed<k>"``,
         dialogue ids ``"<profile>_0000"`` ..., splits train/valid/test in id order, features
-        (n, d_m) float32, no texts.
+        (n, d_m) float32, no texts; validation record ``{"kind": "synthetic", "seed": seed}``.
     """
     if profile not in PROFILES:
         raise ValueError(f"make_synthetic: unknown profile {profile!r}, expected one of {sorted(PROFILES)}")
@@ -315,5 +316,6 @@ def make_synthetic(profile: str = "iemocap", seed: int = 0,
     splits = {"train": ids[:n_train], "valid": ids[n_train:n_train + n_valid],
               "test": ids[n_train + n_valid:]}
     corpus = Corpus(f"synthetic-{profile}", list(prof.classes), list(prof.speaker_names), sizes,
-                    dialogues, splits, f"synthetic:{profile}:seed{seed}")
+                    dialogues, splits, f"synthetic:{profile}:seed{seed}",
+                    validation=validation.record("synthetic", seed=int(seed)))
     return corpus.validate()

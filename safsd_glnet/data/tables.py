@@ -94,6 +94,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from . import table_files as tf
+from . import validation
 from ..facts import CLASS_ORDERS, IEMOCAP_CLASSES, MELD_CLASSES  # noqa: F401  (re-exported)
 from .corpus import SPLITS, DataError
 from .table_files import show
@@ -167,6 +168,9 @@ class Table:
     source_sha256: dict[str, str] = field(default_factory=dict)  # file -> sha256 of its bytes
     notes: list[str] = field(default_factory=list)  # oddities worth telling a user, not errors
     labelled: bool = True  # False: every TableDialogue.labels is None (a table to predict on)
+    # which validation split this is (safsd_glnet.data.validation): official-dev for the MELD
+    # release, else read from the splits (cosmic-12, given or none)
+    validation: dict[str, Any] = field(default_factory=lambda: {"kind": "unknown"})
 
     @property
     def splits(self) -> dict[str, list[str]]:
@@ -631,7 +635,8 @@ def _assemble(records: Sequence[_Record], *, name: str, sources: Sequence[str], 
     dialogues.sort(key=lambda d: rank[d.split])  # stable: file order within a split
     return Table(name=name, class_names=classes, speaker_names=list(speaker_names),
                  speaker_mode=speaker_mode, dialogues=dialogues, sources=list(sources),
-                 source_sha256=source_sha256, notes=notes, labelled=labelled)
+                 source_sha256=source_sha256, notes=notes, labelled=labelled,
+                 validation=validation.of_table_splits([d.id for d in dialogues if d.split == "valid"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -862,9 +867,11 @@ def read_meld_csvs(train_csv: str | Path, dev_csv: str | Path, test_csv: str | P
     records, hashes, _ = _read_files(files, columns, "csv", split_prefix="always", labelled=True,
                                      fix_text=fix_text, delimiter=None, encoding=None, notes=notes,
                                      empty="MELD {split} table")
-    return _assemble(records, name=name, sources=list(hashes), columns=columns,
-                     class_names=class_names,
-                     speaker_mode=speaker_mode, notes=notes, source_sha256=hashes)
+    table = _assemble(records, name=name, sources=list(hashes), columns=columns,
+                      class_names=class_names,
+                      speaker_mode=speaker_mode, notes=notes, source_sha256=hashes)
+    table.validation = validation.record("official-dev")  # dev_sent_emo.csv is MELD's official dev split
+    return table
 
 
 def read_meld_dir(folder: str | Path, **kwargs: Any) -> Table:
