@@ -84,6 +84,7 @@ from .config import MODALITIES
 from .data.safe_npz import read_npz
 from .data.corpus import Corpus, DataError, Dialogue
 from .data.tables import Table, column_values
+from .file_checks import regular_file
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,9 @@ def audio_paths(table: Table, *, column: str | None = None, pattern: str | None 
 # One file
 
 def file_sha256(path: Path, dialogue: str, position: int) -> str:
-    """sha256 of the file's bytes; a missing file is an error naming the utterance."""
+    """sha256 of the file's bytes; a missing file, a folder, a pipe or a device (``/dev/zero``
+    would never end) is an error naming the utterance, before anything is opened."""
+    regular_file(path, "audio file", where=_where(path, dialogue, position))
     h = hashlib.sha256()
     try:
         with open(path, "rb") as f:
@@ -250,9 +253,7 @@ def load_signal(path: str | os.PathLike, dialogue: str | None = None, position: 
     """
     audresample, sf = _audio_io()
     where = _where(path, dialogue, position)
-    if not Path(path).is_file():
-        problem = "is a folder, expected an audio file" if Path(path).is_dir() else "audio file not found"
-        raise DataError(f"{where}: {problem}")
+    regular_file(path, "audio file", where=where)
     try:
         with sf.SoundFile(str(path)) as f:
             rate, channels = int(f.samplerate), int(f.channels)

@@ -41,11 +41,14 @@ def read_id_list(path: str) -> list[str] | str:
     comment), or the name ``meld-dev`` (the official MELD dev dialogues of the standard pickle)."""
     if path == "meld-dev":
         return path
+    from .file_checks import regular_file
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists() and not p.is_symlink():
         raise DataError(f"{p}: --valid-ids file not found (expected one dialogue id per line, or 'meld-dev')")
-    if p.stat().st_size > MAX_ID_FILE_BYTES:
-        raise DataError(f"{p}: --valid-ids file is {p.stat().st_size} bytes, more than an id list can be")
+    size = regular_file(p, "--valid-ids file").st_size
+    if size > MAX_ID_FILE_BYTES:
+        raise DataError(f"{p}: --valid-ids file is {size} bytes, more than an id list can be")
     try:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:

@@ -77,9 +77,10 @@ MAX_JSON_BYTES = 64 << 20
 def read_json(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
     """Parse the UTF-8 JSON file at ``path``; ValueError naming the file when it is not JSON,
     is larger than ``max_bytes`` or nests deeper than the kit ever writes."""
-    from .file_checks import loads_json
+    from .file_checks import loads_json, regular_file
 
     path = Path(path)
+    regular_file(path, "JSON file")
     try:
         with open(path, "rb") as f:
             data = f.read(max_bytes + 1)  # never more, whatever the file claims to be
@@ -106,13 +107,10 @@ def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
     a checkpoint from elsewhere cannot run code; the archive and its ``data.pkl`` are checked
     first, so it cannot crash the process or flood memory while loading either."""
     from .checkpoint_checks import check_archive
-    from .file_checks import safe_message
+    from .file_checks import regular_file, safe_message
 
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder, expected a checkpoint file")
+    regular_file(path, "checkpoint file")  # missing, a folder, a pipe, a device: one line, nothing opened
     check_archive(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)

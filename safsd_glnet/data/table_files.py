@@ -40,6 +40,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from ..file_checks import regular_file
 from .corpus import DataError
 
 MAX_TABLE_BYTES = 512 * 1024 ** 2  # one file; the largest ERC corpora are a few MB of text
@@ -91,15 +92,9 @@ def delimiter_name(delimiter: str) -> str:
 # Bytes and encodings
 
 def read_bytes(path: Path) -> bytes:
-    """The file's bytes, refusing a missing file, a folder and anything over :data:`MAX_TABLE_BYTES`."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise DataError(f"{path}: table file not found") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read the table file ({e.strerror})") from None
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a table file")
+    """The file's bytes, refusing anything but a regular file (a missing file, a folder, a pipe,
+    a device: :func:`~safsd_glnet.file_checks.regular_file`) and anything over :data:`MAX_TABLE_BYTES`."""
+    size = regular_file(path, "table file").st_size
     if size > MAX_TABLE_BYTES:
         raise DataError(f"{path}: the file has {size:,} bytes, more than the limit of "
                         f"{MAX_TABLE_BYTES:,} for one table (table_files.MAX_TABLE_BYTES); split it "
