@@ -27,6 +27,7 @@ import hashlib
 import http.client
 import os
 import socket
+import stat
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -88,6 +89,35 @@ def _reason(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
+def _part_size(part: Path) -> int:
+    """Bytes already in the part file (0 when there is none); a link or anything but a regular
+    file of one link is a :class:`DownloadError` (see :func:`_open_part`)."""
+    try:
+        st = os.lstat(part)
+    except FileNotFoundError:
+        return 0
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+        os.close(_open_part_fd(part))  # raises, naming what the path is
+    return st.st_size
+
+
+def _open_part_fd(part: Path) -> int:
+    from .data.corpus import DataError
+    from .files import open_working_file
+
+    try:
+        return open_working_file(part, "partial download")
+    except DataError as e:
+        raise DownloadError(str(e)) from None
+
+
+def _open_part(part: Path):
+    """The part file opened for writing in place, without following a link and without
+    truncating on opening (:func:`safsd_glnet.files.open_working_file`): a link planted at
+    ``DIR/.<name>.part`` cannot make the download overwrite another file."""
+    return os.fdopen(_open_part_fd(part), "r+b")
+
+
 def _total_size(response, offset: int, url: str) -> int | None:
     """The whole file's size from a 200 or 206 response, if the server says."""
     if response.status == 206:
@@ -110,7 +140,7 @@ def _fetch(url: str, part: Path, *, timeout: float, max_bytes: int, progress: bo
     """
     from tqdm.auto import tqdm
 
-    offset = part.stat().st_size if part.exists() else 0
+    offset = _part_size(part)
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
@@ -129,11 +159,11 @@ def _fetch(url: str, part: Path, *, timeout: float, max_bytes: int, progress: bo
         if total is not None and total > max_bytes:
             raise _TooLarge(f"{url} is {total} bytes, more than the {max_bytes} allowed")
         received = offset
-        with open(part, "r+b" if offset else "wb") as f, \
+        with _open_part(part) as f, \
                 tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
                      desc=desc, disable=not progress, leave=False) as bar:
             f.seek(offset)
-            f.truncate()
+            f.truncate()  # the part file is the kit's own (_open_part): what lies past offset is stale
             try:
                 while True:
                     block = response.read(1 << 16)

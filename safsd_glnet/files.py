@@ -2,6 +2,11 @@
 half of one. Each write goes to a temporary file in the same folder, is flushed to disk, then
 ``os.replace``-d over the target (atomic on POSIX and Windows within one file system).
 
+Files the kit keeps open and writes in place (a run folder's lock, a partial download) are
+opened by :func:`open_working_file`: never through a symbolic link, never truncated on
+opening, and only when they are regular files of one link, so that a link planted where such
+a file belongs cannot make the kit overwrite another file.
+
 Reads of files that may come from elsewhere are bounded: :func:`read_json` refuses files
 over :data:`MAX_JSON_BYTES` and JSON nested too deeply (see
 :func:`~safsd_glnet.file_checks.loads_json`); :func:`load_torch` checks the archive and
@@ -9,9 +14,11 @@ pre-scans its ``data.pkl`` (:func:`~safsd_glnet.checkpoint_checks.check_archive`
 ``torch.load(weights_only=True)``, and never relays torch's advice to load unsafely."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +66,57 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def open_working_file(path: str | Path, what: str) -> int:
+    """A read-write descriptor of the kit's own working file at ``path`` (``what``: "lock file",
+    "partial download"), created empty (mode 0666 less the umask) when it does not exist.
+
+    ``O_NOFOLLOW``: a symbolic link at ``path`` is refused, not followed; ``O_CREAT`` without
+    ``O_TRUNC``: opening never changes the file; ``O_NONBLOCK``: a named pipe does not block the
+    open. The open file must be a regular file with one hard link (a second link would share
+    its bytes with a file elsewhere). Anything else is a one-line
+    :class:`~safsd_glnet.data.corpus.DataError` naming the path, and nothing was written.
+    What the caller then writes is its own business: it may check the content first (a lock
+    holds a pid) before it truncates.
+    """
+    from .data.corpus import DataError
+    from .file_checks import regular_file
+
+    path = Path(path)
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    if not nofollow and path.is_symlink():  # systems without O_NOFOLLOW: the check, then the open
+        raise DataError(f"{path}: is a symbolic link; the kit never writes its {what} through a link "
+                        f"(remove it)")
+    flags = os.O_RDWR | os.O_CREAT | nofollow | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DataError(f"{path}: is a symbolic link; the kit never writes its {what} through a link "
+                            f"(remove it)") from None
+        if e.errno in (errno.EISDIR, errno.ENXIO, errno.EOPNOTSUPP):  # a folder, a socket, ...
+            regular_file(path, what)  # names what it is
+        raise DataError(f"{path}: cannot open the {what} ({e.strerror or type(e).__name__})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            regular_file(path, what)  # names what it is (a pipe, a device)
+            raise DataError(f"{path}: is not a regular file; expected the kit's {what}")
+        if st.st_nlink > 1:
+            raise DataError(f"{path}: has {st.st_nlink} hard links, so it shares its bytes with another "
+                            f"file; the kit never writes its {what} into such a file (remove it)")
+        if flags & getattr(os, "O_NONBLOCK", 0):
+            try:
+                import fcntl
+
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+            except ImportError:  # pragma: no cover - O_NONBLOCK and fcntl come together
+                pass
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def write_text(path: str | Path, text: str) -> None:

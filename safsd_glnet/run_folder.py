@@ -37,6 +37,7 @@ import tempfile
 from pathlib import Path
 
 from .data.corpus import DataError
+from .files import open_working_file
 
 # Files a training run writes; a folder holding one of them "holds a run".
 RUN_FILES = ("metrics.json", "config.json", "checkpoint_last.pt", "checkpoint_best.pt", "test_predictions.csv")
@@ -46,6 +47,8 @@ COMPANION_FILES = ("run.json", "parameters.json", "data_fingerprint.txt", "confu
 LOCK_NAME = ".lock"  # held by train()
 RUNNER_LOCK_NAME = ".runner.lock"  # held by the ablation runner around a run's notebook
 QUEUE_LOCK_NAME = ".queue.lock"  # held by the ablate process that submitted the run, until its result is back
+LOCK_BYTES = 32  # a lock file holds the pid of its holder and a newline
+_PID_LINE = re.compile(rb"[0-9]{0,20}\n?")
 STALE_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")  # files.atomic_path: .<name>.<random>.tmp
 
 
@@ -130,7 +133,9 @@ class RunLock:
     """An exclusive lock on ``<folder>/.lock`` (or ``name``) for the duration of a ``with`` block.
 
     A second process (or a second ``RunLock`` in this one) gets a :class:`DataError` at once
-    instead of waiting. The file keeps the holder's pid for that message. On systems without
+    instead of waiting. The file keeps the holder's pid for that message. It is opened by
+    :func:`~safsd_glnet.files.open_working_file` (a link or anything but a regular file is
+    refused) and rewritten only when it holds a pid or nothing. On systems without
     ``fcntl`` (Windows) the lock is a no-op, which the README says. The training lock
     (:data:`LOCK_NAME`) also sweeps away stale temporaries once it is held.
     """
@@ -147,14 +152,19 @@ class RunLock:
         except ImportError:  # Windows: no advisory locks through fcntl
             return self
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = open_working_file(self.path, "lock file")  # no link followed, nothing truncated
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
             os.close(fd)
             raise DataError(f"{self.folder}: this run folder is being trained by another process "
-                            f"(pid {holder}); wait for it, or train into another folder") from None
+                            f"(pid {holder[:12]}); wait for it, or train into another folder") from None
+        content = os.pread(fd, LOCK_BYTES + 1, 0)
+        if not _PID_LINE.fullmatch(content):  # never overwrite a file that holds something else
+            os.close(fd)
+            raise DataError(f"{self.path}: not a lock file of the kit (it holds {len(content)}+ bytes other than "
+                            f"a process id); move it away, the kit does not overwrite it")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd

@@ -9,6 +9,7 @@ one test serves the real MELD files from ``../shared/data`` to check the pinned 
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -251,3 +252,22 @@ def test_pinned_sums_fetch_the_real_meld_files(tmp_path, capsys):
         assert hashlib.md5((out / name).read_bytes()).hexdigest() == official_md5[name]
     table = read_meld_dir(out)
     assert {k: table.num_utterances(k) for k in table.splits} == {"train": 9989, "valid": 1109, "test": 2610}
+
+
+def test_a_part_file_planted_as_a_link_is_never_written_through(server, tmp_path):
+    """``.<name>.part`` as a symbolic or hard link to another file: the download refuses it with
+    one line (exit 1 from the command line) and the other file keeps its bytes."""
+    name = "dev_sent_emo.csv"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    for kind in ("symlink", "hardlink"):
+        out = tmp_path / kind
+        out.mkdir()
+        part = dl.part_path(out / name)
+        part.symlink_to(victim) if kind == "symlink" else os.link(victim, part)
+        with pytest.raises(dl.DownloadError) as err:
+            dl.download_file(server.url + name, out / name, SUMS[name], progress=False)
+        message = str(err.value)
+        assert "\n" not in message and str(part) in message
+        assert victim.read_text() == "precious\n", kind
+        assert not (out / name).exists()
