@@ -297,7 +297,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise ValueError(f"--{flag.replace('_', '-')} applies to --dialogues, not to --data")
     if args.out is None:
         raise ValueError("--out is needed with --data: the CSV file to write")
-    check_output_file(args.out, "--out file")
+    check_output_file(args.out, "--out file", kind="predictions", overwrite=args.overwrite)
     args.split = args.split or "test"
     model, info, corpus, device = _load_for_checkpoint(args)
     preds = predict(model, corpus.split(args.split), device=device, amp=info["config"].train.amp)
@@ -316,7 +316,7 @@ def _predict_dialogues(args: argparse.Namespace) -> int:
         if getattr(args, flag, None) is not None:
             raise ValueError(f"--{flag.replace('_', '-')} applies to --data, not to --dialogues")
     if args.out is not None:
-        check_output_file(args.out, "--out file")
+        check_output_file(args.out, "--out file", kind="predictions", overwrite=args.overwrite)
     predictor = Predictor(args.checkpoint, args.device or "auto", encoder_dir=args.encoder_dir)
     table = predictor.read(args.dialogues, fmt=args.format, columns=args.columns, delimiter=args.delimiter,
                            encoding=args.encoding)
@@ -535,6 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="--data: the split to predict (default test)")
             p.add_argument("--out", help="--data: the CSV file to write (needed); --dialogues: a CSV, or JSON "
                                          "with a .json suffix (optional: the table is printed either way)")
+            p.add_argument("--overwrite", action="store_true",
+                           help="allow --out to replace a run folder's test_predictions.csv (a run's other "
+                                "files are never replaced by --out)")
             new = p.add_argument_group("new dialogues (instead of --data)")
             new.add_argument("--dialogues", metavar="FILE",
                              help="'Speaker: sentence' lines with a blank line between dialogues (.txt), or an "

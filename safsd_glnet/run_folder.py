@@ -77,11 +77,58 @@ def check_writable(folder: str | Path, what: str = "output folder") -> Path:
     return folder
 
 
-def check_output_file(path: str | Path, what: str = "output file") -> Path:
-    """:func:`check_writable` for the folder of an output file; refuse an existing folder."""
+# What each file of a run folder is, for messages and for the one kind of output a command may
+# put in its place (predict --out RUN/test_predictions.csv --overwrite).
+RUN_FILE_KINDS = {"metrics.json": "metrics and history", "config.json": "configuration",
+                  "checkpoint_last.pt": "resume point", "checkpoint_best.pt": "chosen model",
+                  "test_predictions.csv": "predictions", "summary.json": "seed summary"}
+
+
+def run_owning(path: str | Path) -> Path | None:
+    """The run folder that the file ``path`` belongs to, or None.
+
+    A file belongs to a run when it carries the name of a file that training, the command line,
+    the notebooks or the ablation runner write (:data:`RUN_FILES`, :data:`COMPANION_FILES`,
+    the locks), in a folder that holds a run; or it is the ``summary.json`` of a folder of
+    seed runs (``OUT/seed<k>/``). Whether the file exists yet does not matter: a
+    ``metrics.json`` written into an unfinished run would pass it off as finished."""
+    path = Path(path)
+    names = set(RUN_FILES) | set(COMPANION_FILES) | {LOCK_NAME, RUNNER_LOCK_NAME, QUEUE_LOCK_NAME}
+    if path.name not in names:
+        return None
+    folder = path.parent if str(path.parent) else Path(".")
+    if holds_run(folder):
+        return folder
+    if path.name == "summary.json" and folder.is_dir() and any(holds_run(p) for p in folder.glob("seed*")):
+        return folder
+    return None
+
+
+def check_output_file(path: str | Path, what: str = "output file", *, kind: str | None = None,
+                      overwrite: bool = False) -> Path:
+    """Check an output file before any work: its folder can be written (:func:`check_writable`),
+    it is not a folder, and it is not a file of a run folder (:func:`run_owning`).
+
+    The one place every command that writes an ``--out`` file goes through. A run's own file is
+    replaced only when it is of the command's own ``kind`` (a :data:`RUN_FILE_KINDS` value:
+    ``predict`` writes "predictions", so it may replace ``test_predictions.csv``) and
+    ``overwrite`` is given; ``evaluate --out RUN/metrics.json`` would erase the run's history,
+    and ``predict --out RUN/checkpoint_last.pt`` its resume point.
+    """
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: the {what} is a folder, expected a file name")
+    owner = run_owning(path)
+    for candidate in (path, path.resolve()):  # also through a link to a run's file
+        owner = owner or run_owning(candidate)
+    if owner is not None:
+        own = RUN_FILE_KINDS.get(path.name)
+        if not (overwrite and own is not None and own == kind):
+            described = f"its {own}" if own else "a file the kit wrote there"
+            hint = ("; pass --overwrite to replace it" if own is not None and own == kind
+                    else "; choose another --out")
+            raise DataError(f"{path}: belongs to the run in {owner} ({described}); the {what} never replaces "
+                            f"a run's own files{hint}")
     check_writable(path.parent if str(path.parent) else Path("."), f"folder of the {what}")
     return path
 
