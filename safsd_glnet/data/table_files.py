@@ -29,7 +29,10 @@ frequencies, and on the Excel-like samples of ``tests/test_tables.py`` it gave u
 Limits, to keep what a file can make the kit allocate proportional to a sane table:
 :data:`MAX_TABLE_BYTES` per file, :data:`MAX_TABLE_ROWS` rows in all,
 :data:`MAX_TEXT_CHARS` per sentence, :data:`MAX_FIELD_CHARS` per other cell,
-:data:`MAX_JSON_DEPTH` nesting in a JSON line, :data:`MAX_NAMES` names in a list cell.
+:data:`MAX_JSON_DEPTH` nesting in a JSON line, :data:`MAX_NAMES` names in a list cell,
+:data:`MAX_LINE_CHARS` per ``Speaker: sentence`` line of a plain-text dialogue file (measured
+as the file is split into lines, before any cleaning). A cell may not hold a NUL character,
+whether the file holds the byte or a cell spells it as an escape (``\u0000``).
 """
 from __future__ import annotations
 
@@ -49,6 +52,7 @@ MAX_TEXT_CHARS = 100_000  # one sentence; encoders read at most a few hundred to
 MAX_FIELD_CHARS = 1_000  # a split, dialogue id, order, speaker or label cell
 MAX_JSON_DEPTH = 32  # a row is depth 1, a list of speakers depth 2
 MAX_NAMES = 64  # names in one list-valued speaker cell
+MAX_LINE_CHARS = MAX_FIELD_CHARS + 2 + MAX_TEXT_CHARS  # a 'Speaker: sentence' line of a dialogue text file
 DELIMITERS = (",", ";", "\t", "|")
 
 _MAGIC = (
@@ -404,7 +408,7 @@ def json_depth(line: str) -> int:
     return deepest
 
 
-def _split_lf(text: str) -> Iterator[str]:
+def split_lf(text: str) -> Iterator[str]:
     """The lines of ``text`` split at LF only, one at a time (no list of every line)."""
     start = 0
     while start < len(text):
@@ -426,7 +430,7 @@ def jsonl_rows(path: Path, text: str, keep: Sequence[str]
     rows = []
     columns: dict[str, None] = {}
     n = 0
-    for line_no, line in enumerate(_split_lf(text), start=1):
+    for line_no, line in enumerate(split_lf(text), start=1):
         if not line.strip():
             continue  # blank lines (a trailing newline, say) carry nothing
         n += 1
