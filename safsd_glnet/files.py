@@ -14,7 +14,10 @@ pre-scans its ``data.pkl`` (:func:`~safsd_glnet.checkpoint_checks.check_archive`
 ``torch.load(weights_only=True)``, and never relays torch's advice to load unsafely."""
 from __future__ import annotations
 
+import csv
 import errno
+import io as stdio  # the standard library's
+import itertools
 import json
 import os
 import pickle
@@ -22,7 +25,8 @@ import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from numbers import Integral, Real
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -126,6 +130,40 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet (Excel, LibreOffice, Google Sheets) read a text
+cell as a formula: ``=HYPERLINK(...)`` leaks data when clicked, ``=cmd|' /C calc'!A0`` asks to
+run a program (OWASP, "CSV Injection")."""
+
+
+def spreadsheet_cell(value: Any, float_format: str = "{:.6f}") -> str:
+    """One CSV cell for people: text that starts like a formula gets a leading ``'`` (the OWASP
+    rule; a spreadsheet then shows the text, and the quote says it was changed); numbers are
+    written as numbers (``-0.5`` stays a number in a score column; floats with ``float_format``);
+    None is empty. Only text cells are changed: the sentence ``-2+3`` becomes ``'-2+3``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, Integral):
+        return str(int(value))
+    if isinstance(value, Real):
+        return float_format.format(float(value))
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def write_csv(path: str | Path, header: Sequence[Any], rows: Iterable[Sequence[Any]],
+              float_format: str = "{:.6f}") -> None:
+    """A CSV file for people to open in a spreadsheet, written atomically; every cell goes
+    through :func:`spreadsheet_cell`. The kit's JSON output keeps the text exactly."""
+    buf = stdio.StringIO()
+    w = csv.writer(buf)
+    for row in itertools.chain([header], rows):
+        w.writerow([spreadsheet_cell(c, float_format) for c in row])
+    write_text(path, buf.getvalue())
 
 
 MAX_JSON_BYTES = 64 << 20

@@ -14,8 +14,6 @@ continues from ``checkpoint_last.pt``; on CPU the result equals an uninterrupted
 """
 from __future__ import annotations
 
-import csv
-import io as stdio  # the standard library's (the kit's atomic writers are safsd_glnet.files)
 import random
 import time
 from dataclasses import dataclass, field
@@ -268,13 +266,11 @@ def evaluate(model: SAFSDGLNet, dialogues: list[Dialogue], class_names: list[str
 
 
 def write_predictions(path: str | Path, p: Predictions, class_names: list[str]) -> None:
-    buf = stdio.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["dialogue_id", "position", "label", "prediction"] + [f"p_{c}" for c in class_names])
-    for i in range(len(p.labels)):
-        w.writerow([p.dialogue_ids[i], int(p.positions[i]), class_names[p.labels[i]], class_names[p.preds[i]]]
-                   + [f"{x:.6f}" for x in p.probs[i]])
-    files.write_text(path, buf.getvalue())
+    """The CSV of ``test_predictions.csv`` and ``predict --data``: text cells that start like a
+    spreadsheet formula are neutralised (:func:`safsd_glnet.files.write_csv`)."""
+    files.write_csv(path, ["dialogue_id", "position", "label", "prediction"] + [f"p_{c}" for c in class_names],
+                    ([p.dialogue_ids[i], int(p.positions[i]), class_names[p.labels[i]], class_names[p.preds[i]]]
+                     + [float(x) for x in p.probs[i]] for i in range(len(p.labels))))
 
 
 # --------------------------------------------------------------------------- training
