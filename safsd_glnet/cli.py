@@ -100,6 +100,10 @@ def corpus_arguments(args: argparse.Namespace) -> tuple[str, dict]:
             kw["text"] = args.text_layers
         if getattr(args, "valid_ids", None) is not None:
             kw["valid_ids"] = read_id_list(args.valid_ids)
+    if getattr(args, "split_dialogues", None) is not None:
+        from .long_dialogues import parse_split
+
+        kw["split_dialogues"] = parse_split(args.split_dialogues)
     return data, kw
 
 
@@ -512,6 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (without it, or --resume, a run folder is never replaced)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--split-dialogues", metavar="LEN[:OVERLAP]",
+                   help="cut training dialogues longer than LEN utterances into windows of LEN overlapping by "
+                        "OVERLAP (default LEN/4), for dialogues too long to train on whole (the error says which "
+                        "LEN fits); validation and test dialogues are evaluated whole")
     p.add_argument("--workers", type=int, default=None,
                    help="with --seeds --executor dask: worker processes of the LocalCluster the kit starts")
     from . import cli_cluster

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import files
-from . import kernels, precision, run_folder
+from . import kernels, long_dialogues, precision, run_folder
 from .config import Config, TrainConfig, check_device_name
 from .data.batching import Batch, iterate_batches, num_batches
 from .data.corpus import Corpus, DataError, Dialogue
@@ -225,8 +225,10 @@ def predict(model: SAFSDGLNet, dialogues: list[Dialogue], batch_size: int = 16,
     sfeat: dict[str, list] = {m: [] for m in model.modalities}
     spred: dict[str, list] = {m: [] for m in model.modalities}
     # One autocast region for all batches: in bf16 the weights are cast once, not once per batch.
+    # A long dialogue is predicted alone, in blocks (long_dialogues): memory stays bounded.
     with _autocast(device, amp, model.cfg.hidden):
-        for batch in iterate_batches(dialogues, batch_size, modalities=model.modalities):
+        for batch in iterate_batches(dialogues, batch_size, modalities=model.modalities,
+                                     alone_above=long_dialogues.BLOCKED_ABOVE):
             batch = batch.to(device)
             out = model(batch)
             ids += [d for d, n in zip(batch.dialogue_ids, batch.lengths.tolist()) for _ in range(n)]
@@ -374,6 +376,7 @@ def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, 
     """
     corpus = corpus.with_modalities(config.model.modalities)
     _check_splits(corpus)
+    long_dialogues.check_trainable(corpus, config)  # a dialogue too long to train on: one line, before any work
     device = select_device(config.train.device)
     if out_dir is None:
         return _train(config, corpus, None, device, False, callback)
