@@ -123,6 +123,28 @@ def open_working_file(path: str | Path, what: str) -> int:
     return fd
 
 
+def check_write_target(path: str | Path, what: str) -> Path:
+    """Refuse, before a library writes ``path`` in place (papermill's executed notebook), a
+    symbolic link, anything but a regular file, or a file with another hard link there: the
+    write would land in a file the kit did not create. A missing path is fine. One-line
+    :class:`~safsd_glnet.data.corpus.DataError` naming the path."""
+    from .data.corpus import DataError
+
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    if stat.S_ISLNK(st.st_mode):
+        raise DataError(f"{path}: is a symbolic link; the kit never writes its {what} through a link (remove it)")
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: is not a regular file; expected the kit's {what} (remove it)")
+    if st.st_nlink > 1:
+        raise DataError(f"{path}: has {st.st_nlink} hard links, so it shares its bytes with another file; the kit "
+                        f"never writes its {what} into such a file (remove it)")
+    return path
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

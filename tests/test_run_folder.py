@@ -262,3 +262,22 @@ def test_train_into_a_folder_with_a_planted_lock_link_keeps_the_target(tmp_path,
     with pytest.raises(DataError, match="symbolic link"):
         train(tiny(), corpus, out)
     assert victim.read_text() == "precious\n"
+
+
+def test_an_executed_notebook_is_never_written_through_a_link(tmp_path):
+    """papermill writes the executed notebook in place (it opens the output for writing): a link
+    planted where the ablation runner puts ``04_ablation.ipynb`` is refused before any kernel
+    starts, and its target keeps its bytes."""
+    from safsd_glnet.papermill_runner import run_notebook
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "04_ablation.ipynb").symlink_to(victim)
+    os.link(victim, run / "hard.ipynb")
+    for name in ("04_ablation.ipynb", "hard.ipynb"):
+        with pytest.raises(DataError) as err:
+            run_notebook("04_ablation.ipynb", run / name, {})
+        assert str(run / name) in str(err.value) and "\n" not in str(err.value)
+    assert victim.read_text() == "precious\n"
