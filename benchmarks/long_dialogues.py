@@ -6,6 +6,9 @@ Each measurement runs in a fresh process and reports its peak resident memory (`
 * ``--text``: reading a plain-text ``Speaker: sentence`` file of 20,000 and 200,000 short
   dialogues (``read_dialogue_text``, what ``predict --dialogues FILE.txt`` reads first);
 * ``--long-line MB``: a file whose one line holds MB megabytes of non-ASCII text, refused;
+* ``--special``: paths that are not regular files (``/dev/zero``, ``/dev/urandom``, a named
+  pipe) given as a dialogue file, a table and an audio file, refused (``--timeout`` ends a
+  run that blocks: give a short one, e.g. 20, to measure another version);
 * ``--predict N``: ``safsd-glnet predict --dialogues`` on one dialogue of N utterances (default
   20,000), with a text model of preset ``small`` trained on frozen MiniLM features of a small
   table first (as ``predict_cold_start.py`` builds it): the encoder, the model in blocks
@@ -64,8 +67,9 @@ def _env() -> dict[str, str]:
 def run_child(code: str, timeout: float) -> dict:
     """``code`` in a fresh interpreter: {"peak_mb", "seconds", "error", "result"} (or a timeout)."""
     try:
-        done = subprocess.run([sys.executable, "-c", _CHILD, code], env=_env(), capture_output=True, text=True,
-                              timeout=timeout)
+        with tempfile.TemporaryDirectory(prefix="safsd-child-") as cwd:  # `python -c` imports from its cwd first
+            done = subprocess.run([sys.executable, "-c", _CHILD, code], env=_env(), capture_output=True, text=True,
+                                  timeout=timeout, cwd=cwd)
     except subprocess.TimeoutExpired:
         return {"peak_mb": None, "seconds": timeout, "error": f"did not finish in {timeout:g} s", "result": None}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -100,6 +104,26 @@ def long_line(folder: Path, megabytes: int, timeout: float) -> dict:
     r = run_child(code, timeout)
     print(f"one line of {path.stat().st_size / 1e6:.0f} MB: {_show(r)}; {r.get('result')}")
     return {"bytes": path.stat().st_size, **r}
+
+
+def special_paths(folder: Path, timeout: float) -> list[dict]:
+    fifo = folder / "pipe.txt"
+    os.mkfifo(fifo)
+    tables = "from safsd_glnet.data.tables import read_dialogue_text, read_table"
+    calls = {  # name: (import, call)
+        "--dialogues /dev/zero": (tables, "read_dialogue_text('/dev/zero')"),
+        "--dialogues FIFO": (tables, f"read_dialogue_text({str(fifo)!r})"),
+        "--table /dev/zero": (tables, "read_table('/dev/zero')"),
+        "audio file /dev/urandom": ("from pathlib import Path\nfrom safsd_glnet.audio import file_sha256",
+                                    "file_sha256(Path('/dev/urandom'), 'd1', 0)"),
+    }
+    rows = []
+    for name, (imports, call) in calls.items():
+        code = f"{imports}\nstart()\ntry:\n    {call}\nexcept ValueError as e:\n    result = str(e)[-120:]"
+        r = run_child(code, timeout)
+        print(f"{name}: {_show(r)}; {r.get('result')}")
+        rows.append({"input": name, **r})
+    return rows
 
 
 def _show(r: dict) -> str:
@@ -205,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--text", action="store_true", help="plain-text files of 20,000 and 200,000 short dialogues")
     ap.add_argument("--text-counts", type=int, nargs="+", default=[20_000, 200_000])
     ap.add_argument("--long-line", type=int, metavar="MB", help="a file with one line of MB megabytes")
+    ap.add_argument("--special", action="store_true", help="pipes and devices given as files")
     ap.add_argument("--predict", type=int, metavar="N", nargs="?", const=20_000,
                     help="predict --dialogues on one dialogue of N utterances (default 20,000)")
     ap.add_argument("--train-memory", action="store_true", help="a training step's peak against the estimate")
@@ -212,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per run (default 1800)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "long_dialogues.json"))
     args = ap.parse_args(argv)
-    if not (args.text or args.long_line or args.predict or args.train_memory):
-        ap.error("choose at least one of --text, --long-line, --predict, --train-memory")
+    if not (args.text or args.long_line or args.special or args.predict or args.train_memory):
+        ap.error("choose at least one of --text, --long-line, --special, --predict, --train-memory")
     result: dict = {"machine": machine()}
     with tempfile.TemporaryDirectory(prefix="safsd-long-") as tmp:
         tmp = Path(tmp)
@@ -221,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             result["plain_text"] = text_reading(tmp, args.text_counts, args.timeout)
         if args.long_line:
             result["long_line"] = long_line(tmp, args.long_line, args.timeout)
+        if args.special:
+            result["special_paths"] = special_paths(tmp, args.timeout)
         if args.predict:
             result["predict"] = predict_long(tmp, args.predict, args.timeout)
         if args.train_memory:

@@ -91,21 +91,43 @@ def block_rows(columns: int, matrices: int) -> int:
 
 # --------------------------------------------------------------------------- attention
 
+class _Workspace:
+    """One float32 buffer reused by every block of a call: blocks of tens of MB allocated and
+    freed in turn fragment the C heap (glibc serves them from its heap once its mmap threshold
+    has grown), and a 20,000-utterance prediction kept 350 MB it no longer used.
+    ``take(*shape)`` is a contiguous view of the buffer's first elements."""
+
+    def __init__(self, numel: int, device: torch.device, dtype: torch.dtype = torch.float32):
+        self.flat = torch.empty(numel, dtype=dtype, device=device)
+
+    def take(self, *shape: int) -> Tensor:
+        return self.flat[:math.prod(shape)].view(shape)
+
+
 def attention_in_blocks(q: Tensor, k: Tensor, v: Tensor, key_bias: Tensor, scale: float) -> Tensor:
     """``softmax(q k^T scale + key_bias) v`` in blocks of query rows, exact.
 
     Shapes: q, k, v (B, n, d) (B = heads x dialogues, head-major as in
     :class:`safsd_glnet.kernels.FastAttentionLayer`), key_bias (B, 1, n) holding 0 for real
-    keys and -inf for padding -> (B, n, d). Each block is one ``baddbmm`` of (B, r, n).
+    keys and -inf for padding -> (B, n, d) in v's dtype. Each block is one ``baddbmm`` of
+    (B, r, n) into a reused float32 buffer, soft-maxed in place (``exp(x - max) / sum``, as
+    ``torch.softmax`` computes it); float32 also under bf16 autocast, where a sum over
+    thousands of keys is better not rounded to 8 bits.
     """
     batch, n, _ = q.shape
-    rows = block_rows(k.shape[1], batch)
+    keys_n = k.shape[1]
+    rows = min(block_rows(keys_n, batch), n)
     out = v.new_empty(batch, n, v.shape[-1])
-    keys = k.transpose(1, 2)
-    for start in range(0, n, rows):
-        stop = min(start + rows, n)
-        weights = torch.softmax(torch.baddbmm(key_bias, q[:, start:stop], keys, alpha=scale), dim=-1)
-        out[:, start:stop] = torch.bmm(weights.to(v.dtype), v)
+    with torch.autocast(q.device.type, enabled=False):
+        q, keys, values, bias = q.float(), k.float().transpose(1, 2), v.float(), key_bias.float()
+        work = _Workspace(batch * rows * keys_n, q.device)
+        for start in range(0, n, rows):
+            stop = min(start + rows, n)
+            block = work.take(batch, stop - start, keys_n)
+            torch.baddbmm(bias, q[:, start:stop], keys, alpha=scale, out=block)
+            block.sub_(block.amax(dim=-1, keepdim=True)).exp_()
+            block.div_(block.sum(dim=-1, keepdim=True))
+            out[:, start:stop] = torch.bmm(block, values)
     return out
 
 
@@ -146,7 +168,7 @@ def gcn_in_blocks(h0: Tensor, gate_weights: Sequence[Tensor], lengths: Tensor, w
     weight per layer, lengths (b,) -> h^(K) (M, N, H)."""
     num_mod = h0.shape[0]
     deg = window_degrees(lengths, num_mod, window_past, window_future).to(h0.device)
-    inv_sqrt, inv_deg = deg.rsqrt().to(h0.dtype), deg.reciprocal().to(h0.dtype)
+    inv_sqrt, inv_deg = deg.rsqrt(), deg.reciprocal()  # float32, as the blocks compute
     spans = _dialogue_spans(lengths)
     h = h0
     for weight in gate_weights:
@@ -168,40 +190,52 @@ def _messages(h: Tensor, weight: Tensor, spans: list[tuple[int, int]], inv_sqrt:
     With the gate split as ``w^T [x_i || x_j] = a^T x_i + c^T x_j`` (``s = X a``, ``r = X c``),
     targets i in [t0, t1) of a dialogue receive
     ``(tanh(s_i + r_j) * A_ij / sqrt(deg_i deg_j)) @ X_j`` over their sources j in [j0, j1)
-    (the window around the block, or the whole dialogue), one (M, r, j1 - j0) matrix at a time.
+    (the window around the block, or the whole dialogue), one (M, r, j1 - j0) matrix at a time,
+    built in place in reused float32 buffers (see :class:`_Workspace`); ``A_ij`` is 0 for
+    j = i and outside the window, else 1.
     """
     num_mod, _, hidden = h.shape
-    w = weight.view(2, hidden).to(h.dtype)
-    s, r = h @ w[0], h @ w[1]  # (M, N) target and source terms
-    out = torch.empty_like(h)
-    for first, length in spans:
-        if past is None or future is None:  # every block reads the whole dialogue
-            rows = block_rows(length, num_mod)
-        else:  # a block of r targets reads r + past + future sources: r (r + w) M <= BLOCK_ELEMENTS
-            w = past + future
-            rows = max(1, int((math.sqrt(w * w + 4 * BLOCK_ELEMENTS / num_mod) - w) / 2))
-        for t0 in range(0, length, rows):
-            t1 = min(t0 + rows, length)
-            j0 = 0 if past is None else max(0, t0 - past)
-            j1 = length if future is None else min(length, t1 + future)
-            targets, sources = slice(first + t0, first + t1), slice(first + j0, first + j1)
-            coef = (s[:, targets, None] + r[:, None, sources]).tanh_()  # (M, r, sources)
-            coef.mul_(inv_sqrt[targets, None]).mul_(inv_sqrt[None, sources])
-            delta = torch.arange(j0, j1, device=h.device)[None, :] - torch.arange(t0, t1, device=h.device)[:, None]
-            keep = delta != 0  # j - i: no self edge, and the window
-            if past is not None:
-                keep &= delta >= -past
-            if future is not None:
-                keep &= delta <= future
-            coef.masked_fill_(~keep, 0.0)
-            out[:, targets] = coef @ h[:, sources]
-    if num_mod > 1:  # inter-modal edges join the M nodes of an utterance: norm = 1 / deg_i
-        gate = torch.tanh(s[:, None] + r[None, :]) * inv_deg  # [target k, source q, N]
-        for k in range(num_mod):
-            for q in range(num_mod):
-                if q != k:
-                    out[k].addcmul_(gate[k, q, :, None], h[q])
-    return out
+    dtype = h.dtype
+    with torch.autocast(h.device.type, enabled=False):
+        h, w = h.float(), weight.view(2, hidden).float()
+        inv_sqrt, inv_deg = inv_sqrt.float(), inv_deg.float()
+        s, r = h @ w[0], h @ w[1]  # (M, N) target and source terms
+        out = torch.empty_like(h)
+        for first, length in spans:
+            if past is None or future is None:  # every block reads the whole dialogue
+                rows = min(block_rows(length, num_mod), length)
+                width = length
+            else:  # a block of r targets reads r + past + future sources: r (r + w) M <= BLOCK_ELEMENTS
+                w_ = past + future
+                rows = min(max(1, int((math.sqrt(w_ * w_ + 4 * BLOCK_ELEMENTS / num_mod) - w_) / 2)), length)
+                width = min(length, rows + w_)
+            coef_work = _Workspace(num_mod * rows * width, h.device)
+            drop_work, cut_work = (_Workspace(rows * width, h.device, torch.bool) for _ in range(2))
+            for t0 in range(0, length, rows):
+                t1 = min(t0 + rows, length)
+                j0 = 0 if past is None else max(0, t0 - past)
+                j1 = length if future is None else min(length, t1 + future)
+                targets, sources = slice(first + t0, first + t1), slice(first + j0, first + j1)
+                coef = coef_work.take(num_mod, t1 - t0, j1 - j0)
+                torch.add(s[:, targets, None], r[:, None, sources], out=coef).tanh_()
+                coef.mul_(inv_sqrt[None, targets, None]).mul_(inv_sqrt[None, None, sources])
+                i = torch.arange(t0, t1, device=h.device)[:, None]
+                j = torch.arange(j0, j1, device=h.device)[None, :]
+                drop, cut = drop_work.take(t1 - t0, j1 - j0), cut_work.take(t1 - t0, j1 - j0)
+                torch.eq(j, i, out=drop)  # no self edge
+                if past is not None:  # j - i < -past: too far back
+                    drop.logical_or_(torch.lt(j, i - past, out=cut))
+                if future is not None:  # j - i > future: too far ahead
+                    drop.logical_or_(torch.gt(j, i + future, out=cut))
+                coef.masked_fill_(drop, 0.0)
+                out[:, targets] = coef @ h[:, sources]
+        if num_mod > 1:  # inter-modal edges join the M nodes of an utterance: norm = 1 / deg_i
+            gate = torch.tanh(s[:, None] + r[None, :]) * inv_deg  # [target k, source q, N]
+            for k in range(num_mod):
+                for q in range(num_mod):
+                    if q != k:
+                        out[k].addcmul_(gate[k, q, :, None], h[q])
+    return out.to(dtype)
 
 
 # --------------------------------------------------------------------------- training
