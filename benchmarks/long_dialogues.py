@@ -14,7 +14,12 @@ Each measurement runs in a fresh process and reports its peak resident memory (`
   table first (as ``predict_cold_start.py`` builds it): the encoder, the model in blocks
   (``safsd_glnet/long_dialogues.py``) and the output files together;
 * ``--train-memory``: one training step on one dialogue of n utterances for two model sizes,
-  the peak growth against the estimate that ``long_dialogues.check_trainable`` refuses by.
+  the peak growth against the estimate that ``long_dialogues.check_trainable`` refuses by;
+* ``--cli``: the command lines of issue 23 (a link planted as a lock, ``--out`` onto a run's
+  files, a malformed ``Content-Length`` and a trickling server from a local HTTP server on
+  127.0.0.1, a pipe as ``--dialogues``, audio paths leaving their folder, a WAV of NaN samples,
+  formula cells written to a CSV), each in a fresh process: exit code, first line of stderr,
+  peak RSS (the README's security rows).
 
 ``PYTHONPATH=/path/to/other/checkout python benchmarks/long_dialogues.py --text`` measures
 another version of the kit (the "before" figures; ``--timeout`` bounds each run).
@@ -40,7 +45,10 @@ if str(REPO) not in sys.path:  # run as a script from anywhere; PYTHONPATH may n
 
 # Runs the code given on the command line, then prints its peak RSS, its time and its result as
 # JSON. The code calls start() after its imports: the time is that of the work, not of importing.
+# What the code prints goes nowhere: stdout carries the JSON alone, stderr the code's errors.
 _CHILD = """
+import os as _os, sys as _sys
+_out, _sys.stdout = _sys.stdout, open(_os.devnull, "w")
 import json, sys, time
 started = time.perf_counter()
 def start():
@@ -55,7 +63,7 @@ except BaseException as e:
 seconds = time.perf_counter() - started
 with open("/proc/self/status") as f:
     peak = int(next(line.split()[1] for line in f if line.startswith("VmHWM:")))
-print(json.dumps({"peak_mb": peak / 1024, "seconds": seconds, "error": error, "result": result}))
+print(json.dumps({"peak_mb": peak / 1024, "seconds": seconds, "error": error, "result": result}), file=_out)
 """
 
 
@@ -76,7 +84,7 @@ def run_child(code: str, timeout: float) -> dict:
     if not lines:
         return {"peak_mb": None, "seconds": None, "error": f"exit {done.returncode}: {done.stderr[-300:]}",
                 "result": None}
-    return json.loads(lines[-1])
+    return {**json.loads(lines[-1]), "stderr": done.stderr[-2000:]}
 
 
 def text_reading(folder: Path, counts: list[int], timeout: float) -> list[dict]:
@@ -137,6 +145,7 @@ def build_text_model(folder: Path) -> Path:
     from benchmarks.feature_speed import sentences
     from benchmarks.predict_cold_start import cli, write_training_table
 
+    folder.mkdir(parents=True, exist_ok=True)
     write_training_table(folder / "talks.csv", sentences(240))
     for step in (["features", "--table", str(folder / "talks.csv"), "--cache-dir", str(folder / "cache"),
                   "--no-progress", "--out", str(folder / "talks.npz")],
@@ -208,6 +217,126 @@ result = {{"rss_before_mb": before, "estimate_mb": long_dialogues.training_bytes
     return rows
 
 
+class _Server:
+    """A local HTTP server on 127.0.0.1 for the download rows: ``/length`` sends a Content-Length
+    of '\u00b2', ``/trickle`` one byte every 0.2 s until the client hangs up."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.stop = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "\u00b2" if "length" in self.path else "1000000")
+                self.end_headers()
+                try:
+                    while not server.stop.wait(0.2):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        if "length" in self.path:
+                            break
+                except OSError:
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self):
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def cli_rows(folder: Path, timeout: float) -> list[dict]:
+    """The issue's command lines, each in a fresh process (see the module notes)."""
+    import numpy as np
+    import soundfile as sf
+
+    from benchmarks.predict_cold_start import cli
+
+    env = _env()
+    run = folder / "run"
+    subprocess.run(cli("train", "--data", "synthetic:iemocap:num_dialogues=12", "--sizes", "t=8,a=6,v=4",
+                       "--preset", "tiny", "--epochs", "1", "--no-progress", "--out", str(run)),
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    (folder / "victim.txt").write_text("precious\n")
+    (folder / "runs" / "x").mkdir(parents=True)
+    (folder / "runs" / "x" / ".lock").symlink_to(Path("..") / ".." / "victim.txt")
+    os.mkfifo(folder / "pipe.txt")
+    checkpoint = build_text_model(folder / "text")
+    audio = folder / "audio"
+    audio.mkdir()
+    t = np.arange(8000) / 16000
+    sf.write(str(audio / "ok.wav"), (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000, subtype="FLOAT")
+    sf.write(str(audio / "nan.wav"), np.full(8000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    def table(name: str, bad: str) -> Path:
+        """Two utterances per split; the second of the first dialogue names ``bad``."""
+        lines = ["split,dialogue_id,utterance_index,speaker,emotion,text,wav"]
+        for split, d in (("train", "a"), ("valid", "b"), ("test", "c")):
+            for i in (0, 1):
+                wav = bad if (d, i) == ("a", 1) else f"{d}{i}.wav"
+                if wav.endswith(".wav") and not (audio / wav).exists():
+                    (audio / wav).write_bytes((audio / "ok.wav").read_bytes())
+                lines.append(f"{split},{d},{i},M,{('sad', 'happy')[i]},line {i} of {d},{wav}")
+        (audio / name).write_text("\n".join(lines) + "\n")
+        return audio / name
+
+    formula = folder / "formula.txt"
+    formula.write_text("A: =HYPERLINK(\"http://example.invalid\",\"click\")\nB: =cmd|' /C calc'!A0\n"
+                       "A: @SUM(A1:A9)\nB: +1+1\n")
+    server = _Server()
+    try:
+        cases = {
+            "train --out a folder whose .lock links to another file": [
+                "train", "--data", "synthetic:iemocap:num_dialogues=12", "--sizes", "t=8,a=6,v=4", "--preset", "tiny",
+                "--no-progress", "--out", str(folder / "runs" / "x")],
+            "evaluate --out RUN/metrics.json": [
+                "evaluate", "--checkpoint", str(run / "checkpoint_best.pt"), "--data", "synthetic:iemocap:num_dialogues=12",
+                "--sizes", "t=8,a=6,v=4", "--out", str(run / "metrics.json")],
+            "predict --dialogues a named pipe": [
+                "predict", "--checkpoint", str(checkpoint), "--dialogues", str(folder / "pipe.txt")],
+            "data meld, Content-Length '\u00b2'": [
+                "data", "meld", "--out", str(folder / "meld1"), "--base-url", server.url + "length/", "--no-progress"],
+            "data meld, one byte every 0.2 s (--deadline 5)": [
+                "data", "meld", "--out", str(folder / "meld2"), "--base-url", server.url + "trickle/", "--no-progress",
+                "--deadline", "5", "--retries", "0"],
+            "features, audio path ../../etc/passwd": [
+                "features", "--table", str(table("escape.csv", "../../etc/passwd")), "--audio-column", "wav",
+                "--cache-dir", str(folder / "cache"), "--no-progress", "--out", str(folder / "f1.npz")],
+            "features, a WAV of NaN samples": [
+                "features", "--table", str(table("nan.csv", "nan.wav")), "--audio-column", "wav",
+                "--cache-dir", str(folder / "cache"), "--no-progress", "--out", str(folder / "f2.npz")],
+            "predict --dialogues with formula sentences --out x.csv": [
+                "predict", "--checkpoint", str(checkpoint), "--dialogues", str(formula), "--out", str(folder / "x.csv")],
+        }
+        results = []
+        for name, argv in cases.items():
+            code = f"from safsd_glnet.cli import main\nstart()\nresult = main({argv!r})"
+            r = run_child(code, timeout)
+            lines = [ln for ln in r.pop("stderr", "").splitlines() if ln.strip() and "Loading weights" not in ln]
+            row = {"run": name, "exit": r.get("result"), "peak_mb": r.get("peak_mb"), "seconds": r.get("seconds"),
+                   "stderr_lines": len(lines), "message": lines[-1][:300] if lines else "", "error": r.get("error")}
+            results.append(row)
+            print(f"{name}: exit {row['exit']}, {row['stderr_lines']} line(s), peak RSS {row['peak_mb'] or 0:.0f} MB: "
+                  f"{row['message'][:160]}")
+        victim = (folder / "victim.txt").read_text()
+        cells = (folder / "x.csv").read_text().splitlines()[1:] if (folder / "x.csv").exists() else []
+        results.append({"run": "checks", "victim_unchanged": victim == "precious\n",
+                        "csv_text_cells": [c.split(",", 4)[3][:30] for c in cells]})
+        print(f"victim unchanged: {victim == 'precious' + chr(10)}; CSV text cells: {results[-1]['csv_text_cells']}")
+        return results
+    finally:
+        server.close()
+
+
 def machine() -> dict:
     import platform
 
@@ -230,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--text-counts", type=int, nargs="+", default=[20_000, 200_000])
     ap.add_argument("--long-line", type=int, metavar="MB", help="a file with one line of MB megabytes")
     ap.add_argument("--special", action="store_true", help="pipes and devices given as files")
+    ap.add_argument("--cli", action="store_true", help="the command lines of issue 23, in fresh processes")
     ap.add_argument("--predict", type=int, metavar="N", nargs="?", const=20_000,
                     help="predict --dialogues on one dialogue of N utterances (default 20,000)")
     ap.add_argument("--train-memory", action="store_true", help="a training step's peak against the estimate")
@@ -237,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per run (default 1800)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "long_dialogues.json"))
     args = ap.parse_args(argv)
-    if not (args.text or args.long_line or args.special or args.predict or args.train_memory):
-        ap.error("choose at least one of --text, --long-line, --special, --predict, --train-memory")
+    if not (args.text or args.long_line or args.special or args.cli or args.predict or args.train_memory):
+        ap.error("choose at least one of --text, --long-line, --special, --cli, --predict, --train-memory")
     result: dict = {"machine": machine()}
     with tempfile.TemporaryDirectory(prefix="safsd-long-") as tmp:
         tmp = Path(tmp)
@@ -248,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
             result["long_line"] = long_line(tmp, args.long_line, args.timeout)
         if args.special:
             result["special_paths"] = special_paths(tmp, args.timeout)
+        if args.cli:
+            result["command_lines"] = cli_rows(tmp, args.timeout)
         if args.predict:
             result["predict"] = predict_long(tmp, args.predict, args.timeout)
         if args.train_memory:
