@@ -338,19 +338,10 @@ def cli_rows(folder: Path, timeout: float) -> list[dict]:
 
 
 def machine() -> dict:
-    import platform
+    from benchmarks.feature_speed import machine as describe
 
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "threads": int(_env()["OMP_NUM_THREADS"]),
-            "load_average_at_start": os.getloadavg(), "python": platform.python_version(), "torch": torch.__version__,
-            "kit": _env()["PYTHONPATH"]}
+    env = _env()
+    return {**describe(int(env["OMP_NUM_THREADS"])), "kit": env["PYTHONPATH"]}
 
 
 def main(argv: list[str] | None = None) -> int:

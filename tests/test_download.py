@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import socket
 import threading
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from guards import no_hang
 
 from safsd_glnet import download as dl
 from safsd_glnet.data.tables import read_meld_dir
@@ -308,22 +307,6 @@ class FakeClock:
     def __call__(self) -> float:
         self.now += self.step
         return self.now
-
-
-@contextmanager
-def no_hang(seconds: int = 60):
-    """A guard that fails a test that would otherwise wait forever (the old downloader on a server
-    that never finishes); not a time limit on the code under test."""
-    def stop(signum, frame):
-        raise TimeoutError(f"still downloading after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def test_a_server_that_never_finishes_meets_the_deadline(server, tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""JSON depth and size bounds, naming foreign files, and messages without unsafe advice."""
+"""JSON depth and size bounds, naming foreign files, messages without unsafe advice, and paths that
+are not regular files (pipes, devices) refused before they are opened."""
 from __future__ import annotations
 
 import io
@@ -6,11 +7,14 @@ import json
 import os
 import pickle
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from guards import no_hang
 
+from safsd_glnet.data.corpus import DataError
 from safsd_glnet.file_checks import (MAX_JSON_DEPTH, MAX_JSON_VALUES, describe_foreign, json_shape,
                                      loads_json, safe_message)
 from safsd_glnet.files import read_json
@@ -132,30 +136,6 @@ def test_messages_never_advise_unsafe_loading(tmp_path):
 
 # ------------------------------------------------------------------------------ special files
 
-import signal  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from safsd_glnet.data.corpus import DataError  # noqa: E402
-
-
-@contextmanager
-def _no_hang(seconds: int = 20):
-    """Turn a call that would block forever (reading a FIFO) into a failure: SIGALRM interrupts
-    the blocking system call and raises. A guard against hanging the test run, not a time limit
-    on the code: the calls under test never read the file at all."""
-    def stop(signum, frame):
-        raise TimeoutError(f"still blocked after {seconds} s: the path was opened, not checked first")
-
-    old = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
 def _readers():
     """(name, call(path)) of every loader of a path the user gives."""
     from safsd_glnet import audio, cli, files
@@ -187,7 +167,7 @@ def fifo(tmp_path):
 @pytest.mark.parametrize("name", [name for name, _ in _readers()])
 def test_a_fifo_is_refused_before_it_is_opened(fifo, name):
     call = dict(_readers())[name]
-    with _no_hang():
+    with no_hang(20):
         with pytest.raises(ValueError) as err:
             call(fifo)
     message = str(err.value)
@@ -199,7 +179,7 @@ def test_a_fifo_is_refused_before_it_is_opened(fifo, name):
 @pytest.mark.parametrize("name", [name for name, _ in _readers()])
 def test_a_device_is_refused_without_reading_it(name):
     call = dict(_readers())[name]
-    with _no_hang():
+    with no_hang(20):
         with pytest.raises(ValueError) as err:
             call("/dev/zero")
     message = str(err.value)
