@@ -225,3 +225,21 @@ def test_cli_train_refuses_with_one_line_and_splits_on_request(tmp_path, capsys,
     assert (tmp_path / "b" / "metrics.json").exists()
     assert main(argv + ["--split-dialogues", "1", "--out", str(tmp_path / "c")]) == 2
     assert "--split-dialogues '1'" in capsys.readouterr().err
+
+
+def test_the_fused_attention_of_other_devices_in_blocks_equals_it_whole():
+    """Off the CPU the kernels keep PyTorch's fused attention (AttentionLayer.attend); its blocked
+    form (sdpa_in_blocks, through FastAttentionLayer.attend) is checked here on the CPU."""
+    from safsd_glnet.kernels import FastAttentionLayer
+    from safsd_glnet.model import AttentionLayer
+
+    torch.manual_seed(2)
+    layer = AttentionLayer(12, 3, 12, 0.1).eval()
+    q, k, v = (torch.randn(2, 3, 50, 4) for _ in range(3))
+    key_real = torch.arange(50)[None] < torch.tensor([50, 17])[:, None]
+    with torch.no_grad():
+        whole = layer.attend(q, k, v, key_real)
+        layer.__class__ = FastAttentionLayer
+        with long_dialogues.blocking(above=0, elements=2 * 3 * 50 * 7):  # blocks of 7 query rows
+            blocked = layer.attend(q, k, v, key_real)
+    torch.testing.assert_close(blocked, whole, atol=1e-6, rtol=1e-6)
