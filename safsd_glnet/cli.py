@@ -91,6 +91,10 @@ def corpus_arguments(args: argparse.Namespace) -> tuple[str, dict]:
     if getattr(args, "valid_fraction", None) is not None and getattr(args, "valid_ids", None) is not None:
         raise ValueError("--valid-fraction and --valid-ids exclude each other: the ids replace the seeded draw")
     kw = {}
+    if getattr(args, "split_dialogues", None) is not None:  # any kind of data: applied after loading
+        from .long_dialogues import parse_split
+
+        kw["split_dialogues"] = parse_split(args.split_dialogues)
     if kind == "synthetic" and getattr(args, "sizes", None):
         kw["feature_sizes"] = _parse_sizes(args.sizes)
     if kind == "pickle":
@@ -100,10 +104,6 @@ def corpus_arguments(args: argparse.Namespace) -> tuple[str, dict]:
             kw["text"] = args.text_layers
         if getattr(args, "valid_ids", None) is not None:
             kw["valid_ids"] = read_id_list(args.valid_ids)
-    if getattr(args, "split_dialogues", None) is not None:
-        from .long_dialogues import parse_split
-
-        kw["split_dialogues"] = parse_split(args.split_dialogues)
     return data, kw
 
 
