@@ -43,6 +43,7 @@ Shape letters as in :mod:`safsd_glnet.model`; r rows of a block.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from contextlib import contextmanager
@@ -318,7 +319,7 @@ def split_dialogues(corpus, length: int, overlap: int | None = None, splits: Seq
     ``d`` is ``d#k``. Utterances in an overlap are trained on once per window they are in, each
     time with the context of that window; other splits are kept whole (evaluation reads any
     length, :mod:`safsd_glnet.long_dialogues`)."""
-    from .data.corpus import Corpus, DataError, Dialogue
+    from .data.corpus import DataError, Dialogue
 
     overlap = length // 4 if overlap is None else overlap
     if length < 2 or not 0 <= overlap < length:
@@ -347,8 +348,8 @@ def split_dialogues(corpus, length: int, overlap: int | None = None, splits: Seq
                                           d.texts[part] if d.texts is not None else None)
                 ids.append(wid)
         new_splits[split] = ids
-    return Corpus(corpus.name, corpus.class_names, corpus.speaker_names, dict(corpus.feature_sizes), dialogues,
-                  new_splits, corpus.source, dict(corpus.feature_info)).validate()
+    # replace(): every other field of the corpus (names, sizes, feature info, validation record) is kept
+    return dataclasses.replace(corpus, dialogues=dialogues, splits=new_splits).validate()
 
 
 def parse_split(text: str) -> tuple[int, int | None]:

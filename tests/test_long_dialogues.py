@@ -243,3 +243,14 @@ def test_the_fused_attention_of_other_devices_in_blocks_equals_it_whole():
         with long_dialogues.blocking(above=0, elements=2 * 3 * 50 * 7):  # blocks of 7 query rows
             blocked = layer.attend(q, k, v, key_real)
     torch.testing.assert_close(blocked, whole, atol=1e-6, rtol=1e-6)
+
+
+def test_windows_keep_every_other_field_of_the_corpus():
+    import dataclasses
+
+    corpus = corpus_with({"train": [30], "valid": [3], "test": [2]})
+    corpus.feature_info = {"t": {"kind": "sentence-encoder", "encoder": "minilm"}}
+    split = long_dialogues.split_dialogues(corpus, 10)
+    for f in dataclasses.fields(corpus):
+        if f.name not in ("dialogues", "splits"):
+            assert getattr(split, f.name) == getattr(corpus, f.name), f.name
