@@ -110,13 +110,8 @@ def open_working_file(path: str | Path, what: str) -> int:
         if st.st_nlink > 1:
             raise DataError(f"{path}: has {st.st_nlink} hard links, so it shares its bytes with another "
                             f"file; the kit never writes its {what} into such a file (remove it)")
-        if flags & getattr(os, "O_NONBLOCK", 0):
-            try:
-                import fcntl
-
-                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
-            except ImportError:  # pragma: no cover - O_NONBLOCK and fcntl come together
-                pass
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)  # what the caller reads and writes: ordinary blocking I/O
     except BaseException:
         os.close(fd)
         raise

@@ -118,9 +118,7 @@ def check_output_file(path: str | Path, what: str = "output file", *, kind: str 
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: the {what} is a folder, expected a file name")
-    owner = run_owning(path)
-    for candidate in (path, path.resolve()):  # also through a link to a run's file
-        owner = owner or run_owning(candidate)
+    owner = run_owning(path) or run_owning(path.resolve())  # also through a link to a run's file
     if owner is not None:
         own = RUN_FILE_KINDS.get(path.name)
         if not (overwrite and own is not None and own == kind):
@@ -210,8 +208,8 @@ class RunLock:
         content = os.pread(fd, LOCK_BYTES + 1, 0)
         if not _PID_LINE.fullmatch(content):  # never overwrite a file that holds something else
             os.close(fd)
-            raise DataError(f"{self.path}: not a lock file of the kit (it holds {len(content)}+ bytes other than "
-                            f"a process id); move it away, the kit does not overwrite it")
+            raise DataError(f"{self.path}: not a lock file of the kit (it holds something other than a process "
+                            f"id); move it away, the kit does not overwrite it")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
