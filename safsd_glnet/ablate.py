@@ -195,9 +195,12 @@ class Grid:
     def load(cls, path: str | Path) -> "Grid":
         import yaml
 
+        from .file_checks import regular_file
+
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such grid file")
+        regular_file(path, "grid file")  # a pipe or a device would block or never end
         try:
             d = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:

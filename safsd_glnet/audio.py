@@ -44,13 +44,21 @@ Which file belongs to which utterance (:func:`audio_paths`):
   ``pattern="{split}/dia{dialogue_raw}_utt{order}.wav"``.
 
 Relative paths are read from ``audio_dir`` when given, else from the folder of the table file
-the utterance came from. Two utterances may not share a file.
+the utterance came from (the *audio folder*). A path that leaves the audio folder (an absolute
+path, or ``..`` climbing out of it, whether written in the column or made by a pattern's
+placeholders) is refused unless ``allow_any_path`` (``--audio-any-path``): a table from
+elsewhere could otherwise make the kit read ``../../etc/passwd`` or any other file. The check
+is on the path as written (``os.path.normpath``); links inside the folder are the user's own.
+Two utterances may not share a file.
 
 Checks, each a one-line :class:`~safsd_glnet.data.corpus.DataError` naming the file, the
 dialogue and the utterance position: missing file; not readable as audio; longer than
 ``max_seconds`` (:data:`MAX_SECONDS` = 300 s: a whole recording where an utterance was meant,
 and a bound on memory); shorter than ``min_seconds`` (:data:`MIN_SECONDS` = 0.1 s: below
 60 ms, the longest analysis window of eGeMAPS, opensmile returns NaN for every feature);
+non-finite samples (NaN or inf, which a float WAV can hold); float samples beyond full scale
+by more than :data:`MAX_ABS_SAMPLE` (1.01: a float file means +-1.0 as full scale, and values
+near 3e38 are not sound); not a regular file (a pipe or ``/dev/zero`` would never end);
 silent, i.e. the RMS of the 16 kHz mono signal below ``min_rms_db`` (:data:`MIN_RMS_DB` =
 -60 dB relative to digital full scale 1.0; all-zero files are -inf; conversational speech
 sits around -20 to -35 dB); NaN or inf in the features.
@@ -84,6 +92,7 @@ from .config import MODALITIES
 from .data.safe_npz import read_npz
 from .data.corpus import Corpus, DataError, Dialogue
 from .data.tables import Table, column_values
+from .file_checks import regular_file
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +100,7 @@ SAMPLE_RATE = 16_000  # Hz, every file is resampled to this before extraction
 MIN_SECONDS = 0.1
 MAX_SECONDS = 300.0
 MIN_RMS_DB = -60.0  # dB re full scale 1.0
+MAX_ABS_SAMPLE = 1.01  # full scale is 1.0; 1% of tolerance for float files rounded near it
 EXTRACTION_VERSION = 1  # bump when reading / mixing / resampling changes what reaches opensmile
 CACHE_FORMAT = 1  # bump when the cache file layout changes
 DEFAULT_CACHE_DIR = ".cache/safsd-glnet"
@@ -175,13 +185,14 @@ def _check_pattern(pattern: str) -> None:
 
 def audio_paths(table: Table, *, column: str | None = None, pattern: str | None = None,
                 audio_dir: str | os.PathLike | None = None, fmt: str | None = None, delimiter: str | None = None,
-                encoding: str | None = None) -> dict[str, list[Path]]:
+                encoding: str | None = None, allow_any_path: bool = False) -> dict[str, list[Path]]:
     """Dialogue id -> the audio file of each utterance, in position order.
 
     Exactly one of ``column`` (a table column holding a path per row; ``fmt`` is the table's
     format as given to ``read_table``, by default from the suffix) and ``pattern`` (see the
     module notes for the placeholders). Relative paths are taken from ``audio_dir``, else from
-    the folder of the table file the dialogue came from. Files are not opened here.
+    the folder of the table file the dialogue came from; a path outside that folder is an error
+    unless ``allow_any_path``. Files are not opened here.
     """
     if (column is None) == (pattern is None):
         raise ValueError("audio_paths: give exactly one of column= and pattern=")
@@ -210,6 +221,10 @@ def audio_paths(table: Table, *, column: str | None = None, pattern: str | None 
             path = Path(name)
             if not path.is_absolute():
                 path = folder / path
+            if not allow_any_path and not _inside(path, folder):
+                raise DataError(f"{_where(d.source, d.id, pos)}: the audio path {name[:200]!r} leads outside the "
+                                f"audio folder {folder}; pass --audio-any-path (allow_any_path=True) if the table "
+                                f"is yours and means it")
             key = Path(os.path.normpath(path))
             if key in seen:
                 other = seen[key]
@@ -222,11 +237,20 @@ def audio_paths(table: Table, *, column: str | None = None, pattern: str | None 
     return out
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path``, as written, stays in ``folder`` (``..`` resolved lexically, links not)."""
+    base = os.path.normpath(os.path.abspath(folder))
+    target = os.path.normpath(os.path.abspath(path))
+    return os.path.commonpath([base, target]) == base
+
+
 # --------------------------------------------------------------------------------------------
 # One file
 
 def file_sha256(path: Path, dialogue: str, position: int) -> str:
-    """sha256 of the file's bytes; a missing file is an error naming the utterance."""
+    """sha256 of the file's bytes; a missing file, a folder, a pipe or a device (``/dev/zero``
+    would never end) is an error naming the utterance, before anything is opened."""
+    regular_file(path, "audio file", where=_where(path, dialogue, position))
     h = hashlib.sha256()
     try:
         with open(path, "rb") as f:
@@ -242,17 +266,17 @@ def file_sha256(path: Path, dialogue: str, position: int) -> str:
 
 
 def load_signal(path: str | os.PathLike, dialogue: str | None = None, position: int | None = None, *,
-                max_seconds: float = MAX_SECONDS) -> np.ndarray:
+                max_seconds: float = MAX_SECONDS, max_abs: float = MAX_ABS_SAMPLE) -> np.ndarray:
     """(1, samples) float32 mono signal at :data:`SAMPLE_RATE`: channels averaged, resampled.
 
     Reads at most ``max_seconds`` of audio, so an hour-long file costs no more memory than
-    the limit; a longer one is an error.
+    the limit; a longer one is an error. Every block read must be finite and within
+    ``max_abs`` of zero (soundfile scales integer formats to [-1, 1); a float file may hold
+    anything, and NaN or 3e38 are not sound).
     """
     audresample, sf = _audio_io()
     where = _where(path, dialogue, position)
-    if not Path(path).is_file():
-        problem = "is a folder, expected an audio file" if Path(path).is_dir() else "audio file not found"
-        raise DataError(f"{where}: {problem}")
+    regular_file(path, "audio file", where=where)
     try:
         with sf.SoundFile(str(path)) as f:
             rate, channels = int(f.samplerate), int(f.channels)
@@ -267,6 +291,7 @@ def load_signal(path: str | os.PathLike, dialogue: str | None = None, position: 
                 block = f.read(frames=min(rate * 10, limit - frames), dtype="float32", always_2d=True)
                 if not len(block):
                     break
+                _check_samples(block, where, max_abs)
                 blocks.append(block)
                 frames += len(block)
                 if frames * channels > budget:
@@ -286,6 +311,19 @@ def load_signal(path: str | os.PathLike, dialogue: str | None = None, position: 
     if rate != SAMPLE_RATE and mono.shape[1]:
         mono = audresample.resample(mono, rate, SAMPLE_RATE)
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _check_samples(block: np.ndarray, where: str, max_abs: float) -> None:
+    """Refuse NaN / inf samples and samples beyond full scale (see :func:`load_signal`)."""
+    finite = np.isfinite(block)
+    if not finite.all():
+        raise DataError(f"{where}: holds {int((~finite).sum())} non-finite samples (NaN or inf) in its first "
+                        f"block of {block.size}; not usable audio")
+    peak = float(np.abs(block).max(initial=0.0))
+    if peak > max_abs:
+        raise DataError(f"{where}: samples reach {peak:.3g}, beyond full scale (+-1.0, with a tolerance up to "
+                        f"{max_abs:g}); a float file holding such values is not sound: normalise it or write it "
+                        f"as 16-bit PCM")
 
 
 def rms_db(signal: np.ndarray) -> float:
@@ -383,10 +421,12 @@ def build_audio_features(table: Table, feature_set_name: str = "egemaps", *, col
                          fmt: str | None = None, delimiter: str | None = None, encoding: str | None = None,
                          cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR,
                          progress: bool = True, min_seconds: float = MIN_SECONDS,
-                         min_rms_db: float = MIN_RMS_DB, max_seconds: float = MAX_SECONDS) -> dict[str, np.ndarray]:
+                         min_rms_db: float = MIN_RMS_DB, max_seconds: float = MAX_SECONDS,
+                         allow_any_path: bool = False) -> dict[str, np.ndarray]:
     """Dialogue id -> (n, d) float32 openSMILE functionals, one row per utterance.
 
-    Files are found by ``column`` or ``pattern`` (:func:`audio_paths`). Every file is hashed
+    Files are found by ``column`` or ``pattern`` (:func:`audio_paths`; ``allow_any_path`` lets
+    them leave the audio folder). Every file is hashed
     first (a missing file fails before any extraction); vectors already in the cache are
     reused; the rest are extracted with :func:`extract_file`. With ``cache_dir=None`` nothing
     is cached. The cache keeps exactly the files of this table (entries of files no longer in
@@ -395,7 +435,7 @@ def build_audio_features(table: Table, feature_set_name: str = "egemaps", *, col
     fs = feature_set(feature_set_name)
     _opensmile(), _audio_io()  # a missing package is reported before any file is read
     paths = audio_paths(table, column=column, pattern=pattern, audio_dir=audio_dir, fmt=fmt, delimiter=delimiter,
-                        encoding=encoding)
+                        encoding=encoding, allow_any_path=allow_any_path)
     hashes = {k: [file_sha256(p, k, i) for i, p in enumerate(ps)] for k, ps in paths.items()}
     cache_path = audio_cache_path(table, fs.name, cache_dir) if cache_dir is not None else None
     cached = _load_cache(cache_path, fs.size) if cache_path is not None else {}

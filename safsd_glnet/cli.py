@@ -41,11 +41,14 @@ def read_id_list(path: str) -> list[str] | str:
     comment), or the name ``meld-dev`` (the official MELD dev dialogues of the standard pickle)."""
     if path == "meld-dev":
         return path
+    from .file_checks import regular_file
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists() and not p.is_symlink():
         raise DataError(f"{p}: --valid-ids file not found (expected one dialogue id per line, or 'meld-dev')")
-    if p.stat().st_size > MAX_ID_FILE_BYTES:
-        raise DataError(f"{p}: --valid-ids file is {p.stat().st_size} bytes, more than an id list can be")
+    size = regular_file(p, "--valid-ids file").st_size
+    if size > MAX_ID_FILE_BYTES:
+        raise DataError(f"{p}: --valid-ids file is {size} bytes, more than an id list can be")
     try:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
@@ -88,6 +91,10 @@ def corpus_arguments(args: argparse.Namespace) -> tuple[str, dict]:
     if getattr(args, "valid_fraction", None) is not None and getattr(args, "valid_ids", None) is not None:
         raise ValueError("--valid-fraction and --valid-ids exclude each other: the ids replace the seeded draw")
     kw = {}
+    if getattr(args, "split_dialogues", None) is not None:  # any kind of data: applied after loading
+        from .long_dialogues import parse_split
+
+        kw["split_dialogues"] = parse_split(args.split_dialogues)
     if kind == "synthetic" and getattr(args, "sizes", None):
         kw["feature_sizes"] = _parse_sizes(args.sizes)
     if kind == "pickle":
@@ -301,7 +308,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise ValueError(f"--{flag.replace('_', '-')} applies to --dialogues, not to --data")
     if args.out is None:
         raise ValueError("--out is needed with --data: the CSV file to write")
-    check_output_file(args.out, "--out file")
+    check_output_file(args.out, "--out file", kind="predictions", overwrite=args.overwrite)
     args.split = args.split or "test"
     model, info, corpus, device = _load_for_checkpoint(args)
     preds = predict(model, corpus.split(args.split), device=device, amp=info["config"].train.amp)
@@ -320,7 +327,7 @@ def _predict_dialogues(args: argparse.Namespace) -> int:
         if getattr(args, flag, None) is not None:
             raise ValueError(f"--{flag.replace('_', '-')} applies to --data, not to --dialogues")
     if args.out is not None:
-        check_output_file(args.out, "--out file")
+        check_output_file(args.out, "--out file", kind="predictions", overwrite=args.overwrite)
     predictor = Predictor(args.checkpoint, args.device or "auto", encoder_dir=args.encoder_dir)
     table = predictor.read(args.dialogues, fmt=args.format, columns=args.columns, delimiter=args.delimiter,
                            encoding=args.encoding)
@@ -517,6 +524,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (without it, or --resume, a run folder is never replaced)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--split-dialogues", metavar="LEN[:OVERLAP]",
+                   help="cut training dialogues longer than LEN utterances into windows of LEN overlapping by "
+                        "OVERLAP (default LEN/4), for dialogues too long to train on whole (the error says which "
+                        "LEN fits); validation and test dialogues are evaluated whole")
     p.add_argument("--workers", type=int, default=None,
                    help="with --seeds --executor dask: worker processes of the LocalCluster the kit starts")
     from . import cli_cluster
@@ -540,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="--data: the split to predict (default test)")
             p.add_argument("--out", help="--data: the CSV file to write (needed); --dialogues: a CSV, or JSON "
                                          "with a .json suffix (optional: the table is printed either way)")
+            p.add_argument("--overwrite", action="store_true",
+                           help="allow --out to replace a run folder's test_predictions.csv (a run's other "
+                                "files are never replaced by --out)")
             new = p.add_argument_group("new dialogues (instead of --data)")
             new.add_argument("--dialogues", metavar="FILE",
                              help="'Speaker: sentence' lines with a blank line between dialogues (.txt), or an "

@@ -236,7 +236,11 @@ def add_audio_arguments(p: argparse.ArgumentParser) -> None:
                             "train_12 -> 12), {split}, {position} (0-based rank), {order} (as written), "
                             "{speaker}; e.g. '{dialogue}/{position}.wav', '{dialogue}_{order:03d}.wav'")
     aud.add_argument("--audio-dir", metavar="DIR",
-                     help="folder the audio paths are relative to (default: the table's folder)")
+                     help="folder the audio paths are relative to (default: the table's folder); paths that "
+                          "leave it (absolute, or climbing out with ..) are refused")
+    aud.add_argument("--audio-any-path", action="store_true",
+                     help="allow audio paths outside the audio folder (absolute paths, ..): only for a table you "
+                          "trust, since it then decides which files are read")
     aud.add_argument("--audio-features", choices=("egemaps", "compare"), default="egemaps",
                      help="eGeMAPSv02 (88-d) or ComParE_2016 (6373-d) functionals (default: egemaps); "
                           "cached under --cache-dir by file content")
@@ -245,8 +249,8 @@ def add_audio_arguments(p: argparse.ArgumentParser) -> None:
 def add_audio(args: argparse.Namespace, table, corpus, cache_dir):
     """``corpus`` with modality a from the audio files, when --audio-column / --audio-pattern ask."""
     if not (args.audio_column or args.audio_pattern):
-        if args.audio_dir:
-            raise DataError("--audio-dir needs --audio-column or --audio-pattern")
+        if args.audio_dir or args.audio_any_path:
+            raise DataError("--audio-dir and --audio-any-path need --audio-column or --audio-pattern")
         return corpus
     from .audio import add_audio_modality, audio_cache_path, build_audio_features
 
@@ -257,7 +261,8 @@ def add_audio(args: argparse.Namespace, table, corpus, cache_dir):
     feats = build_audio_features(table, args.audio_features, column=args.audio_column, pattern=args.audio_pattern,
                                  audio_dir=args.audio_dir, fmt=getattr(args, "format", None),
                                  delimiter=getattr(args, "delimiter", None), encoding=getattr(args, "encoding", None),
-                                 cache_dir=cache_dir, progress=not args.no_progress)
+                                 cache_dir=cache_dir, progress=not args.no_progress,
+                                 allow_any_path=args.audio_any_path)
     where = args.audio_dir or "the table's folder"
     corpus = add_audio_modality(corpus, feats, source=f"audio files in {where}")
     print(f"audio features: {corpus.feature_sizes['a']}-d ({args.audio_features}) for "

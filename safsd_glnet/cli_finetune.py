@@ -163,7 +163,9 @@ def _run(args: argparse.Namespace) -> int:
     from .data.tables import describe
     from .features import merge_pickle_modalities
     from .finetune import finetune_corpus, grid_configs, parse_setting, select_settings
+    from .run_folder import check_output_file
 
+    check_output_file(args.out, "--out file")  # before the minutes of fine-tuning, not after
     if args.encode_batch_size < 1:
         raise DataError(f"--encode-batch-size {args.encode_batch_size}: must be >= 1")
     if args.threads is not None:

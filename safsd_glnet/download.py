@@ -16,7 +16,22 @@ Every file goes through :func:`download_file`, which uses only the standard libr
 * a file already in place with the right sum is not downloaded again; one with another sum
   is left alone and reported (it may be the user's own edit);
 * a server that cannot be reached gives one line: what was tried, why it failed, and where to
-  get the files by hand.
+  get the files by hand;
+* time is bounded: ``timeout`` seconds per network operation (connecting, each read), an overall
+  ``deadline`` per file (all its requests together; checked between reads, so it is met at
+  most ``timeout`` seconds late) and, after the first :data:`RATE_GRACE` seconds of a
+  request, an average of at least ``min_rate`` bytes per second: a server that sends one byte
+  every two seconds never trips the timeout, and is dropped by these two;
+* a ``Content-Length`` or ``Content-Range`` that is not a plain byte count (``²``, a 5000-digit
+  number, a negative one) is an error naming the URL and the header;
+* a redirect to another host (or scheme or port) is refused unless ``allow_redirects`` (the
+  checksum would catch other bytes, but the user should know where the files came from);
+  within the same host redirects are followed;
+* a folder, a pipe or a link where the file or its part file belongs is refused with one line;
+  the part file is opened without following links (:func:`safsd_glnet.files.open_working_file`).
+
+Every failure is a :class:`DownloadError` (``safsd-glnet data`` exits 1 with its one line);
+bad arguments exit 2.
 
 Only the standard library (``urllib``) and ``tqdm`` (the progress bar) are used, so this works
 without the optional extras.
@@ -26,8 +41,12 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import re
 import socket
+import stat
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Mapping
@@ -46,6 +65,11 @@ MELD_SHA256 = {
 }
 MAX_BYTES = 64 << 20  # per file; MELD's largest is 1.1 MB: a bound on the disk a wrong URL can fill
 USER_AGENT = "safsd-glnet-download/1 (+python urllib)"
+DEADLINE = 1200.0  # seconds per file, all requests together: 20 minutes for MELD's 1.1 MB at 1 KiB/s
+MIN_RATE = 1024  # bytes per second, averaged over a request once it has run RATE_GRACE seconds
+RATE_GRACE = 30.0  # seconds a request may take to get going before its rate is judged
+_clock = time.monotonic  # of the deadline and the rate (a module name, so that tests can set the time)
+_BYTE_COUNT = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() also takes '²'
 
 
 class DownloadError(RuntimeError):
@@ -88,34 +112,116 @@ def _reason(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
+def _part_size(part: Path) -> int:
+    """Bytes already in the part file (0 when there is none); a link or anything but a regular
+    file of one link is a :class:`DownloadError` (see :func:`_open_part`)."""
+    try:
+        st = os.lstat(part)
+    except FileNotFoundError:
+        return 0
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+        os.close(_open_part_fd(part))  # raises, naming what the path is
+    return st.st_size
+
+
+def _open_part_fd(part: Path) -> int:
+    from .data.corpus import DataError
+    from .files import open_working_file
+
+    try:
+        return open_working_file(part, "partial download")
+    except DataError as e:
+        raise DownloadError(str(e)) from None
+
+
+def _open_part(part: Path):
+    """The part file opened for writing in place, without following a link and without
+    truncating on opening (:func:`safsd_glnet.files.open_working_file`): a link planted at
+    ``DIR/.<name>.part`` cannot make the download overwrite another file."""
+    return os.fdopen(_open_part_fd(part), "r+b")
+
+
+def _byte_count(text: str, url: str, header: str, value: str) -> int:
+    """``text`` as a number of bytes, or a :class:`DownloadError` naming the URL and the header."""
+    text = text.strip()
+    if not _BYTE_COUNT.fullmatch(text):
+        shown = value if len(value) <= 40 else f"{value[:40]}... ({len(value)} characters)"
+        raise DownloadError(f"{url}: the server sent {header} {shown!r}, which is not a byte count; "
+                            f"the download was stopped (a broken or hostile server)")
+    return int(text)
+
+
 def _total_size(response, offset: int, url: str) -> int | None:
     """The whole file's size from a 200 or 206 response, if the server says."""
     if response.status == 206:
-        content_range = response.headers.get("Content-Range", "")  # "bytes a-b/total"
-        first = content_range.removeprefix("bytes ").partition("-")[0].strip()
-        if first != str(offset):
+        content_range = response.headers.get("Content-Range", "")  # "bytes a-b/total" or "bytes a-b/*"
+        first, _, total = content_range.removeprefix("bytes ").partition("/")
+        start = _byte_count(first.partition("-")[0], url, "Content-Range", content_range)
+        if start != offset:
             raise DownloadError(f"{url}: asked for the bytes from {offset} on, the server sent "
-                                f"{content_range!r}; delete the part file and try again")
-        total = content_range.rpartition("/")[2]
-        return int(total) if total.isdigit() else None
+                                f"{content_range[:80]!r}; delete the part file and try again")
+        return None if total.strip() == "*" else _byte_count(total, url, "Content-Range", content_range)
     length = response.headers.get("Content-Length")
-    return int(length) if length and length.isdigit() else None
+    return None if length is None else _byte_count(length, url, "Content-Length", length)
 
 
-def _fetch(url: str, part: Path, *, timeout: float, max_bytes: int, progress: bool, desc: str) -> None:
-    """One HTTP request: continue ``part`` from its size (Range) and stream the body into it.
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        port = parts.port or default
+    except ValueError:  # a port that is not a number: never the same origin
+        port = -1
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects within the same scheme, host and port; refuse others unless allowed."""
+
+    def __init__(self, allow_other_hosts: bool):
+        super().__init__()
+        self.allow_other_hosts = allow_other_hosts
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if not self.allow_other_hosts and _origin(newurl) != _origin(req.full_url):
+            raise DownloadError(f"{req.full_url}: the server redirects to {newurl[:200]}, another host; refused "
+                                f"(pass --allow-redirects to follow it: the sha256 is checked either way)")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _open_url(request: urllib.request.Request, timeout: float, allow_redirects: bool):
+    """``urlopen`` with :class:`_Redirects`; a ``file:`` URL must name a regular file (a pipe
+    would block the open)."""
+    if request.type == "file":
+        from .data.corpus import DataError
+        from .file_checks import regular_file
+
+        try:
+            regular_file(urllib.request.url2pathname(urllib.parse.urlsplit(request.full_url).path), "file to copy")
+        except DataError as e:
+            raise DownloadError(f"could not download {request.full_url}: {e}") from None
+    return urllib.request.build_opener(_Redirects(allow_redirects)).open(request, timeout=timeout)
+
+
+def _fetch(url: str, part: Path, *, timeout: float, max_bytes: int, progress: bool, desc: str,
+           until: float, deadline: float, min_rate: float, allow_redirects: bool) -> None:
+    """One HTTP request: continue ``part`` from its size (Range) and stream the body into it,
+    giving up at the clock time ``until`` (the file's ``deadline``) or below ``min_rate``.
 
     Raises :class:`_Interrupted` when the transfer stops short (the part file is kept) and
     :class:`DownloadError` for everything that a retry would not fix.
     """
     from tqdm.auto import tqdm
 
-    offset = part.stat().st_size if part.exists() else 0
+    offset = _part_size(part)
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
+    begun = _clock()
+    if begun >= until:
+        raise _overdue(url, deadline, part)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = _open_url(request, min(timeout, max(until - begun, 0.001)), allow_redirects)
     except urllib.error.HTTPError as e:
         if e.code == 416 and offset:  # asked beyond the end: the part file is already whole
             return
@@ -129,14 +235,14 @@ def _fetch(url: str, part: Path, *, timeout: float, max_bytes: int, progress: bo
         if total is not None and total > max_bytes:
             raise _TooLarge(f"{url} is {total} bytes, more than the {max_bytes} allowed")
         received = offset
-        with open(part, "r+b" if offset else "wb") as f, \
+        with _open_part(part) as f, \
                 tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
                      desc=desc, disable=not progress, leave=False) as bar:
             f.seek(offset)
-            f.truncate()
+            f.truncate()  # the part file is the kit's own (_open_part): what lies past offset is stale
             try:
                 while True:
-                    block = response.read(1 << 16)
+                    block = response.read1(1 << 16)  # what has arrived: a trickle cannot hold it
                     if not block:
                         break
                     received += len(block)
@@ -144,6 +250,14 @@ def _fetch(url: str, part: Path, *, timeout: float, max_bytes: int, progress: bo
                         raise _TooLarge(f"{url} sent more than the {max_bytes} bytes allowed")
                     f.write(block)
                     bar.update(len(block))
+                    now = _clock()
+                    if now >= until:
+                        raise _overdue(url, deadline, part)
+                    rate = (received - offset) / max(now - begun, 1e-9)
+                    if min_rate and now - begun >= RATE_GRACE and rate < min_rate:
+                        raise DownloadError(f"{url}: {rate:.0f} bytes/s over {now - begun:.0f} s, below the minimum "
+                                            f"of {min_rate:g} bytes/s (--min-rate); the part is kept in {part}: "
+                                            f"run the command again to resume")
             except (OSError, http.client.HTTPException) as e:
                 raise _Interrupted(f"transfer of {url} stopped after {received} bytes: {_reason(e)}") from None
             finally:
@@ -153,16 +267,33 @@ def _fetch(url: str, part: Path, *, timeout: float, max_bytes: int, progress: bo
             raise _Interrupted(f"transfer of {url} stopped after {received} of {total} bytes")
 
 
+def _overdue(url: str, deadline: float, part: Path) -> DownloadError:
+    return DownloadError(f"{url}: not finished after {deadline:g} s (--deadline); the part is kept in {part}: "
+                         f"run the command again to resume")
+
+
 def download_file(url: str, dest: str | os.PathLike, sha256: str, *, retries: int = 3, timeout: float = 60.0,
-                  max_bytes: int = MAX_BYTES, progress: bool = True) -> bool:
+                  max_bytes: int = MAX_BYTES, progress: bool = True, deadline: float = DEADLINE,
+                  min_rate: float = MIN_RATE, allow_redirects: bool = False) -> bool:
     """Download ``url`` to ``dest`` (atomically, resumably, checked); False if it was already there.
 
     See the module notes. ``retries`` is how many more requests a transfer that stops short
-    gets within this call (each continues from where the last stopped).
+    gets within this call (each continues from where the last stopped); ``timeout`` bounds each
+    network operation, ``deadline`` the whole file (all its requests), ``min_rate`` (bytes per
+    second, 0 = no minimum) a request's average rate after :data:`RATE_GRACE` seconds;
+    ``allow_redirects`` lets the server redirect to another host.
     """
+    from .data.corpus import DataError
+    from .file_checks import regular_file
+
     dest = Path(dest)
     sha256 = sha256.lower()
-    if dest.exists():
+    until = _clock() + deadline
+    if dest.exists() or dest.is_symlink():
+        try:
+            regular_file(dest, "downloaded file")  # a folder or a pipe: one line, nothing opened
+        except DataError as e:
+            raise DownloadError(str(e)) from None
         found = sha256_file(dest)
         if found == sha256:
             return False
@@ -172,7 +303,8 @@ def download_file(url: str, dest: str | os.PathLike, sha256: str, *, retries: in
     part = part_path(dest)
     for attempt in range(retries + 1):
         try:
-            _fetch(url, part, timeout=timeout, max_bytes=max_bytes, progress=progress, desc=dest.name)
+            _fetch(url, part, timeout=timeout, max_bytes=max_bytes, progress=progress, desc=dest.name, until=until,
+                   deadline=deadline, min_rate=min_rate, allow_redirects=allow_redirects)
             break
         except _TooLarge:
             part.unlink(missing_ok=True)
@@ -191,13 +323,15 @@ def download_file(url: str, dest: str | os.PathLike, sha256: str, *, retries: in
 
 def download_meld(out_dir: str | os.PathLike, *, base_url: str = MELD_BASE_URL,
                   sha256: Mapping[str, str] = MELD_SHA256, retries: int = 3, timeout: float = 60.0,
-                  progress: bool = True) -> dict[str, bool]:
+                  progress: bool = True, deadline: float = DEADLINE, min_rate: float = MIN_RATE,
+                  allow_redirects: bool = False) -> dict[str, bool]:
     """Download the three MELD text CSVs into ``out_dir``; file name -> whether it was fetched.
 
     ``base_url`` is the folder the files are fetched from (``base_url + name``); ``sha256``
     maps each file name to its expected sum (default: the pinned sums of the official files;
     the tests pass their own). A server that cannot be reached raises :class:`DownloadError`
-    saying where to get the files by hand.
+    saying where to get the files by hand. ``deadline``, ``min_rate``, ``allow_redirects``: as
+    for :func:`download_file`, per file.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -211,7 +345,8 @@ def download_meld(out_dir: str | os.PathLike, *, base_url: str = MELD_BASE_URL,
         url = base + name
         try:
             done[name] = download_file(url, out / name, sha256[name], retries=retries, timeout=timeout,
-                                       progress=progress)
+                                       progress=progress, deadline=deadline, min_rate=min_rate,
+                                       allow_redirects=allow_redirects)
         except Unreachable as e:
             raise Unreachable(f"{e}; download the three files (train_sent_emo.csv, dev_sent_emo.csv, "
                               f"test_sent_emo.csv) by hand from {by_hand} into {out}") from None

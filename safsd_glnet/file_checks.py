@@ -10,6 +10,11 @@ deep), holding more than :data:`MAX_JSON_VALUES` values (each costs up to ~100 b
 parsed; a MELD corpus's ``meta`` holds about 30 thousand) or longer than the caller's limit is
 refused with a one-line error naming the file and the field.
 
+Paths (:func:`regular_file`): every path the kit is given is ``os.stat``-ed before it is
+opened, and anything but a regular file is refused. Opening a named pipe blocks until someone
+writes to it, and ``/dev/zero`` or ``/dev/urandom`` never end: a loader that opens first and
+checks after hangs or reads until its byte limit.
+
 Messages (:func:`safe_message`): torch and numpy explain some refusals by suggesting
 ``weights_only=False`` or ``allow_pickle=True``, i.e. loading the file in a way that runs
 code from it. Errors relayed from them go through :func:`safe_message`, which replaces such
@@ -18,13 +23,15 @@ advice.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from typing import Any
 
 import numpy as np
 
 __all__ = ["MAX_JSON_DEPTH", "MAX_JSON_VALUES", "loads_json", "json_shape", "describe_foreign",
-           "looks_like_text", "safe_message", "clip"]
+           "looks_like_text", "safe_message", "clip", "regular_file"]
 
 MAX_JSON_DEPTH = 100
 MAX_JSON_VALUES = 1 << 21  # 2 Mi values
@@ -133,3 +140,40 @@ def clip(text: str, limit: int = 200) -> str:
     """``text`` on one line, cut to ``limit`` characters."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_SPECIAL_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def regular_file(path: str | os.PathLike, what: str = "file", *, where: str | None = None) -> os.stat_result:
+    """``os.stat(path)`` of a file about to be read; a one-line
+    :class:`~safsd_glnet.data.corpus.DataError` unless it is a regular file.
+
+    Symbolic links are followed (what they name is checked). The messages start with ``where``
+    (default: the path): ``"<where>: <what> not found"``, ``"<where>: is a folder, expected a
+    <what>"``, ``"<where>: is a named pipe (FIFO), not a regular file; expected a <what>"``
+    (also character and block devices such as ``/dev/zero``, and sockets), ``"<where>: cannot
+    be read (Permission denied)"``. Nothing is opened, so a pipe cannot block the caller.
+    """
+    from .data.corpus import DataError  # data imports this module: import on use
+
+    where = os.fspath(path) if where is None else where
+    if what.startswith(("a ", "an ")):  # "a .npz archive": the caller chose the article
+        expected, what = what, what.split(" ", 1)[1]
+    else:
+        expected = f"{'an' if what[:1].lower() in 'aeiou' else 'a'} {what}"
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{where}: {what} not found") from None
+    except NotADirectoryError:  # a file where the path needs a folder: a/b.csv with a a file
+        raise DataError(f"{where}: {what} not found (a part of the path is a file, not a folder)") from None
+    except OSError as e:
+        raise DataError(f"{where}: cannot be read ({e.strerror or type(e).__name__})") from None
+    if stat.S_ISREG(st.st_mode):
+        return st
+    if stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{where}: is a folder, expected {expected}")
+    kind = next((name for test, name in _SPECIAL_KINDS if test(st.st_mode)), "a special file")
+    raise DataError(f"{where}: is {kind}, not a regular file; expected {expected}")

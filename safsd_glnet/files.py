@@ -2,6 +2,11 @@
 half of one. Each write goes to a temporary file in the same folder, is flushed to disk, then
 ``os.replace``-d over the target (atomic on POSIX and Windows within one file system).
 
+Files the kit keeps open and writes in place (a run folder's lock, a partial download) are
+opened by :func:`open_working_file`: never through a symbolic link, never truncated on
+opening, and only when they are regular files of one link, so that a link planted where such
+a file belongs cannot make the kit overwrite another file.
+
 Reads of files that may come from elsewhere are bounded: :func:`read_json` refuses files
 over :data:`MAX_JSON_BYTES` and JSON nested too deeply (see
 :func:`~safsd_glnet.file_checks.loads_json`); :func:`load_torch` checks the archive and
@@ -9,13 +14,19 @@ pre-scans its ``data.pkl`` (:func:`~safsd_glnet.checkpoint_checks.check_archive`
 ``torch.load(weights_only=True)``, and never relays torch's advice to load unsafely."""
 from __future__ import annotations
 
+import csv
+import errno
+import io as stdio  # the standard library's
+import itertools
 import json
 import os
 import pickle
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from numbers import Integral, Real
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
@@ -61,6 +72,74 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def open_working_file(path: str | Path, what: str) -> int:
+    """A read-write descriptor of the kit's own working file at ``path`` (``what``: "lock file",
+    "partial download"), created empty (mode 0666 less the umask) when it does not exist.
+
+    ``O_NOFOLLOW``: a symbolic link at ``path`` is refused, not followed; ``O_CREAT`` without
+    ``O_TRUNC``: opening never changes the file; ``O_NONBLOCK``: a named pipe does not block the
+    open. The open file must be a regular file with one hard link (a second link would share
+    its bytes with a file elsewhere). Anything else is a one-line
+    :class:`~safsd_glnet.data.corpus.DataError` naming the path, and nothing was written.
+    What the caller then writes is its own business: it may check the content first (a lock
+    holds a pid) before it truncates.
+    """
+    from .data.corpus import DataError
+    from .file_checks import regular_file
+
+    path = Path(path)
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    if not nofollow and path.is_symlink():  # systems without O_NOFOLLOW: the check, then the open
+        raise DataError(f"{path}: is a symbolic link; the kit never writes its {what} through a link "
+                        f"(remove it)")
+    flags = os.O_RDWR | os.O_CREAT | nofollow | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DataError(f"{path}: is a symbolic link; the kit never writes its {what} through a link "
+                            f"(remove it)") from None
+        if e.errno in (errno.EISDIR, errno.ENXIO, errno.EOPNOTSUPP):  # a folder, a socket, ...
+            regular_file(path, what)  # names what it is
+        raise DataError(f"{path}: cannot open the {what} ({e.strerror or type(e).__name__})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            regular_file(path, what)  # names what it is (a pipe, a device)
+            raise DataError(f"{path}: is not a regular file; expected the kit's {what}")
+        if st.st_nlink > 1:
+            raise DataError(f"{path}: has {st.st_nlink} hard links, so it shares its bytes with another "
+                            f"file; the kit never writes its {what} into such a file (remove it)")
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)  # what the caller reads and writes: ordinary blocking I/O
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def check_write_target(path: str | Path, what: str) -> Path:
+    """Refuse, before a library writes ``path`` in place (papermill's executed notebook), a
+    symbolic link, anything but a regular file, or a file with another hard link there: the
+    write would land in a file the kit did not create. A missing path is fine. One-line
+    :class:`~safsd_glnet.data.corpus.DataError` naming the path."""
+    from .data.corpus import DataError
+
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    if stat.S_ISLNK(st.st_mode):
+        raise DataError(f"{path}: is a symbolic link; the kit never writes its {what} through a link (remove it)")
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: is not a regular file; expected the kit's {what} (remove it)")
+    if st.st_nlink > 1:
+        raise DataError(f"{path}: has {st.st_nlink} hard links, so it shares its bytes with another file; the kit "
+                        f"never writes its {what} into such a file (remove it)")
+    return path
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -70,6 +149,40 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet (Excel, LibreOffice, Google Sheets) read a text
+cell as a formula: ``=HYPERLINK(...)`` leaks data when clicked, ``=cmd|' /C calc'!A0`` asks to
+run a program (OWASP, "CSV Injection")."""
+
+
+def spreadsheet_cell(value: Any, float_format: str = "{:.6f}") -> str:
+    """One CSV cell for people: text that starts like a formula gets a leading ``'`` (the OWASP
+    rule; a spreadsheet then shows the text, and the quote says it was changed); numbers are
+    written as numbers (``-0.5`` stays a number in a score column; floats with ``float_format``);
+    None is empty. Only text cells are changed: the sentence ``-2+3`` becomes ``'-2+3``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, Integral):
+        return str(int(value))
+    if isinstance(value, Real):
+        return float_format.format(float(value))
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def write_csv(path: str | Path, header: Sequence[Any], rows: Iterable[Sequence[Any]],
+              float_format: str = "{:.6f}") -> None:
+    """A CSV file for people to open in a spreadsheet, written atomically; every cell goes
+    through :func:`spreadsheet_cell`. The kit's JSON output keeps the text exactly."""
+    buf = stdio.StringIO()
+    w = csv.writer(buf)
+    for row in itertools.chain([header], rows):
+        w.writerow([spreadsheet_cell(c, float_format) for c in row])
+    write_text(path, buf.getvalue())
+
+
 MAX_JSON_BYTES = 64 << 20
 """Largest JSON file :func:`read_json` reads (a run's metrics.json has about 100 kB)."""
 
@@ -77,9 +190,10 @@ MAX_JSON_BYTES = 64 << 20
 def read_json(path: str | Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
     """Parse the UTF-8 JSON file at ``path``; ValueError naming the file when it is not JSON,
     is larger than ``max_bytes`` or nests deeper than the kit ever writes."""
-    from .file_checks import loads_json
+    from .file_checks import loads_json, regular_file
 
     path = Path(path)
+    regular_file(path, "JSON file")
     try:
         with open(path, "rb") as f:
             data = f.read(max_bytes + 1)  # never more, whatever the file claims to be
@@ -106,13 +220,10 @@ def load_torch(path: str | Path, map_location: Any = "cpu") -> Any:
     a checkpoint from elsewhere cannot run code; the archive and its ``data.pkl`` are checked
     first, so it cannot crash the process or flood memory while loading either."""
     from .checkpoint_checks import check_archive
-    from .file_checks import safe_message
+    from .file_checks import regular_file, safe_message
 
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder, expected a checkpoint file")
+    regular_file(path, "checkpoint file")  # missing, a folder, a pipe, a device: one line, nothing opened
     check_archive(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)

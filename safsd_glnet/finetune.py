@@ -91,7 +91,7 @@ from .data.corpus import Corpus, DataError
 from .data.tables import Table
 from .features import (DEFAULT_CACHE_DIR, MINILM_ALIASES, encode_texts, resolve_device, resolve_encoder,
                        table_to_corpus)
-from .files import read_json, write_json
+from .files import read_json, write_json, write_text
 from .metrics import compute_metrics
 from .precision import PRECISIONS, autocast, resolve_precision
 from .utterance_inputs import Example, SpecialLayout, build_examples, special_layout
@@ -653,7 +653,7 @@ def _claim(run_dir: Path, key: str, overwrite: bool) -> dict[str, Any] | None:
             if p.name in (RUN_INFO, UNFINISHED) or re.match(r"^(encoder|fold\d+)$", p.name):
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(key + "\n")
+    write_text(marker, key + "\n")  # atomic: a link planted as the marker is replaced, not followed
     return None
 
 

@@ -20,6 +20,11 @@ readable module (model.py)             kernel                                   
                                        written out), banded for short windows
 =====================================  ==============================================  ==========
 
+Long dialogues: at inference (eval mode, no gradient), a batch padded to more than
+:data:`safsd_glnet.long_dialogues.BLOCKED_ABOVE` utterances runs the attention and the graph of
+:class:`FastAttentionLayer` and :class:`DenseMaskedGCN` in blocks of query rows
+(:mod:`safsd_glnet.long_dialogues`: the same numbers in bounded memory, tested equal).
+
 Each is tested equal to the module it replaces (tests/test_kernels.py: forward and gradients
 on random inputs, in fp32 and under bf16 autocast; dropout in distribution), and
 benchmarks/speed.py measures what it buys: dropout was 15% of a paper-size CPU training step,
@@ -46,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import long_dialogues
 from .model import AttentionLayer, MaskedGCN, ModalityEncoder, Packing, SAFSDGLNet
 
 # --------------------------------------------------------------------------- dropout
@@ -262,7 +268,9 @@ class FastAttentionLayer(AttentionLayer):
 
     def attend_rows(self, queries: Tensor, keys_values: Tensor, packing: Packing) -> Tensor:
         """Attention of packed rows: queries (N, H), keys_values (N, 2H) (``query(x)`` and
-        ``key_value(context)``), ``packing`` their layout -> (N, H), heads side by side."""
+        ``key_value(context)``), ``packing`` their layout -> (N, H), heads side by side.
+        Long dialogues at inference: the same in blocks of query rows
+        (:func:`safsd_glnet.long_dialogues.attention_in_blocks`)."""
         b, n = packing.real.shape
         hidden = queries.shape[-1]
         heads, width = self.heads, hidden // self.heads
@@ -271,9 +279,20 @@ class FastAttentionLayer(AttentionLayer):
         mask = torch.zeros(packing.real.shape, dtype=q.dtype, device=q.device).masked_fill_(~packing.real,
                                                                                             float("-inf"))
         mask = mask[None, :, None, :].expand(heads, b, 1, n).reshape(heads * b, 1, n)
-        scores = torch.baddbmm(mask, q, k.transpose(1, 2), alpha=1.0 / math.sqrt(width))  # (h b, n, n)
-        weights = dropout(torch.softmax(scores, dim=-1), self.attn_dropout, self.training)
-        return _PackHeads.apply(torch.bmm(weights, v).view(heads, b * n, width), packing.index)
+        if long_dialogues.use_blocks(n, self.training):
+            y = long_dialogues.attention_in_blocks(q, k, v, mask, 1.0 / math.sqrt(width))
+        else:
+            scores = torch.baddbmm(mask, q, k.transpose(1, 2), alpha=1.0 / math.sqrt(width))  # (h b, n, n)
+            weights = dropout(torch.softmax(scores, dim=-1), self.attn_dropout, self.training)
+            y = torch.bmm(weights, v)
+        return _PackHeads.apply(y.view(heads, b * n, width), packing.index)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_real: Tensor) -> Tensor:
+        """The readable attention (off the CPU: PyTorch's fused kernel), in blocks of query rows
+        for long dialogues at inference (:func:`safsd_glnet.long_dialogues.sdpa_in_blocks`)."""
+        if long_dialogues.use_blocks(q.shape[2], self.training):
+            return long_dialogues.sdpa_in_blocks(q, k, v, key_real)
+        return super().attend(q, k, v, key_real)
 
     def forward(self, x: Tensor, context: Tensor, packing: Packing) -> Tensor:
         if x.device.type != "cpu":
@@ -546,13 +565,18 @@ class DenseMaskedGCN(MaskedGCN):
     """:class:`~safsd_glnet.model.MaskedGCN` computed per dialogue with dense products instead
     of over the batched edge list: :class:`_DenseLayer` on packed rows over the dense graph
     (full, or a window as long as the dialogues), :func:`dense_high_frequency` in padded
-    layout with autograd over a banded one."""
+    layout with autograd over a banded one; at inference on long dialogues
+    :func:`safsd_glnet.long_dialogues.gcn_in_blocks`."""
 
     def forward(self, nodes: Tensor, speakers: Tensor, lengths: Tensor, packing: Packing) -> Tensor:
         h0 = nodes
         if self.speaker is not None:  # bf16 streams stay bf16
             h0 = torch.cat([nodes[:1] + self.speaker(speakers)[None].to(nodes.dtype), nodes[1:]], dim=0)
         b, n = packing.real.shape
+        if long_dialogues.use_blocks(n, self.training):  # no (b, n, n) graph: blocks of targets
+            h = long_dialogues.gcn_in_blocks(h0, [conv.gate.weight for conv in self.convs], lengths,
+                                             self.cfg.window_past, self.cfg.window_future)
+            return torch.cat([h0, h], dim=-1)
         graph = padded_graph(lengths, n, nodes.shape[0], self.cfg.window_past,
                              self.cfg.window_future)  # once for the K layers
         p = self.node_dropout.p if self.training else 0.0

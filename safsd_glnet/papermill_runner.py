@@ -196,8 +196,10 @@ def run_notebook(notebook: str | Path, output: str | Path, parameters: Mapping[s
     """
     import papermill as pm
 
+    from .files import check_write_target
+
     src = notebook_path(notebook)
-    output = Path(output)
+    output = check_write_target(output, "executed notebook")  # papermill writes it in place: no links
     output.parent.mkdir(parents=True, exist_ok=True)
     with _kernel_environment(threads), _kernel_connection() as connection:
         try:

@@ -22,8 +22,6 @@ or, in Python, lists of ``(speaker, sentence)`` pairs (:meth:`Predictor.predict_
 """
 from __future__ import annotations
 
-import csv
-import io as stdio  # the standard library's
 import shutil
 import textwrap
 from dataclasses import dataclass
@@ -146,20 +144,17 @@ def predict_conversation(checkpoint: str | Path, pairs: Sequence[tuple[str, str]
 
 def write_predictions(path: str | Path, rows: Sequence[UtterancePrediction], class_names: Sequence[str],
                       checkpoint: str | None = None) -> Path:
-    """``.json``: an object with the classes and one record per utterance; anything else CSV with
-    one column per class probability. Written atomically."""
+    """``.json``: an object with the classes and one record per utterance, every text exactly as
+    read; anything else CSV with one column per class probability, text cells that a spreadsheet
+    would run as a formula neutralised (:func:`safsd_glnet.files.write_csv`). Written atomically."""
     path = Path(path)
     if path.suffix.lower() == ".json":
         files.write_json(path, {"checkpoint": checkpoint, "classes": list(class_names),
                              "utterances": [r.__dict__ for r in rows]})
         return path
-    buf = stdio.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["dialogue_id", "position", "speaker", "text", "prediction"] + [f"p_{c}" for c in class_names])
-    for r in rows:
-        w.writerow([r.dialogue, r.position, r.speaker, r.text, r.emotion]
-                   + [f"{r.probabilities[c]:.6f}" for c in class_names])
-    files.write_text(path, buf.getvalue())
+    files.write_csv(path, ["dialogue_id", "position", "speaker", "text", "prediction"] + [f"p_{c}" for c in class_names],
+                    ([r.dialogue, r.position, r.speaker, r.text, r.emotion]
+                     + [r.probabilities[c] for c in class_names] for r in rows))
     return path
 
 

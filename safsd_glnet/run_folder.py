@@ -37,6 +37,7 @@ import tempfile
 from pathlib import Path
 
 from .data.corpus import DataError
+from .files import open_working_file
 
 # Files a training run writes; a folder holding one of them "holds a run".
 RUN_FILES = ("metrics.json", "config.json", "checkpoint_last.pt", "checkpoint_best.pt", "test_predictions.csv")
@@ -46,6 +47,8 @@ COMPANION_FILES = ("run.json", "parameters.json", "data_fingerprint.txt", "confu
 LOCK_NAME = ".lock"  # held by train()
 RUNNER_LOCK_NAME = ".runner.lock"  # held by the ablation runner around a run's notebook
 QUEUE_LOCK_NAME = ".queue.lock"  # held by the ablate process that submitted the run, until its result is back
+LOCK_BYTES = 32  # a lock file holds the pid of its holder and a newline
+_PID_LINE = re.compile(rb"[0-9]{0,20}\n?")
 STALE_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")  # files.atomic_path: .<name>.<random>.tmp
 
 
@@ -74,11 +77,56 @@ def check_writable(folder: str | Path, what: str = "output folder") -> Path:
     return folder
 
 
-def check_output_file(path: str | Path, what: str = "output file") -> Path:
-    """:func:`check_writable` for the folder of an output file; refuse an existing folder."""
+# What each file of a run folder is, for messages and for the one kind of output a command may
+# put in its place (predict --out RUN/test_predictions.csv --overwrite).
+RUN_FILE_KINDS = {"metrics.json": "metrics and history", "config.json": "configuration",
+                  "checkpoint_last.pt": "resume point", "checkpoint_best.pt": "chosen model",
+                  "test_predictions.csv": "predictions", "summary.json": "seed summary"}
+
+
+def run_owning(path: str | Path) -> Path | None:
+    """The run folder that the file ``path`` belongs to, or None.
+
+    A file belongs to a run when it carries the name of a file that training, the command line,
+    the notebooks or the ablation runner write (:data:`RUN_FILES`, :data:`COMPANION_FILES`,
+    the locks), in a folder that holds a run; or it is the ``summary.json`` of a folder of
+    seed runs (``OUT/seed<k>/``). Whether the file exists yet does not matter: a
+    ``metrics.json`` written into an unfinished run would pass it off as finished."""
+    path = Path(path)
+    names = set(RUN_FILES) | set(COMPANION_FILES) | {LOCK_NAME, RUNNER_LOCK_NAME, QUEUE_LOCK_NAME}
+    if path.name not in names:
+        return None
+    folder = path.parent if str(path.parent) else Path(".")
+    if holds_run(folder):
+        return folder
+    if path.name == "summary.json" and folder.is_dir() and any(holds_run(p) for p in folder.glob("seed*")):
+        return folder
+    return None
+
+
+def check_output_file(path: str | Path, what: str = "output file", *, kind: str | None = None,
+                      overwrite: bool = False) -> Path:
+    """Check an output file before any work: its folder can be written (:func:`check_writable`),
+    it is not a folder, and it is not a file of a run folder (:func:`run_owning`).
+
+    The one place every command that writes an ``--out`` file goes through. A run's own file is
+    replaced only when it is of the command's own ``kind`` (a :data:`RUN_FILE_KINDS` value:
+    ``predict`` writes "predictions", so it may replace ``test_predictions.csv``) and
+    ``overwrite`` is given; ``evaluate --out RUN/metrics.json`` would erase the run's history,
+    and ``predict --out RUN/checkpoint_last.pt`` its resume point.
+    """
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: the {what} is a folder, expected a file name")
+    owner = run_owning(path) or run_owning(path.resolve())  # also through a link to a run's file
+    if owner is not None:
+        own = RUN_FILE_KINDS.get(path.name)
+        if not (overwrite and own is not None and own == kind):
+            described = f"its {own}" if own else "a file the kit wrote there"
+            hint = ("; pass --overwrite to replace it" if own is not None and own == kind
+                    else "; choose another --out")
+            raise DataError(f"{path}: belongs to the run in {owner} ({described}); the {what} never replaces "
+                            f"a run's own files{hint}")
     check_writable(path.parent if str(path.parent) else Path("."), f"folder of the {what}")
     return path
 
@@ -130,7 +178,9 @@ class RunLock:
     """An exclusive lock on ``<folder>/.lock`` (or ``name``) for the duration of a ``with`` block.
 
     A second process (or a second ``RunLock`` in this one) gets a :class:`DataError` at once
-    instead of waiting. The file keeps the holder's pid for that message. On systems without
+    instead of waiting. The file keeps the holder's pid for that message. It is opened by
+    :func:`~safsd_glnet.files.open_working_file` (a link or anything but a regular file is
+    refused) and rewritten only when it holds a pid or nothing. On systems without
     ``fcntl`` (Windows) the lock is a no-op, which the README says. The training lock
     (:data:`LOCK_NAME`) also sweeps away stale temporaries once it is held.
     """
@@ -147,14 +197,19 @@ class RunLock:
         except ImportError:  # Windows: no advisory locks through fcntl
             return self
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = open_working_file(self.path, "lock file")  # no link followed, nothing truncated
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
             os.close(fd)
             raise DataError(f"{self.folder}: this run folder is being trained by another process "
-                            f"(pid {holder}); wait for it, or train into another folder") from None
+                            f"(pid {holder[:12]}); wait for it, or train into another folder") from None
+        content = os.pread(fd, LOCK_BYTES + 1, 0)
+        if not _PID_LINE.fullmatch(content):  # never overwrite a file that holds something else
+            os.close(fd)
+            raise DataError(f"{self.path}: not a lock file of the kit (it holds something other than a process "
+                            f"id); move it away, the kit does not overwrite it")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd

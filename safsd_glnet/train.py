@@ -18,8 +18,6 @@ continues from ``checkpoint_last.pt``; on CPU the result equals an uninterrupted
 """
 from __future__ import annotations
 
-import csv
-import io as stdio  # the standard library's (the kit's atomic writers are safsd_glnet.files)
 import random
 import time
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ import numpy as np
 import torch
 
 from . import files
-from . import kernels, precision, run_folder
+from . import kernels, long_dialogues, precision, run_folder
 from .config import Config, TrainConfig, check_device_name
 from .data.batching import Batch, iterate_batches, num_batches
 from .data import validation
@@ -233,8 +231,10 @@ def predict(model: SAFSDGLNet, dialogues: list[Dialogue], batch_size: int = 16,
     sfeat: dict[str, list] = {m: [] for m in model.modalities}
     spred: dict[str, list] = {m: [] for m in model.modalities}
     # One autocast region for all batches: in bf16 the weights are cast once, not once per batch.
+    # A long dialogue is predicted alone, in blocks (long_dialogues): memory stays bounded.
     with _autocast(device, amp, model.cfg.hidden):
-        for batch in iterate_batches(dialogues, batch_size, modalities=model.modalities):
+        for batch in iterate_batches(dialogues, batch_size, modalities=model.modalities,
+                                     alone_above=long_dialogues.BLOCKED_ABOVE):
             batch = batch.to(device)
             out = model(batch)
             ids += [d for d, n in zip(batch.dialogue_ids, batch.lengths.tolist()) for _ in range(n)]
@@ -274,13 +274,11 @@ def evaluate(model: SAFSDGLNet, dialogues: list[Dialogue], class_names: list[str
 
 
 def write_predictions(path: str | Path, p: Predictions, class_names: list[str]) -> None:
-    buf = stdio.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["dialogue_id", "position", "label", "prediction"] + [f"p_{c}" for c in class_names])
-    for i in range(len(p.labels)):
-        w.writerow([p.dialogue_ids[i], int(p.positions[i]), class_names[p.labels[i]], class_names[p.preds[i]]]
-                   + [f"{x:.6f}" for x in p.probs[i]])
-    files.write_text(path, buf.getvalue())
+    """The CSV of ``test_predictions.csv`` and ``predict --data``: text cells that start like a
+    spreadsheet formula are neutralised (:func:`safsd_glnet.files.write_csv`)."""
+    files.write_csv(path, ["dialogue_id", "position", "label", "prediction"] + [f"p_{c}" for c in class_names],
+                    ([p.dialogue_ids[i], int(p.positions[i]), class_names[p.labels[i]], class_names[p.preds[i]]]
+                     + [float(x) for x in p.probs[i]] for i in range(len(p.labels))))
 
 
 # --------------------------------------------------------------------------- training
@@ -384,6 +382,7 @@ def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, 
     """
     corpus = corpus.with_modalities(config.model.modalities)
     _check_splits(corpus)
+    long_dialogues.check_trainable(corpus, config)  # a dialogue too long to train on: one line, before any work
     device = select_device(config.train.device)
     print(f"validation: {validation.describe(validation.for_run(corpus))}", flush=True)
     if out_dir is None:

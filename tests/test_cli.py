@@ -239,3 +239,40 @@ def test_features_checks_its_output_before_encoding(tmp_path, capsys, monkeypatc
     table.write_text("split,dialogue_id,utterance_index,speaker,emotion,text\ntrain,d1,0,A,happy,hi\n")
     assert main(["features", "--table", str(table), "--out", "/sys/safsd-x/t.npz", "--no-cache"]) == 2
     assert "cannot write" in one_error_line(capsys)
+
+
+def test_an_out_file_never_replaces_a_runs_own_files(tmp_path, capsys):
+    """``evaluate --out RUN/metrics.json`` or ``predict --out RUN/checkpoint_last.pt``: refused with
+    one line (exit 2), the run's file unchanged. Only the command's own kind of file
+    (``predict --out RUN/test_predictions.csv``) may be replaced, and only with ``--overwrite``."""
+    data = tmp_path / "synth.npz"
+    assert main(["synth", "--profile", "meld", "--sizes", SIZES, "--dialogues", "24", "--out", str(data)]) == 0
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--preset", "tiny", "--epochs", "1", "--no-progress",
+                 "--out", str(run)]) == 0
+    ckpt = str(run / "checkpoint_best.pt")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    capsys.readouterr()
+    attempts = [
+        ["evaluate", "--checkpoint", ckpt, "--data", str(data), "--out", str(run / "metrics.json")],
+        ["evaluate", "--checkpoint", ckpt, "--data", str(data), "--out", str(run / "config.json")],
+        ["predict", "--checkpoint", ckpt, "--data", str(data), "--out", str(run / "checkpoint_last.pt")],
+        ["predict", "--checkpoint", ckpt, "--data", str(data), "--out", str(run / "checkpoint_best.pt"),
+         "--overwrite"],
+        ["predict", "--checkpoint", ckpt, "--data", str(data), "--out", str(run / "test_predictions.csv")],
+        ["synth", "--sizes", SIZES, "--dialogues", "8", "--out", str(run / "checkpoint_last.pt")],
+        ["convert", "--pickle", str(tmp_path / "x.pkl"), "--out", str(run / "metrics.json")],
+    ]
+    for argv in attempts:
+        assert main(argv) == 2, argv
+        line = one_error_line(capsys)
+        name = Path(argv[argv.index("--out") + 1]).name
+        assert str(run / name) in line and "belongs to the run" in line, line
+        if name == "test_predictions.csv":
+            assert "--overwrite" in line
+        assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before, argv
+    # The command's own output kind, said explicitly: replaced.
+    assert main(["predict", "--checkpoint", ckpt, "--data", str(data), "--out", str(run / "test_predictions.csv"),
+                 "--overwrite"]) == 0
+    rows = list(csv.DictReader(open(run / "test_predictions.csv")))
+    assert len(rows) == load_corpus(data).num_utterances("test")

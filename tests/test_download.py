@@ -9,12 +9,14 @@ one test serves the real MELD files from ``../shared/data`` to check the pinned 
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from guards import no_hang
 
 from safsd_glnet import download as dl
 from safsd_glnet.data.tables import read_meld_dir
@@ -43,6 +45,10 @@ class FileServer:
         self.requests: list[tuple[str, str | None]] = []  # (name, Range header)
         self.cuts: dict[str, list[int]] = {}  # name -> body bytes sent by its next responses
         self.ignore_range = False
+        self.headers: dict[str, dict[str, str]] = {}  # name -> header values sent instead of the true ones
+        self.redirects: dict[str, str] = {}  # name -> URL it redirects to (302)
+        self.dribble: dict[str, float] = {}  # name -> seconds between single body bytes, until hung up
+        self.stop = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,6 +58,12 @@ class FileServer:
             def do_GET(self):
                 name = self.path.lstrip("/")
                 server.requests.append((name, self.headers.get("Range")))
+                if name in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[name])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 data = server.files.get(name)
                 if data is None:
                     self.send_error(404, "Not Found")
@@ -67,12 +79,24 @@ class FileServer:
                         self.end_headers()
                         return
                     self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                    self.send_header("Content-Range", server.headers.get(name, {}).get(
+                        "Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}"))
                 else:
                     self.send_response(200)
                 body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", server.headers.get(name, {}).get("Content-Length", str(len(body))))
                 self.end_headers()
+                if name in server.dribble:  # one byte at a time, never done: only a deadline ends it
+                    try:
+                        for k in range(len(body) * 1000):
+                            if server.stop.wait(server.dribble[name]):
+                                break
+                            self.wfile.write(body[k % len(body):k % len(body) + 1])
+                            self.wfile.flush()
+                    except OSError:  # the client hung up
+                        pass
+                    self.close_connection = True
+                    return
                 cuts = server.cuts.get(name)
                 if cuts:
                     body = body[:cuts.pop(0)]  # promise the whole body, send part, hang up
@@ -86,6 +110,7 @@ class FileServer:
         self.thread.start()
 
     def close(self):
+        self.stop.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=10)
@@ -251,3 +276,127 @@ def test_pinned_sums_fetch_the_real_meld_files(tmp_path, capsys):
         assert hashlib.md5((out / name).read_bytes()).hexdigest() == official_md5[name]
     table = read_meld_dir(out)
     assert {k: table.num_utterances(k) for k in table.splits} == {"train": 9989, "valid": 1109, "test": 2610}
+
+
+def test_a_part_file_planted_as_a_link_is_never_written_through(server, tmp_path):
+    """``.<name>.part`` as a symbolic or hard link to another file: the download refuses it with
+    one line (exit 1 from the command line) and the other file keeps its bytes."""
+    name = "dev_sent_emo.csv"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    for kind in ("symlink", "hardlink"):
+        out = tmp_path / kind
+        out.mkdir()
+        part = dl.part_path(out / name)
+        part.symlink_to(victim) if kind == "symlink" else os.link(victim, part)
+        with pytest.raises(dl.DownloadError) as err:
+            dl.download_file(server.url + name, out / name, SUMS[name], progress=False)
+        message = str(err.value)
+        assert "\n" not in message and str(part) in message
+        assert victim.read_text() == "precious\n", kind
+        assert not (out / name).exists()
+
+
+class FakeClock:
+    """``download._clock`` for the tests: every reading is ``step`` seconds after the last, so a
+    deadline or a rate is met after a known number of reads, whatever the machine's speed."""
+
+    def __init__(self, step: float):
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_server_that_never_finishes_meets_the_deadline(server, tmp_path, monkeypatch):
+    name = "train_sent_emo.csv"
+    server.dribble[name] = 0.005
+    monkeypatch.setattr(dl, "_clock", FakeClock(1.0))
+    with no_hang(), pytest.raises(dl.DownloadError) as err:
+        dl.download_file(server.url + name, tmp_path / name, SUMS[name], progress=False, timeout=5,
+                         deadline=20, min_rate=0)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{server.url}{name}: not finished after 20 s (--deadline)")
+    assert "run the command again to resume" in message and not (tmp_path / name).exists()
+
+
+def test_a_trickling_server_is_dropped_below_the_minimum_rate(server, tmp_path, monkeypatch):
+    name = "train_sent_emo.csv"
+    server.dribble[name] = 0.005
+    monkeypatch.setattr(dl, "_clock", FakeClock(1.0))  # one byte per "second"
+    with no_hang(), pytest.raises(dl.DownloadError) as err:
+        dl.download_file(server.url + name, tmp_path / name, SUMS[name], progress=False, timeout=5,
+                         deadline=10_000, min_rate=100)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{server.url}{name}: ")
+    assert "bytes/s" in message and "below the minimum of 100 bytes/s (--min-rate)" in message
+
+
+@pytest.mark.parametrize("header, value", [("Content-Length", "\u00b2"), ("Content-Length", "9" * 5000),
+                                           ("Content-Length", "-5"), ("Content-Range", "bytes 10-99/\u00b2"),
+                                           ("Content-Range", "bytes 10-99/" + "9" * 5000)])
+def test_malformed_sizes_name_the_url_and_exit_1(server, tmp_path, capsys, header, value):
+    from safsd_glnet.cli import main
+
+    name = "train_sent_emo.csv"
+    out = tmp_path / "meld"
+    out.mkdir()
+    if header == "Content-Range":  # sent with a 206, the answer to a resumed transfer
+        dl.part_path(out / name).write_bytes(FILES[name][:10])
+    server.headers[name] = {header: value}
+    assert main(["data", "meld", "--out", str(out), "--base-url", server.url, "--no-progress", "--retries", "0"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"safsd-glnet data: error: {server.url}{name}: ")
+    assert header in err and "Traceback" not in err and len(err) < 400
+
+
+def test_a_folder_or_a_pipe_where_a_file_belongs_is_one_line(server, tmp_path, capsys):
+    from safsd_glnet.cli import main
+
+    out = tmp_path / "meld"
+    out.mkdir()
+    (out / "train_sent_emo.csv").mkdir()
+    assert main(["data", "meld", "--out", str(out), "--base-url", server.url, "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{out / 'train_sent_emo.csv'}: is a folder" in err
+    (out / "train_sent_emo.csv").rmdir()
+    dl.part_path(out / "train_sent_emo.csv").mkdir()
+    assert main(["data", "meld", "--out", str(out), "--base-url", server.url, "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and ".train_sent_emo.csv.part: is a folder" in err
+    dl.part_path(out / "train_sent_emo.csv").rmdir()
+    os.mkfifo(out / "train_sent_emo.csv")
+    with no_hang():
+        assert main(["data", "meld", "--out", str(out), "--base-url", server.url, "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "named pipe" in err
+
+
+def test_a_redirect_to_another_host_is_refused_unless_allowed(server, tmp_path):
+    name = "dev_sent_emo.csv"
+    elsewhere = server.url.replace("127.0.0.1", "localhost") + name  # another host name, the same server
+    server.redirects["moved.csv"] = elsewhere
+    with pytest.raises(dl.DownloadError) as err:
+        dl.download_file(server.url + "moved.csv", tmp_path / name, SUMS[name], progress=False)
+    message = str(err.value)
+    assert "\n" not in message and f"{server.url}moved.csv: the server redirects to {elsewhere}" in message
+    assert "another host" in message and "--allow-redirects" in message
+    assert not (tmp_path / name).exists() and no_part_files(tmp_path)
+    assert dl.download_file(server.url + "moved.csv", tmp_path / name, SUMS[name], progress=False,
+                            allow_redirects=True)
+    assert (tmp_path / name).read_bytes() == FILES[name]
+    # A redirect within the same host is followed without asking.
+    server.redirects["same.csv"] = server.url + name
+    (tmp_path / name).unlink()
+    assert dl.download_file(server.url + "same.csv", tmp_path / name, SUMS[name], progress=False)
+
+
+def test_help_states_the_deadline_and_the_minimum_rate(capsys):
+    from safsd_glnet.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["data", "meld", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--deadline" in text and "--min-rate" in text and "--allow-redirects" in text
+    assert "exit" in text.lower()

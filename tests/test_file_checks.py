@@ -1,4 +1,5 @@
-"""JSON depth and size bounds, naming foreign files, and messages without unsafe advice."""
+"""JSON depth and size bounds, naming foreign files, messages without unsafe advice, and paths that
+are not regular files (pipes, devices) refused before they are opened."""
 from __future__ import annotations
 
 import io
@@ -6,11 +7,14 @@ import json
 import os
 import pickle
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from guards import no_hang
 
+from safsd_glnet.data.corpus import DataError
 from safsd_glnet.file_checks import (MAX_JSON_DEPTH, MAX_JSON_VALUES, describe_foreign, json_shape,
                                      loads_json, safe_message)
 from safsd_glnet.files import read_json
@@ -128,3 +132,72 @@ def test_messages_never_advise_unsafe_loading(tmp_path):
         assert "weights_only" not in clean and "allow_pickle" not in clean and "\n" not in clean
         assert clean
     assert "system" in safe_message(str(torch_error.value))  # the reason is kept
+
+
+# ------------------------------------------------------------------------------ special files
+
+def _readers():
+    """(name, call(path)) of every loader of a path the user gives."""
+    from safsd_glnet import audio, cli, files
+    from safsd_glnet.data import load_corpus, safe_load
+    from safsd_glnet.data import table_files as tf
+    from safsd_glnet.data.tables import read_dialogue_text, read_table
+
+    return [
+        ("table", lambda p: read_table(p)),
+        ("dialogues", lambda p: read_dialogue_text(p)),
+        ("table bytes", lambda p: tf.read_bytes(Path(p))),
+        ("corpus", lambda p: load_corpus(p)),
+        ("pickle", lambda p: safe_load(p)),
+        ("checkpoint", lambda p: files.load_torch(p)),
+        ("json", lambda p: files.read_json(p)),
+        ("id list", lambda p: cli.read_id_list(str(p))),
+        ("audio hash", lambda p: audio.file_sha256(Path(p), "d1", 0)),
+    ]
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    path = tmp_path / "pipe"
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes (POSIX)")
+@pytest.mark.parametrize("name", [name for name, _ in _readers()])
+def test_a_fifo_is_refused_before_it_is_opened(fifo, name):
+    call = dict(_readers())[name]
+    with no_hang(20):
+        with pytest.raises(ValueError) as err:
+            call(fifo)
+    message = str(err.value)
+    assert str(fifo) in message and "\n" not in message
+    assert "named pipe" in message and "not a regular file" in message
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+@pytest.mark.parametrize("name", [name for name, _ in _readers()])
+def test_a_device_is_refused_without_reading_it(name):
+    call = dict(_readers())[name]
+    with no_hang(20):
+        with pytest.raises(ValueError) as err:
+            call("/dev/zero")
+    message = str(err.value)
+    assert "/dev/zero" in message and "character device" in message and "not a regular file" in message
+
+
+def test_regular_file_check(tmp_path):
+    from safsd_glnet.file_checks import regular_file
+
+    good = tmp_path / "a.csv"
+    good.write_text("x")
+    assert regular_file(good, "table file").st_size == 1
+    link = tmp_path / "link.csv"
+    link.symlink_to(good)  # reading through a link is fine: what it names is checked
+    assert regular_file(link, "table file").st_size == 1
+    with pytest.raises(DataError, match=r"missing.csv: table file not found$"):
+        regular_file(tmp_path / "missing.csv", "table file")
+    with pytest.raises(DataError, match=r": is a folder, expected an audio file$"):
+        regular_file(tmp_path, "audio file")
+    with pytest.raises(DataError, match=r"^d1.wav: dialogue 'x', utterance 2: audio file not found$"):
+        regular_file(tmp_path / "d1.wav", "audio file", where="d1.wav: dialogue 'x', utterance 2")

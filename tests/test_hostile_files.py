@@ -149,3 +149,37 @@ def test_fresh_command_line_processes(tmp_path):
         assert lines[0].startswith(f"safsd-glnet {command}: error: {runs[command][0]}"), stderr
         assert peak is None or peak < GIB_MB, (command, peak)
     assert not list(tmp_path.rglob("x.npz")) and not list(tmp_path.rglob("p.csv"))
+
+
+def test_a_very_long_dialogue_is_evaluated_in_bounded_memory(tmp_path):
+    """One 8,000-utterance test dialogue through ``evaluate`` in a fresh process: exit 0, the
+    numbers of every utterance, and a peak under 1 GiB (attention and the graph in blocks,
+    safsd_glnet/long_dialogues.py). Before, its (heads, n, n) scores and (n, n) graph took the
+    process past 2 GB; the issue's 5,000-utterance corpus peaked at 2.9 GB."""
+    import numpy as np
+    import torch
+
+    from safsd_glnet.data import make_synthetic, save_corpus
+    from safsd_glnet.data.corpus import Corpus, Dialogue
+
+    ckpt = tmp_path / "good.pt"
+    torch.save(hf._checkpoint(), ckpt)
+    short = make_synthetic("iemocap", feature_sizes={"t": 8, "a": 6, "v": 4}, num_dialogues=6)
+    rows = [d for d in short.dialogues.values()]
+    n = 8000
+    pick = np.arange(n) % sum(len(d) for d in rows)
+    cat = {m: np.concatenate([d.features[m] for d in rows])[pick] for m in ("t", "a", "v")}
+    long_d = Dialogue("meeting", np.concatenate([d.speakers for d in rows])[pick],
+                      np.concatenate([d.labels for d in rows])[pick], cat)
+    dialogues = {**short.dialogues, "meeting": long_d}
+    splits = {**short.splits, "test": ["meeting"]}
+    data = tmp_path / "long.npz"
+    save_corpus(Corpus(short.name, short.class_names, short.speaker_names, dict(short.feature_sizes), dialogues,
+                       splits, "long").validate(), data)
+    proc = _start_cli(["evaluate", "--checkpoint", str(ckpt), "--data", str(data), "--device", "cpu"],
+                      tmp_path / "evaluate")
+    code, peak = _wait(proc, tmp_path / "evaluate")
+    out = (tmp_path / "evaluate" / "out.txt").read_text()
+    assert code == 0, (tmp_path / "evaluate" / "err.txt").read_text()[-2000:]
+    assert f"test: {n} utterances" in out
+    assert peak is None or peak < GIB_MB, peak

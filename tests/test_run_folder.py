@@ -207,3 +207,77 @@ def test_run_lock_survives_quick_reuse(tmp_path):
                 with run_folder.RunLock(tmp_path / "r"):
                     pass
     assert (tmp_path / "r" / ".lock").read_text().strip() == str(os.getpid())
+
+
+@pytest.mark.parametrize("name", [run_folder.LOCK_NAME, run_folder.RUNNER_LOCK_NAME, run_folder.QUEUE_LOCK_NAME])
+def test_a_lock_never_writes_through_a_link(tmp_path, name):
+    """A lock file planted as a symbolic or hard link to another file must not truncate it or
+    write the pid into it: the lock is refused with one line, the other file keeps its bytes."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    for kind in ("symlink", "hardlink"):
+        folder = tmp_path / kind
+        folder.mkdir()
+        (folder / name).symlink_to(Path("..") / "victim.txt") if kind == "symlink" else \
+            os.link(victim, folder / name)
+        with pytest.raises(DataError) as err:
+            with run_folder.RunLock(folder, name):
+                pass
+        message = str(err.value)
+        assert "\n" not in message and str(folder / name) in message
+        assert victim.read_text() == "precious\n", kind
+
+
+def test_a_lock_refuses_what_the_kit_did_not_write(tmp_path):
+    """A folder, a pipe or a file with other content where the lock belongs: refused, untouched."""
+    (tmp_path / "a" / ".lock").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"a/\.lock: .*not a regular file|a/\.lock: is a folder"):
+        with run_folder.RunLock(tmp_path / "a"):
+            pass
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / ".lock").write_text("my notes, not a pid\n")
+    with pytest.raises(DataError, match=r"b/\.lock: .*not a lock file"):
+        with run_folder.RunLock(tmp_path / "b"):
+            pass
+    assert (tmp_path / "b" / ".lock").read_text() == "my notes, not a pid\n"
+    (tmp_path / "c").mkdir()
+    os.mkfifo(tmp_path / "c" / ".lock")
+    with pytest.raises(DataError, match=r"c/\.lock: is a named pipe"):
+        with run_folder.RunLock(tmp_path / "c"):
+            pass
+    # A lock file a killed run left behind (its pid) is the kit's own: taken over.
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / ".lock").write_text("123456\n")
+    with run_folder.RunLock(tmp_path / "d"):
+        assert (tmp_path / "d" / ".lock").read_text().strip() == str(os.getpid())
+
+
+def test_train_into_a_folder_with_a_planted_lock_link_keeps_the_target(tmp_path, corpus):
+    """The attack of the issue: ``ln -s ../../victim.txt runs/x/.lock`` then ``train --out runs/x``."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    out = tmp_path / "runs" / "x"
+    out.mkdir(parents=True)
+    (out / ".lock").symlink_to(Path("..") / ".." / "victim.txt")
+    with pytest.raises(DataError, match="symbolic link"):
+        train(tiny(), corpus, out)
+    assert victim.read_text() == "precious\n"
+
+
+def test_an_executed_notebook_is_never_written_through_a_link(tmp_path):
+    """papermill writes the executed notebook in place (it opens the output for writing): a link
+    planted where the ablation runner puts ``04_ablation.ipynb`` is refused before any kernel
+    starts, and its target keeps its bytes."""
+    from safsd_glnet.papermill_runner import run_notebook
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "04_ablation.ipynb").symlink_to(victim)
+    os.link(victim, run / "hard.ipynb")
+    for name in ("04_ablation.ipynb", "hard.ipynb"):
+        with pytest.raises(DataError) as err:
+            run_notebook("04_ablation.ipynb", run / name, {})
+        assert str(run / name) in str(err.value) and "\n" not in str(err.value)
+    assert victim.read_text() == "precious\n"

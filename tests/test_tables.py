@@ -728,3 +728,90 @@ def test_real_iemocap_table():
     assert {s: len(ids) for s, ids in t.splits.items()} == {"train": 108, "valid": 12, "test": 31}
     assert t.speaker_names == ["F", "M"]
     assert all(d.id.startswith("Ses05") for d in t.dialogues if d.split == "test")
+
+
+# ----------------------------------------------------------------------------- plain-text dialogues
+
+def _steps(fn) -> int:
+    """Python line events executed by ``fn()`` in the table readers: a count of work done that
+    does not depend on the machine or its load (never a time)."""
+    import sys
+
+    watched = ("tables.py", "table_files.py")
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        if not frame.f_code.co_filename.endswith(watched):
+            return None
+        if event == "line":
+            count += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        fn()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def test_reading_plain_text_dialogues_is_linear_in_their_number(tmp_path):
+    """Twice the dialogues must cost about twice the steps. The reader used to sum over every
+    earlier dialogue for each line and compare each new name with every earlier one: four
+    times the steps for twice the dialogues."""
+    from safsd_glnet.data.tables import read_dialogue_text
+
+    steps = {}
+    for n in (300, 600):
+        path = tmp_path / f"d{n}.txt"
+        path.write_text("".join(f"Ann: line {k} a\nBob: line {k} b\n\n" for k in range(n)))
+        steps[n] = _steps(lambda: read_dialogue_text(path))
+        assert len(read_dialogue_text(path).dialogues) == n
+    assert steps[600] / steps[300] < 2.3, steps
+
+
+def test_a_long_line_is_refused_before_it_is_cleaned(tmp_path, monkeypatch):
+    """A 'Speaker: sentence' line longer than a speaker and a sentence may be is refused while
+    the file is split into lines, before clean_text (whose work on a 50 MB line of non-ASCII
+    text peaked at 2 GB) sees it."""
+    from safsd_glnet.data import tables
+    from safsd_glnet.data.tables import read_dialogue_text
+
+    seen = []
+    real_clean = tables.clean_text
+    monkeypatch.setattr(tables, "clean_text", lambda text: seen.append(len(text)) or real_clean(text))
+    limit = table_files.MAX_TEXT_CHARS + table_files.MAX_FIELD_CHARS + 2
+    path = tmp_path / "long.txt"
+    path.write_text("Ann: hello\n\nBob: " + "\u00e9\u20ac" * 150_000 + "\nAnn: after\n", encoding="utf-8")
+    message = error_of(read_dialogue_text, path)
+    assert "long.txt: line 3" in message and "300,005 characters" in message and f"{limit:,}" in message
+    assert all(n <= limit for n in seen), seen
+    # At the limit the sentence itself is then measured after cleaning, as before.
+    path.write_text("Bob: " + "x" * (table_files.MAX_TEXT_CHARS + 1) + "\n")
+    assert "MAX_TEXT_CHARS" in error_of(read_dialogue_text, path) or "100,000" in error_of(read_dialogue_text, path)
+
+
+NUL_SPEAKERS = {
+    "list literal in a CSV": ("nul_list.csv", lambda: csv_bytes([["train", "a", 0, "['An\\u0000n']", "sad", "x"]])),
+    "JSON array": ("nul_array.jsonl", lambda: jsonl_line(speaker=["An\u0000n"]).encode()),
+    "JSON string": ("nul_string.jsonl", lambda: jsonl_line(speaker="An\u0000n").encode()),
+    "JSON text": ("nul_text.jsonl", lambda: jsonl_line(text="x\u0000y").encode()),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NUL_SPEAKERS))
+def test_nul_characters_in_cells_are_refused(tmp_path, case):
+    """NUL bytes are refused in the file; one spelled as an escape inside a cell is refused too."""
+    name, data = NUL_SPEAKERS[case]
+    p = tmp_path / name
+    p.write_bytes(data())
+    message = error_of(read_table, p)
+    assert name in message and "row 1" in message and "NUL" in message
+
+
+def test_nul_in_python_dialogue_pairs_is_refused():
+    from safsd_glnet.data.tables import table_from_pairs
+
+    assert "NUL" in error_of(table_from_pairs, [[("An\x00n", "hi")]])
+    assert "NUL" in error_of(table_from_pairs, [[("Ann", "h\x00i")]])

@@ -90,15 +90,28 @@ def check_data_spec(spec: str | os.PathLike, where: str = "data") -> None:
         raise DataError(f"{where}: {text}: file not found")
 
 
-def load_data(spec: str | os.PathLike, **kw: Any) -> Corpus:
+def load_data(spec: str | os.PathLike, *, split_dialogues: tuple[int, int | None] | None = None, **kw: Any) -> Corpus:
     """The corpus named by ``spec`` (see the module docstring); ``kw`` go to the loader.
 
     Options written in a ``synthetic:`` spec and in ``kw`` must not both set the same key.
+    ``split_dialogues=(length, overlap)`` cuts the training dialogues longer than ``length``
+    into overlapping windows (:func:`safsd_glnet.long_dialogues.split_dialogues`; overlap None:
+    a quarter of the length), for any kind of data.
 
     Raises:
         DataError: for a missing file, an unknown suffix, or a malformed ``synthetic:`` spec
             (and whatever the loader raises for a bad file).
     """
+    corpus = _load(spec, kw)
+    if split_dialogues is not None:
+        from ..long_dialogues import split_dialogues as split
+
+        corpus = split(corpus, *split_dialogues)
+    return corpus
+
+
+def _load(spec: str | os.PathLike, kw: dict[str, Any]) -> Corpus:
+    """The corpus of ``spec`` from its loader (:func:`load_data` without the windows)."""
     text = os.fspath(spec)
     if text.startswith("synthetic:"):
         return _synthetic(text, kw)

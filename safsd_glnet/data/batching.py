@@ -83,12 +83,31 @@ def collate(dialogues: Sequence[Dialogue], modalities: Sequence[str] | None = No
 
 def iterate_batches(dialogues: Sequence[Dialogue], batch_size: int, *, shuffle: bool = False,
                     generator: torch.Generator | None = None,
-                    modalities: Sequence[str] | None = None) -> Iterator[Batch]:
-    """Yield padded batches; with ``shuffle`` the order comes from ``generator`` (repeatable)."""
+                    modalities: Sequence[str] | None = None, alone_above: int | None = None) -> Iterator[Batch]:
+    """Yield padded batches; with ``shuffle`` the order comes from ``generator`` (repeatable).
+
+    ``alone_above``: a dialogue longer than this many utterances gets a batch of its own, so
+    that no short dialogue is padded to its length (the batches still follow the order, so the
+    outputs do too; prediction uses it with :data:`safsd_glnet.long_dialogues.BLOCKED_ABOVE`)."""
     order = (torch.randperm(len(dialogues), generator=generator).tolist() if shuffle
              else list(range(len(dialogues))))
-    for start in range(0, len(order), batch_size):
-        yield collate([dialogues[i] for i in order[start: start + batch_size]], modalities)
+    if alone_above is None:
+        for start in range(0, len(order), batch_size):
+            yield collate([dialogues[i] for i in order[start: start + batch_size]], modalities)
+        return
+    group: list[Dialogue] = []
+    for i in order:
+        d = dialogues[i]
+        if len(d) > alone_above or len(group) == batch_size:
+            if group:
+                yield collate(group, modalities)
+            group = []
+        if len(d) > alone_above:
+            yield collate([d], modalities)
+        else:
+            group.append(d)
+    if group:
+        yield collate(group, modalities)
 
 
 def num_batches(num_dialogues: int, batch_size: int) -> int:

@@ -29,7 +29,7 @@ import zipfile
 import zlib
 import numpy as np
 
-from ..file_checks import describe_foreign, safe_message
+from ..file_checks import describe_foreign, regular_file, safe_message
 from .corpus import DataError
 
 __all__ = ["read_npz", "MAX_MEMBERS", "MAX_RATIO", "RATIO_SLACK", "MAX_TOTAL", "ALLOWED_KINDS"]
@@ -55,6 +55,7 @@ def read_npz(path: str | os.PathLike, what: str = "a .npz archive", kinds: str =
             truncated or corrupted file and for every refusal listed in the module docstring.
     """
     source = os.fspath(path)
+    regular_file(source, what)  # a pipe or a device is refused before it is opened
     try:
         with open(source, "rb") as f:
             head = f.read(4096)

@@ -58,7 +58,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..file_checks import looks_like_text
+from ..file_checks import looks_like_text, regular_file
 from .corpus import DataError
 from .pickle_scan import ALLOWED_DTYPE_KINDS, MAX_ITEMSIZE, ScanRefused, python3_name, scan_pickle
 
@@ -352,6 +352,7 @@ def safe_load(path: str | os.PathLike, encoding: str = "latin1") -> Any:
     foreign file and for one the scan refuses (too deep, too large, numpy misused).
     """
     source = os.fspath(path)
+    regular_file(source, "pickle file")  # a pipe or a device is refused before it is opened
     try:
         with open(source, "rb") as f:
             size = os.fstat(f.fileno()).st_size

@@ -29,7 +29,10 @@ frequencies, and on the Excel-like samples of ``tests/test_tables.py`` it gave u
 Limits, to keep what a file can make the kit allocate proportional to a sane table:
 :data:`MAX_TABLE_BYTES` per file, :data:`MAX_TABLE_ROWS` rows in all,
 :data:`MAX_TEXT_CHARS` per sentence, :data:`MAX_FIELD_CHARS` per other cell,
-:data:`MAX_JSON_DEPTH` nesting in a JSON line, :data:`MAX_NAMES` names in a list cell.
+:data:`MAX_JSON_DEPTH` nesting in a JSON line, :data:`MAX_NAMES` names in a list cell,
+:data:`MAX_LINE_CHARS` per ``Speaker: sentence`` line of a plain-text dialogue file (measured
+as the file is split into lines, before any cleaning). A cell may not hold a NUL character,
+whether the file holds the byte or a cell spells it as an escape (``\u0000``).
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from ..file_checks import regular_file
 from .corpus import DataError
 
 MAX_TABLE_BYTES = 512 * 1024 ** 2  # one file; the largest ERC corpora are a few MB of text
@@ -48,6 +52,7 @@ MAX_TEXT_CHARS = 100_000  # one sentence; encoders read at most a few hundred to
 MAX_FIELD_CHARS = 1_000  # a split, dialogue id, order, speaker or label cell
 MAX_JSON_DEPTH = 32  # a row is depth 1, a list of speakers depth 2
 MAX_NAMES = 64  # names in one list-valued speaker cell
+MAX_LINE_CHARS = MAX_FIELD_CHARS + 2 + MAX_TEXT_CHARS  # a 'Speaker: sentence' line of a dialogue text file
 DELIMITERS = (",", ";", "\t", "|")
 
 _MAGIC = (
@@ -91,15 +96,9 @@ def delimiter_name(delimiter: str) -> str:
 # Bytes and encodings
 
 def read_bytes(path: Path) -> bytes:
-    """The file's bytes, refusing a missing file, a folder and anything over :data:`MAX_TABLE_BYTES`."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise DataError(f"{path}: table file not found") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read the table file ({e.strerror})") from None
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a table file")
+    """The file's bytes, refusing anything but a regular file (a missing file, a folder, a pipe,
+    a device: :func:`~safsd_glnet.file_checks.regular_file`) and anything over :data:`MAX_TABLE_BYTES`."""
+    size = regular_file(path, "table file").st_size
     if size > MAX_TABLE_BYTES:
         raise DataError(f"{path}: the file has {size:,} bytes, more than the limit of "
                         f"{MAX_TABLE_BYTES:,} for one table (table_files.MAX_TABLE_BYTES); split it "
@@ -409,7 +408,7 @@ def json_depth(line: str) -> int:
     return deepest
 
 
-def _split_lf(text: str) -> Iterator[str]:
+def split_lf(text: str) -> Iterator[str]:
     """The lines of ``text`` split at LF only, one at a time (no list of every line)."""
     start = 0
     while start < len(text):
@@ -431,7 +430,7 @@ def jsonl_rows(path: Path, text: str, keep: Sequence[str]
     rows = []
     columns: dict[str, None] = {}
     n = 0
-    for line_no, line in enumerate(_split_lf(text), start=1):
+    for line_no, line in enumerate(split_lf(text), start=1):
         if not line.strip():
             continue  # blank lines (a trailing newline, say) carry nothing
         n += 1

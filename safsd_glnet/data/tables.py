@@ -352,7 +352,14 @@ class _Cells:
             name = "MAX_TEXT_CHARS" if text_cell else "MAX_FIELD_CHARS"
             raise DataError(f"{self.at()}: column {column!r} ({what}) holds {len(text):,} characters, "
                             f"more than the limit of {limit:,} (table_files.{name})")
+        self.no_nul(column, what, text)
         return text
+
+    def no_nul(self, column: str, what: str, *texts: str) -> None:
+        """Refuse a NUL character, however the cell spelled it (a JSON or list-literal escape)."""
+        if any("\x00" in t for t in texts):
+            raise DataError(f"{self.at()}: column {column!r} ({what}) holds a NUL character (written as an "
+                            f"escape); a text table never holds one: remove it")
 
     def speaker(self, column: str) -> str:
         """The speaker name; a list of names (JSON array or a list written in the cell) is joined."""
@@ -365,6 +372,7 @@ class _Cells:
                 raise DataError(f"{self.at()}: column {column!r} (speaker) holds a list over the limits "
                                 f"({tf.MAX_NAMES} names of {tf.MAX_FIELD_CHARS} characters)")
             names: list[str] | None = list(raw)
+            self.no_nul(column, "speaker", *raw)
         else:
             text = self.scalar(column, "speaker")
             try:
@@ -374,6 +382,7 @@ class _Cells:
                                 f"list of names: {e}") from None
             if names is None:
                 return text
+            self.no_nul(column, "speaker", *names)
         return GROUP_JOINER.join(sorted({n.strip() for n in names if n.strip()}))
 
     def order(self, column: str) -> int:
@@ -899,6 +908,9 @@ def _pairs_table(dialogues: Sequence[tuple[str, Sequence[tuple[str, str, int, st
                 raise DataError(f"{source}: {where}, dialogue {did!r}: the speaker is empty")
             if not text:
                 raise DataError(f"{source}: {where}, dialogue {did!r}: the sentence is empty")
+            if "\x00" in speaker or "\x00" in text:
+                raise DataError(f"{source}: {where}, dialogue {did!r}: a NUL character in the speaker or the "
+                                f"sentence; text never holds one: remove it")
             if len(speaker) > tf.MAX_FIELD_CHARS or len(text) > tf.MAX_TEXT_CHARS:
                 raise DataError(f"{source}: {where}, dialogue {did!r}: a speaker name or sentence longer than "
                                 f"{tf.MAX_FIELD_CHARS:,} / {tf.MAX_TEXT_CHARS:,} characters (table_files limits)")
@@ -930,17 +942,24 @@ def read_dialogue_text(path: str | Path, *, speaker_mode: str = "corpus", speake
     dialogues: list[tuple[str, list[tuple[str, str, int, str]]]] = []
     current: list[tuple[str, str, int, str]] = []
     named: str | None = None
+    names: set[str] = set()  # of the dialogues so far: each new name is one look-up, not a scan
+    utterances = 0
 
     def close() -> None:
         nonlocal current, named
         if current:
             did = named or f"dialogue{len(dialogues) + 1}"
-            if any(did == d for d, _ in dialogues):
+            if did in names:
                 raise DataError(f"{path}: dialogue name {did!r} is used twice")
+            names.add(did)
             dialogues.append((did, current))
         current, named = [], None
 
-    for line_no, line in enumerate(text.split("\n"), start=1):
+    for line_no, line in enumerate(tf.split_lf(text), start=1):  # one line at a time, no list of them
+        if len(line) > tf.MAX_LINE_CHARS:  # measured before anything copies or cleans it
+            raise DataError(f"{path}: line {line_no}: {len(line):,} characters, more than a 'Speaker: sentence' "
+                            f"line may hold ({tf.MAX_LINE_CHARS:,}: a name of table_files.MAX_FIELD_CHARS and "
+                            f"a sentence of MAX_TEXT_CHARS)")
         stripped = line.strip()
         if not stripped:
             close()
@@ -955,7 +974,8 @@ def read_dialogue_text(path: str | Path, *, speaker_mode: str = "corpus", speake
         if not sep or not speaker.strip() or not sentence.strip():
             raise DataError(f"{path}: line {line_no}: expected 'Speaker: sentence', got {show(stripped)}")
         current.append((speaker, sentence, line_no, f"line {line_no}"))
-        if len(current) + sum(len(u) for _, u in dialogues) > tf.MAX_TABLE_ROWS:
+        utterances += 1
+        if utterances > tf.MAX_TABLE_ROWS:
             raise DataError(f"{path}: more than {tf.MAX_TABLE_ROWS:,} utterances (table_files.MAX_TABLE_ROWS)")
     close()
     return _pairs_table(dialogues, source=str(path), name=name or path.stem, speaker_mode=speaker_mode,
