@@ -101,6 +101,42 @@ def test_stored_notebook_is_clean_and_documented(name):
         assert info["inferred_type_name"] != "None", f"{pname} has no type"
 
 
+def spin_count_after(code):
+    """libgomp's spin count in a fresh Python that runs ``code`` and then loads torch, started
+    as JupyterLab starts a kernel: without OMP_WAIT_POLICY in its environment. 0 means that idle
+    OpenMP threads sleep; libgomp's default (300000) makes them spin."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["OMP_DISPLAY_ENV"] = "VERBOSE"  # libgomp prints its settings to stderr when it loads
+    env["PYTHONPATH"] = os.pathsep.join([str(runner.repo_root()), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", f"{code}\nimport torch\ntorch.ones(2) + 1"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    counts = [line.split("=")[1].strip().strip("'") for line in proc.stderr.splitlines()
+              if line.strip().startswith("GOMP_SPINCOUNT")]
+    if not counts:
+        pytest.skip("torch's OpenMP runtime is not GNU libgomp here: it prints no GOMP_SPINCOUNT")
+    return int(counts[0])
+
+
+def test_the_kit_keeps_torchs_idle_threads_from_spinning():
+    """A kernel that imports the kit before torch gets passive OpenMP threads (the cause of 13x
+    the CPU time when notebook 03 ran by hand, benchmarks/notebook_threads.py); one that loads
+    torch first keeps libgomp's spinning, which is why the notebooks import the kit first."""
+    assert spin_count_after("import safsd_glnet.train") == 0
+    assert spin_count_after("import torch\nimport safsd_glnet.train") > 0
+    assert spin_count_after("import os\nos.environ['OMP_WAIT_POLICY'] = 'ACTIVE'\nimport safsd_glnet") > 0
+
+
+@pytest.mark.parametrize("name", runner.NOTEBOOKS)
+def test_each_notebooks_imports_leave_torchs_threads_passive(name):
+    nb = nbformat.read(runner.notebook_path(name), as_version=4)
+    imports = next(c for c in nb.cells if c.cell_type == "code").source
+    assert spin_count_after(imports) == 0, f"{name}: its import cell loads torch before safsd_glnet"
+
+
 def unclean_notebooks(folder):
     """Names of the notebooks in ``folder`` that hold outputs, execution counts or saved state."""
     found = []
