@@ -117,10 +117,21 @@ def _figure(width: float, height: float):
 
 
 def _title(fig, text: str | None, width: float | None = None) -> None:
-    """The figure's title, wrapped to its width; none in the paper profile."""
+    """The figure's title; none in the paper profile. A title a little too long for a narrow
+    figure widens the figure (up to the profile's width) rather than wrap; a longer one is
+    wrapped into lines of even length (:func:`_wrap`), so that no word is left alone on a line
+    (a confusion matrix titled "... at the chosen epoch" / "15")."""
     p = current_profile()
-    if text and p.titles:
-        fig.suptitle(_wrap(text, _chars(width or fig.get_figwidth(), p.font + 1.0)))
+    if not (text and p.titles):
+        return
+    width = width or fig.get_figwidth()
+    size = p.font + 1.0
+    if len(text) > _chars(width, size):
+        needed = _text_width(text, size) / 0.55 * 0.6 + 0.1  # the width at which _chars fits it
+        if needed <= p.width:
+            fig.set_figwidth(max(fig.get_figwidth(), needed))
+            width = max(width, needed)
+    fig.suptitle(_wrap(text, _chars(width, size)))
 
 
 def _chars(width_in: float, size_pt: float) -> int:
@@ -135,6 +146,11 @@ def _text_width(text: str, size_pt: float) -> float:
 
 
 def _wrap(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width`` characters, as few lines as that allows, and lines
+    of even length: the narrowest width that keeps the number of lines."""
+    lines = textwrap.wrap(text, width)
+    while width > 1 and len(textwrap.wrap(text, width - 1)) == len(lines):
+        width -= 1
     return "\n".join(textwrap.wrap(text, width))
 
 
@@ -343,13 +359,15 @@ def _loss_label(name: str) -> str:
 
 @_drawn
 def plot_history(history: list[dict[str, Any]], chosen_epoch: int | None = None, *, title: str | None = None,
-                 students: bool = False):
+                 students: bool = False, test: bool = True):
     """Training curves: every loss term per epoch, and validation / test weighted F1 per epoch
     with the chosen (honest protocol) epoch marked; with ``students`` a third panel shows each
-    modality student's validation weighted F1 beside the teacher's.
+    modality student's validation weighted F1 beside the teacher's. ``test=False`` leaves the
+    test score out (while a run trains, nothing may be chosen by it).
 
     Notebook profile: two panels per row, the loss terms' legend in a panel of its own. Paper
-    profile: one row."""
+    profile: one row. The legends of the score panels sit under their panels, where they
+    cover no epoch."""
     p = current_profile()
     epochs = [r["epoch"] for r in history]
     student_names = list(history[0]["valid"].get("students", {})) if students else []
@@ -380,15 +398,15 @@ def plot_history(history: list[dict[str, Any]], chosen_epoch: int | None = None,
                          title="loss terms (left)")
     else:
         fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), frameon=False)
-    for split, style in (("valid", "-"), ("test", "--")):
+    for split, style in (("valid", "-"), ("test", "--"))[:2 if test else 1]:
         ax_f1.plot(epochs, [r[split]["weighted_f1"] for r in history], style, label=f"{split} weighted F1",
                    marker=marker)
     if chosen_epoch:
         ax_f1.axvline(chosen_epoch, color="grey", ls=":", label=f"chosen epoch {chosen_epoch} (best valid)")
     ax_f1.set_xlabel("epoch")
     ax_f1.set_ylabel("weighted F1 (%)")
-    ax_f1.set_title("teacher (the model's prediction)")
-    ax_f1.legend(loc="lower right")
+    ax_f1.set_title("teacher (the model's prediction)" if test else "teacher on validation (test: after training)")
+    _legend_below(ax_f1)
     if student_names:
         ax = axes[2]
         ax.plot(epochs, [r["valid"]["weighted_f1"] for r in history], color="black", lw=2, label="teacher")
@@ -400,7 +418,7 @@ def plot_history(history: list[dict[str, Any]], chosen_epoch: int | None = None,
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation weighted F1 (%)")
         ax.set_title("students vs teacher (validation)")
-        ax.legend(loc="lower right")
+        _legend_below(ax)
     for ax in axes:
         if len(epochs) <= 12:
             ax.set_xticks(epochs)
@@ -408,6 +426,17 @@ def plot_history(history: list[dict[str, Any]], chosen_epoch: int | None = None,
             ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True, nbins=6))
     _title(fig, title)
     return fig
+
+
+def _legend_below(ax) -> None:
+    """The axes' legend under its x label, in as many columns as fit: nothing of the curves
+    hides behind it, whatever their course."""
+    p = current_profile()
+    handles, labels = ax.get_legend_handles_labels()
+    width = ax.get_position().width * ax.figure.get_figwidth()
+    widest = max((_text_width(lab, p.small) + 0.45 for lab in labels), default=1.0)
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2 if p.name == "notebook" else -0.25),
+              ncol=max(1, min(len(labels), int(width // widest))), frameon=False)
 
 
 # --------------------------------------------------------------------------- colours
@@ -467,7 +496,8 @@ def plot_class_distribution(counts: dict[str, Any], class_names: Sequence[str], 
     ax.set_ylabel("share of the split (%)")
     ax.set_xlabel("emotion (on the bars: utterance counts)")
     ax.margins(y=0.3)
-    ax.legend(loc="upper right")
+    # below the axes: inside, the legend hid the counts on the bars of whichever classes sat under it
+    fig.legend(loc="outside lower center", ncol=len(splits), frameon=False)
     _axis_title(ax, title or "class distribution per split", fig.get_figwidth())
     return fig
 

@@ -19,13 +19,17 @@ def close_figures():
     plt.close("all")
 
 
-def history(epochs=3, modalities="tav"):
+def history(epochs=3, modalities="tav", students=None):
+    """A training history; ``students(e)`` gives the students' weighted F1 at epoch e (default:
+    5 points under the teacher's)."""
     out = []
     for e in range(1, epochs + 1):
         loss = {"teacher_ce": 2.0 / e, **{f"student_{m}": 1.0 / e for m in modalities},
                 **{f"kl_{m}": 0.1 / e for m in modalities}, "total": 5.0 / e}
+        student = (lambda base: base - 5) if students is None else (lambda base: students(e))
         split = lambda base: {"accuracy": base, "weighted_f1": base, "macro_f1": base,  # noqa: E731
-                              "students": {m: {"accuracy": base - 5, "weighted_f1": base - 5} for m in modalities}}
+                              "students": {m: {"accuracy": student(base), "weighted_f1": student(base) + k}
+                                           for k, m in enumerate(modalities)}}
         out.append({"epoch": e, "loss": loss, "valid": split(40.0 + e), "test": split(38.0 + 2 * e), "seconds": 0.1})
     return out
 
@@ -200,7 +204,10 @@ def every_figure(class_names):
         "similarity": lambda: plots.plot_similarity_matrices({"prior": m, "vad": m, "prototype": m}, class_names,
                                                              title=long),
         "training_curves": lambda: plots.plot_history(history(30), 12, students=True, title=long),
-        "live_curves": lambda: plots.plot_history(history(30), 12, title=long),
+        "live_curves": lambda: plots.plot_history(history(30), 12, title=long, test=False),
+        # students that learn little: their curves run along the bottom, where a legend would sit
+        "training_curves_low_students": lambda: plots.plot_history(history(16, students=lambda e: 20 + 0.1 * e), 12,
+                                                                    students=True, title=long),
         "confusion": lambda: plots.plot_confusion(k, class_names, title=long),
         "confusions": lambda: plots.plot_confusions({"SAF (soft, vad)": k, "no SAF (CE students)": k.T}, class_names,
                                                     title=long),
@@ -338,3 +345,69 @@ def test_lda_map_separates_classes_it_learned_elsewhere():
     assert separation(lda) > 2.0 > separation(plots.embed_2d(x, "pca"))
     with pytest.raises(ValueError, match="fit_features"):
         plots.embed_2d(x, "lda")
+
+
+def covered_by_legends(fig):
+    """What the legends of a drawn figure cover: the data points of lines and scatters and the
+    numbers written on the plots (as ``(axes title, what)`` pairs). A legend drawn over the last
+    epochs of a curve, or over a bar's count, hides what the reader came to see."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + list(fig.legends)
+    boxes = [legend.get_window_extent(renderer) for legend in legends]
+    covered = []
+    for ax in fig.axes:
+        if not ax.has_data():
+            continue
+        # each artist in its own coordinates (a vertical line's y runs in axes units)
+        points = [line.get_transform().transform(line.get_xydata()) for line in ax.get_lines()
+                  if len(line.get_xdata())]
+        points += [c.get_offset_transform().transform(c.get_offsets()) for c in ax.collections
+                   if len(c.get_offsets())]
+        texts = [t for t in ax.texts if t.get_visible() and t.get_text().strip()]
+        for box in boxes:
+            for xy in points:
+                inside = (xy[:, 0] > box.x0) & (xy[:, 0] < box.x1) & (xy[:, 1] > box.y0) & (xy[:, 1] < box.y1)
+                if inside.any():
+                    covered.append((ax.get_title(), f"{int(inside.sum())} data points"))
+            covered += [(ax.get_title(), f"the text {t.get_text()!r}") for t in texts
+                        if t.get_window_extent(renderer).overlaps(box)]
+    return covered
+
+
+@pytest.mark.parametrize("classes", [IEMOCAP, MELD], ids=["iemocap", "meld"])
+def test_no_legend_hides_data_or_numbers(classes):
+    """Every figure, drawn for the notebook and for a paper: no legend sits over a curve's
+    points, a scatter's points or a number written on a bar (01's class-distribution legend hid
+    a bar count, 02's students-vs-teacher legend the last epochs)."""
+    for medium in ("notebook", "paper"):
+        with plots.profile(medium):
+            for name, draw in every_figure(classes).items():
+                if name == "embeddings":  # the maps' legend sits below the panels; their labels are tested above
+                    continue
+                fig = draw()
+                assert covered_by_legends(fig) == [], (medium, name)
+                plt.close(fig)
+
+
+def test_the_legend_check_sees_a_legend_over_the_data():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot(range(10), [50 + k for k in range(10)], marker="o", label="students")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.6, 0.9))  # over the last points of the curve
+    assert covered_by_legends(fig) and "data points" in covered_by_legends(fig)[0][1]
+
+
+def test_titles_leave_no_word_alone_on_a_line():
+    """02's confusion matrix was titled "...: test set at the chosen epoch" / "15": a title a little
+    too long for a narrow figure now widens it, and a long one wraps into lines of even length."""
+    m = np.eye(6, dtype=int) * 30 + 2
+    short = "synthetic-iemocap: test set at the chosen epoch 15"
+    fig = plots.plot_confusion(m, IEMOCAP, title=short)
+    assert fig.texts[0].get_text() == short and "\n" not in fig.texts[0].get_text()
+    fig.canvas.draw()
+    title_box = fig.texts[0].get_window_extent(fig.canvas.get_renderer())
+    assert title_box.x0 >= 0 and title_box.x1 <= fig.bbox.x1, "the title fits in the figure"
+    long = "synthetic-iemocap, test set, seed 0: " + "a title much longer than any figure is wide " * 3 + "(15)"
+    lines = plots.plot_confusion(m, IEMOCAP, title=long).texts[0].get_text().split("\n")
+    assert len(lines) > 1 and min(map(len, lines)) >= 0.6 * max(map(len, lines)), lines
+    assert " ".join(lines) == " ".join(long.split())
