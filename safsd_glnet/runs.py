@@ -12,6 +12,7 @@ from .ablate import PARAMETER_FIELDS
 from .config import Config
 from .data.corpus import DataError
 from .run_folder import holds_run
+from .progress import kernel_busy
 from .sequence import QUICK
 from .train import align_corpus, comparable_config, load_model, train
 
@@ -100,7 +101,8 @@ def train_or_reuse(config, corpus, out_dir: str | Path, callback=None, log: Call
         model, _ = load_model(out / "checkpoint_best.pt")
         return files.read_json(out / "metrics.json"), model
     # Anything else in the folder is a run this notebook made before with other settings: replace it.
-    run = train(config, corpus, out, overwrite=holds_run(out), callback=callback)
+    with kernel_busy():
+        run = train(config, corpus, out, overwrite=holds_run(out), callback=callback)
     write_fingerprint(corpus, out)
     return run.metrics, run.model
 
@@ -168,7 +170,8 @@ def train_here(config: Config, corpus, run_dir: str | Path, *, resume: bool = Fa
     command line's flags (:class:`RunFolderTaken`). A finished run keeps the data's fingerprint
     beside it (:func:`write_fingerprint`), so that notebook 3 can reuse it."""
     try:
-        run = train(config, corpus, run_dir, resume=resume, overwrite=overwrite, callback=callback)
+        with kernel_busy():
+            run = train(config, corpus, run_dir, resume=resume, overwrite=overwrite, callback=callback)
     except (DataError, ValueError) as e:
         text = str(e)
         if "started with another configuration" in text:
