@@ -247,13 +247,14 @@ def scale_rows(comparison: Comparison) -> list[dict[str, Any]]:
 
 
 def predictions_of(comparison: Comparison, split: str, seed: int | None = None, features: bool = True,
-                   batch_size: int = 16) -> dict[str, Any]:
-    """label -> :class:`~safsd_glnet.train.Predictions` of that seed's run on ``split``."""
+                   batch_size: int = 16, labels: Sequence[str] | None = None) -> dict[str, Any]:
+    """label -> :class:`~safsd_glnet.train.Predictions` of that seed's run on ``split``, for
+    ``labels`` (default: every run label)."""
     from .train import predict
 
     dialogues = comparison.corpus.split(split)
     return {label: predict(comparison.run(label, seed).model, dialogues, batch_size=batch_size, features=features)
-            for label in comparison.labels}
+            for label in (comparison.labels if labels is None else labels)}
 
 
 def split_results(comparison: Comparison, predictions: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -288,7 +289,8 @@ def sample(n: int, max_points: int, seed: int = 0) -> np.ndarray:
 def embedding_maps(comparison: Comparison, predictions: dict[str, Any], method: str = "lda", *,
                    max_points: int = 2000, center_speakers: bool = True, seed: int | None = None,
                    fit_split: str = "train", fit_points: int = 6000) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray]:
-    """2-D maps of the features each head reads, for :func:`safsd_glnet.plots.plot_embeddings`.
+    """2-D maps of the features each head reads, for :func:`safsd_glnet.plots.plot_embeddings`,
+    for the runs of ``predictions`` (e.g. SAF and its scale-matched control only).
 
     Returns ``(panels, labels)``: ``panels[run label]["teacher" | "<modality> student"]`` (n, 2)
     for a fixed random subset of ``max_points`` utterances of ``predictions`` (the same subset
@@ -302,7 +304,7 @@ def embedding_maps(comparison: Comparison, predictions: dict[str, Any], method: 
     first = next(iter(predictions.values()))
     subset = sample(len(first.labels), max_points)
     groups = speakers_of(corpus, first)[subset] if center_speakers else None
-    fit = predictions_of(comparison, fit_split, seed) if method == "lda" else None
+    fit = predictions_of(comparison, fit_split, seed, labels=list(predictions)) if method == "lda" else None
     panels: dict[str, dict[str, np.ndarray]] = {}
     for label, p in predictions.items():
         heads = {"teacher": (p.teacher_features, None if fit is None else fit[label].teacher_features)}

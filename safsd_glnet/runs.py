@@ -167,8 +167,15 @@ def train_here(config: Config, corpus, run_dir: str | Path, *, resume: bool = Fa
     """:func:`~safsd_glnet.train.train` into ``run_dir`` from a notebook: a folder that holds
     another run is refused before anything is written, with a one-line message in the
     notebook's terms (its ``RUN_DIR``, ``RESUME`` and ``OVERWRITE`` parameters) instead of the
-    command line's flags (:class:`RunFolderTaken`). A finished run keeps the data's fingerprint
-    beside it (:func:`write_fingerprint`), so that notebook 3 can reuse it."""
+    command line's flags (:class:`RunFolderTaken`). A run keeps the data's fingerprint beside it
+    (:func:`write_fingerprint`): notebook 3 can then reuse it, and a run made on other data is
+    refused here as well (resuming it would mix two corpora in one run)."""
+    stored = Path(run_dir) / "data_fingerprint.txt"
+    if not overwrite and holds_run(run_dir) and stored.is_file() and \
+            stored.read_text().strip() != corpus_fingerprint(corpus):
+        raise RunFolderTaken(f"{run_dir}: this run folder already holds a run made on other data (another DATA, "
+                             "SYNTH_SIZES or SYNTH_DIALOGUES, say). Set OVERWRITE = True in the parameters cell to "
+                             "replace it, or set RUN_DIR to another folder; nothing was changed")
     try:
         with kernel_busy():
             run = train(config, corpus, run_dir, resume=resume, overwrite=overwrite, callback=callback)

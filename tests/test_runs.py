@@ -59,6 +59,14 @@ def test_train_here_refuses_a_folder_of_another_run_in_the_notebooks_terms(tmp_p
     assert runs.train_here(other, corpus, tmp_path / "run", overwrite=True).metrics["epochs_run"] == 2
     # the finished run keeps its data's fingerprint, so that notebook 3 can reuse it
     assert runs.reusable(other, corpus, tmp_path / "run")
+    # the same settings on other data: resuming would mix two corpora in one run
+    before = (tmp_path / "run" / "metrics.json").read_bytes()
+    bigger = make_synthetic("iemocap", feature_sizes={"t": 8, "a": 6, "v": 4}, num_dialogues=12)
+    with pytest.raises(runs.RunFolderTaken, match="made on other data.*OVERWRITE = True"):
+        runs.train_here(other, bigger, tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / "metrics.json").read_bytes() == before
+    assert runs.train_here(other, bigger, tmp_path / "run", overwrite=True).metrics["epochs_run"] == 2
+    assert runs.reusable(other, bigger, tmp_path / "run") and not runs.reusable(other, corpus, tmp_path / "run")
 
 
 def test_a_run_is_reused_across_notebooks_whatever_its_progress_display(tmp_path):
