@@ -302,22 +302,62 @@ def test_figure_writer_draws_png_for_the_screen_and_pdf_for_a_paper(tmp_path):
     assert plots.FigureWriter(None)("t", plots.plot_transitions, {"same": m}, IEMOCAP) is not None
 
 
-def test_embedding_labels_do_not_overlap():
-    """Class names at their centroids are moved apart when the centroids crowd (here all sit
-    at one point), and each keeps a leader line to its dot."""
-    labels = np.repeat(np.arange(6), 20)
-    xy = np.random.default_rng(0).normal(0, 0.01, (120, 2)) + 5.0
-    fig = plots.plot_embeddings({"run": {"teacher": xy}}, labels, IEMOCAP, pairs=[("happy", "excited")])
-    ax = fig.axes[0]
+def label_faults(fig, class_names):
+    """Where the class labels of a drawn embedding figure crowd: pairs of labels closer than
+    plots.LABEL_GAP_PX (1 px of rounding allowed), and labels over a centroid dot."""
     fig.canvas.draw()
-    # each label's own box (an annotation's extent would include its leader line)
-    boxes = [t.get_bbox_patch().get_window_extent() for t in ax.texts if t.get_text() in IEMOCAP]
-    assert len(boxes) == 6
-    for i in range(6):
-        for j in range(i + 1, 6):
-            assert not boxes[i].overlaps(boxes[j]), (ax.texts[i].get_text(), ax.texts[j].get_text())
+    renderer = fig.canvas.get_renderer()
+    faults = []
+    for ax in fig.axes:
+        labels = [t for t in ax.texts if t.get_text() in class_names]
+        boxes = [t.get_bbox_patch().get_window_extent(renderer) for t in labels]  # without the leader line
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                gap = max(b.x0 - a.x1, a.x0 - b.x1, b.y0 - a.y1, a.y0 - b.y1)
+                if gap < plots.LABEL_GAP_PX - 1:
+                    faults.append((ax.get_title(), labels[i].get_text(), labels[j].get_text(), round(gap, 1)))
+        dots = [c for c in ax.collections if len(c.get_offsets()) == 1]  # the centroids: one point each
+        for dot in dots:
+            x, y = dot.get_offset_transform().transform(dot.get_offsets())[0]
+            radius = np.sqrt(dot.get_sizes()[0]) / 2 * fig.dpi / 72
+            for t, b in zip(labels, boxes):
+                if b.x0 - radius < x < b.x1 + radius and b.y0 - radius < y < b.y1 + radius:
+                    faults.append((ax.get_title(), t.get_text(), "covers a dot at", (round(x), round(y))))
+    return faults
+
+
+@pytest.mark.parametrize("classes", [IEMOCAP, MELD], ids=["iemocap", "meld"])
+def test_embedding_labels_keep_clear_of_each_other_and_of_the_dots(classes):
+    """03's maps are 2 runs x 4 heads; where the class centroids crowd, the labels used to touch
+    each other and to hide other classes' dots. Here the centroids crowd in the middle of every
+    panel (and all sit at one point in one panel); each label keeps a gap to the others and to
+    every dot, and a leader line joins it to its own dot."""
+    rng = np.random.default_rng(3)
+    c = len(classes)
+    labels = np.repeat(np.arange(c), 30)
+    heads = {}
+    for k, head in enumerate(("teacher", "text student", "audio student", "visual student")):
+        spread = 0.0 if k == 0 else 0.35  # the class means within a third of the points' spread
+        means = rng.normal(0, spread, (c, 2))
+        heads[head] = means[labels] + rng.normal(0, 1.0, (len(labels), 2))
+    fig = plots.plot_embeddings({"SAF (soft eps 0.1, vad)": heads, "no SAF (CE students, g2 0.696)": heads}, labels,
+                                classes, pairs=[(classes[0], classes[4])], method="LDA", title="t")
+    assert label_faults(fig, classes) == []
+    ax = fig.axes[0]
     inside = ax.get_window_extent()
-    assert all(inside.x0 - 1 <= b.x0 and b.x1 <= inside.x1 + 1 for b in boxes)
+    boxes = [t.get_bbox_patch().get_window_extent() for t in ax.texts if t.get_text() in classes]
+    assert len(boxes) == c and all(inside.x0 - 1 <= b.x0 and b.x1 <= inside.x1 + 1 for b in boxes)
+
+
+def test_the_label_check_sees_labels_that_touch():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.scatter([0.5], [0.5], s=84)
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    for text, y in (("happy", 0.5), ("sad", 0.55)):
+        ax.annotate(text, (0.5, y), bbox={"boxstyle": "round,pad=0.15", "fc": "white"})
+    faults = label_faults(fig, ["happy", "sad"])
+    assert ("", "happy", "sad") in [f[:3] for f in faults] and "covers a dot at" in [f[2] for f in faults]
 
 
 def test_lda_map_separates_classes_it_learned_elsewhere():
