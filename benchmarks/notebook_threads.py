@@ -60,7 +60,7 @@ with tempfile.TemporaryDirectory() as out:
     run = train(cfg, corpus, out)
     r1, w1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
 print("MARKER" + json.dumps({
-    "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+    "threads": torch.get_num_threads(),
     "wall_s": w1 - w0, "cpu_s": (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime),
     "valid_weighted_f1": run.metrics["valid"]["weighted_f1"]}))
 """.replace("MARKER", MARKER)
@@ -73,6 +73,7 @@ def _busy(stop) -> None:  # a competing job: one core's worth of pure Python
 
 def measure(setting: str, epochs: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["OMP_DISPLAY_ENV"] = "VERBOSE"  # libgomp prints its settings when it loads: the spin count it got
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     if setting == "one-thread":
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"
@@ -84,7 +85,9 @@ def measure(setting: str, epochs: int) -> dict:
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARKER)]
     if proc.returncode or not lines:
         raise RuntimeError(f"{setting}: the worker failed: {proc.stderr[-2000:]}")
-    return {"setting": setting, **json.loads(lines[-1][len(MARKER):])}
+    spin = [line.split("=")[1].strip().strip("'") for line in proc.stderr.splitlines()
+            if line.strip().startswith("GOMP_SPINCOUNT")]
+    return {"setting": setting, "gomp_spincount": int(spin[0]) if spin else None, **json.loads(lines[-1][len(MARKER):])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             row["load_1min_before"] = load
             rows.append(row)
             print(f"{setting:10s}: {row['cpu_s']:7.1f} s CPU, {row['wall_s']:7.1f} s wall, {row['threads']} thread(s), "
+                  f"libgomp spin count {row['gomp_spincount']}, "
                   f"valid w-F1 {row['valid_weighted_f1']:.2f} (1-min load before: {load:.2f})", flush=True)
     finally:
         stop.set()
