@@ -102,6 +102,22 @@ def test_stored_notebook_is_clean_and_documented(name):
         assert info["inferred_type_name"] != "None", f"{pname} has no type"
 
 
+def test_the_training_notebooks_share_the_demos_defaults():
+    """02, 03 and 04 train the same run by default, the demo's (sequence.QUICK): so 03 reads back
+    02's run as its seed-0 SAF run, and 04 names a folder by EPOCHS only when it is not that
+    default (runs.NOTEBOOK_EPOCHS)."""
+    from safsd_glnet import runs
+    from safsd_glnet.sequence import QUICK
+
+    assert runs.NOTEBOOK_EPOCHS == QUICK["EPOCHS"]
+    for name in ("02", "03", "04"):
+        defaults = {k: ast.literal_eval(v["default"]) for k, v in runner.notebook_parameters(runner.notebook_path(name)).items()}
+        assert {k: defaults[k] for k in QUICK} == QUICK, name
+        assert defaults.get("SEED", 0) == 0 and defaults.get("SET", []) == [] and defaults["DEVICE"] == "auto", name
+    assert "../runs/02_training" in ast.literal_eval(
+        runner.notebook_parameters(runner.notebook_path("03"))["REUSE_FROM"]["default"])
+
+
 def spin_count_after(code):
     """libgomp's spin count in a fresh Python that runs ``code`` and then loads torch, started
     as JupyterLab starts a kernel: without OMP_WAIT_POLICY in its environment. 0 means that idle
