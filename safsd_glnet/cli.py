@@ -392,9 +392,9 @@ def _print_sequence_result(result: dict, started: float, what: str) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: run the five notebooks headless (data exploration, training, confusions and
-    embeddings with and without SAF over three seeds, a small ablation grid, the ablation report)
-    on synthetic IEMOCAP, or with --meld DIR on the real MELD text; executed notebooks, runs and
-    figures go to --out."""
+    embeddings of SAF, its scale-matched CE control and CE students over three seeds, a small
+    ablation grid, the ablation report) on synthetic IEMOCAP, or with --meld DIR on the real MELD
+    text; executed notebooks, runs and figures go to --out."""
     args.out = args.out or ("runs/demo-meld" if args.meld else "runs/demo")
     if args.figures is None:
         args.figures = str(Path(args.out) / "figures")

@@ -17,7 +17,9 @@ kernel) that renderer shows "Error displaying widget: model not found" and never
 another type in the same output, so a ``text/html`` copy carried beside the widget is not shown
 (checked in JupyterLab 4.6 with ipywidgets 8.1). What does survive is the widget *state* saved
 in the notebook's metadata: the models are rebuilt from it and the browser is drawn as it was
-saved (static until the cell runs again). JupyterLab saves that state only when its setting
+saved. Nothing answers its dropdowns then, so the browser hides them and shows the saved dialogue
+with a one-line note to run the cell (CSS keyed on ipywidgets' ``jupyter-widgets-disconnected``
+class, :data:`SAVED_VIEW_NOTE`); running the cell brings the live browser back. JupyterLab saves that state only when its setting
 ``saveState`` is on (off by default); the kit turns it on for its own environment
 (:mod:`safsd_glnet.labsettings`, run by ``scripts/setup.sh``), and papermill stores the state of
 headless runs by itself. The alternative, a static HTML view next to the widget, would show the
@@ -92,7 +94,11 @@ def _open_text_corpus(data: str, log, *, encoder: str = "minilm", cache_dir: str
             + (f"read from the cache {cached}" if cached.exists() else
                f"being encoded now (about {max(1, round(n / 4000))} min on a laptop CPU, this once; "
                f"cached in {cache_dir})"))
-    return build_text_corpus(table, encoder, cache_dir=cache_dir, device=device, progress=False)
+    from .progress import kernel_busy
+
+    with kernel_busy():  # loading the encoder and encoding take minutes; JupyterLab may say "Idle" meanwhile
+        # progress: one line of the kit's in a notebook (no third-party widgets), tqdm in a terminal
+        return build_text_corpus(table, encoder, cache_dir=cache_dir, device=device, progress=True)
 
 
 # --------------------------------------------------------------------------- corpus statistics
@@ -385,7 +391,8 @@ def dialogue_browser(corpora: Mapping[str, Corpus], max_dialogues: int | None = 
 
     def on_dialogue(_=None):
         if pick_dialogue.value is not None:
-            view.value = dialogue_html(corpora[pick_corpus.value], pick_dialogue.value, max_height=max_height)
+            view.value = SAVED_VIEW_NOTE + dialogue_html(corpora[pick_corpus.value], pick_dialogue.value,
+                                                         max_height=max_height)
 
     def as_text() -> str:
         if pick_dialogue.value is None:
@@ -396,7 +403,26 @@ def dialogue_browser(corpora: Mapping[str, Corpus], max_dialogues: int | None = 
     pick_split.observe(on_split, names="value")
     pick_dialogue.observe(on_dialogue, names="value")
     on_corpus()
-    return _browser_class()([pick_corpus, pick_split, pick_dialogue, view], text=as_text)
+    browser = _browser_class()([pick_corpus, pick_split, pick_dialogue, view], text=as_text)
+    browser.add_class(BROWSER_CLASS)
+    return browser
+
+
+# A notebook reopened on a new kernel draws the browser from its saved widget state, but nothing
+# answers its dropdowns any more: they would change while the table stays. ipywidgets marks the view
+# of every model without a live kernel connection with the class ``jupyter-widgets-disconnected``;
+# these rules (in the HTML view, which the saved state keeps) hide the dropdowns then and show the
+# saved dialogue with a one-line note instead. While the kernel runs the note is hidden.
+BROWSER_CLASS = "safsd-browser"
+SAVED_VIEW_NOTE = (
+    "<style>"
+    f".{BROWSER_CLASS} .safsd-saved-note {{display: none}}"
+    f".{BROWSER_CLASS}.jupyter-widgets-disconnected .widget-dropdown {{display: none}}"
+    f".{BROWSER_CLASS}.jupyter-widgets-disconnected .safsd-saved-note {{display: block; margin: 2px 0 6px;"
+    " color: var(--jp-ui-font-color2, #666)}"
+    "</style>"
+    "<div class='safsd-saved-note'>The saved view: run this cell to browse the dialogues again.</div>"
+)
 
 
 _BROWSER_CLASS = None

@@ -32,9 +32,10 @@ import json
 import logging
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -149,11 +150,43 @@ def load_encoder(encoder: str | os.PathLike = DEFAULT_ENCODER, device: str = "au
             raise ImportError("text features need sentence-transformers "
                               "(pip install 'safsd-glnet[text]')") from None
         log.info("loading sentence encoder %s on %s", spec.target, device)
-        _MODELS[key] = SentenceTransformer(spec.target, device=device, local_files_only=spec.local)
+        with quiet_library_bars():
+            _MODELS[key] = SentenceTransformer(spec.target, device=device, local_files_only=spec.local)
     return _MODELS[key]
 
 
-ENCODE_CHUNK = 4096  # sentences per call of the encoder (its own batches are batch_size)
+@contextmanager
+def quiet_library_bars() -> Iterator[None]:
+    """Turn off the progress bars of ``transformers`` and ``huggingface_hub`` for the block (the
+    "Loading weights 103/103" bar of a model load, download bars), then restore what was set.
+
+    In a notebook those bars are ipywidgets (``tqdm.auto``): saved with the notebook, they show
+    "Error displaying widget" after a reopen, and the kit shows its own progress anyway."""
+    try:
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # without them nothing draws those bars
+        yield
+        return
+    hub_was_on = not are_progress_bars_disabled()
+    transformers_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # transformers' own switch, which also turns the hub's off
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if transformers_was_on:
+            hf_logging.enable_progress_bar()  # also turns the hub's back on ...
+        if hub_was_on:
+            enable_progress_bars()
+        else:
+            disable_progress_bars()  # ... where it was off before
+
+
+# Sentences per call of the encoder (its own batches are batch_size): a call keeps one tensor per
+# sentence until it returns and the C heap keeps what a long call fragmented (a 20,000-sentence
+# dialogue peaked 80 MB higher in one call); in a notebook, one update of the progress line.
+ENCODE_CHUNK = 1024
 
 
 def encode_texts(texts: Sequence[str], encoder: str | os.PathLike = DEFAULT_ENCODER, batch_size: int = 64,
@@ -168,14 +201,39 @@ def encode_texts(texts: Sequence[str], encoder: str | os.PathLike = DEFAULT_ENCO
     model = load_encoder(encoder, device)
     if not texts:
         return np.zeros((0, int(model.get_sentence_embedding_dimension())), dtype=np.float32)
-    # In chunks: sentence-transformers keeps one tensor per sentence until the end of a call, and
-    # the C heap keeps what a long call fragmented; a 20,000-sentence dialogue peaked 80 MB higher.
-    x = np.concatenate([np.asarray(model.encode(texts[i:i + ENCODE_CHUNK], batch_size=batch_size,
-                                                show_progress_bar=progress, convert_to_numpy=True), dtype=np.float32)
-                        for i in range(0, len(texts), ENCODE_CHUNK)])
+    from .progress import in_notebook  # (not at the top: it loads matplotlib, which predict does not need)
+
+    if progress and in_notebook():
+        x = _encode_with_line(model, texts, batch_size)
+    else:
+        with quiet_library_bars():  # sentence-transformers' own bar (a terminal's tqdm) stays
+            x = np.concatenate([np.asarray(model.encode(texts[i:i + ENCODE_CHUNK], batch_size=batch_size,
+                                                        show_progress_bar=progress, convert_to_numpy=True))
+                                for i in range(0, len(texts), ENCODE_CHUNK)])
+    x = np.asarray(x, dtype=np.float32)
     if x.shape[0] != len(texts) or x.ndim != 2:
         raise RuntimeError(f"encoder {encoder!r} returned shape {x.shape} for {len(texts)} texts")
     return x
+
+
+def _encode_with_line(model, texts: list[str], batch_size: int) -> np.ndarray:
+    """(N, d): ``texts`` encoded in chunks of :data:`ENCODE_CHUNK`, with one progress line of the
+    kit's in the notebook (text that a saved notebook keeps, :class:`~safsd_glnet.progress.TextLine`)."""
+    import time
+
+    from .progress import TextLine, clock, text_bar
+
+    n, parts, t0 = len(texts), [], time.time()
+    line = TextLine()
+    line.show(f"encoding {n:,} sentences {text_bar(0, n)} 0/{n:,}", force=True)
+    with quiet_library_bars():
+        for start in range(0, n, ENCODE_CHUNK):
+            chunk = texts[start:start + ENCODE_CHUNK]
+            parts.append(model.encode(chunk, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True))
+            done = start + len(chunk)
+            line.show(f"encoding {n:,} sentences {text_bar(done, n)} {done:,}/{n:,}, {clock(time.time() - t0)}")
+    line.show(f"encoded {n:,} sentences in {clock(time.time() - t0)}", force=True)
+    return np.concatenate(parts)
 
 
 # --------------------------------------------------------------------------------------------

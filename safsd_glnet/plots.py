@@ -117,10 +117,21 @@ def _figure(width: float, height: float):
 
 
 def _title(fig, text: str | None, width: float | None = None) -> None:
-    """The figure's title, wrapped to its width; none in the paper profile."""
+    """The figure's title; none in the paper profile. A title a little too long for a narrow
+    figure widens the figure (up to the profile's width) rather than wrap; a longer one is
+    wrapped into lines of even length (:func:`_wrap`), so that no word is left alone on a line
+    (a confusion matrix titled "... at the chosen epoch" / "15")."""
     p = current_profile()
-    if text and p.titles:
-        fig.suptitle(_wrap(text, _chars(width or fig.get_figwidth(), p.font + 1.0)))
+    if not (text and p.titles):
+        return
+    width = width or fig.get_figwidth()
+    size = p.font + 1.0
+    if len(text) > _chars(width, size):
+        needed = _text_width(text, size) / 0.55 * 0.6 + 0.1  # the width at which _chars fits it
+        if needed <= p.width:
+            fig.set_figwidth(max(fig.get_figwidth(), needed))
+            width = max(width, needed)
+    fig.suptitle(_wrap(text, _chars(width, size)))
 
 
 def _chars(width_in: float, size_pt: float) -> int:
@@ -135,6 +146,11 @@ def _text_width(text: str, size_pt: float) -> float:
 
 
 def _wrap(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width`` characters, as few lines as that allows, and lines
+    of even length: the narrowest width that keeps the number of lines."""
+    lines = textwrap.wrap(text, width)
+    while width > 1 and len(textwrap.wrap(text, width - 1)) == len(lines):
+        width -= 1
     return "\n".join(textwrap.wrap(text, width))
 
 
@@ -343,13 +359,15 @@ def _loss_label(name: str) -> str:
 
 @_drawn
 def plot_history(history: list[dict[str, Any]], chosen_epoch: int | None = None, *, title: str | None = None,
-                 students: bool = False):
+                 students: bool = False, test: bool = True):
     """Training curves: every loss term per epoch, and validation / test weighted F1 per epoch
     with the chosen (honest protocol) epoch marked; with ``students`` a third panel shows each
-    modality student's validation weighted F1 beside the teacher's.
+    modality student's validation weighted F1 beside the teacher's. ``test=False`` leaves the
+    test score out (while a run trains, nothing may be chosen by it).
 
     Notebook profile: two panels per row, the loss terms' legend in a panel of its own. Paper
-    profile: one row."""
+    profile: one row. The legends of the score panels sit under their panels, where they
+    cover no epoch."""
     p = current_profile()
     epochs = [r["epoch"] for r in history]
     student_names = list(history[0]["valid"].get("students", {})) if students else []
@@ -380,15 +398,15 @@ def plot_history(history: list[dict[str, Any]], chosen_epoch: int | None = None,
                          title="loss terms (left)")
     else:
         fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), frameon=False)
-    for split, style in (("valid", "-"), ("test", "--")):
+    for split, style in (("valid", "-"), ("test", "--"))[:2 if test else 1]:
         ax_f1.plot(epochs, [r[split]["weighted_f1"] for r in history], style, label=f"{split} weighted F1",
                    marker=marker)
     if chosen_epoch:
         ax_f1.axvline(chosen_epoch, color="grey", ls=":", label=f"chosen epoch {chosen_epoch} (best valid)")
     ax_f1.set_xlabel("epoch")
     ax_f1.set_ylabel("weighted F1 (%)")
-    ax_f1.set_title("teacher (the model's prediction)")
-    ax_f1.legend(loc="lower right")
+    ax_f1.set_title("teacher (the model's prediction)" if test else "teacher on validation (test: after training)")
+    _legend_below(ax_f1)
     if student_names:
         ax = axes[2]
         ax.plot(epochs, [r["valid"]["weighted_f1"] for r in history], color="black", lw=2, label="teacher")
@@ -400,7 +418,7 @@ def plot_history(history: list[dict[str, Any]], chosen_epoch: int | None = None,
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation weighted F1 (%)")
         ax.set_title("students vs teacher (validation)")
-        ax.legend(loc="lower right")
+        _legend_below(ax)
     for ax in axes:
         if len(epochs) <= 12:
             ax.set_xticks(epochs)
@@ -408,6 +426,17 @@ def plot_history(history: list[dict[str, Any]], chosen_epoch: int | None = None,
             ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True, nbins=6))
     _title(fig, title)
     return fig
+
+
+def _legend_below(ax) -> None:
+    """The axes' legend under its x label, in as many columns as fit: nothing of the curves
+    hides behind it, whatever their course."""
+    p = current_profile()
+    handles, labels = ax.get_legend_handles_labels()
+    width = ax.get_position().width * ax.figure.get_figwidth()
+    widest = max((_text_width(lab, p.small) + 0.45 for lab in labels), default=1.0)
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2 if p.name == "notebook" else -0.25),
+              ncol=max(1, min(len(labels), int(width // widest))), frameon=False)
 
 
 # --------------------------------------------------------------------------- colours
@@ -467,7 +496,8 @@ def plot_class_distribution(counts: dict[str, Any], class_names: Sequence[str], 
     ax.set_ylabel("share of the split (%)")
     ax.set_xlabel("emotion (on the bars: utterance counts)")
     ax.margins(y=0.3)
-    ax.legend(loc="upper right")
+    # below the axes: inside, the legend hid the counts on the bars of whichever classes sat under it
+    fig.legend(loc="outside lower center", ncol=len(splits), frameon=False)
     _axis_title(ax, title or "class distribution per split", fig.get_figwidth())
     return fig
 
@@ -694,50 +724,64 @@ def _centre_groups(x: np.ndarray, groups: Any, what: str) -> np.ndarray:
     return x
 
 
-def _place_labels(ax, points: dict[str, tuple[float, float]], size_pt: float) -> dict[str, tuple[float, float]]:
-    """Label positions (data coordinates) near each point that do not overlap each other: each
-    label starts above its point and is pushed away from any label it covers, in screen
-    units, a few dozen times. Returns name -> (x, y) of the label's centre."""
+LABEL_GAP_PX = 4.0  # the least room between two class labels, and between a label and a centroid dot
+
+
+def _place_labels(ax, points: dict[str, tuple[float, float]], size_pt: float,
+                  dot_radius_px: float = 0.0) -> dict[str, tuple[float, float]]:
+    """Label positions (data coordinates) near each point that keep clear of each other and of
+    every point's dot (a disc of ``dot_radius_px``), by :data:`LABEL_GAP_PX`.
+
+    The labels of the most crowded points are placed first. Each label tries places around its
+    own dot, nearest first (above, below, right, left, then the diagonals, then the same one
+    step further out, in screen units), and takes the first that lies inside the axes and
+    clears every dot and every label placed before it; where none does within reach it goes
+    above its dot. Returns name -> (x, y) of the label's centre."""
     if not points:
         return {}
     ax.figure.canvas.draw()  # the axes' final size and limits
     to_px = ax.transData.transform
     from_px = ax.transData.inverted().transform
-    px_per_pt = ax.figure.dpi / 72
     names = list(points)
     anchor = np.array([to_px(points[n]) for n in names], dtype=float)
     renderer = ax.figure.canvas.get_renderer()
-    pad = 0.3 * size_pt * px_per_pt + 2  # the label's box: its padding on both sides and a margin
-    half_w, half_h = [], []
+    # the label's box: its text, the box's padding (0.15 em on each side) and half the gap
+    pad = 0.15 * size_pt * ax.figure.dpi / 72 + LABEL_GAP_PX / 2
+    half = []
     for n in names:  # measure each label as it will be drawn
         probe = ax.text(0, 0, n, fontsize=size_pt, weight="bold")
         extent = probe.get_window_extent(renderer)
         probe.remove()
-        half_w.append(extent.width / 2 + pad)
-        half_h.append(extent.height / 2 + pad)
-    half_w, half_h = np.array(half_w), np.array(half_h)
-    pos = anchor + np.array([0.0, size_pt * px_per_pt * 1.3])
+        half.append((extent.width / 2 + pad, extent.height / 2 + pad))
+    half = np.array(half)
+    dot = dot_radius_px + LABEL_GAP_PX / 2
     box = ax.get_window_extent()
-    for _ in range(80):
-        moved = False
-        for i in range(len(names)):
-            for j in range(i + 1, len(names)):
-                d = pos[i] - pos[j]
-                overlap_x = half_w[i] + half_w[j] - abs(d[0])
-                overlap_y = half_h[i] + half_h[j] - abs(d[1])
-                if overlap_x > 0 and overlap_y > 0:
-                    moved = True
-                    # move along the axis that separates them with the smaller shift
-                    if overlap_y <= overlap_x:
-                        step = np.array([0.0, (overlap_y / 2 + 0.5) * (1 if d[1] >= 0 else -1)])
-                    else:
-                        step = np.array([(overlap_x / 2 + 0.5) * (1 if d[0] >= 0 else -1), 0.0])
-                    pos[i] += step
-                    pos[j] -= step
-        pos[:, 0] = np.clip(pos[:, 0], box.x0 + half_w, box.x1 - half_w)
-        pos[:, 1] = np.clip(pos[:, 1], box.y0 + half_h, box.y1 - half_h)
-        if not moved:
-            break
+    directions = [(0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, 1), (1, -1), (-1, -1)]
+    step = float(half[:, 1].mean())
+
+    def clear(centre: np.ndarray, hw: float, hh: float, placed: list[tuple[np.ndarray, float, float]]) -> bool:
+        if not (box.x0 + hw <= centre[0] <= box.x1 - hw and box.y0 + hh <= centre[1] <= box.y1 - hh):
+            return False
+        if np.any((np.abs(anchor[:, 0] - centre[0]) < hw + dot) & (np.abs(anchor[:, 1] - centre[1]) < hh + dot)):
+            return False
+        return all(abs(c[0] - centre[0]) >= hw + w or abs(c[1] - centre[1]) >= hh + h for c, w, h in placed)
+
+    near = np.array([(np.abs(anchor - a) < 3 * step).all(axis=1).sum() for a in anchor])
+    placed: list[tuple[np.ndarray, float, float]] = []
+    pos = anchor + np.stack([np.zeros(len(names)), half[:, 1] + dot], axis=1)  # above the dot, the fallback
+    for i in sorted(range(len(names)), key=lambda k: (-near[k], k)):
+        hw, hh = half[i]
+        for ring in range(40):
+            found = None
+            for dx, dy in directions:
+                centre = anchor[i] + np.array([dx * (hw + dot + ring * step), dy * (hh + dot + ring * step)])
+                if clear(centre, hw, hh, placed):
+                    found = centre
+                    break
+            if found is not None:
+                pos[i] = found
+                break
+        placed.append((pos[i], hw, hh))
     return {n: tuple(from_px(pos[i])) for i, n in enumerate(names)}
 
 
@@ -770,6 +814,7 @@ def plot_embeddings(panels: dict[str, dict[str, Any]], labels: Any, class_names:
         fig = _figure(min(p.width, ncols * side + 0.4), nrows * (side * 0.86) + 1.0)
         where = lambda r, h: (h, r)  # noqa: E731
     axes = fig.subplots(nrows, ncols, squeeze=False)
+    centroid_area = p.marker * 12  # points^2, as scatter's s
     order = [i for i, c in enumerate(class_names) if c not in emphasised] + \
             [i for i, c in enumerate(class_names) if c in emphasised]
     for r, run in enumerate(runs):
@@ -795,7 +840,7 @@ def plot_embeddings(panels: dict[str, dict[str, Any]], labels: Any, class_names:
                     (x0, y0), (x1, y1) = centroids[a], centroids[b]
                     ax.plot([x0, x1], [y0, y1], color="black", ls="--", lw=1.0, alpha=0.8, zorder=4)
             for name, (x0, y0) in centroids.items():
-                ax.scatter([x0], [y0], s=p.marker * 12, color=colors[name], edgecolors="black", linewidths=1.0,
+                ax.scatter([x0], [y0], s=centroid_area, color=colors[name], edgecolors="black", linewidths=1.0,
                            zorder=5)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -811,11 +856,12 @@ def plot_embeddings(panels: dict[str, dict[str, Any]], labels: Any, class_names:
                frameon=False, markerscale=1.0)
     _title(fig, title or f"{method} of utterance embeddings, coloured by true emotion")
     # labels last: their positions depend on the final size of each panel
+    dot_radius = (np.sqrt(centroid_area) / 2 + 0.5) * fig.dpi / 72  # a centroid dot's, its edge included
     for ax in axes.flat:
         centroids = getattr(ax, "_safsd_centroids", None)
         if not centroids:
             continue
-        for name, (lx, ly) in _place_labels(ax, centroids, p.small).items():
+        for name, (lx, ly) in _place_labels(ax, centroids, p.small, dot_radius).items():
             # a thin leader joins a label that had to move away to its dot
             ax.annotate(name, centroids[name], xytext=(lx, ly), fontsize=p.small, ha="center", va="center", zorder=6,
                         weight="bold" if name in emphasised else None,

@@ -19,7 +19,9 @@ A run stopped by an exception leaves the line where it stopped, which is what ha
 """
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
 import matplotlib.pyplot as plt
@@ -42,6 +44,50 @@ def in_notebook() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+def _kernel():
+    """The running IPython kernel, or None (a terminal, plain Python)."""
+    if not in_notebook():
+        return None
+    from IPython import get_ipython
+
+    return get_ipython().kernel
+
+
+@contextmanager
+def kernel_busy(every: float = 0.5) -> Iterator[None]:
+    """Keep the kernel's state "busy" in the front end while the block runs, by saying so again
+    every ``every`` seconds on the kernel's IOPub channel (nothing happens outside a notebook).
+
+    A cell that runs for a while can show "Idle" in JupyterLab's status bar: the kernel answers
+    requests on its control channel (the debugger's, the front end's) in a thread of its own
+    while the cell runs, and reports "idle" after each of them on the same channel that reports
+    the cell's state (jupyterlab/jupyterlab#10701, ipython/ipykernel#799). The front end shows
+    the latest report. Within the block, the latest report is at most ``every`` seconds old and
+    says "busy", which is true; the kernel's own "idle" at the end of the cell comes after the
+    block's last report."""
+    kernel = _kernel()
+    publish = getattr(kernel, "_publish_status", None)
+    if publish is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                publish("busy", "shell")
+            except Exception:  # a display aid must never break the work it accompanies
+                return
+
+    thread = threading.Thread(target=beat, name="safsd-glnet-busy", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def text_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
     """``|█████▌    |``: ``done / total`` of ``width`` cells, to an eighth of a cell."""
     frac = min(max(done / total, 0.0), 1.0) if total > 0 else 1.0
@@ -59,6 +105,34 @@ def clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+class TextLine:
+    """One ``text/plain`` display in a notebook, replaced in place through its display id: the
+    saved notebook keeps its last version as text. ``show(line)`` is throttled to one update per
+    ``interval`` seconds unless ``force``; outside a notebook nothing is shown."""
+
+    def __init__(self, interval: float = 0.25, enabled: bool | None = None):
+        self.interval = interval
+        self.enabled = in_notebook() if enabled is None else enabled
+        self.last: str | None = None
+        self._handle = None
+        self._shown = 0.0
+
+    def show(self, line: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.time()
+        if not force and now - self._shown < self.interval:
+            return
+        self._shown, self.last = now, line
+        from IPython.display import display
+
+        bundle = {"text/plain": line}
+        if self._handle is None:
+            self._handle = display(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
+
+
 class EpochProgress:
     """Progress over the batches of every epoch of one training run.
 
@@ -73,8 +147,7 @@ class EpochProgress:
         self.notebook = enabled and in_notebook()
         self.first = self.last = None
         self.started = None
-        self._handle = None
-        self._shown = 0.0
+        self._line = TextLine(interval, enabled=self.notebook)
 
     def epoch(self, batches: Iterable, epoch: int) -> Iterator:
         """Yield ``batches`` while showing ``epoch``'s progress."""
@@ -113,25 +186,41 @@ class EpochProgress:
                    f"({self.steps} batches per epoch{stopped})", force=True)
 
     def _show(self, line: str, force: bool = False) -> None:
-        now = time.time()
-        if not force and now - self._shown < self.interval:
-            return
-        self._shown = now
-        from IPython.display import display
+        self._line.show(line, force)
 
-        bundle = {"text/plain": line}
-        if self._handle is None:
-            self._handle = display(bundle, raw=True, display_id=True)
-        else:
-            self._handle.update(bundle, raw=True)
+
+class RunLine:
+    """A training callback that shows one line per run in a notebook, replaced after every epoch:
+    ``seed 1, SAF (soft eps 0.1, vad): epoch 7/16, valid w-F1 55.31 (best 56.10 at epoch 5), 0:12``.
+
+    Only the validation score: the test score of an epoch is never shown while a run trains.
+    The saved notebook keeps the line's last form (text, :class:`TextLine`); outside a notebook
+    it shows nothing. ``epochs`` is the run's planned number (for "epoch k/n")."""
+
+    def __init__(self, title: str, epochs: int | None = None, interval: float = 0.0):
+        self.title, self.epochs = title, epochs
+        self.best: tuple[float, int] | None = None
+        self.started = time.time()
+        self.line = TextLine(interval)
+        self.line.show(f"{title}: training, epoch 1{'/' + str(epochs) if epochs else ''} ...", force=True)
+
+    def __call__(self, epoch: int, record: dict[str, Any]) -> None:
+        score = record["valid"]["weighted_f1"]
+        if self.best is None or score > self.best[0]:  # ties keep the earlier epoch, as the honest protocol
+            self.best = (score, epoch)
+        of = f"/{self.epochs}" if self.epochs else ""
+        self.line.show(f"{self.title}: epoch {epoch}{of}, valid w-F1 {score:.2f} (best {self.best[0]:.2f} at "
+                       f"epoch {self.best[1]}), {clock(time.time() - self.started)}", force=True)
 
 
 class LiveHistory:
     """A training callback that redraws :func:`plot_history` after every epoch in a notebook
-    (one figure updated in place) and prints one line per epoch.
+    (one figure updated in place) and prints one line per epoch below it.
 
     Use as ``train(cfg, corpus, out, callback=LiveHistory(every=1))``. Outside IPython it only
-    prints. The printed line has the validation score only."""
+    prints. The line and the figure show the validation score only: the test score of every
+    epoch is in the history for the reference protocol, but showing it while training invites
+    choosing by it (the notebook shows test after training)."""
 
     def __init__(self, every: int = 1, title: str | None = None, plot: bool = True):
         self.every, self.title, self.plot = max(1, every), title, plot
@@ -140,13 +229,14 @@ class LiveHistory:
 
     def __call__(self, epoch: int, record: dict[str, Any]) -> None:
         self.history.append(record)
+        # The figure first: drawn once before the first line, every line then sits below it.
+        if self.plot and (self.handle is None or epoch % self.every == 0):
+            self._draw()
         loss = record["loss"].get("total", next(iter(record["loss"].values())))
-        # Validation only: the test score of every epoch is in the history for the reference
-        # protocol, but printing it at each epoch invites choosing by it.
         print(f"epoch {epoch:3d}: loss {loss:.3f}, valid weighted F1 {record['valid']['weighted_f1']:.2f} "
               f"({record['seconds']:.1f} s)", flush=True)
-        if not self.plot or epoch % self.every:
-            return
+
+    def _draw(self) -> None:
         try:
             from IPython import get_ipython
             from IPython.display import display
@@ -155,7 +245,7 @@ class LiveHistory:
         if get_ipython() is None:
             return
         best = choose_epoch([r["valid"]["weighted_f1"] for r in self.history])
-        fig = plot_history(self.history, best, title=self.title)
+        fig = plot_history(self.history, best, title=self.title, test=False)
         if self.handle is None:
             self.handle = display(fig, display_id=True)
         else:

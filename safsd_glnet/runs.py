@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from . import files
+from .ablate import PARAMETER_FIELDS
 from .config import Config
 from .data.corpus import DataError
 from .run_folder import holds_run
-from .train import align_corpus, load_model, train
+from .progress import kernel_busy
+from .sequence import QUICK
+from .train import align_corpus, comparable_config, load_model, train
 
 
 def corpus_fingerprint(corpus) -> str:
@@ -33,20 +36,49 @@ def corpus_fingerprint(corpus) -> str:
     return h.hexdigest()[:16]
 
 
-def reusable(config, corpus, out_dir: str | Path) -> bool:
+def reusable(config, corpus, out_dir: str | Path, fingerprint: str | None = None) -> bool:
     """True when ``out_dir`` holds a finished run of ``config`` on this corpus (what
-    :func:`train_or_reuse` would read back instead of training)."""
+    :func:`train_or_reuse` would read back instead of training).
+
+    "Of ``config``" ignores the fields that say how a run is executed, not what it computes
+    (:data:`~safsd_glnet.train.RUNTIME_FIELDS`: the progress display, the device name, how often
+    the resume point is written), so that notebook 3 can read back the run that notebook 2
+    trained with its live progress. ``fingerprint`` is the corpus' :func:`corpus_fingerprint`,
+    when the caller has it already."""
     out = Path(out_dir)
     paths = [out / n for n in ("config.json", "metrics.json", "checkpoint_best.pt", "data_fingerprint.txt")]
-    if not all(f.exists() for f in paths):
+    if not all(f.is_file() for f in paths):
         return False
-    stored = files.read_json(paths[0])
-    stored.pop("data", None)
     try:
-        same = Config.from_dict(stored) == config
-    except ValueError:  # a config.json of another version of the kit: train again
+        stored = files.read_json(paths[0])
+        stored.pop("data", None)
+        same = comparable_config(Config.from_dict(stored).to_dict()) == comparable_config(config.to_dict())
+    except (ValueError, AttributeError, TypeError):  # a config.json of another version of the kit: train again
         return False
-    return same and paths[3].read_text().strip() == corpus_fingerprint(corpus)
+    return same and paths[3].read_text().strip() == (fingerprint or corpus_fingerprint(corpus))
+
+
+def find_reusable(config, corpus, places: Sequence[str | Path], fingerprint: str | None = None) -> Path | None:
+    """The first finished run of ``config`` on this corpus (:func:`reusable`) in ``places``:
+    each place is a run folder, or a folder of run folders (its subfolders are looked at, in
+    name order, e.g. ``runs/ablation``). None when there is none; a place that does not
+    exist is skipped."""
+    fingerprint = fingerprint or corpus_fingerprint(corpus)
+    for place in places:
+        place = Path(place)
+        if not place.is_dir():
+            continue
+        candidates = [place] if holds_run(place) else sorted(p for p in place.iterdir() if p.is_dir())
+        for folder in candidates:
+            if reusable(config, corpus, folder, fingerprint):
+                return folder
+    return None
+
+
+def write_fingerprint(corpus, out_dir: str | Path) -> None:
+    """Keep the data's :func:`corpus_fingerprint` in ``out_dir/data_fingerprint.txt`` beside a
+    finished run, so that a notebook can tell later that the run was made on these data."""
+    files.write_text(Path(out_dir) / "data_fingerprint.txt", corpus_fingerprint(corpus) + "\n")
 
 
 def train_or_reuse(config, corpus, out_dir: str | Path, callback=None, log: Callable[[str], None] | None = None):
@@ -69,18 +101,22 @@ def train_or_reuse(config, corpus, out_dir: str | Path, callback=None, log: Call
         model, _ = load_model(out / "checkpoint_best.pt")
         return files.read_json(out / "metrics.json"), model
     # Anything else in the folder is a run this notebook made before with other settings: replace it.
-    run = train(config, corpus, out, overwrite=holds_run(out), callback=callback)
-    files.write_text(out / "data_fingerprint.txt", corpus_fingerprint(corpus) + "\n")
+    with kernel_busy():
+        run = train(config, corpus, out, overwrite=holds_run(out), callback=callback)
+    write_fingerprint(corpus, out)
     return run.metrics, run.model
 
 
 def student_loss_name(config) -> str:
-    """A short name for a run's student loss: ``SAF (soft eps 0.1, vad)`` or ``no SAF (CE students)``."""
+    """A short name for a run's student loss: ``SAF (soft eps 0.1, vad)`` or ``no SAF (CE
+    students)``; a student weight g2 other than 1 is named too (``no SAF (CE students, g2
+    0.213)``, the scale-matched control of :mod:`safsd_glnet.comparison`)."""
     loss = config.loss
+    weight = "" if loss.student_weight == 1 else f", g2 {loss.student_weight:.3g}"
     if not loss.use_saf:
-        return "no SAF (CE students)"
+        return f"no SAF (CE students{weight})"
     detail = {"soft": f" eps {loss.saf_eps:g}", "penalty": f" lambda {loss.saf_lambda:g}"}.get(loss.saf_mode, "")
-    return f"SAF ({loss.saf_mode}{detail}, {loss.similarity})"
+    return f"SAF ({loss.saf_mode}{detail}, {loss.similarity}{weight})"
 
 
 def load_run(run_dir: str | Path, corpus=None, device="cpu"):
@@ -117,39 +153,86 @@ def for_corpus(config: Config, corpus, log: Callable[[str], None] | None = print
     return config.replace(model={"modalities": "".join(have)})
 
 
+class RunFolderTaken(DataError):
+    """A notebook's run folder holds another run. In a notebook it shows as its one-line message,
+    without a traceback (IPython asks an exception for ``_render_traceback_``): the message says
+    everything, and Run All still stops there."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
 def train_here(config: Config, corpus, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
                callback=None):
     """:func:`~safsd_glnet.train.train` into ``run_dir`` from a notebook: a folder that holds
-    another run is refused before anything is written, with a message in the notebook's terms
-    (its ``RUN_DIR``, ``RESUME`` and ``OVERWRITE`` parameters) instead of the command line's
-    flags."""
+    another run is refused before anything is written, with a one-line message in the
+    notebook's terms (its ``RUN_DIR``, ``RESUME`` and ``OVERWRITE`` parameters) instead of the
+    command line's flags (:class:`RunFolderTaken`). A run keeps the data's fingerprint beside it
+    (:func:`write_fingerprint`): notebook 3 can then reuse it, and a run made on other data is
+    refused here as well (resuming it would mix two corpora in one run)."""
+    stored = Path(run_dir) / "data_fingerprint.txt"
+    if not overwrite and holds_run(run_dir) and stored.is_file() and \
+            stored.read_text().strip() != corpus_fingerprint(corpus):
+        raise RunFolderTaken(f"{run_dir}: this run folder already holds a run made on other data (another DATA, "
+                             "SYNTH_SIZES or SYNTH_DIALOGUES, say). Set OVERWRITE = True in the parameters cell to "
+                             "replace it, or set RUN_DIR to another folder; nothing was changed")
     try:
-        return train(config, corpus, run_dir, resume=resume, overwrite=overwrite, callback=callback)
+        with kernel_busy():
+            run = train(config, corpus, run_dir, resume=resume, overwrite=overwrite, callback=callback)
     except (DataError, ValueError) as e:
         text = str(e)
         if "started with another configuration" in text:
-            what = "a run made with other settings (another EPOCHS, PRESET, DATA or ablation parameter)"
+            what = "a run made with other settings (another PRESET, DATA or SET, say)"
         elif "already holds" in text:
             what = "a run" + (" (an unfinished one)" if "unfinished" in text else "")
         else:
             raise
-        raise DataError(f"{run_dir}: this run folder already holds {what}. Set OVERWRITE = True in the parameters "
-                        "cell to replace it, or set RUN_DIR to another folder; nothing was changed") from None
+        raise RunFolderTaken(f"{run_dir}: this run folder already holds {what}. Set OVERWRITE = True in the "
+                             "parameters cell to replace it, or set RUN_DIR to another folder; nothing was "
+                             "changed") from None
+    write_fingerprint(corpus, run_dir)
+    return run
 
 
-# Parameters of 04_ablation.ipynb that name the variant of a run trained by hand (the rest say
-# on what and how long, or where).
-VARIANT_PARAMETERS = ("MODALITIES", "USE_TRANSFORMER", "USE_GCN", "USE_MASK", "MASK_PROB", "USE_SAF", "SIMILARITY",
-                      "SAF_MODE", "SAF_LAMBDA", "GAMMA", "USE_DISTILLATION", "TEACHER_WEIGHT", "STUDENT_WEIGHT",
-                      "DISTILL_WEIGHT", "TEMPERATURE")
+def device_line(device, requested: str = "auto") -> str:
+    """What a notebook says about where it trains: the GPU's name, Apple's GPU, or the CPU with
+    its torch threads (and that no GPU was found, when ``requested`` was ``auto``)."""
+    import torch
+
+    if device.type == "cuda":
+        return f"training on the GPU: {torch.cuda.get_device_name(device)} ({device})"
+    if device.type == "mps":
+        return "training on the Apple GPU (mps)"
+    threads = f"training on the CPU ({torch.get_num_threads()} threads)"
+    return f"{threads}: no GPU found" if requested == "auto" else threads
+
+
+def folder_files(folder: str | Path) -> list[dict[str, Any]]:
+    """The files of a run folder that a reader cares about, by name, with their size in KiB:
+    hidden files (the training lock ``.lock``, temporaries) are left out."""
+    return [{"file": p.name, "KiB": p.stat().st_size / 1024} for p in sorted(Path(folder).iterdir())
+            if p.is_file() and not p.name.startswith(".")]
+
+
+# Parameters of 04_ablation.ipynb that name the variant of a run trained by hand: every parameter that
+# sets a model or loss field (ablate.PARAMETER_FIELDS), not those that say how long, with which seed,
+# on what device, or on what data.
+VARIANT_PARAMETERS = tuple(k for k in PARAMETER_FIELDS if k not in ("EPOCHS", "SEED", "DEVICE"))
+# EPOCHS also names the run when it differs from the notebooks' default (that of the headless sequence,
+# QUICK): a teacher who trains longer gets a second run beside the first, as for a switch.
+NOTEBOOK_EPOCHS = QUICK["EPOCHS"]
 
 
 def variant_name(parameters: Mapping[str, Any]) -> str:
     """A folder-safe name for the ablation variant that ``parameters`` describe: ``full`` when
     no ablation parameter is set, else the set ones, e.g. ``use_saf=false`` or
-    ``similarity=prior+gamma=0.0`` (``SET`` entries are added the same way)."""
+    ``similarity=prior+gamma=0.0`` (``SET`` entries are added the same way), and ``epochs=N``
+    when ``EPOCHS`` is not the notebooks' default (:data:`NOTEBOOK_EPOCHS`)."""
     parts = [f"{k.lower()}={_slug(v)}" for k, v in parameters.items() if k in VARIANT_PARAMETERS and v is not None]
     parts += [_slug(s) for s in (parameters.get("SET") or [])]
+    epochs = parameters.get("EPOCHS", NOTEBOOK_EPOCHS)
+    if epochs != NOTEBOOK_EPOCHS:
+        parts.append(f"epochs={_slug(epochs)}")
     return "+".join(parts) or "full"
 
 

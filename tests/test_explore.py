@@ -134,6 +134,20 @@ def test_browser_shows_as_its_dialogue_where_widgets_cannot_render(corpus):
     assert "max-height:420px" in browser.children[3].value
 
 
+def test_browser_without_a_kernel_hides_its_dropdowns_and_says_so(corpus):
+    """Reopened on a new kernel, the browser is drawn from its saved state and nothing answers
+    its dropdowns: ipywidgets then marks the views "jupyter-widgets-disconnected", and the rules
+    in the browser's view hide the dropdowns and show a note (checked in JupyterLab by
+    tests/test_browser.py)."""
+    browser = explore.dialogue_browser({"toy": corpus})
+    assert "safsd-browser" in browser._dom_classes
+    view = browser.children[3].value
+    hidden = ".safsd-browser.jupyter-widgets-disconnected .widget-dropdown {display: none}"
+    assert hidden in view and "run this cell to browse" in view
+    browser.children[2].value = "d1"  # the view is rebuilt with its rules
+    assert hidden in browser.children[3].value and "no sentences" in browser.children[3].value
+
+
 def test_similarity_matrices(corpus):
     sims = explore.similarity_matrices(corpus)
     assert isinstance(sims["prior"], str)  # the prior exists only for the six IEMOCAP classes

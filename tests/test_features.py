@@ -285,3 +285,48 @@ def test_cli_features_errors_and_help(tmp_path, capsys, fake_encoder):
         assert flag in text
     with pytest.raises(SystemExit):  # --meld and --table together
         make_cli().parse_args(["features", "--meld", "x", "--table", "y", "--out", "o.npz"])
+
+
+# ------------------------------------------------------------------ progress in a notebook
+
+def test_library_bars_are_off_inside_and_restored_after():
+    """A model load in a notebook drew transformers' "Loading weights" tqdm widget, which the
+    saved notebook kept; inside the block neither transformers nor huggingface_hub draws bars."""
+    pytest.importorskip("transformers")
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    for before in (True, False):
+        (hf_logging.enable_progress_bar if before else hf_logging.disable_progress_bar)()
+        (enable_progress_bars if before else disable_progress_bars)()
+        with feat.quiet_library_bars():
+            assert not hf_logging.is_progress_bar_enabled() and are_progress_bars_disabled()
+        assert hf_logging.is_progress_bar_enabled() is before and are_progress_bars_disabled() is not before
+    hf_logging.enable_progress_bar()
+
+
+def test_encoding_in_a_notebook_shows_one_text_line_of_the_kits(monkeypatch, fake_encoder):
+    """In a notebook the sentences are encoded in chunks under one text line (no widget), and the
+    vectors are those of one call."""
+    import IPython.display
+
+    from safsd_glnet import progress
+
+    shown = []
+
+    class Handle:
+        def update(self, bundle, raw=False):
+            shown.append(bundle["text/plain"])
+
+    def fake_display(bundle, raw=False, display_id=None):
+        shown.append(bundle["text/plain"])
+        return Handle()
+
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    monkeypatch.setattr(progress, "in_notebook", lambda: True)
+    monkeypatch.setattr(feat, "ENCODE_CHUNK", 3)
+    texts = [f"sentence number {i}" for i in range(8)]
+    x = feat.encode_texts(texts, progress=True)
+    assert np.array_equal(x, np.stack([fake_vector(t) for t in texts]))
+    assert fake_encoder.calls == [3, 3, 2]
+    assert shown[0] == "encoding 8 sentences |" + " " * 20 + "| 0/8" and shown[-1].startswith("encoded 8 sentences in ")

@@ -13,6 +13,7 @@ the MELD layout, encoded with the packaged MiniLM).
 import ast
 import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -99,6 +100,58 @@ def test_stored_notebook_is_clean_and_documented(name):
     for pname, info in documented.items():
         assert info["help"].strip(), f"{pname} has no help text"
         assert info["inferred_type_name"] != "None", f"{pname} has no type"
+
+
+def test_the_training_notebooks_share_the_demos_defaults():
+    """02, 03 and 04 train the same run by default, the demo's (sequence.QUICK): so 03 reads back
+    02's run as its seed-0 SAF run, and 04 names a folder by EPOCHS only when it is not that
+    default (runs.NOTEBOOK_EPOCHS)."""
+    from safsd_glnet import runs
+    from safsd_glnet.sequence import QUICK
+
+    assert runs.NOTEBOOK_EPOCHS == QUICK["EPOCHS"]
+    for name in ("02", "03", "04"):
+        defaults = {k: ast.literal_eval(v["default"]) for k, v in runner.notebook_parameters(runner.notebook_path(name)).items()}
+        assert {k: defaults[k] for k in QUICK} == QUICK, name
+        assert defaults.get("SEED", 0) == 0 and defaults.get("SET", []) == [] and defaults["DEVICE"] == "auto", name
+    assert "../runs/02_training" in ast.literal_eval(
+        runner.notebook_parameters(runner.notebook_path("03"))["REUSE_FROM"]["default"])
+
+
+def spin_count_after(code):
+    """libgomp's spin count in a fresh Python that runs ``code`` and then loads torch, started
+    as JupyterLab starts a kernel: without OMP_WAIT_POLICY in its environment. 0 means that idle
+    OpenMP threads sleep; libgomp's default (300000) makes them spin."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env["OMP_DISPLAY_ENV"] = "VERBOSE"  # libgomp prints its settings to stderr when it loads
+    env["PYTHONPATH"] = os.pathsep.join([str(runner.repo_root()), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", f"{code}\nimport torch\ntorch.ones(2) + 1"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    counts = [line.split("=")[1].strip().strip("'") for line in proc.stderr.splitlines()
+              if line.strip().startswith("GOMP_SPINCOUNT")]
+    if not counts:
+        pytest.skip("torch's OpenMP runtime is not GNU libgomp here: it prints no GOMP_SPINCOUNT")
+    return int(counts[0])
+
+
+def test_the_kit_keeps_torchs_idle_threads_from_spinning():
+    """A kernel that imports the kit before torch gets passive OpenMP threads (the cause of 13x
+    the CPU time when notebook 03 ran by hand, benchmarks/notebook_threads.py); one that loads
+    torch first keeps libgomp's spinning, which is why the notebooks import the kit first."""
+    assert spin_count_after("import safsd_glnet.train") == 0
+    assert spin_count_after("import torch\nimport safsd_glnet.train") > 0
+    assert spin_count_after("import os\nos.environ['OMP_WAIT_POLICY'] = 'ACTIVE'\nimport safsd_glnet") > 0
+
+
+@pytest.mark.parametrize("name", runner.NOTEBOOKS)
+def test_each_notebooks_imports_leave_torchs_threads_passive(name):
+    nb = nbformat.read(runner.notebook_path(name), as_version=4)
+    imports = next(c for c in nb.cells if c.cell_type == "code").source
+    assert spin_count_after(imports) == 0, f"{name}: its import cell loads torch before safsd_glnet"
 
 
 def unclean_notebooks(folder):
@@ -198,37 +251,67 @@ def test_02_training(sequence):
     assert WIDGET_VIEW not in json.dumps(nbformat.read(sequence["out_dir"] / "02_training.ipynb", as_version=4).cells)
 
 
+SAF_LABEL = "SAF (soft eps 0.1, vad)"
+CE_LABEL = "no SAF (CE students)"
+
+
 def test_03_confusion_and_embeddings(sequence):
+    """Per seed SAF, CE, and CE at g2 = r (the scale-matched control); notebook 2's run is read
+    back as seed 0's SAF run; each trained run leaves one progress line in the notebook."""
     work = sequence["out_dir"] / "03_runs"
-    for seed in (0, 1):
-        saf, no_saf = (read_json(work / f"{name}-seed{seed}" / "config.json") for name in ("saf", "no_saf"))
-        assert saf["loss"]["use_saf"] is True and no_saf["loss"]["use_saf"] is False
-        assert saf["train"]["seed"] == seed
-        saf.pop("loss"), no_saf.pop("loss")
-        assert saf == no_saf, "the two runs of a seed differ only in the SAF switch"
+    assert not (work / "saf-seed0").exists(), "notebook 2's run (the same settings, the same data) is reused"
     comparison = read_json(work / "comparison.json")
-    assert list(comparison["runs"]) == ["SAF (soft, vad)", "no SAF (CE students)"] and comparison["seeds"] == [0, 1]
-    assert "happy/excited" in comparison["runs"]["SAF (soft, vad)"]["similar_pairs"]
-    # the seed table holds every run's own scores, and the paired difference is their mean difference
+    assert comparison["folders"][SAF_LABEL]["0"] == str(sequence["out_dir"] / "02_training")
+    # r by hand: the first-epoch student terms of the SAF and the CE runs, over the seeds
+    def first_term(folder):
+        loss = read_json(folder / "metrics.json")["history"][0]["loss"]
+        return np.mean([v for k, v in loss.items() if k.startswith("student_")])
+
+    saf_dirs = [sequence["out_dir"] / "02_training", work / "saf-seed1"]
+    saf_term = np.mean([first_term(d) for d in saf_dirs])
+    ce_term = np.mean([first_term(work / f"no_saf-seed{s}") for s in (0, 1)])
+    assert comparison["scale"] == pytest.approx({"saf_term": saf_term, "ce_term": ce_term, "r": saf_term / ce_term})
+    control_label = f"no SAF (CE students, g2 {saf_term / ce_term:.3g})"
+    assert comparison["roles"] == {"saf": SAF_LABEL, "ce_scaled": control_label, "ce": CE_LABEL}
+    for seed in (0, 1):
+        saf = read_json(saf_dirs[seed] / "config.json")
+        ce, control = (read_json(work / f"{name}-seed{seed}" / "config.json") for name in ("no_saf", "ce_scaled"))
+        assert saf["loss"]["use_saf"] is True and ce["loss"]["use_saf"] is False is control["loss"]["use_saf"]
+        assert control["loss"]["student_weight"] == pytest.approx(saf_term / ce_term) and ce["loss"]["student_weight"] == 1
+        assert saf["train"]["seed"] == seed
+        for c in (saf, ce, control):
+            c.pop("loss"), c["train"].pop("progress")  # notebook 2 trained with its progress line
+        assert saf == ce == control, "the runs of a seed differ only in the student loss"
+    # the seed table holds every run's own scores; the paired difference is SAF minus the run
     table = {row["label"]: row for row in comparison["seed_table"]}
-    for label, name in (("SAF (soft, vad)", "saf"), ("no SAF (CE students)", "no_saf")):
+    folders = {SAF_LABEL: saf_dirs, control_label: [work / f"ce_scaled-seed{s}" for s in (0, 1)],
+               CE_LABEL: [work / f"no_saf-seed{s}" for s in (0, 1)]}
+    for label, dirs in folders.items():
         for split in ("valid", "test"):
-            values = [read_json(work / f"{name}-seed{s}" / "metrics.json")[split]["weighted_f1"] for s in (0, 1)]
-            assert table[label][f"{split}_values"] == pytest.approx(values)
-    diff = np.subtract(table["no SAF (CE students)"]["valid_values"], table["SAF (soft, vad)"]["valid_values"])
-    assert table["no SAF (CE students)"]["valid_diff"] == pytest.approx(diff.mean())
+            assert table[label][f"{split}_values"] == pytest.approx([read_json(d / "metrics.json")[split]["weighted_f1"]
+                                                                     for d in dirs])
+    diff = np.subtract(table[SAF_LABEL]["valid_values"], table[control_label]["valid_values"])
+    assert list(table) == [SAF_LABEL, control_label, CE_LABEL]
+    assert table[control_label]["valid_diff"] == pytest.approx(diff.mean())
+    assert "happy/excited" in comparison["runs"][SAF_LABEL]["similar_pairs"]
+    assert [r["run"] for r in comparison["pair_rates"]["valid"]] == list(table)
     assert_figures(sequence["figures_dir"], "03")
     executed = sequence["out_dir"] / "03_confusion_and_embeddings.ipynb"
-    assert images(executed) >= 5 and "similar-pair confusion" in outputs_text(executed)
+    text = outputs_text(executed)
+    assert images(executed) >= 5 and "similar-pair confusion" in text and "r = " in text
+    # one progress line per trained run, kept in its last form (5 runs: seed 0's SAF was read back)
+    finished = re.findall(r"^seed \d, .+: epoch 2/2, valid w-F1 \d+\.\d\d \(best ", text, flags=re.M)
+    assert len(finished) == 5 and "training, epoch 1" not in text
+    assert f"seed 0, {SAF_LABEL}: reused " in text
 
 
 def test_03_studies_a_given_run_folder(tmp_path, sequence):
     params = {**{k: v for k, v in TINY.items() if k not in ("PRESET", "EPOCHS")},
               "RUN_DIR": str(sequence["out_dir"] / "02_training"), "WORK_DIR": str(tmp_path / "work"),
-              "FIGURES_DIR": str(tmp_path / "figures"), "EMBEDDING": "pca"}
+              "FIGURES_DIR": str(tmp_path / "figures"), "EMBEDDING": "pca", "REUSE_FROM": []}
     runner.run_notebook("03", tmp_path / "03.ipynb", params, threads=1)
-    # only the counterpart without SAF is trained, with the given run's own configuration
-    assert sorted(p.name for p in (tmp_path / "work").iterdir() if p.is_dir()) == ["no_saf-seed0"]
+    # its counterpart without SAF and the control are trained, with the given run's own configuration
+    assert sorted(p.name for p in (tmp_path / "work").iterdir() if p.is_dir()) == ["ce_scaled-seed0", "no_saf-seed0"]
     given = read_json(sequence["out_dir"] / "02_training" / "config.json")
     trained = read_json(tmp_path / "work" / "no_saf-seed0" / "config.json")
     assert trained["loss"]["use_saf"] is False and trained["model"] == given["model"]
@@ -332,6 +415,9 @@ def test_notebooks_by_hand_write_into_their_run_folders(tmp_path):
     run("04_ablation.ipynb", PRESET="tiny", EPOCHS=2, **SMALL_DATA)
     run("04_ablation.ipynb", PRESET="tiny", EPOCHS=2, USE_SAF=False, **SMALL_DATA)
     report = run("05_ablation_report.ipynb")
+    # 03 found 02's run (its default REUSE_FROM) and read it back
+    assert read_json(root / "runs" / "03_confusion" / "comparison.json")["folders"]["SAF (soft eps 0.1, vad)"]["0"] \
+        == "../runs/02_training"
 
     assert list((root / "figures").iterdir()) == [], "a notebook run by hand wrote into figures/"
     runs = root / "runs"
@@ -340,26 +426,38 @@ def test_notebooks_by_hand_write_into_their_run_folders(tmp_path):
     assert {"training_curves.png", "training_curves.pdf", "confusion.png", "confusion.pdf"} <= \
         {p.name for p in (runs / "02_training").iterdir()}
     assert (runs / "03_confusion" / "03_embeddings.png").exists() and (runs / "03_confusion" / "no_saf-seed0").is_dir()
+    assert not (runs / "03_confusion" / "saf-seed0").exists()
     ablation = runs / "ablation"
-    assert sorted(p.name for p in ablation.iterdir() if p.is_dir()) == ["full-seed0", "use_saf=false-seed0"]
+    # EPOCHS other than the notebooks' 16 names the run, as the switches do
+    assert sorted(p.name for p in ablation.iterdir() if p.is_dir()) == ["epochs=2-seed0", "use_saf=false+epochs=2-seed0"]
     assert (ablation / "05_ablation_weighted_f1.png").exists() and (ablation / "05_ablation_weighted_f1.pdf").exists()
     table = (ablation / "ablation_table.md").read_text()
     assert "use_saf=false" in table and "±" not in table.split("\n\n")[0], "one seed: a value, no spread"
     text = outputs_text(report)
     assert "done (notebook 4 by hand)" in text and "no run.json" not in text
 
-    # the same folder with another setting: refused before anything is written, in the notebook's terms
-    before = (ablation / "full-seed0" / "metrics.json").read_bytes()
+    # the same folder with another setting that does not name it: refused in one line, in the
+    # notebook's terms, without a traceback, before anything is written
+    first = ablation / "epochs=2-seed0"
+    before = (first / "metrics.json").read_bytes()
     with pytest.raises(runner.NotebookError, match="OVERWRITE = True") as info:
-        run("04_ablation.ipynb", PRESET="tiny", EPOCHS=3, **SMALL_DATA)
-    assert "--overwrite" not in info.value.evalue and "full-seed0" in info.value.evalue
-    assert (ablation / "full-seed0" / "metrics.json").read_bytes() == before
-    run("04_ablation.ipynb", PRESET="tiny", EPOCHS=3, OVERWRITE=True, **SMALL_DATA)
-    assert read_json(ablation / "full-seed0" / "metrics.json")["epochs_run"] == 3
+        run("04_ablation.ipynb", PRESET="small", EPOCHS=2, **SMALL_DATA)
+    assert "--overwrite" not in info.value.evalue and "epochs=2-seed0" in info.value.evalue
+    errors = [o for c in nbformat.read(info.value.output, as_version=4).cells for o in c.get("outputs", [])
+              if o.output_type == "error"]
+    assert len(errors) == 1 and len(errors[0].traceback) == 1 and "Traceback" not in errors[0].traceback[0]
+    assert errors[0].traceback[0].startswith("RunFolderTaken: ") and "OVERWRITE = True" in errors[0].traceback[0]
+    assert (first / "metrics.json").read_bytes() == before
+    run("04_ablation.ipynb", PRESET="small", EPOCHS=2, OVERWRITE=True, **SMALL_DATA)
+    assert read_json(first / "metrics.json")["num_parameters"] > read_json(
+        ablation / "use_saf=false+epochs=2-seed0" / "metrics.json")["num_parameters"]
+    # a longer run goes beside the first
+    run("04_ablation.ipynb", PRESET="tiny", EPOCHS=3, **SMALL_DATA)
+    assert read_json(ablation / "epochs=3-seed0" / "metrics.json")["epochs_run"] == 3
 
     # a single run: its value alone, no chart
     lone = tmp_path / "lone"
-    shutil.copytree(ablation / "full-seed0", lone / "full-seed0")
+    shutil.copytree(ablation / "epochs=3-seed0", lone / "epochs=3-seed0")
     text = outputs_text(runner.run_notebook("05", tmp_path / "05-lone.ipynb", {"RUNS_DIR": str(lone)}, threads=1))
     assert "nothing to compare yet" in text and not list(lone.glob("05_*.png"))
 
@@ -406,6 +504,12 @@ def test_notebooks_on_sentences(tmp_path, monkeypatch):
                                                               "RUN_DIR": str(tmp_path / "01")}, threads=1)
     text = outputs_text(first)
     assert "being encoded now" in text and "modalities: t = text (384 features)" in text
+    # the kit's own progress line, kept as text; no third-party bar (the encoder's "Loading weights"),
+    # and the browser is the notebook's only widget
+    assert re.search(r"^encoded \d+ sentences in \d+:\d\d$", text, flags=re.M) and "Loading weights" not in text
+    widgets = [o for c in nbformat.read(first, as_version=4).cells for o in c.get("outputs", [])
+               if WIDGET_VIEW in o.get("data", {})]
+    assert len(widgets) == 1
     # the browser (as text, headless) shows the sentences
     assert "  sentence" in text and "no sentences" not in text
     assert len(list((tmp_path / "cache").glob("text-meld-*.npz"))) == 1

@@ -19,13 +19,17 @@ def close_figures():
     plt.close("all")
 
 
-def history(epochs=3, modalities="tav"):
+def history(epochs=3, modalities="tav", students=None):
+    """A training history; ``students(e)`` gives the students' weighted F1 at epoch e (default:
+    5 points under the teacher's)."""
     out = []
     for e in range(1, epochs + 1):
         loss = {"teacher_ce": 2.0 / e, **{f"student_{m}": 1.0 / e for m in modalities},
                 **{f"kl_{m}": 0.1 / e for m in modalities}, "total": 5.0 / e}
+        student = (lambda base: base - 5) if students is None else (lambda base: students(e))
         split = lambda base: {"accuracy": base, "weighted_f1": base, "macro_f1": base,  # noqa: E731
-                              "students": {m: {"accuracy": base - 5, "weighted_f1": base - 5} for m in modalities}}
+                              "students": {m: {"accuracy": student(base), "weighted_f1": student(base) + k}
+                                           for k, m in enumerate(modalities)}}
         out.append({"epoch": e, "loss": loss, "valid": split(40.0 + e), "test": split(38.0 + 2 * e), "seconds": 0.1})
     return out
 
@@ -200,7 +204,10 @@ def every_figure(class_names):
         "similarity": lambda: plots.plot_similarity_matrices({"prior": m, "vad": m, "prototype": m}, class_names,
                                                              title=long),
         "training_curves": lambda: plots.plot_history(history(30), 12, students=True, title=long),
-        "live_curves": lambda: plots.plot_history(history(30), 12, title=long),
+        "live_curves": lambda: plots.plot_history(history(30), 12, title=long, test=False),
+        # students that learn little: their curves run along the bottom, where a legend would sit
+        "training_curves_low_students": lambda: plots.plot_history(history(16, students=lambda e: 20 + 0.1 * e), 12,
+                                                                    students=True, title=long),
         "confusion": lambda: plots.plot_confusion(k, class_names, title=long),
         "confusions": lambda: plots.plot_confusions({"SAF (soft, vad)": k, "no SAF (CE students)": k.T}, class_names,
                                                     title=long),
@@ -295,22 +302,62 @@ def test_figure_writer_draws_png_for_the_screen_and_pdf_for_a_paper(tmp_path):
     assert plots.FigureWriter(None)("t", plots.plot_transitions, {"same": m}, IEMOCAP) is not None
 
 
-def test_embedding_labels_do_not_overlap():
-    """Class names at their centroids are moved apart when the centroids crowd (here all sit
-    at one point), and each keeps a leader line to its dot."""
-    labels = np.repeat(np.arange(6), 20)
-    xy = np.random.default_rng(0).normal(0, 0.01, (120, 2)) + 5.0
-    fig = plots.plot_embeddings({"run": {"teacher": xy}}, labels, IEMOCAP, pairs=[("happy", "excited")])
-    ax = fig.axes[0]
+def label_faults(fig, class_names):
+    """Where the class labels of a drawn embedding figure crowd: pairs of labels closer than
+    plots.LABEL_GAP_PX (1 px of rounding allowed), and labels over a centroid dot."""
     fig.canvas.draw()
-    # each label's own box (an annotation's extent would include its leader line)
-    boxes = [t.get_bbox_patch().get_window_extent() for t in ax.texts if t.get_text() in IEMOCAP]
-    assert len(boxes) == 6
-    for i in range(6):
-        for j in range(i + 1, 6):
-            assert not boxes[i].overlaps(boxes[j]), (ax.texts[i].get_text(), ax.texts[j].get_text())
+    renderer = fig.canvas.get_renderer()
+    faults = []
+    for ax in fig.axes:
+        labels = [t for t in ax.texts if t.get_text() in class_names]
+        boxes = [t.get_bbox_patch().get_window_extent(renderer) for t in labels]  # without the leader line
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                gap = max(b.x0 - a.x1, a.x0 - b.x1, b.y0 - a.y1, a.y0 - b.y1)
+                if gap < plots.LABEL_GAP_PX - 1:
+                    faults.append((ax.get_title(), labels[i].get_text(), labels[j].get_text(), round(gap, 1)))
+        dots = [c for c in ax.collections if len(c.get_offsets()) == 1]  # the centroids: one point each
+        for dot in dots:
+            x, y = dot.get_offset_transform().transform(dot.get_offsets())[0]
+            radius = np.sqrt(dot.get_sizes()[0]) / 2 * fig.dpi / 72
+            for t, b in zip(labels, boxes):
+                if b.x0 - radius < x < b.x1 + radius and b.y0 - radius < y < b.y1 + radius:
+                    faults.append((ax.get_title(), t.get_text(), "covers a dot at", (round(x), round(y))))
+    return faults
+
+
+@pytest.mark.parametrize("classes", [IEMOCAP, MELD], ids=["iemocap", "meld"])
+def test_embedding_labels_keep_clear_of_each_other_and_of_the_dots(classes):
+    """03's maps are 2 runs x 4 heads; where the class centroids crowd, the labels used to touch
+    each other and to hide other classes' dots. Here the centroids crowd in the middle of every
+    panel (and all sit at one point in one panel); each label keeps a gap to the others and to
+    every dot, and a leader line joins it to its own dot."""
+    rng = np.random.default_rng(3)
+    c = len(classes)
+    labels = np.repeat(np.arange(c), 30)
+    heads = {}
+    for k, head in enumerate(("teacher", "text student", "audio student", "visual student")):
+        spread = 0.0 if k == 0 else 0.35  # the class means within a third of the points' spread
+        means = rng.normal(0, spread, (c, 2))
+        heads[head] = means[labels] + rng.normal(0, 1.0, (len(labels), 2))
+    fig = plots.plot_embeddings({"SAF (soft eps 0.1, vad)": heads, "no SAF (CE students, g2 0.696)": heads}, labels,
+                                classes, pairs=[(classes[0], classes[4])], method="LDA", title="t")
+    assert label_faults(fig, classes) == []
+    ax = fig.axes[0]
     inside = ax.get_window_extent()
-    assert all(inside.x0 - 1 <= b.x0 and b.x1 <= inside.x1 + 1 for b in boxes)
+    boxes = [t.get_bbox_patch().get_window_extent() for t in ax.texts if t.get_text() in classes]
+    assert len(boxes) == c and all(inside.x0 - 1 <= b.x0 and b.x1 <= inside.x1 + 1 for b in boxes)
+
+
+def test_the_label_check_sees_labels_that_touch():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.scatter([0.5], [0.5], s=84)
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    for text, y in (("happy", 0.5), ("sad", 0.55)):
+        ax.annotate(text, (0.5, y), bbox={"boxstyle": "round,pad=0.15", "fc": "white"})
+    faults = label_faults(fig, ["happy", "sad"])
+    assert ("", "happy", "sad") in [f[:3] for f in faults] and "covers a dot at" in [f[2] for f in faults]
 
 
 def test_lda_map_separates_classes_it_learned_elsewhere():
@@ -338,3 +385,69 @@ def test_lda_map_separates_classes_it_learned_elsewhere():
     assert separation(lda) > 2.0 > separation(plots.embed_2d(x, "pca"))
     with pytest.raises(ValueError, match="fit_features"):
         plots.embed_2d(x, "lda")
+
+
+def covered_by_legends(fig):
+    """What the legends of a drawn figure cover: the data points of lines and scatters and the
+    numbers written on the plots (as ``(axes title, what)`` pairs). A legend drawn over the last
+    epochs of a curve, or over a bar's count, hides what the reader came to see."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + list(fig.legends)
+    boxes = [legend.get_window_extent(renderer) for legend in legends]
+    covered = []
+    for ax in fig.axes:
+        if not ax.has_data():
+            continue
+        # each artist in its own coordinates (a vertical line's y runs in axes units)
+        points = [line.get_transform().transform(line.get_xydata()) for line in ax.get_lines()
+                  if len(line.get_xdata())]
+        points += [c.get_offset_transform().transform(c.get_offsets()) for c in ax.collections
+                   if len(c.get_offsets())]
+        texts = [t for t in ax.texts if t.get_visible() and t.get_text().strip()]
+        for box in boxes:
+            for xy in points:
+                inside = (xy[:, 0] > box.x0) & (xy[:, 0] < box.x1) & (xy[:, 1] > box.y0) & (xy[:, 1] < box.y1)
+                if inside.any():
+                    covered.append((ax.get_title(), f"{int(inside.sum())} data points"))
+            covered += [(ax.get_title(), f"the text {t.get_text()!r}") for t in texts
+                        if t.get_window_extent(renderer).overlaps(box)]
+    return covered
+
+
+@pytest.mark.parametrize("classes", [IEMOCAP, MELD], ids=["iemocap", "meld"])
+def test_no_legend_hides_data_or_numbers(classes):
+    """Every figure, drawn for the notebook and for a paper: no legend sits over a curve's
+    points, a scatter's points or a number written on a bar (01's class-distribution legend hid
+    a bar count, 02's students-vs-teacher legend the last epochs)."""
+    for medium in ("notebook", "paper"):
+        with plots.profile(medium):
+            for name, draw in every_figure(classes).items():
+                if name == "embeddings":  # the maps' legend sits below the panels; their labels are tested above
+                    continue
+                fig = draw()
+                assert covered_by_legends(fig) == [], (medium, name)
+                plt.close(fig)
+
+
+def test_the_legend_check_sees_a_legend_over_the_data():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot(range(10), [50 + k for k in range(10)], marker="o", label="students")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.6, 0.9))  # over the last points of the curve
+    assert covered_by_legends(fig) and "data points" in covered_by_legends(fig)[0][1]
+
+
+def test_titles_leave_no_word_alone_on_a_line():
+    """02's confusion matrix was titled "...: test set at the chosen epoch" / "15": a title a little
+    too long for a narrow figure now widens it, and a long one wraps into lines of even length."""
+    m = np.eye(6, dtype=int) * 30 + 2
+    short = "synthetic-iemocap: test set at the chosen epoch 15"
+    fig = plots.plot_confusion(m, IEMOCAP, title=short)
+    assert fig.texts[0].get_text() == short and "\n" not in fig.texts[0].get_text()
+    fig.canvas.draw()
+    title_box = fig.texts[0].get_window_extent(fig.canvas.get_renderer())
+    assert title_box.x0 >= 0 and title_box.x1 <= fig.bbox.x1, "the title fits in the figure"
+    long = "synthetic-iemocap, test set, seed 0: " + "a title much longer than any figure is wide " * 3 + "(15)"
+    lines = plots.plot_confusion(m, IEMOCAP, title=long).texts[0].get_text().split("\n")
+    assert len(lines) > 1 and min(map(len, lines)) >= 0.6 * max(map(len, lines)), lines
+    assert " ".join(lines) == " ".join(long.split())

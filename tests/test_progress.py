@@ -84,3 +84,68 @@ def test_disabled_and_terminal_progress_display_nothing(front_end, monkeypatch, 
 
 def test_outside_a_kernel_is_not_a_notebook():
     assert progress.in_notebook() is False  # pytest runs without an IPython kernel
+
+
+def test_run_line_shows_each_epochs_validation_score_in_one_line(front_end):
+    line = progress.RunLine("seed 1, SAF (soft eps 0.1, vad)", epochs=3)
+    for epoch, score in ((1, 40.0), (2, 45.5), (3, 44.0)):
+        line(epoch, {"epoch": epoch, "valid": {"weighted_f1": score}, "test": {"weighted_f1": 99.0}})
+    assert len(front_end.displays) == 1, "one line per run, replaced in place"
+    lines = front_end.displays[0]
+    assert lines[0] == "seed 1, SAF (soft eps 0.1, vad): training, epoch 1/3 ..."
+    assert lines[1].startswith("seed 1, SAF (soft eps 0.1, vad): epoch 1/3, valid w-F1 40.00 (best 40.00 at epoch 1), ")
+    assert lines[-1].startswith("seed 1, SAF (soft eps 0.1, vad): epoch 3/3, valid w-F1 44.00 (best 45.50 at epoch 2), ")
+    assert not any("99" in text for text in lines), "no test score while a run trains"
+
+
+def test_live_history_draws_its_figure_above_the_epoch_lines_without_test(monkeypatch):
+    """In a notebook the first epoch's line used to sit above the live figure and the others
+    below it; and the figure drew the test score of every epoch while the text said it is not
+    shown during training."""
+    import IPython
+
+    from test_plots import history
+
+    events = []
+
+    class Handle:
+        def update(self, fig):
+            events.append(("update", fig))
+
+    def fake_display(fig, display_id=False):
+        events.append(("figure", fig))
+        return Handle()
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())
+    monkeypatch.setattr(IPython.display, "display", fake_display)
+    monkeypatch.setattr(progress, "print", lambda text, **kw: events.append(("line", text)), raising=False)
+    live = progress.LiveHistory()
+    for record in history(3):
+        live(record["epoch"], record)
+    assert [kind for kind, _ in events] == ["figure", "line", "update", "line", "update", "line"]
+    for kind, fig in events:
+        if kind != "line":
+            labels = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+            assert "valid weighted F1" in labels and not [t for t in labels if "test" in t], labels
+
+
+def test_kernel_busy_says_busy_while_the_block_runs_and_stops_after(monkeypatch):
+    import threading
+
+    said = []
+    beat = threading.Event()
+
+    class Kernel:
+        def _publish_status(self, status, channel):
+            said.append((status, channel))
+            beat.set()
+
+    monkeypatch.setattr(progress, "_kernel", lambda: Kernel())
+    with progress.kernel_busy(every=0.01):
+        assert beat.wait(30), "no busy report while the block ran"
+    count = len(said)
+    assert not [t for t in threading.enumerate() if t.name == "safsd-glnet-busy"], "the reporter stopped with the block"
+    assert set(said) == {("busy", "shell")} and len(said) == count
+    monkeypatch.setattr(progress, "_kernel", lambda: None)
+    with progress.kernel_busy(every=0.01):  # outside a notebook: nothing to report to
+        pass

@@ -1,4 +1,4 @@
-"""The package's shape: no import cycles, even through imports inside functions."""
+"""The checkout's shape: no import cycles in the package, even through imports inside functions; what git ignores."""
 import ast
 from pathlib import Path
 
@@ -95,3 +95,21 @@ def test_the_old_io_module_name_warns_and_gives_the_same_functions():
     users = [p.name for p in PACKAGE.rglob("*.py")
              if p.name != "io.py" and ("from . import io" in p.read_text() or "from .io import" in p.read_text())]
     assert users == []
+
+
+def test_the_data_folder_of_the_readme_is_ignored_but_not_the_packages():
+    """``safsd-glnet data meld --out data/meld`` (the README) puts GPL-3.0 text in the checkout's
+    ``data/``: git ignores it, but not the package's own ``data`` modules or the tests' data."""
+    import subprocess
+
+    root = PACKAGE.parent
+
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=root).returncode == 0
+
+    if subprocess.run(["git", "rev-parse"], cwd=root, capture_output=True).returncode:
+        import pytest
+
+        pytest.skip("not a git checkout")
+    assert ignored("data/meld/train_sent_emo.csv") and ignored("data/iemocap_multimodal_features.pkl")
+    assert not ignored("safsd_glnet/data/corpus.py") and not ignored("tests/data/x.csv")
