@@ -98,14 +98,13 @@ def confuse_similar_pairs(corpus, rate: float, seed: int):
 def validation_only(corpus):
     """``corpus`` without its test dialogues; its "test" split names the validation dialogues, so
     that training (which evaluates a test split every epoch) never sees a test utterance."""
-    from safsd_glnet.data.corpus import Corpus
+    import dataclasses
 
     keep = set(corpus.splits["train"]) | set(corpus.splits["valid"])
     splits = {"train": list(corpus.splits["train"]), "valid": list(corpus.splits["valid"]),
               "test": list(corpus.splits["valid"])}
-    return Corpus(corpus.name, corpus.class_names, corpus.speaker_names, corpus.feature_sizes,
-                  {k: d for k, d in corpus.dialogues.items() if k in keep}, splits, corpus.source,
-                  corpus.feature_info)
+    return dataclasses.replace(corpus, dialogues={k: d for k, d in corpus.dialogues.items() if k in keep},
+                               splits=splits)
 
 
 def load(name: str, meld_v1: str | None):

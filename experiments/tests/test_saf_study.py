@@ -44,6 +44,7 @@ def test_validation_only_drops_every_test_dialogue():
     assert not set(corpus.splits["test"]) & set(kept.dialogues)
     assert kept.splits["test"] == kept.splits["valid"] == corpus.splits["valid"]
     assert kept.splits["train"] == corpus.splits["train"]
+    assert kept.validation == corpus.validation and kept.class_names == corpus.class_names
 
 
 def _record(f1, student=1.0, loss=None):
