@@ -403,11 +403,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     """Re-run the notebooks headless and regenerate the tracked figures: figures/ from the
-    synthetic data, or with --meld DIR figures/real-meld/ from the real MELD text (the executed
-    notebooks and runs go to --out)."""
+    synthetic data (and the architecture diagram, figures/architecture.png and .pdf), or with
+    --meld DIR figures/real-meld/ from the real MELD text (the executed notebooks and runs go
+    to --out)."""
     from .papermill_runner import NOTEBOOKS
     from .sequence import REAL_MELD_FIGURES
 
+    if not args.meld:
+        _write_architecture(Path(args.figures))
     if args.meld:
         args.figures = str(Path(args.figures) / REAL_MELD_FIGURES)
         if args.out is None:
@@ -422,6 +425,18 @@ def cmd_figures(args: argparse.Namespace) -> int:
                 not (Path(args.out) / "ablation").exists():
             raise ValueError(f"--only 05 needs the ablation runs of 04 in {Path(args.out) / 'ablation'}")
     return _run_sequence(args, "figures", wanted)
+
+
+def _write_architecture(folder: Path) -> None:
+    """The model's diagram (:func:`safsd_glnet.plots.plot_architecture`) as FOLDER/architecture.png
+    (notebook drawing) and .pdf (paper drawing); it depends on no data."""
+    import matplotlib.pyplot as plt
+
+    from . import plots
+
+    writer = plots.FigureWriter(folder)
+    plt.close(writer("architecture", plots.plot_architecture))
+    print(f"architecture diagram: {', '.join(str(p) for p in writer.written)}")
 
 
 def _run_sequence(args: argparse.Namespace, what: str, notebooks: tuple[str, ...] | None = None) -> int:

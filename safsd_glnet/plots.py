@@ -918,6 +918,112 @@ def plot_ablation(rows: Sequence[dict[str, Any]], metric: str = "weighted_f1", *
     return fig
 
 
+
+# --------------------------------------------------------------------------- the architecture
+
+# (title, lines) of the two fusion stages of plot_architecture, in the words of model.py's
+# docstring, so that the figure and the code name the same stages.
+_ARCHITECTURE_STAGES = (
+    ("modality-hybrid\nattention", ("per modality: self-attention", "and cross-attention to the", "other modalities, each",
+                                   "gated, g = sigmoid(W h) * h,", "concatenated -> F'_m")),
+    ("masked GCN", ("M nodes per utterance, edges", "within a dialogue and within", "an utterance; K = 4 gated",
+                    "high-frequency layers, a", "feature mask in training only")),
+)
+
+
+def _box(ax, x: float, y: float, w: float, h: float, title: str | None, lines: Sequence[str], colour: str,
+         p: Profile) -> None:
+    """A rounded box with lower-left corner (x, y) and size (w, h) in inches: ``title`` in the
+    profile's title font, then ``lines`` in its smallest one, centred as one block."""
+    from matplotlib.patches import FancyBboxPatch
+
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0,rounding_size=0.06", fc=colour, ec="#333333",
+                                lw=0.9))
+    title_h = (title.count("\n") + 1) * p.font * 1.3 / 72 if title else 0.0
+    lines_h = len(lines) * p.small * 1.25 / 72
+    top = y + h / 2 + (title_h + lines_h) / 2  # the block's top, so that the block is centred
+    if title:
+        ax.text(x + w / 2, top, title, ha="center", va="top", fontsize=p.font, fontweight="bold", linespacing=1.1)
+    if lines:
+        ax.text(x + w / 2, top - title_h, "\n".join(lines), ha="center", va="top", fontsize=p.small,
+                linespacing=1.25)
+
+
+def _arrow(ax, start: tuple[float, float], end: tuple[float, float], dashed: bool = False) -> None:
+    ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "-|>", "lw": 1.0, "color": "#333333",
+                                                        "ls": "--" if dashed else "-", "shrinkA": 0, "shrinkB": 0})
+
+
+@_drawn
+def plot_architecture(*, title: str | None = "SAFSD-GLNet: global attention, local graph, "
+                                               "self-distillation into one student per modality"):
+    """The model as boxes and arrows, left to right (SPEC.md, "Architecture"; the classes of
+    :mod:`safsd_glnet.model`): per modality t / a / v an utterance's features (size d_m) enter
+    a modality encoder (``Linear(d_m, H)`` + position + speaker, N x H), the modality-hybrid
+    attention fuses the M streams globally (F'_m, N x H each), the masked GCN fuses them
+    locally over the dialogue graph (M nodes per utterance, 2H each), and the teacher's
+    ``Linear(M 2H, C)`` predicts. One student per modality reads F'_m. The line under the
+    boxes is SPEC.md's loss, ``L = g1 CE_w(teacher) + g2 sum_m SAF(student_m) + g3 sum_m T^2
+    KL(teacher || student_m)``.
+
+    Drawn in inches on one axis as wide as the profile allows; the paper drawing is the
+    notebook drawing made narrower (factor 7.0 / 8.2) with the paper's smaller text."""
+    p = current_profile()
+    s = p.width / NOTEBOOK_WIDTH  # 1 for the notebook, 0.85 for a paper
+    titled = bool(title and p.titles)
+    width, height = p.width, (3.95 if titled else 3.5) * s
+    fig = plt.figure(figsize=(width, height), dpi=p.dpi)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.axis("off")
+    colours = {"input": "#eeeeee", "encoder": "#dbe9f6", "global": "#c6dbef", "local": "#d9f0d3",
+               "teacher": "#fde0c5", "student": "#f2f2f2"}
+    rows = {"t": 2.85 * s, "a": 2.30 * s, "v": 1.75 * s}  # centres of the per-modality rows
+    row_h = 0.44 * s
+    x_in, w_in = 0.05 * s, 0.78 * s
+    x_enc, w_enc = 1.03 * s, 1.42 * s
+    x_att, w_att = 2.67 * s, 1.92 * s
+    x_gcn, w_gcn = 4.82 * s, 1.95 * s
+    x_tea, w_tea = 7.0 * s, 1.15 * s
+    tall_y = rows["v"] - row_h / 2 - 0.12 * s
+    tall_h = rows["t"] - rows["v"] + row_h + 0.24 * s
+    headers = ((x_in, w_in, "inputs"), (x_enc, w_enc, "encoders"), (x_att, w_att, "global fusion"),
+               (x_gcn, w_gcn, "local fusion"), (x_tea, w_tea, "prediction"))
+    for x, w, text in headers:
+        ax.text(x + w / 2, tall_y + tall_h + 0.08 * s, text, ha="center", va="bottom", fontsize=p.small,
+                style="italic")
+    for m, y in rows.items():
+        _box(ax, x_in, y - row_h / 2, w_in, row_h, None, (f"{MODALITY_NAMES[m]} x_{m}",), colours["input"], p)
+        _box(ax, x_enc, y - row_h / 2, w_enc, row_h, None, ("Linear(d_m, H)", "+ position + speaker"),
+             colours["encoder"], p)
+        _arrow(ax, (x_in + w_in, y), (x_enc, y))
+        _arrow(ax, (x_enc + w_enc, y), (x_att, y))
+        _arrow(ax, (x_att + w_att, y), (x_gcn, y))
+    for (name, lines), x, w, colour in zip(_ARCHITECTURE_STAGES, (x_att, x_gcn), (w_att, w_gcn),
+                                           (colours["global"], colours["local"])):
+        _box(ax, x, tall_y, w, tall_h, name, lines, colour, p)
+    mid, tea_h = rows["a"], 0.95 * s
+    _box(ax, x_tea, mid - tea_h / 2, w_tea, tea_h, "teacher", ("Linear(M 2H, C);", "its argmax is", "the prediction"),
+         colours["teacher"], p)
+    _arrow(ax, (x_gcn + w_gcn, mid), (x_tea, mid))
+    ax.text(x_tea + w_tea / 2, mid + tea_h / 2 + 0.06 * s, "loss: CE_w", ha="center", va="bottom", fontsize=p.small)
+    # the students read F'_m under the attention stage; the teacher distils into them (dashed)
+    stu_y, stu_h = 0.42 * s, 0.66 * s
+    stu_mid = stu_y + stu_h / 2
+    _box(ax, x_att, stu_y, w_att, stu_h, "students", ("ReLU, dropout,", "Linear(H, C) on each F'_m"), colours["student"], p)
+    _arrow(ax, (x_att + w_att / 2, tall_y), (x_att + w_att / 2, stu_y + stu_h))
+    ax.plot([x_tea + w_tea / 2, x_tea + w_tea / 2], [mid - tea_h / 2, stu_mid], color="#333333", lw=1.0, ls="--")
+    _arrow(ax, (x_tea + w_tea / 2, stu_mid), (x_att + w_att, stu_mid), dashed=True)
+    ax.text((x_att + w_att + x_tea + w_tea / 2) / 2, stu_mid + 0.05 * s, "self-distillation\nT^2 KL(teacher || student)",
+            ha="center", va="bottom", fontsize=p.small, linespacing=1.2)
+    ax.text(x_att - 0.08 * s, stu_mid, "loss: SAF", ha="right", va="center", fontsize=p.small)
+    ax.text(width / 2, 0.18 * s, "L = g1 CE_w(teacher) + g2 sum_m SAF(student_m) + g3 sum_m T^2 KL(teacher || student_m)",
+            ha="center", va="center", fontsize=p.small)
+    if titled:
+        ax.text(width / 2, height - 0.1 * s, title, ha="center", va="top", fontsize=p.font + 1.0)
+    return fig
+
 def __getattr__(name: str):
     """``plots.LiveHistory``, the old home of the training callback, still works and warns."""
     if name == "LiveHistory":

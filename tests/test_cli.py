@@ -120,6 +120,20 @@ def test_console_script_runs(tmp_path):
     assert "x.npz" in result.stdout
 
 
+def test_figures_writes_the_architecture_diagram_and_meld_does_not(tmp_path, monkeypatch, capsys):
+    from safsd_glnet import cli
+
+    ran = []
+    monkeypatch.setattr(cli, "_run_sequence", lambda args, what, notebooks=None: ran.append(args.figures) or 0)
+    assert cli.main(["figures", "--figures", str(tmp_path / "fig"), "--out", str(tmp_path / "runs")]) == 0
+    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == ["architecture.pdf", "architecture.png"]
+    assert (tmp_path / "fig" / "architecture.png").read_bytes()[:4] == b"\x89PNG"
+    assert "architecture diagram:" in capsys.readouterr().out and ran == [str(tmp_path / "fig")]
+    assert cli.main(["figures", "--figures", str(tmp_path / "m"), "--out", str(tmp_path / "runs"),
+                     "--meld", str(tmp_path)]) == 0
+    assert not (tmp_path / "m").exists(), "the diagram depends on no data: only the synthetic run draws it"
+
+
 def test_sequence_summary_lists_only_the_figures_it_wrote(tmp_path, capsys):
     import os
     import time

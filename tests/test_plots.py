@@ -112,6 +112,23 @@ def test_exploration_figures():
     assert "not available" in texts(fig) and "vad (NRC" in texts(fig)
 
 
+def test_architecture_names_every_stage_and_the_loss():
+    """The diagram names SPEC.md's stages in the data's order (left to right) and the loss."""
+    fig = plots.plot_architecture()
+    fig.canvas.draw()
+    found = {t.get_text(): t for t in fig.axes[0].texts}
+    left = {name: found[name].get_window_extent().x0 for name in found}
+    order = ["text x_t", "Linear(d_m, H)\n+ position + speaker", "modality-hybrid\nattention", "masked GCN", "teacher"]
+    for name in order:
+        assert name in found, name
+    assert [left[n] for n in order] == sorted(left[n] for n in order), "the stages run left to right"
+    assert {"audio x_a", "visual x_v", "students", "loss: SAF", "loss: CE_w"} <= set(found)
+    assert any("T^2 KL(teacher || student_m)" in t and "SAF(student_m)" in t for t in found)
+    assert fig.texts == [] and "SAFSD-GLNet" in texts(fig)  # the title, in the notebook drawing only
+    with plots.profile("paper"):
+        assert "SAFSD-GLNet" not in texts(plots.plot_architecture())
+
+
 def test_per_class_and_similar_pair_bars():
     f1 = {c: 50.0 for c in IEMOCAP}
     fig = plots.plot_per_class_f1({"SAF": f1, "no SAF": {c: 40.0 for c in IEMOCAP}}, IEMOCAP,
@@ -220,6 +237,7 @@ def every_figure(class_names):
                                                     pairs=[(class_names[0], class_names[1])], method="LDA", title=long),
         "ablation": lambda: plots.plot_ablation(rows),
         "seeds": lambda: plots.plot_seed_comparison(seeds, title=long),
+        "architecture": lambda: plots.plot_architecture(),
     }
 
 
