@@ -122,21 +122,25 @@ def test_paper_grid_has_the_papers_ablation_set():
     configs = {v.name: ablate.config_from_parameters({**g.base, **v.parameters}) for v in g.variants}
     full = configs["full"]
     assert full.model.use_transformer and full.model.use_gcn and full.model.use_mask and full.loss.use_saf
-    assert full.loss.use_distillation and full.loss.saf_mode == "soft" and full.loss.similarity == "vad"
+    assert full.loss.use_distillation and full.loss.saf_mode == "penalty" and full.loss.similarity == "vad"
     assert full.model.modalities == ("t", "a", "v")
     wanted = {
         "no_transformer": ("model", "use_transformer", False), "no_gcn": ("model", "use_gcn", False),
         "no_mask": ("model", "use_mask", False), "no_saf": ("loss", "use_saf", False),
         "saf_identity": ("loss", "similarity", "identity"), "saf_prior": ("loss", "similarity", "prior"),
-        "saf_prototype": ("loss", "similarity", "prototype"), "saf_penalty": ("loss", "saf_mode", "penalty"),
+        "saf_prototype": ("loss", "similarity", "prototype"), "saf_soft": ("loss", "saf_mode", "soft"),
         "no_distillation": ("loss", "use_distillation", False),
     }
+    two_changes = {"no_saf_scaled": {"use_saf": False, "student_weight": 0.9},
+                   "saf_reference": {"saf_mode": "reference", "similarity": "prior"}}
     for name, (section, field, value) in wanted.items():
         d, f = configs[name].to_dict(), full.to_dict()
         assert d[section][field] == value, name
         d[section][field] = f[section][field]
         assert d == f, f"{name} changes more than {section}.{field}"
-    subsets = {configs[v.name].model.modalities for v in g.variants if v.name not in wanted}
+    for name, changes in two_changes.items():
+        assert configs[name] == full.replace(loss=changes), name
+    subsets = {configs[v.name].model.modalities for v in g.variants if v.name not in {**wanted, **two_changes}}
     assert subsets == {("t",), ("a",), ("v",), ("t", "a"), ("t", "v"), ("a", "v"), ("t", "a", "v")}
 
 

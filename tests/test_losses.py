@@ -568,7 +568,7 @@ def test_saf_target_rows_mark_a_target_that_favours_another_class():
     from safsd_glnet.facts import IEMOCAP_CLASSES
 
     corpus = SimpleNamespace(class_names=list(IEMOCAP_CLASSES))
-    soft = saf_target_rows(corpus, LossConfig(saf_eps=0.1))
+    soft = saf_target_rows(corpus, LossConfig(saf_mode="soft", saf_eps=0.1))
     assert all(r["favoured"] == r["class"] and r["p_true"] == pytest.approx(0.9) for r in soft)
     reference = {r["class"]: r for r in saf_target_rows(corpus, LossConfig(saf_mode="reference", similarity="prior"))}
     assert all(r["p_true"] < 0.5 for r in reference.values())

@@ -251,7 +251,7 @@ def test_02_training(sequence):
     assert WIDGET_VIEW not in json.dumps(nbformat.read(sequence["out_dir"] / "02_training.ipynb", as_version=4).cells)
 
 
-SAF_LABEL = "SAF (soft eps 0.1, vad)"
+SAF_LABEL = "SAF (penalty lambda 2, vad)"
 CE_LABEL = "no SAF (CE students)"
 
 
@@ -416,7 +416,7 @@ def test_notebooks_by_hand_write_into_their_run_folders(tmp_path):
     run("04_ablation.ipynb", PRESET="tiny", EPOCHS=2, USE_SAF=False, **SMALL_DATA)
     report = run("05_ablation_report.ipynb")
     # 03 found 02's run (its default REUSE_FROM) and read it back
-    assert read_json(root / "runs" / "03_confusion" / "comparison.json")["folders"]["SAF (soft eps 0.1, vad)"]["0"] \
+    assert read_json(root / "runs" / "03_confusion" / "comparison.json")["folders"][SAF_LABEL]["0"] \
         == "../runs/02_training"
 
     assert list((root / "figures").iterdir()) == [], "a notebook run by hand wrote into figures/"

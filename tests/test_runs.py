@@ -88,12 +88,13 @@ def test_a_run_is_reused_across_notebooks_whatever_its_progress_display(tmp_path
 
 def test_student_loss_names_say_the_weight_when_it_is_not_one():
     cfg = preset("tiny")
-    assert runs.student_loss_name(cfg) == "SAF (soft eps 0.1, vad)"
+    assert runs.student_loss_name(cfg) == "SAF (penalty lambda 2, vad)"
+    assert runs.student_loss_name(cfg.replace(loss={"saf_mode": "soft"})) == "SAF (soft eps 0.1, vad)"
     assert runs.student_loss_name(cfg.replace(loss={"use_saf": False})) == "no SAF (CE students)"
     assert runs.student_loss_name(cfg.replace(loss={"use_saf": False, "student_weight": 0.21347})) == \
         "no SAF (CE students, g2 0.213)"
-    assert runs.student_loss_name(cfg.replace(loss={"saf_mode": "penalty", "saf_lambda": 2.0})) == \
-        "SAF (penalty lambda 2, vad)"
+    assert runs.student_loss_name(cfg.replace(loss={"saf_lambda": 0.5, "similarity": "prior"})) == \
+        "SAF (penalty lambda 0.5, prior)"
 
 
 def test_run_folder_listing_leaves_out_hidden_files(tmp_path):
@@ -177,7 +178,7 @@ def test_compare_saf_trains_saf_ce_and_the_scale_matched_control(tmp_path):
                                    callback_factory=lambda title, epochs: titles.append((title, epochs)),
                                    log=said.append)
     saf, control, ce = (study.roles[r] for r in ("saf", "ce_scaled", "ce"))
-    assert study.labels == [saf, control, ce] and saf == "SAF (soft eps 0.1, vad)" and ce == "no SAF (CE students)"
+    assert study.labels == [saf, control, ce] and saf == "SAF (penalty lambda 2, vad)" and ce == "no SAF (CE students)"
     assert study.run(saf, 0).folder == tmp_path / "02_training", "notebook 2's run is reused for seed 0"
     assert not (tmp_path / "work" / "saf-seed0").exists()
     expected = comparison.scale_ratio([study.run(saf, s).metrics for s in (0, 1)],
