@@ -12,6 +12,8 @@ seeds, on the honest protocol (SPEC.md "Evaluation protocols"):
   (57.1), because it loses which side the context came from;
 * ``glnet``: SAFSD-GLNet, preset ``small``, text only (``model.modalities = "t"``), with the
   per-dataset settings of :data:`TEXT_SETTINGS` on standardised features (below);
+* ``glnet_no_saf_scaled``: CE students at the weight g2 of the scale-matched control
+  (:data:`CONTROL_WEIGHT`, or ``--control-weight``);
 * ``glnet_no_transformer`` / ``glnet_no_gcn`` / ``glnet_no_saf`` / ``glnet_no_distill``:
   the same with one component off (``model.use_transformer``, ``model.use_gcn``,
   ``loss.use_saf``, ``loss.use_distillation`` = false).
@@ -93,9 +95,16 @@ GLNET_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "glnet_no_transformer": {"model": {"use_transformer": False}},
     "glnet_no_gcn": {"model": {"use_gcn": False}},
     "glnet_no_saf": {"loss": {"use_saf": False}},
+    # CE students at the weight g2 that puts their first-epoch term at the default SAF term's size
+    # (the scale-matched control of docs/saf_study_plan.md): it changes the loss's shape, not its scale
+    "glnet_no_saf_scaled": {"loss": {"use_saf": False, "student_weight": "control weight"}},
     "glnet_no_distill": {"loss": {"use_distillation": False}},
 }
 MODELS = LR_MODELS + tuple(GLNET_VARIANTS)
+# The control's g2 per dataset on the frozen MiniLM features: the SAF study's first-epoch student
+# term of the adopted default (penalty, lambda 2, beta 0) over that of CE students, mean of seeds
+# 0-4 (experiments/results/saf_study.json). Other features need --control-weight.
+CONTROL_WEIGHT = {"iemocap": 0.924, "meld": 0.843}
 
 # Changes to preset("small") (text only) that this benchmark ships, per dataset. Chosen on the
 # validation split only; see the module docstring and experiments/results/real_text_tuning.md.
@@ -192,7 +201,7 @@ def run_lr(corpus: Corpus, dataset: str, model: str, seed: int, context: int) ->
 
 
 def glnet_config(dataset: str, variant: str, seed: int, epochs: int | None = None, device: str = "auto",
-                 overrides: tuple[str, ...] = (), standardise: bool = True):
+                 overrides: tuple[str, ...] = (), standardise: bool = True, control_weight: float | None = None):
     """The :class:`~safsd_glnet.config.Config` of one SAFSD-GLNet run: ``preset("small")``, text
     only, features standardised by the model (``model.standardise``) unless ``standardise`` is
     False, :data:`TEXT_SETTINGS` of ``dataset``, the ``variant``'s switch, then ``overrides``.
@@ -202,6 +211,11 @@ def glnet_config(dataset: str, variant: str, seed: int, epochs: int | None = Non
     cfg = preset("small").replace(model={"modalities": "t", "standardise": standardise})
     cfg = cfg.replace(**{section: dict(values) for section, values in TEXT_SETTINGS[dataset].items()})
     changes = {section: dict(values) for section, values in GLNET_VARIANTS[variant].items()}
+    if changes.get("loss", {}).get("student_weight") == "control weight":
+        weight = CONTROL_WEIGHT.get(dataset) if control_weight is None else control_weight
+        if weight is None:
+            raise SystemExit(f"real_text: {variant} needs --control-weight for {dataset!r} on these features")
+        changes["loss"]["student_weight"] = weight
     changes.setdefault("train", {}).update({"seed": seed, "progress": False, "device": device})
     if epochs is not None:
         changes["train"]["epochs"] = epochs
@@ -210,10 +224,11 @@ def glnet_config(dataset: str, variant: str, seed: int, epochs: int | None = Non
 
 
 def run_glnet(corpus: Corpus, dataset: str, variant: str, seed: int, epochs: int | None, device: str,
-              overrides: tuple[str, ...] = (), standardise: bool = True) -> dict[str, Any]:
+              overrides: tuple[str, ...] = (), standardise: bool = True,
+              control_weight: float | None = None) -> dict[str, Any]:
     from safsd_glnet.train import train
 
-    cfg = glnet_config(dataset, variant, seed, epochs, device, overrides, standardise)
+    cfg = glnet_config(dataset, variant, seed, epochs, device, overrides, standardise, control_weight)
     t0 = time.perf_counter()
     run = train(cfg, corpus.with_modalities(("t",)), out_dir=None)
     test = dict(run.metrics["test"])
@@ -343,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="feed SAFSD-GLNet the raw L2-normalised vectors (see the module docstring)")
     ap.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="SECTION.FIELD=VALUE",
                     help="extra config changes for every SAFSD-GLNet run, after TEXT_SETTINGS")
+    ap.add_argument("--control-weight", type=float, default=None, metavar="G2",
+                    help="g2 of glnet_no_saf_scaled (default: CONTROL_WEIGHT of the dataset, for the frozen "
+                         "MiniLM features; required with --features)")
     ap.add_argument("--md", default=None, help="also write the Markdown report here")
     ap.add_argument("--combine", nargs="+", default=None, metavar="JSON",
                     help="merge the results of earlier runs (e.g. one per dataset, run side by side) into "
@@ -362,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.features and len(args.datasets) != 1:
         print("real_text: --features holds one dataset's corpus: name it with --datasets", file=sys.stderr)
         return 2
+    if args.features and "glnet_no_saf_scaled" in args.models and args.control_weight is None:
+        print("real_text: glnet_no_saf_scaled on --features needs --control-weight (CONTROL_WEIGHT holds the "
+              "frozen MiniLM features' values)", file=sys.stderr)
+        return 2
     seeds = list(range(args.seeds))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -371,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
                     "validation weighted F1, test at that epoch",
         "command": "python experiments/real_text.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "encoder": args.encoder, "features": args.features, "context": args.context, "seeds": seeds, "device": args.device,
-        "standardise": args.standardise,
+        "standardise": args.standardise, "control_weight": args.control_weight,
         "glnet_settings": {d: TEXT_SETTINGS[d] for d in args.datasets}, "overrides": list(overrides),
         "machine": machine(), "wall_seconds": 0.0, "results": {},
     }
@@ -391,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                 run = lambda s: run_lr(corpus, dataset, model, s, args.context)  # noqa: E731
             else:
                 run = lambda s: run_glnet(corpus, dataset, model, s, args.epochs, args.device,  # noqa: E731
-                                          overrides, args.standardise)
+                                          overrides, args.standardise, args.control_weight)
             # lbfgs logistic regression has no randomness: fitting it per seed would only
             # repeat the same numbers, so one fit is recorded for all seeds.
             for seed in (seeds[:1] if deterministic else seeds):

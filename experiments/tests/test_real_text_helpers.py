@@ -66,3 +66,13 @@ def test_combine_merges_datasets_and_refuses_mismatches(tmp_path):
         real_text.main(["--combine", str(a), str(b), "--out", str(out)])
     with pytest.raises(ValueError, match="iemocap / lr is already"):
         real_text.main(["--combine", str(a), str(a), "--out", str(out)])
+
+
+def test_the_scale_matched_control_trains_ce_students_at_the_control_weight():
+    control = real_text.glnet_config("iemocap", "glnet_no_saf_scaled", seed=1, device="cpu")
+    plain = real_text.glnet_config("iemocap", "glnet_no_saf", seed=1, device="cpu")
+    assert control.loss.student_weight == real_text.CONTROL_WEIGHT["iemocap"] and not control.loss.use_saf
+    assert control.replace(loss={"student_weight": 1.0}) == plain
+    given = real_text.glnet_config("meld", "glnet_no_saf_scaled", seed=1, device="cpu", control_weight=0.5)
+    assert given.loss.student_weight == 0.5
+    assert real_text.main(["--datasets", "meld", "--features", "x.npz", "--models", "glnet_no_saf_scaled"]) == 2
