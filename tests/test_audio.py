@@ -405,7 +405,7 @@ def test_cli_features_with_audio(table_dir, tmp_path, fake_encoder, capsys):
     lone = make_cli().parse_args(["features", "--table", str(table_dir / "talks.csv"), "--encoder", "fake",
                                   "--audio-dir", str(audio_dir), "--out", str(out)])
     assert lone.func(lone) == 2
-    assert "--audio-dir needs --audio-column or --audio-pattern" in capsys.readouterr().err
+    assert "--audio-dir and --audio-any-path need --audio-column or --audio-pattern" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # a column and a pattern together
         make_cli().parse_args(["features", "--table", "t.csv", "--audio-column", "wav",
                                "--audio-pattern", "{dialogue}.wav", "--out", "o.npz"])
