@@ -225,3 +225,20 @@ def test_amp_off_is_honoured_by_evaluation_on_cuda(corpus, monkeypatch):
     with torch.autocast("cuda", dtype=torch.bfloat16):  # an outer autocast does not leak in
         train_module.evaluate(run.model, corpus.split("test"), corpus.class_names, amp=False)
     assert set(seen) == {"fp32"}
+
+
+@pytest.mark.parametrize("preset_value, expected", [(None, "128"), ("7", "7")])
+def test_import_bounds_onednn_primitive_cache_before_torch_loads(preset_value, expected):
+    """``import safsd_glnet`` sets oneDNN's primitive cache capacity (the cause of bf16's extra memory
+    on MELD-shaped batches, benchmarks/bf16_memory.py) before torch is loaded, and keeps a user's value."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    if preset_value is not None:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset_value
+    code = ("import sys, os, safsd_glnet; "
+            "print('torch' in sys.modules, os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", expected]
