@@ -265,7 +265,6 @@ def _train_seeds_elsewhere(args: argparse.Namespace, cfg: Config, executor) -> i
 def _load_for_checkpoint(args: argparse.Namespace):
     from .train import align_corpus, load_model, select_device
 
-    apply_threads(args.threads)
     device = select_device(args.device or "auto")
     model, info = load_model(args.checkpoint, device)
     corpus = load_corpus_arg(args)
@@ -281,6 +280,7 @@ def _load_for_checkpoint(args: argparse.Namespace):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .train import evaluate
 
+    apply_threads(args.threads)
     if args.out:
         from .run_folder import check_output_file
 
@@ -303,6 +303,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .run_folder import check_output_file
     from .train import predict, write_predictions
 
+    apply_threads(args.threads)
     if (args.data is None) == (args.dialogues is None):
         raise ValueError("give --data (a corpus and --split) or --dialogues FILE (new, unlabelled dialogues)")
     if args.dialogues is not None:
@@ -334,7 +335,6 @@ def _predict_dialogues(args: argparse.Namespace) -> int:
             raise ValueError(f"--{flag.replace('_', '-')} applies to --data, not to --dialogues")
     if args.out is not None:
         check_output_file(args.out, "--out file", kind="predictions", overwrite=args.overwrite)
-    apply_threads(args.threads)
     predictor = Predictor(args.checkpoint, args.device or "auto", encoder_dir=args.encoder_dir,
                           unknown_speakers=args.unknown_speakers)
     table = predictor.read(args.dialogues, fmt=args.format, columns=args.columns, delimiter=args.delimiter,
