@@ -23,6 +23,12 @@ minutes) builds one file::
     python benchmarks/finetune_speed.py --inputs context --precision bf16 --threads 1 --steps 0 --encode
     python benchmarks/finetune_speed.py --inputs context --precision fp32 --threads 1
 
+``--per-1000`` also prints the figures per 1,000 utterances and the formula for a whole run
+(see docs/finetune.md, "Speed"); a brief call that gives it::
+
+    nice -n 15 python benchmarks/finetune_speed.py --precision fp32 --threads 1 --steps 12 \
+        --encode --encode-utterances 640 --per-1000 --out /tmp/speed.json
+
 Timings on a shared machine move with its load: every record keeps the 1-minute load average
 before and after, the CPU model and whether it has AMX / AVX512-BF16.
 """
@@ -64,6 +70,32 @@ def load() -> float:
         return float("nan")
 
 
+def per_1000(parts: dict) -> dict:
+    """Seconds per 1,000 utterances: one training epoch (1000 / batch steps at the mean step
+    time) and one encoding pass; a part that was not measured is left out."""
+    out = {}
+    if "train" in parts:
+        t = parts["train"]
+        out["train_epoch_seconds"] = round(1000 / t["batch_size"] * t["seconds_per_step_mean"], 1)
+    if "encode" in parts and parts["encode"]["utterances"]:
+        e = parts["encode"]
+        out["encode_seconds"] = round(1000 * e["seconds"] / e["utterances"], 1)
+    return out
+
+
+def describe_per_1000(p: dict, tokens: float) -> str:
+    """The formula of docs/finetune.md with this machine's figures: a run of E epochs on
+    N_train training, N_valid validation and N utterances in all (in thousands) takes about
+    E * (N_train * a + N_valid * b) + N * b seconds, a = one training epoch, b = one encoding pass."""
+    a, b = p.get("train_epoch_seconds"), p.get("encode_seconds")
+    text = f"per 1,000 utterances of {tokens:.0f} tokens on average: "
+    text += f"training epoch a = {a} s" if a is not None else "training not measured"
+    text += f", encoding b = {b} s" if b is not None else ", encoding not measured (--encode)"
+    if a is not None and b is not None:
+        text += "; a run takes about E*(N_train*a + N_valid*b) + N_all*b seconds (N in thousands)"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--table", default=str(DEFAULT_TABLE), help=f"IEMOCAP utterance table (default {DEFAULT_TABLE})")
@@ -81,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=240.0, help="seconds of training at most (default 240)")
     ap.add_argument("--encode", action="store_true", help="also time one encoding pass over every utterance")
     ap.add_argument("--encode-batch-size", type=int, default=64)
+    ap.add_argument("--encode-utterances", type=int, default=None,
+                    help="--encode: time only the first N utterances (default: all)")
+    ap.add_argument("--per-1000", action="store_true",
+                    help="print seconds per 1,000 utterances (one training epoch, encoding) and the run formula")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     args = ap.parse_args(argv)
@@ -169,11 +205,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{steps_per_epoch * per_step / 60:.1f} min")
     if args.encode:
         t0 = time.perf_counter()
-        _, feats = ft.run_classifier(model, examples, tools, args.encode_batch_size, desc="encoding")
+        encoded = examples[:args.encode_utterances] if args.encode_utterances else examples
+        _, feats = ft.run_classifier(model, encoded, tools, args.encode_batch_size, desc="encoding")
         seconds = time.perf_counter() - t0
-        parts["encode"] = {"utterances": len(examples), "seconds": round(seconds, 1),
+        parts["encode"] = {"utterances": len(encoded), "seconds": round(seconds, 1),
                            "batch_size": args.encode_batch_size}
-        print(f"  encoding: {len(examples)} utterances in {seconds:.1f} s ({feats.shape[1]}-d)")
+        print(f"  encoding: {len(encoded)} utterances in {seconds:.1f} s ({feats.shape[1]}-d)")
+    if args.per_1000:
+        record["per_1000_utterances"] = per_1000(parts)
+        print(f"  {describe_per_1000(record['per_1000_utterances'], record['tokens_mean'])}")
     stamp = {"load_before": load_before, "load_after": load(), "torch_threads": torch.get_num_threads(),
              "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     for part in parts.values():

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .cli_finetune import add_threads_argument, apply_threads
 from .config import PRESETS, Config, preset
 from .data.corpus import DataError
 
@@ -141,7 +142,8 @@ examples:
 
 The sentences are encoded with the encoder recorded in the checkpoint (the frozen sentence
 encoder or the fine-tuned one, with its context window), and speakers follow the model's
-scheme: names it learnt (an unknown name is an error), or order of appearance per dialogue.
+scheme: names it learnt (an unknown name is an error suggesting the closest known names, or
+with --unknown-speakers generic one generic speaker), or order of appearance per dialogue.
 """
 
 
@@ -173,6 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
     cfg = build_config(args)
+    apply_threads(args.threads)
     executor = _train_executor(args)
     if executor is not None:
         return _train_seeds_elsewhere(args, cfg, executor)
@@ -239,7 +242,7 @@ def _train_seeds_elsewhere(args: argparse.Namespace, cfg: Config, executor) -> i
         data = str(Path(data).resolve())  # the workers do not run in this folder
     try:
         summary = train_seeds_on(executor, cfg, data, kw, args.seeds, args.out, resume=args.resume,
-                                 overwrite=args.overwrite, progress=not args.no_progress)
+                                 overwrite=args.overwrite, progress=not args.no_progress, threads=args.threads)
     except KeyboardInterrupt:
         print("safsd-glnet train: interrupted; queued and running seeds were cancelled; run the same command with "
               "--resume to continue them from their last epoch", file=sys.stderr)
@@ -277,6 +280,7 @@ def _load_for_checkpoint(args: argparse.Namespace):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .train import evaluate
 
+    apply_threads(args.threads)
     if args.out:
         from .run_folder import check_output_file
 
@@ -299,6 +303,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .run_folder import check_output_file
     from .train import predict, write_predictions
 
+    apply_threads(args.threads)
     if (args.data is None) == (args.dialogues is None):
         raise ValueError("give --data (a corpus and --split) or --dialogues FILE (new, unlabelled dialogues)")
     if args.dialogues is not None:
@@ -306,6 +311,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for flag in ("columns", "format", "delimiter", "encoding", "encoder_dir"):
         if getattr(args, flag) is not None:
             raise ValueError(f"--{flag.replace('_', '-')} applies to --dialogues, not to --data")
+    if args.unknown_speakers != "error":
+        raise ValueError("--unknown-speakers applies to --dialogues, not to --data")
     if args.out is None:
         raise ValueError("--out is needed with --data: the CSV file to write")
     check_output_file(args.out, "--out file", kind="predictions", overwrite=args.overwrite)
@@ -320,7 +327,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _predict_dialogues(args: argparse.Namespace) -> int:
     """``predict --dialogues FILE``: encode new dialogues as the model's corpus was, print the
     predictions as a table, and write them (CSV, or JSON by the suffix) with --out."""
-    from .prediction import Predictor, format_predictions, write_predictions
+    from .prediction import Predictor, describe_generic, format_predictions, write_predictions
     from .run_folder import check_output_file
 
     for flag in ("split", "sizes", "valid_fraction", "valid_ids", "text_layers"):
@@ -328,11 +335,14 @@ def _predict_dialogues(args: argparse.Namespace) -> int:
             raise ValueError(f"--{flag.replace('_', '-')} applies to --data, not to --dialogues")
     if args.out is not None:
         check_output_file(args.out, "--out file", kind="predictions", overwrite=args.overwrite)
-    predictor = Predictor(args.checkpoint, args.device or "auto", encoder_dir=args.encoder_dir)
+    predictor = Predictor(args.checkpoint, args.device or "auto", encoder_dir=args.encoder_dir,
+                          unknown_speakers=args.unknown_speakers)
     table = predictor.read(args.dialogues, fmt=args.format, columns=args.columns, delimiter=args.delimiter,
                            encoding=args.encoding)
     rows = predictor.predict_table(table)
     print(format_predictions(rows))
+    if predictor.generic:
+        print(describe_generic(predictor.generic, len(predictor.speaker_names)))
     if args.out is not None:
         write_predictions(args.out, rows, predictor.class_names, str(args.checkpoint))
         print(f"wrote {len(rows)} predictions to {args.out}")
@@ -538,7 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (without it, or --resume, a run folder is never replaced)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (the start lines and, with --seeds, one line per seed stay)")
+    add_threads_argument(p)
     p.add_argument("--split-dialogues", metavar="LEN[:OVERLAP]",
                    help="cut training dialogues longer than LEN utterances into windows of LEN overlapping by "
                         "OVERLAP (default LEN/4), for dialogues too long to train on whole (the error says which "
@@ -558,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--checkpoint", required=True, help="checkpoint_best.pt or checkpoint_last.pt of a run")
         _add_data_args(p, default=None, required=name == "evaluate")
         p.add_argument("--device", help="auto (default), cpu, cuda, mps")
+        add_threads_argument(p)
         if name == "evaluate":
             p.add_argument("--split", default="test", choices=("train", "valid", "test"))
             p.add_argument("--out", help="also write the metrics as JSON here")
@@ -578,6 +591,10 @@ def build_parser() -> argparse.ArgumentParser:
             new.add_argument("--delimiter", help="table: the CSV delimiter (default: detected)")
             new.add_argument("--encoding", help="the text encoding (default: detected)")
             new.add_argument("--encoder-dir", help="where a fine-tuned encoder folder is now, if it moved")
+            new.add_argument("--unknown-speakers", choices=("error", "generic"), default="error",
+                             help="a speaker the model never learnt: error (default; the message suggests the "
+                                  "closest known names) or generic (one generic speaker, the mean of the trained "
+                                  "speaker embeddings; the output names who was mapped)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("convert", help="turn an SDT / M3Net feature pickle into the kit's .npz format",

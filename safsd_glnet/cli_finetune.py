@@ -37,6 +37,24 @@ labelled as a report (--no-test-score: not scored at all).
 """
 
 
+def add_threads_argument(group) -> None:
+    """``--threads N``, shared by ``finetune``, ``train``, ``evaluate`` and ``predict``."""
+    group.add_argument("--threads", type=int, metavar="N",
+                       help="torch CPU threads (default: torch's choice); 1 is much faster on a small CPU shared "
+                            "with other jobs")
+
+
+def apply_threads(threads: int | None) -> None:
+    """``torch.set_num_threads(threads)`` when given; below 1 is a one-line error naming the flag."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise DataError(f"--threads {threads}: must be >= 1")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``finetune`` subcommand on ``subparsers`` (sets ``func=run_finetune``)."""
     from .finetune import FinetuneConfig, HELDOUT, POOLINGS  # light: torch and transformers load lazily
@@ -100,9 +118,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     run = p.add_argument_group("run")
     run.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps (default auto)")
     run.add_argument("--encode-batch-size", type=int, default=64, help="utterances per encoding batch (default 64)")
-    run.add_argument("--threads", type=int, metavar="N",
-                     help="torch CPU threads (default: torch's choice); 1 is much faster on a small CPU shared "
-                          "with other jobs")
+    add_threads_argument(run)
     run.add_argument("--run-dir", metavar="DIR",
                      help="folder for the encoders and finetune.json (default: keyed, under --cache-dir)")
     run.add_argument("--cache-dir", default=".cache/safsd-glnet", help="default .cache/safsd-glnet")
@@ -168,11 +184,7 @@ def _run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out file")  # before the minutes of fine-tuning, not after
     if args.encode_batch_size < 1:
         raise DataError(f"--encode-batch-size {args.encode_batch_size}: must be >= 1")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise DataError(f"--threads {args.threads}: must be >= 1")
-        import torch
-        torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
     base = _config(args)
     table = _read(args)
     print(describe(table))

@@ -532,8 +532,9 @@ def fit(model: Any, train: Sequence[Example], train_labels: np.ndarray, valid: S
                   "valid_weighted_f1": valid_metrics["weighted_f1"], "valid_macro_f1": valid_metrics["macro_f1"],
                   "lr_end": float(scheduler.get_last_lr()[0]), "seconds": round(time.perf_counter() - t0, 2)}
         history.append(record)
-        log.info("%s epoch %d: train loss %.4f, valid w-F1 %.2f", name, epoch, record["train_loss"],
-                 record["valid_weighted_f1"])
+        # printed, not logged: with --no-progress this line is all a user sees for up to an hour
+        print(f"{name} epoch {epoch}/{cfg.epochs}: train loss {record['train_loss']:.4f}, valid w-F1 "
+              f"{record['valid_weighted_f1']:.2f} ({record['seconds']:.0f} s)", flush=True)
         if record["valid_weighted_f1"] > best["valid_weighted_f1"]:
             best = {"epoch": epoch, "valid_weighted_f1": record["valid_weighted_f1"]}
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -761,7 +762,7 @@ def finetune_corpus(table: Table, config: FinetuneConfig = FinetuneConfig(), *,
                                   max_length=cfg.max_length)
         valid_rows = rows(table.splits["valid"])
         for job in todo:
-            log.info("fine-tuning %s of %s on %d dialogues", job.name, run_dir.name, len(job.trained_on))
+            print(f"fine-tuning {job.name} of {run_dir.name} on {len(job.trained_on)} dialogues", flush=True)
             _seed(cfg.seed)
             encoder = _load_model(spec.target, spec.local)
             _check_length(cfg.max_length, tokenizer, encoder, spec.name)

@@ -11,9 +11,16 @@ the model (``model.standardise``).
 Speakers (``speaker_mode`` of the signature):
 
 * ``"corpus"``: one embedding per name seen in training (IEMOCAP's ``M`` / ``F``). A name the
-  model does not know is an error that says so; it is never mapped to another speaker.
+  model does not know is an error that suggests the closest known names (``Monica`` -> did you
+  mean ``Monica Geller``?); it is never silently mapped to another speaker.
 * ``"dialogue"``: the first person to speak in a dialogue is speaker 0, the second 1, ...
   (MELD). A dialogue with more speakers than the model has slots is an error.
+
+``unknown_speakers="generic"`` (``predict --unknown-speakers generic``) instead gives every
+unknown name (or slot beyond the model's) one generic speaker whose embedding is the mean of
+the trained ones, ``e_generic = (1/K) sum_k E[k]`` over the K known rows of each speaker
+embedding table; :attr:`Predictor.generic` then lists who was mapped, and the command line says
+so in one line.
 
 Input: a plain-text file (``Speaker: sentence`` lines, a blank line between dialogues; see
 :func:`safsd_glnet.data.tables.read_dialogue_text`), an unlabelled table (CSV / TSV / JSON
@@ -35,6 +42,8 @@ from .data.corpus import Corpus, DataError, Dialogue
 from .data.tables import Table, read_dialogue_text, read_table, table_from_pairs
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".ndjson")
+UNKNOWN_SPEAKERS = ("error", "generic")  # what a speaker the model never learnt becomes
+GENERIC_SPEAKER = "<generic speaker>"
 
 
 @dataclass
@@ -64,8 +73,15 @@ class Predictor:
     sentences (the standard SDT / M3Net feature files carry no encoder to rebuild them with).
     """
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto", *, encoder_dir: str | Path | None = None):
+    def __init__(self, checkpoint: str | Path, device: str = "auto", *, encoder_dir: str | Path | None = None,
+                 unknown_speakers: str = "error"):
         from .train import load_model, select_device
+
+        if unknown_speakers not in UNKNOWN_SPEAKERS:
+            raise ValueError(f"unknown_speakers={unknown_speakers!r}, expected one of {UNKNOWN_SPEAKERS}")
+        self.unknown_speakers = unknown_speakers
+        self.generic: list[str] = []  # the speakers the last prediction mapped to the generic speaker
+        self._generic_model = None
 
         self.checkpoint = Path(checkpoint)
         self.device = select_device(device)
@@ -94,7 +110,7 @@ class Predictor:
              encoding: str | None = None) -> Table:
         """Dialogues from a file: a table by its suffix (or ``fmt``), else ``Speaker: sentence`` text."""
         path = Path(path)
-        vocabulary = dict(speaker_mode=self.speaker_mode, speaker_names=self.speaker_names)
+        vocabulary = self._vocabulary()
         if fmt is not None or path.suffix.lower() in TABLE_SUFFIXES:
             return read_table(path, columns, fmt, labelled=False, delimiter=delimiter, encoding=encoding,
                               **vocabulary)
@@ -105,33 +121,98 @@ class Predictor:
     def predict_pairs(self, dialogues: Sequence[Sequence[tuple[str, str]]] | Mapping[str, Sequence[tuple[str, str]]]
                       ) -> list[UtterancePrediction]:
         """Predictions for dialogues given as lists of ``(speaker, sentence)`` pairs."""
-        table = table_from_pairs(dialogues, speaker_mode=self.speaker_mode, speaker_names=self.speaker_names)
+        table = table_from_pairs(dialogues, **self._vocabulary())
         return self.predict_table(table)
+
+    def _vocabulary(self) -> dict[str, Any]:
+        """How the readers number speakers: by the model's names (unknown ones are an error there),
+        or, for ``generic``, freely; :meth:`_speakers` then maps them to the model's indices."""
+        names = None if self.unknown_speakers == "generic" else self.speaker_names
+        return dict(speaker_mode=self.speaker_mode, speaker_names=names)
+
+    def _speakers(self, table: Table) -> list[np.ndarray]:
+        """Per dialogue, (n,) indices into the model's speakers; index K (= the number of known
+        speakers) is the generic speaker. Sets :attr:`generic` to who was mapped to it."""
+        known = len(self.speaker_names)
+        index = {name: i for i, name in enumerate(self.speaker_names)}
+        generic: dict[str, None] = {}
+        out = []
+        for d in table.dialogues:
+            if self.speaker_mode == "corpus":
+                ids = [index.get(name, known) for name in d.speaker_labels]
+            else:  # slots in order of appearance; the model learnt `known` of them
+                ids = [min(int(i), known) for i in d.speakers]
+            for name, i in zip(d.speaker_labels, ids):
+                if i == known:
+                    if self.unknown_speakers != "generic":
+                        from .data.tables import unknown_speaker_hint
+
+                        what = (f"speaker {name!r} is unknown to the model; {unknown_speaker_hint(name, self.speaker_names)}"
+                                if self.speaker_mode == "corpus" else
+                                f"speaker {name!r} is beyond the {known} per-dialogue speakers the model knows")
+                        raise DataError(f"{table.source}: dialogue {d.id!r}: {what}")
+                    generic[name] = None
+            out.append(np.asarray(ids, dtype=np.int64))
+        self.generic = list(generic)
+        return out
+
+    def _model_with_generic(self):
+        """A copy of the model whose speaker embedding tables have one more row at index K: the
+        mean of the K trained rows (rows after K, padding, move down by one)."""
+        if self._generic_model is None:
+            import copy
+
+            import torch
+
+            model = copy.deepcopy(self.model)
+            known = len(self.speaker_names)
+            for parent in model.modules():
+                old = getattr(parent, "speaker", None)
+                if not isinstance(old, torch.nn.Embedding):
+                    continue
+                w = old.weight.detach()
+                pad = old.padding_idx
+                new = torch.nn.Embedding(w.shape[0] + 1, w.shape[1], padding_idx=None if pad is None else pad + 1)
+                with torch.no_grad():
+                    new.weight.copy_(torch.cat([w[:known], w[:known].mean(0, keepdim=True), w[known:]]))
+                parent.speaker = new.to(w.device)
+            self._generic_model = model.eval()
+        return self._generic_model
 
     def predict_table(self, table: Table, batch_size: int = 16) -> list[UtterancePrediction]:
         """Predictions for every utterance of ``table`` (labels, where it has them, are ignored)."""
         from .finetune import encode_dialogues
         from .train import predict
 
+        speakers = self._speakers(table)  # before encoding: an unknown name fails fast
         pairs = [list(zip(d.speaker_labels, d.texts)) for d in table.dialogues]
         vectors = encode_dialogues(self.feature_info, pairs, device=str(self.device), encoder_dir=self.encoder_dir)
         size = self.signature["feature_sizes"]["t"]
         dialogues = []
-        for d, x in zip(table.dialogues, vectors):
+        for d, x, ids in zip(table.dialogues, vectors, speakers):
             if x.shape != (len(d), size):
                 raise DataError(f"{table.source}: dialogue {d.id!r}: the encoder gave {x.shape}, the model reads "
                                 f"({len(d)}, {size})")
-            dialogues.append(Dialogue(d.id, np.asarray(d.speakers, dtype=np.int64), np.zeros(len(d), dtype=np.int64),
-                                      {"t": x}, list(d.texts)))
-        corpus = Corpus(table.name, self.class_names, self.speaker_names, {"t": size},
+            dialogues.append(Dialogue(d.id, ids, np.zeros(len(d), dtype=np.int64), {"t": x}, list(d.texts)))
+        names, model = self.speaker_names, self.model
+        if self.generic:
+            names, model = [*self.speaker_names, GENERIC_SPEAKER], self._model_with_generic()
+        corpus = Corpus(table.name, self.class_names, names, {"t": size},
                         {d.id: d for d in dialogues}, {"test": [d.id for d in dialogues]}, table.source).validate()
-        p = predict(self.model, corpus.split("test"), batch_size, self.device, amp=self.config.train.amp)
+        p = predict(model, corpus.split("test"), batch_size, self.device, amp=self.config.train.amp)
         speakers = [s for d in table.dialogues for s in d.speaker_labels]
         texts = [t for d in table.dialogues for t in d.texts]
         return [UtterancePrediction(p.dialogue_ids[i], int(p.positions[i]), speakers[i], texts[i],
                                     self.class_names[int(p.preds[i])],
                                     {c: float(p.probs[i, k]) for k, c in enumerate(self.class_names)})
                 for i in range(len(p.preds))]
+
+
+def describe_generic(names: Sequence[str], known: int) -> str:
+    """The one line that says who was mapped to the generic speaker."""
+    shown = ", ".join(repr(n) for n in names[:10]) + (f", ... ({len(names)} in all)" if len(names) > 10 else "")
+    return (f"unknown speakers mapped to a generic speaker (the mean of the model's {known} speaker "
+            f"embeddings): {shown}")
 
 
 def predict_conversation(checkpoint: str | Path, pairs: Sequence[tuple[str, str]], device: str = "auto"

@@ -58,7 +58,7 @@ def train_seeds_on(executor: Executor, config: Any, data: str, data_options: Map
     Checked before anything is submitted: the data spec (without reading it), and that no
     seed folder holds a run that neither ``resume`` nor ``overwrite`` says what to do with."""
     from .data import check_data_spec
-    from .train import seed_summary
+    from .train import seed_line, seed_summary
 
     out = Path(out_dir).resolve()
     say = log or (lambda _msg: None)
@@ -95,7 +95,7 @@ def train_seeds_on(executor: Executor, config: Any, data: str, data_options: Map
                 with files.atomic_path(folder / file) as tmp:  # metrics.json, the completion marker, last
                     tmp.write_bytes(data_bytes)
             metrics[seed] = value["metrics"]
-            message = f"  seed {seed}: test weighted F1 {value['metrics']['test']['weighted_f1']:.2f}"
+            message = f"  {seed_line(seed, value['metrics'])}"
         if bar is not None:
             bar.update(1)
             bar.write(message)

@@ -32,7 +32,7 @@ from . import kernels, long_dialogues, precision, run_folder
 from .config import Config, TrainConfig, check_device_name
 from .data.batching import Batch, iterate_batches, num_batches
 from .data import validation
-from .data.corpus import Corpus, DataError, Dialogue
+from .data.corpus import Corpus, DataError, Dialogue, describe_unseen_speakers
 from .losses import LossComputer, class_feature_sums
 from .metrics import compute_metrics, summarise_seeds
 from .model import SAFSDGLNet, count_parameters
@@ -179,9 +179,10 @@ def align_corpus(signature: dict[str, Any], corpus: Corpus, source: str) -> Corp
     for i, name in enumerate(corpus.speaker_names):
         if name not in index:
             first = next((d.id for d in corpus.dialogues.values() if (np.asarray(d.speakers) == i).any()), "?")
-            shown = ", ".join(repr(n) for n in known[:10]) + (", ..." if len(known) > 10 else "")
+            from .data.tables import unknown_speaker_hint
+
             raise DataError(f"{corpus.source}: dialogue {first!r}: speaker {name!r} is unknown to the model from "
-                            f"{source}; it knows {shown}")
+                            f"{source}; {unknown_speaker_hint(name, known)}")
         mapping[i] = index[name]
     dialogues = {k: Dialogue(d.id, mapping[np.asarray(d.speakers, dtype=np.int64)], d.labels, d.features, d.texts)
                  for k, d in corpus.dialogues.items()}
@@ -385,6 +386,9 @@ def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, 
     long_dialogues.check_trainable(corpus, config)  # a dialogue too long to train on: one line, before any work
     device = select_device(config.train.device)
     print(f"validation: {validation.describe(validation.for_run(corpus))}", flush=True)
+    unseen = describe_unseen_speakers(corpus.unseen_speakers())
+    if unseen:
+        print(unseen, flush=True)
     if out_dir is None:
         return _train(config, corpus, None, device, False, callback)
     out = Path(out_dir)
@@ -547,6 +551,8 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
         "num_parameters": count_parameters(model),
         "protocol": HONEST_LABEL,
         "validation": valid_record,
+        # share of valid / test utterances whose speaker never speaks in train (untrained embedding)
+        "unseen_speakers": corpus.unseen_speakers(),
         "chosen_epoch": best.epoch,
         "test": test_final,
         "valid": valid_final,
@@ -577,6 +583,13 @@ def seed_summary(seeds: list[int], runs: list[dict[str, Any]]) -> dict[str, Any]
     }
 
 
+def seed_line(seed: int, metrics: dict[str, Any], count: str = "") -> str:
+    """``seed 3 (2/5): epoch 12 chosen by validation weighted F1 55.31; test weighted F1 57.02``."""
+    of = f" ({count})" if count else ""
+    return (f"seed {seed}{of}: epoch {metrics['chosen_epoch']} chosen by validation weighted F1 "
+            f"{metrics['valid']['weighted_f1']:.2f}; test weighted F1 {metrics['test']['weighted_f1']:.2f}")
+
+
 def train_seeds(config: Config, corpus: Corpus, seeds: list[int], out_dir: str | Path | None = None,
                 resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train once per seed (``out_dir/seed<k>``) and summarise mean and sample std."""
@@ -584,10 +597,12 @@ def train_seeds(config: Config, corpus: Corpus, seeds: list[int], out_dir: str |
         raise DataError(f"{out_dir}: holds a single run; several seeds need a folder of their own "
                         "(each seed trains into <folder>/seed<k>)")
     runs = []
-    for seed in seeds:
+    for k, seed in enumerate(seeds, start=1):
         cfg = config.replace(train={"seed": seed})
         sub = Path(out_dir) / f"seed{seed}" if out_dir is not None else None
         runs.append(train(cfg, corpus, sub, resume=resume, overwrite=overwrite).metrics)
+        # one line per finished seed, bars or not: a run of five seeds is otherwise silent for hours
+        print(seed_line(seed, runs[-1], f"{k}/{len(seeds)}"), flush=True)
     summary = seed_summary(list(seeds), runs)
     if out_dir is not None:
         files.write_json(Path(out_dir) / "summary.json", summary)

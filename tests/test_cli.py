@@ -290,3 +290,30 @@ def test_an_out_file_never_replaces_a_runs_own_files(tmp_path, capsys):
                  "--overwrite"]) == 0
     rows = list(csv.DictReader(open(run / "test_predictions.csv")))
     assert len(rows) == load_corpus(data).num_utterances("test")
+
+
+def test_threads_for_train_evaluate_and_predict(tmp_path, capsys):
+    """--threads sets torch's CPU threads (as finetune's does); below 1 is one line and exit 2."""
+    import torch
+
+    before = torch.get_num_threads()
+    data = tmp_path / "synth.npz"
+    assert main(["synth", "--profile", "meld", "--sizes", SIZES, "--dialogues", "20", "--out", str(data)]) == 0
+    try:
+        torch.set_num_threads(2)
+        assert main(["train", "--data", str(data), "--preset", "tiny", "--epochs", "1", "--no-progress",
+                     "--threads", "1", "--out", str(tmp_path / "run")]) == 0
+        assert torch.get_num_threads() == 1
+        ckpt = str(tmp_path / "run" / "checkpoint_best.pt")
+        for command in (["evaluate", "--checkpoint", ckpt, "--data", str(data)],
+                        ["predict", "--checkpoint", ckpt, "--data", str(data), "--out", str(tmp_path / "p.csv")]):
+            torch.set_num_threads(2)
+            assert main([*command, "--threads", "1"]) == 0 and torch.get_num_threads() == 1, command
+        capsys.readouterr()
+        for command in ("train", "evaluate", "predict"):
+            assert main([command, "--checkpoint", ckpt, "--data", str(data), "--threads", "0"]
+                        if command != "train" else ["train", "--data", str(data), "--threads", "0"]) == 2
+            err = capsys.readouterr().err
+            assert err == f"safsd-glnet {command}: error: --threads 0: must be >= 1\n", err
+    finally:
+        torch.set_num_threads(before)

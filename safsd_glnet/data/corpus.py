@@ -12,7 +12,7 @@ the source file, the dialogue and the field.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -74,6 +74,11 @@ class Corpus:
         dialogues = self.dialogues.values() if split is None else self.split(split)
         return sum(len(d) for d in dialogues)
 
+    def unseen_speakers(self) -> dict[str, float]:
+        """{split: share of its utterances whose speaker never speaks in train}: see
+        :func:`unseen_speaker_shares`."""
+        return unseen_speaker_shares({s: [d.speakers for d in self.split(s)] for s in self.splits})
+
     def class_counts(self, split: str = "train") -> np.ndarray:
         """(C,) int64 count of each label over the split's utterances."""
         counts = np.zeros(self.num_classes, dtype=np.int64)
@@ -128,6 +133,38 @@ class Corpus:
         for key, d in self.dialogues.items():
             validate_dialogue(d, self, key)
         return self
+
+
+def unseen_speaker_shares(speakers: Mapping[str, Iterable[Sequence[int]]]) -> dict[str, float]:
+    """The share of each non-training split's utterances whose speaker index never occurs in train.
+
+    ``speakers`` maps a split to its dialogues' speaker indices. With S the set of indices that
+    speak at least once in ``train``, split s gets ``|{u in s : speaker(u) not in S}| / |s|``.
+    Such an utterance reads a speaker embedding that no gradient ever reached (its random
+    initial value), which is worth knowing before trusting a test score. Splits without
+    utterances, and every split when there is no ``train``, are left out.
+    """
+    if "train" not in speakers:
+        return {}
+    seen = {int(i) for d in speakers["train"] for i in np.asarray(d).ravel()}
+    shares = {}
+    for split, dialogues in speakers.items():
+        if split == "train":
+            continue
+        flat = [int(i) for d in dialogues for i in np.asarray(d).ravel()]
+        if flat:
+            shares[split] = sum(i not in seen for i in flat) / len(flat)
+    return shares
+
+
+def describe_unseen_speakers(shares: Mapping[str, float]) -> str | None:
+    """One line for the logs (``unseen speakers: valid 3.1%, test 12.0% of utterances ...``), or
+    None when there is nothing to report (no split besides train)."""
+    if not shares:
+        return None
+    parts = ", ".join(f"{s} {100 * v:.1f}%" for s, v in shares.items())
+    return (f"unseen speakers: {parts} of utterances have a speaker never seen in train (their speaker "
+            f"embedding is untrained; see docs/speakers.md)")
 
 
 def validate_dialogue(d: Dialogue, corpus: Corpus, key: str) -> None:

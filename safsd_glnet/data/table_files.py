@@ -325,7 +325,7 @@ def sniff_delimiter(path: Path, text: str, needed: Sequence[str]) -> tuple[str, 
             errors[d] = e
     if not headers:
         raise errors[","]
-    found = {d: sum(c in h for c in needed) for d, h in headers.items()}
+    found = {d: count_columns(needed, h) for d, h in headers.items()}
     full = [d for d in headers if found[d] == len(needed)]
     if len(full) > 1:
         fits = {d: _fits(path, text, d, len(headers[d])) for d in full}
@@ -346,6 +346,13 @@ def sniff_delimiter(path: Path, text: str, needed: Sequence[str]) -> tuple[str, 
     return best, headers[best], ""
 
 
+def count_columns(needed: Sequence[str], header: Sequence[str]) -> int:
+    """How many of ``needed`` the header holds, names compared ignoring letter case (as the
+    table reader matches them: :func:`safsd_glnet.data.tables.match_columns`)."""
+    have = {h.lower() for h in header}
+    return sum(c.lower() in have for c in needed)
+
+
 def other_delimiter_hint(path: Path, text: str, needed: Sequence[str], used: str) -> str:
     """``"; it looks ';'-delimited ..."`` when another candidate finds more of ``needed``."""
     def found(d: str) -> int:
@@ -353,7 +360,7 @@ def other_delimiter_hint(path: Path, text: str, needed: Sequence[str], used: str
             header = _header(path, text, d)
         except DataError:
             return -1
-        return sum(c in header for c in needed)
+        return count_columns(needed, header)
 
     mine = found(used)
     best = max((d for d in DELIMITERS if d != used), key=found)
@@ -371,7 +378,12 @@ def csv_rows(path: Path, text: str, delimiter: str, keep: Sequence[str]
     if first is None:
         return [], iter(())
     header = [h.strip() for h in first[1]]
-    index = [(c, header.index(c)) for c in dict.fromkeys(keep) if c in header]
+    wanted = {c.lower() for c in keep}  # any letter case: the reader matches names ignoring it
+    first_of: dict[str, int] = {}
+    for i, h in enumerate(header):
+        if h.lower() in wanted:
+            first_of.setdefault(h, i)  # a name written twice: its first column, as before
+    index = list(first_of.items())
 
     def rows() -> Iterator[tuple[int, str, dict[str, str]]]:
         n = 0
@@ -426,7 +438,7 @@ def jsonl_rows(path: Path, text: str, keep: Sequence[str]
     Lines are split at ``\\n`` only: ``str.splitlines`` would also split at U+2028 and other
     separators that JSON allows raw inside strings.
     """
-    keep_set = set(keep)
+    keep_set = {k.lower() for k in keep}  # any letter case: the reader matches names ignoring it
     rows = []
     columns: dict[str, None] = {}
     n = 0
@@ -455,7 +467,7 @@ def jsonl_rows(path: Path, text: str, keep: Sequence[str]
                 if len(columns) >= 10_000:
                     raise DataError(f"{path}: {where}: more than 10000 distinct keys; not an utterance table")
                 columns[k] = None
-        rows.append((n, where, {k: v for k, v in obj.items() if k in keep_set}))
+        rows.append((n, where, {k: v for k, v in obj.items() if k.lower() in keep_set}))
         if n > MAX_TABLE_ROWS:
             raise DataError(f"{path}: more than {MAX_TABLE_ROWS:,} rows (table_files.MAX_TABLE_ROWS)")
     return list(columns), rows

@@ -96,7 +96,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from . import table_files as tf
 from . import validation
 from ..facts import CLASS_ORDERS, IEMOCAP_CLASSES, MELD_CLASSES  # noqa: F401  (re-exported)
-from .corpus import SPLITS, DataError
+from .corpus import SPLITS, DataError, describe_unseen_speakers, unseen_speaker_shares
 from .table_files import show
 
 KNOWN_CLASS_ORDERS = CLASS_ORDERS
@@ -167,6 +167,9 @@ class Table:
     sources: list[str]  # the files read
     source_sha256: dict[str, str] = field(default_factory=dict)  # file -> sha256 of its bytes
     notes: list[str] = field(default_factory=list)  # oddities worth telling a user, not errors
+    # what the reader changed silently before: column names matched ignoring case, labels
+    # lower-cased, where the corpus name came from; describe() prints it as one line
+    normalised: list[str] = field(default_factory=list)
     labelled: bool = True  # False: every TableDialogue.labels is None (a table to predict on)
     # which validation split this is (safsd_glnet.data.validation): official-dev for the MELD
     # release, else read from the splits (cosmic-12, given or none)
@@ -397,6 +400,33 @@ class _Cells:
                         f"integer" + ("" if bad or len(text) < 19 else f" within +-10^18"))
 
 
+_COLUMN_MATCH = "column name matched ignoring case: "  # entries read_table merges into one
+
+
+def match_columns(path: Path, columns: Mapping[str, Any], header: Sequence[str],
+                  normalised: list[str] | None = None) -> dict[str, Any]:
+    """``columns`` with every name matched to ``header``: an exact name wins; otherwise the one
+    header name equal to it ignoring letter case (``speaker`` reads ``Speaker``), recorded in
+    ``normalised``. Two header names that both equal it ignoring case (``Speaker`` and
+    ``SPEAKER``, no ``speaker``) are an error naming both; a name found nowhere stays as it is
+    (the caller reports it missing)."""
+    def one(name: str) -> str:
+        if name in header:
+            return name
+        same = list(dict.fromkeys(h for h in header if h.lower() == name.lower()))
+        if len(same) > 1:
+            raise DataError(f"{path}: column {name!r} matches {same[0]!r} and {same[1]!r} ignoring letter case; "
+                            f"name the one to read with --columns (e.g. --columns speaker={same[0]})")
+        if same and normalised is not None:
+            normalised.append(f"{_COLUMN_MATCH}{same[0]!r} as {name!r}")
+        return same[0] if same else name
+
+    out: dict[str, Any] = {}
+    for f, value in columns.items():
+        out[f] = tuple(one(c) for c in value) if isinstance(value, tuple) else one(value)
+    return out
+
+
 def _needed(columns: Mapping[str, Any], *, with_split: bool, with_label: bool) -> list[str]:
     cols = [*_parts(columns, "dialogue"), columns["order"], columns["speaker"], columns["text"]]
     if with_label:
@@ -408,8 +438,8 @@ def _needed(columns: Mapping[str, Any], *, with_split: bool, with_label: bool) -
 
 def _read_file(path: Path, columns: Mapping[str, Any], fmt: str | None, *, split: str | None,
                labelled: bool | None, fix_text: bool, delimiter: str | None, encoding: str | None,
-               notes: list[str], id_parts: dict[str, tuple[tuple[str, ...], str]], empty: str = "table"
-               ) -> tuple[list[_Record], str, bool]:
+               notes: list[str], id_parts: dict[str, tuple[tuple[str, ...], str]], empty: str = "table",
+               normalised: list[str] | None = None) -> tuple[list[_Record], str, bool]:
     """(records, sha256 of the bytes, whether the file is labelled) of one table file.
 
     ``split`` fixes the split of every row (one file per split); otherwise the split column
@@ -442,13 +472,14 @@ def _read_file(path: Path, columns: Mapping[str, Any], fmt: str | None, *, split
             notes.append(f"{path}: {enc_note}{tf.delimiter_name(used)}-delimited")
         if not header:
             raise DataError(f"{path}: the {empty} is empty (no utterance rows)")
-        missing = [c for c in core if c not in header]
+        missing = [c for c in core if c.lower() not in {h.lower() for h in header}]
         if missing and not hint:
             hint = tf.other_delimiter_hint(path, text, core, used)
         if missing and enc == "Windows-1252":
             hint += "; the file is not UTF-8 and was read as Windows-1252: if the names look garbled, pass --encoding"
         rows = row_iter
     del text
+    columns = match_columns(path, columns, header, normalised)
     file_labelled = columns["label"] in header if labelled is None else labelled
     with_split = split is None and (file_labelled or columns["split"] in header)
     needed = _needed(columns, with_split=with_split, with_label=file_labelled)
@@ -459,9 +490,14 @@ def _read_file(path: Path, columns: Mapping[str, Any], fmt: str | None, *, split
         raise DataError(f"{path}: missing column(s) {missing} (the header{read_as} has "
                         f"{show(list(header), 400)}){hint}; map other names with columns=, "
                         f"e.g. --columns label=Emotion")
+    relabelled: dict[str, str] = {}
     records = _parse_records(path, rows, columns, split=split,
                              default_split=None if with_split else UNLABELLED_SPLIT,
-                             labelled=file_labelled, fix_text=fix_text, id_parts=id_parts)
+                             labelled=file_labelled, fix_text=fix_text, id_parts=id_parts, relabelled=relabelled)
+    if relabelled and normalised is not None:
+        shown = ", ".join(f"{k!r} -> {v!r}" for k, v in list(relabelled.items())[:4])
+        more = f" and {len(relabelled) - 4} more" if len(relabelled) > 4 else ""
+        normalised.append(f"labels lower-cased ({shown}{more})")
     if not records:
         raise DataError(f"{path}: the {empty} is empty (no utterance rows)")
     return records, sha, file_labelled
@@ -469,7 +505,8 @@ def _read_file(path: Path, columns: Mapping[str, Any], fmt: str | None, *, split
 
 def _parse_records(path: Path, rows: Iterable[tuple[int, str, Mapping[str, Any]]], columns: Mapping[str, Any], *,
                    split: str | None, default_split: str | None, labelled: bool, fix_text: bool,
-                   id_parts: dict[str, tuple[tuple[str, ...], str]]) -> list[_Record]:
+                   id_parts: dict[str, tuple[tuple[str, ...], str]],
+                   relabelled: dict[str, str] | None = None) -> list[_Record]:
     """Turn each row into a :class:`_Record` (split, dialogue id, order, speaker, label, text)."""
     dialogue_cols = _parts(columns, "dialogue")
     records = []
@@ -504,7 +541,10 @@ def _parse_records(path: Path, rows: Iterable[tuple[int, str, Mapping[str, Any]]
             raise DataError(f"{cells.at()}: column {columns['speaker']!r} (speaker) is empty")
         label = None
         if labelled:
-            label = cells.scalar(columns["label"], "label").lower()
+            written = cells.scalar(columns["label"], "label")
+            label = written.lower()
+            if label != written and relabelled is not None:
+                relabelled.setdefault(written, label)
             if not label:
                 raise DataError(f"{cells.at()}: column {columns['label']!r} (label) is empty")
         text = cells.scalar(columns["text"], "text", text_cell=True)
@@ -552,6 +592,38 @@ def _known_names(names: Sequence[str]) -> str:
     return repr(names) if len(names) <= 20 else repr(names[:20])[:-1] + f", ... ({len(names)} names)]"
 
 
+def closest_names(name: str, known: Sequence[str], n: int = 3) -> list[str]:
+    """Up to ``n`` names of ``known`` that ``name`` most likely means, best first.
+
+    The first rule that finds any, names compared in lower case: the same name in other letter
+    case; names whose first word is ``name`` (``Monica`` -> ``Monica Geller``), then those that
+    start with it; the close spellings of :func:`difflib.get_close_matches` (ratio >= 0.6, so
+    ``Monika`` -> ``Monica``). An empty list when nothing is close.
+    """
+    import difflib
+
+    key = name.strip().lower()
+    lowered: dict[str, list[str]] = {}
+    for k in known:
+        lowered.setdefault(k.lower(), []).append(k)
+    if key in lowered:
+        return lowered[key][:n]
+    found = [k for k in known if (k.lower().split() or [""])[0] == key]
+    found += [k for k in known if k.lower().startswith(key) and k not in found]
+    if not found:
+        found = [k for m in difflib.get_close_matches(key, list(lowered), n=n, cutoff=0.6) for k in lowered[m]]
+    return found[:n]
+
+
+def unknown_speaker_hint(name: str, known: Sequence[str]) -> str:
+    """The end of an unknown-speaker message: ``did you mean 'Monica Geller'? (the model knows 259
+    names)``, or the known names themselves when none is close."""
+    close = closest_names(name, known)
+    if not close:
+        return f"it knows {_known_names(known)}"
+    return f"did you mean {' or '.join(repr(c) for c in close)}? (the model knows {len(known)} names)"
+
+
 def _vocabulary(speaker_names: Sequence[str]) -> list[str]:
     if isinstance(speaker_names, str):
         raise DataError(f"speaker_names {speaker_names!r}: expected a list of names, not one string")
@@ -583,8 +655,8 @@ def _assemble(records: Sequence[_Record], *, name: str, sources: Sequence[str], 
         for r in records:  # file order: the first unknown name is the one reported
             if r.speaker not in known:
                 raise DataError(f"{r.source}: {r.where}, dialogue {r.dialogue!r}: column {columns['speaker']!r}: "
-                                f"speaker {show(r.speaker)} is unknown to the model; it knows "
-                                f"{_known_names(vocabulary)}")
+                                f"speaker {show(r.speaker)} is unknown to the model; "
+                                f"{unknown_speaker_hint(r.speaker, vocabulary)}")
 
     groups: dict[str, list[_Record]] = {}
     for r in records:
@@ -734,10 +806,18 @@ def _default_name(paths: Sequence[Path]) -> str:
     return "+".join(p.stem for p in paths)
 
 
+def _name_source(paths: Sequence[Path]) -> str:
+    """Where :func:`_default_name` took the name from, in words."""
+    if len(paths) == 1:
+        return "file name"
+    parents = {p.resolve().parent for p in paths}
+    return "folder's name" if len(parents) == 1 and next(iter(parents)).name else "file names"
+
+
 def _read_files(files: Mapping[str | None, Path], columns: Mapping[str, Any], fmt: str | None, *,
                 split_prefix: str, labelled: bool | None, fix_text: bool, delimiter: str | None,
-                encoding: str | None, notes: list[str], empty: str = "table"
-                ) -> tuple[list[_Record], dict[str, str], bool]:
+                encoding: str | None, notes: list[str], empty: str = "table",
+                normalised: list[str] | None = None) -> tuple[list[_Record], dict[str, str], bool]:
     """Records of every file (key None: the split column says; else the key is the split),
     ids prefixed as ``split_prefix`` says; (records, sha256 per file, labelled)."""
     if split_prefix not in SPLIT_PREFIX_MODES:
@@ -752,7 +832,7 @@ def _read_files(files: Mapping[str | None, Path], columns: Mapping[str, Any], fm
         records, sha, file_labelled = _read_file(
             path, columns, fmt, split=split, labelled=labelled, fix_text=fix_text, delimiter=delimiter,
             encoding=encoding, notes=notes, id_parts=id_parts,
-            empty=empty.format(split=split) if split else empty.format(split=""))
+            empty=empty.format(split=split) if split else empty.format(split=""), normalised=normalised)
         kinds.setdefault(file_labelled, path)
         if len(kinds) > 1:
             raise DataError(f"{kinds[False]}: has no label column {columns['label']!r} but {kinds[True]} has; "
@@ -809,12 +889,21 @@ def read_table(path: str | Path | Mapping[str, str | Path], columns: str | Mappi
     else:
         files = {None: Path(path)}
     notes: list[str] = []
+    normalised: list[str] = []
     records, hashes, is_labelled = _read_files(
         files, columns, fmt, split_prefix=split_prefix, labelled=labelled, fix_text=fix_text,
-        delimiter=delimiter, encoding=encoding, notes=notes)
-    return _assemble(records, name=name or _default_name(list(files.values())), sources=list(hashes),
-                     columns=columns, class_names=class_names, speaker_mode=speaker_mode, notes=notes,
-                     source_sha256=hashes, labelled=is_labelled, speaker_names=speaker_names)
+        delimiter=delimiter, encoding=encoding, notes=notes, normalised=normalised)
+    if name is None:
+        name = _default_name(list(files.values()))
+        normalised.append(f"corpus name {name!r} from the {_name_source(list(files.values()))} (--name sets another)")
+    table = _assemble(records, name=name, sources=list(hashes),
+                      columns=columns, class_names=class_names, speaker_mode=speaker_mode, notes=notes,
+                      source_sha256=hashes, labelled=is_labelled, speaker_names=speaker_names)
+    matched = list(dict.fromkeys(n[len(_COLUMN_MATCH):] for n in normalised if n.startswith(_COLUMN_MATCH)))
+    rest = list(dict.fromkeys(n for n in normalised if not n.startswith(_COLUMN_MATCH)))
+    # one file per split repeats a column's match: one entry for all of them
+    table.normalised = ([f"column names matched ignoring case ({', '.join(matched)})"] if matched else []) + rest
+    return table
 
 
 def column_values(table: Table, column: str, fmt: str | None = None, *, delimiter: str | None = None,
@@ -1011,8 +1100,24 @@ def describe(table: Table) -> str:
              f"{classes}, {len(table.speaker_names)} speakers ({table.speaker_mode} mode)"]
     for s, ids in table.splits.items():
         lines.append(f"  {s}: {len(ids)} dialogues, {table.num_utterances(s)} utterances")
+    if table.normalised:
+        lines.append(f"  normalised: {'; '.join(table.normalised)}")
+    unseen = describe_unseen_speakers(table_unseen_speakers(table))
+    if unseen:
+        lines.append(f"  {unseen}")
     lines += [f"  note: {n}" for n in table.notes]
     return "\n".join(lines)
+
+
+def table_unseen_speakers(table: Table) -> dict[str, float]:
+    """{split: share of its utterances whose speaker index never occurs in train}
+    (:func:`~safsd_glnet.data.corpus.unseen_speaker_shares`); depends on ``speaker_mode``."""
+    by_split: dict[str, list[list[int]]] = {}
+    for s in SPLITS:
+        found = [d.speakers for d in table.dialogues if d.split == s]
+        if found:
+            by_split[s] = found
+    return unseen_speaker_shares(by_split)
 
 
 def iter_records(table: Table) -> Iterable[tuple[str, int, str, str | None, str]]:
