@@ -228,6 +228,7 @@ def test_cli_ablate(tmp_path, fake_notebook, calls, monkeypatch, capsys):
     assert code == 0 and "1 of them skipped" in capsys.readouterr().out
 
 
+@pytest.mark.integration  # papermill, a kernel per run
 def test_papermill_runs_in_worker_processes(tmp_path):
     """The real execution path: papermill, one kernel per run, two at once, a failure captured.
 
@@ -388,6 +389,7 @@ def test_a_folder_run_by_another_invocation_is_left_alone(tmp_path, fake_noteboo
     assert not (busy / "run.json").exists()  # nothing written over the other process's record
 
 
+@pytest.mark.integration  # a grid in a child process, with kernels
 @pytest.mark.skipif(not os.sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_killing_a_grid_takes_its_workers_and_kernels_along(tmp_path):
     import signal
@@ -399,7 +401,7 @@ def test_killing_a_grid_takes_its_workers_and_kernels_along(tmp_path):
         "import os, time\n"
         "pathlib.Path(RUN_DIR).mkdir(parents=True, exist_ok=True)\n"
         "pathlib.Path(RUN_DIR, 'pids.json').write_text(json.dumps([os.getpid(), os.getppid()]))\n"
-        "time.sleep(120)\n"))
+        "time.sleep(600)\n"))  # until the grid's kill takes it along
     driver = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
               "from safsd_glnet import ablate\n"
               f"g = ablate.Grid.from_dict({{'seeds': [0, 1], 'base': {{'DATA': 'synthetic:iemocap'}}, "
@@ -408,7 +410,7 @@ def test_killing_a_grid_takes_its_workers_and_kernels_along(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pid_files = [tmp_path / "out" / f"full-seed{s}" / "pids.json" for s in (0, 1)]
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 480  # a hang guard only: kernels start slowly on a loaded machine
         while not all(p.exists() and p.read_text() for p in pid_files):
             assert time.time() < deadline, "the runs never started"
             assert proc.poll() is None, "the grid ended early"
@@ -425,7 +427,7 @@ def test_killing_a_grid_takes_its_workers_and_kernels_along(tmp_path):
             return False
         return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
 
-    deadline = time.time() + 20
+    deadline = time.time() + 120  # a hang guard: the loop ends as soon as they are gone
     while any(alive(p) for p in pids) and time.time() < deadline:
         time.sleep(0.5)
     survivors = [p for p in pids if alive(p)]
@@ -434,6 +436,7 @@ def test_killing_a_grid_takes_its_workers_and_kernels_along(tmp_path):
     assert survivors == []
 
 
+@pytest.mark.integration  # a grid in a child process, with kernels
 def test_ctrl_c_on_ablate_prints_one_hint_and_no_traceback(tmp_path):
     """SIGINT, as Ctrl-C sends it, while a kernel runs a cell: the runner stops with its resume
     hint (exit 130) and the kernel does not print a ZMQ traceback over it."""
@@ -458,7 +461,7 @@ def test_ctrl_c_on_ablate_prints_one_hint_and_no_traceback(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 480  # a hang guard only, as above
         while not (tmp_path / "out" / "full-seed0" / "started").exists():
             assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else "no start"
             time.sleep(0.3)

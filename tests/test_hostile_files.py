@@ -18,6 +18,8 @@ import pytest
 
 import hostile_fixtures as hf
 
+pytestmark = pytest.mark.integration  # every check starts fresh command-line processes
+
 REPO = Path(__file__).resolve().parents[1]
 GIB_MB = 1024
 

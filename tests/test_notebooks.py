@@ -138,6 +138,7 @@ def spin_count_after(code):
     return int(counts[0])
 
 
+@pytest.mark.integration  # a fresh Python per check
 def test_the_kit_keeps_torchs_idle_threads_from_spinning():
     """A kernel that imports the kit before torch gets passive OpenMP threads (the cause of 13x
     the CPU time when notebook 03 ran by hand, benchmarks/notebook_threads.py); one that loads
@@ -147,6 +148,7 @@ def test_the_kit_keeps_torchs_idle_threads_from_spinning():
     assert spin_count_after("import os\nos.environ['OMP_WAIT_POLICY'] = 'ACTIVE'\nimport safsd_glnet") > 0
 
 
+@pytest.mark.integration  # a fresh Python per check
 @pytest.mark.parametrize("name", runner.NOTEBOOKS)
 def test_each_notebooks_imports_leave_torchs_threads_passive(name):
     nb = nbformat.read(runner.notebook_path(name), as_version=4)
@@ -197,6 +199,7 @@ def test_notebooks_are_found_by_number_and_name():
         runner.notebook_path("06")
 
 
+@pytest.mark.integration  # notebooks in kernels
 def test_clear_outputs(tmp_path, sequence):
     copy = tmp_path / "executed.ipynb"
     copy.write_bytes((sequence["out_dir"] / "01_data_exploration.ipynb").read_bytes())
@@ -215,6 +218,7 @@ def assert_figures(figures_dir, number):
             assert path.exists() and path.stat().st_size > 1000, path
 
 
+@pytest.mark.integration  # notebooks in kernels
 def test_01_data_exploration(sequence):
     executed = sequence["out_dir"] / "01_data_exploration.ipynb"
     assert_figures(sequence["figures_dir"], "01")
@@ -231,6 +235,7 @@ def test_01_data_exploration(sequence):
     assert images(executed) >= 5
 
 
+@pytest.mark.integration  # notebooks in kernels
 def test_02_training(sequence):
     run = sequence["out_dir"] / "02_training"
     metrics = read_json(run / "metrics.json")
@@ -255,6 +260,7 @@ SAF_LABEL = "SAF (penalty lambda 2, vad)"
 CE_LABEL = "no SAF (CE students)"
 
 
+@pytest.mark.integration  # notebooks in kernels
 def test_03_confusion_and_embeddings(sequence):
     """Per seed SAF, CE, and CE at g2 = r (the scale-matched control); notebook 2's run is read
     back as seed 0's SAF run; each trained run leaves one progress line in the notebook."""
@@ -305,6 +311,7 @@ def test_03_confusion_and_embeddings(sequence):
     assert f"seed 0, {SAF_LABEL}: reused " in text
 
 
+@pytest.mark.integration  # notebooks in kernels
 def test_03_studies_a_given_run_folder(tmp_path, sequence):
     params = {**{k: v for k, v in TINY.items() if k not in ("PRESET", "EPOCHS")},
               "RUN_DIR": str(sequence["out_dir"] / "02_training"), "WORK_DIR": str(tmp_path / "work"),
@@ -319,6 +326,7 @@ def test_03_studies_a_given_run_folder(tmp_path, sequence):
     assert (tmp_path / "figures" / "03_embeddings.png").exists()
 
 
+@pytest.mark.integration  # notebooks in kernels
 def test_04_ablation_runs(sequence):
     ablation = sequence["ablation"]
     assert sorted(ablation.done) == ["full-seed0", "full-seed1", "no_saf-seed0", "no_saf-seed1"]
@@ -333,6 +341,7 @@ def test_04_ablation_runs(sequence):
         assert read_json(folder / "parameters.json")["SYNTH_DIALOGUES"] == 24
 
 
+@pytest.mark.integration  # notebooks in kernels
 def test_05_report_equals_the_run_folders(sequence):
     runs = sequence["ablation"].out_dir
     rows = {r["variant"]: r for r in read_json(runs / "ablation_table.json")}
@@ -353,6 +362,7 @@ def test_05_report_equals_the_run_folders(sequence):
     assert_figures(sequence["figures_dir"], "05")
 
 
+@pytest.mark.integration  # notebooks in kernels
 def test_a_failing_notebook_names_its_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(runner.NotebookError, match="no finished runs") as info:
@@ -363,6 +373,7 @@ def test_a_failing_notebook_names_its_error(tmp_path):
     assert any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", []))
 
 
+@pytest.mark.integration  # notebooks in kernels
 def test_a_kernel_whose_socket_paths_would_be_too_long_falls_back_to_tcp(tmp_path, monkeypatch):
     """Unix socket paths have a length limit: past it the run still works, over TCP, and the
     private folder is removed all the same."""
@@ -392,6 +403,7 @@ def test_a_kernel_whose_socket_paths_would_be_too_long_falls_back_to_tcp(tmp_pat
 SMALL_DATA = {"SYNTH_SIZES": TINY["SYNTH_SIZES"], "SYNTH_DIALOGUES": TINY["SYNTH_DIALOGUES"]}
 
 
+@pytest.mark.integration  # notebooks in kernels
 def test_notebooks_by_hand_write_into_their_run_folders(tmp_path):
     """Each notebook run with its default paths, as from JupyterLab (its folder is the working
     directory): everything lands under runs/, nothing under figures/; 04 run twice with one
@@ -493,6 +505,7 @@ def write_meld_folder(folder, dialogues=(12, 4, 4), seed=0):
     return folder
 
 
+@pytest.mark.integration  # notebooks in kernels
 def test_notebooks_on_sentences(tmp_path, monkeypatch):
     """DATA naming a folder of MELD CSVs: the sentences are encoded once (packaged MiniLM) into
     the cache and the model reads text only; the browser shows the sentences."""

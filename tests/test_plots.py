@@ -253,6 +253,7 @@ def text_sizes(fig):
     return [(t.get_fontsize(), t.get_text()) for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
 
 
+@pytest.mark.integration  # draws and measures every notebook figure: 10-25 s
 @pytest.mark.parametrize("classes", [IEMOCAP, MELD], ids=["iemocap", "meld"])
 def test_every_notebook_figure_is_readable_at_1280_px(classes):
     """Drawn for the notebook, every figure fits JupyterLab's output column at 1280 px with the
@@ -274,6 +275,7 @@ def test_every_notebook_figure_is_readable_at_1280_px(classes):
             plt.close(fig)
 
 
+@pytest.mark.integration  # draws and measures every notebook figure: 10-25 s
 def test_paper_figures_fit_a_page_and_keep_their_text():
     with plots.profile("paper"):
         for name, draw in every_figure(MELD).items():
@@ -345,6 +347,7 @@ def label_faults(fig, class_names):
     return faults
 
 
+@pytest.mark.integration  # draws every embedding map: 5 s each
 @pytest.mark.parametrize("classes", [IEMOCAP, MELD], ids=["iemocap", "meld"])
 def test_embedding_labels_keep_clear_of_each_other_and_of_the_dots(classes):
     """03's maps are 2 runs x 4 heads; where the class centroids crowd, the labels used to touch
@@ -433,6 +436,7 @@ def covered_by_legends(fig):
     return covered
 
 
+@pytest.mark.integration  # draws and measures every notebook figure: 10-25 s
 @pytest.mark.parametrize("classes", [IEMOCAP, MELD], ids=["iemocap", "meld"])
 def test_no_legend_hides_data_or_numbers(classes):
     """Every figure, drawn for the notebook and for a paper: no legend sits over a curve's

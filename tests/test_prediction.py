@@ -32,6 +32,7 @@ def train_text_model(tmp_path: Path, corpus_args: list[str], name: str = "run") 
     return out / "checkpoint_best.pt"
 
 
+@pytest.mark.integration  # fine-tuning
 def test_dialogue_file_gives_the_corpus_paths_probabilities(tmp_path, tiny_bert, capsys):  # noqa: F811
     """A fine-tuned (context-aware) encoder: the test split predicted through `--data` and the
     same dialogues written as a `Speaker: sentence` file give the same probabilities."""

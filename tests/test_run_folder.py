@@ -119,6 +119,7 @@ def test_stale_temporaries_are_removed_when_a_run_starts(tmp_path, corpus):
     assert not list(out.glob(".*.tmp"))
 
 
+@pytest.mark.integration  # a child process holds the lock
 def test_one_folder_is_never_trained_by_two_processes(tmp_path, corpus):
     out = tmp_path / "run"
     script = textwrap.dedent(f"""

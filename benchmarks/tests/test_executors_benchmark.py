@@ -15,9 +15,14 @@ def test_projection_counts_waves_of_equal_runs():
     assert rows["MELD", 32]["runs"] == 75 and rows["MELD", 32]["hours"] == pytest.approx(3 * 84 / 60, abs=0.05)
 
 
+@pytest.mark.integration  # a notebook kernel per run
 def test_overhead_phases_add_up_on_the_local_executor(tmp_path):
+    """The phases follow each other (submitted, task start, first cell, last cell, task end,
+    returned), so none is negative and the four of them fit inside the run; what is left is the
+    notebook's own two cells. How long any phase takes depends on the machine and is not judged."""
     phases = bench.overhead("local", 1, tmp_path)
     parts = phases["task start"] + phases["kernel start"] + phases["kernel stop"] + phases["result return"]
     assert phases["runs"] == 1 and phases["kernel start"] > 0
-    # the four phases cover the run, leaving only the notebook's own two cells
-    assert 0 <= phases["run total"] - parts < 0.5
+    assert all(v >= 0 for k, v in phases.items() if k != "runs"), phases
+    # each phase is a mean rounded to 0.01 s: four roundings of at most 0.005 s each, and the total's
+    assert parts <= phases["run total"] + 0.025, phases

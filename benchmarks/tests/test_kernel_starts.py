@@ -1,6 +1,10 @@
 """benchmarks/kernel_starts.py runs end to end: one start per transport, appended to its JSON."""
+import pytest
+
 from benchmarks import kernel_starts
 from safsd_glnet.files import read_json
+
+pytestmark = pytest.mark.integration  # starts Jupyter kernels
 
 
 def test_kernel_starts_records_each_transport(tmp_path, capsys):

@@ -1,6 +1,10 @@
 """benchmarks/notebook_threads.py runs end to end: one short run per setting, appended to its JSON."""
+import pytest
+
 from benchmarks import notebook_threads
 from safsd_glnet.files import read_json
+
+pytestmark = pytest.mark.integration  # trains in child processes, one per setting
 
 
 def test_notebook_threads_records_each_setting(tmp_path, capsys):
