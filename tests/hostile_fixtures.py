@@ -496,7 +496,7 @@ def _checkpoint_cached() -> dict[str, Any]:
 
     from safsd_glnet.config import preset
     from safsd_glnet.data import make_synthetic
-    from safsd_glnet.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, build_model, data_signature
+    from safsd_glnet.training.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, build_model, data_signature
 
     torch.manual_seed(0)
     corpus = make_synthetic("iemocap", feature_sizes={"t": 8, "a": 6, "v": 4}, num_dialogues=6)
@@ -525,7 +525,7 @@ def _expanded_weights(path: Path) -> None:
     # the shapes match the config, the file is tiny, the real model is gigabytes.
     import torch
 
-    from safsd_glnet.model import SAFSDGLNet
+    from safsd_glnet.model.network import SAFSDGLNet
     from safsd_glnet.config import ModelConfig
 
     ckpt = _checkpoint()

@@ -12,10 +12,11 @@ import nbformat
 import numpy as np
 import pytest
 
-from safsd_glnet import ablate, cli
-from safsd_glnet import papermill_runner as runner
+from safsd_glnet.grids import ablation as ablate
+from safsd_glnet.cli import commands as cli
+from safsd_glnet.grids import papermill_runner as runner
 from safsd_glnet.config import Config, preset
-from safsd_glnet.files import read_json, write_json
+from safsd_glnet.data.atomic_files import read_json, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -375,7 +376,7 @@ def test_unset_notebook_parameters_keep_the_preset(tmp_path):
 
 
 def test_a_folder_run_by_another_invocation_is_left_alone(tmp_path, fake_notebook, calls):
-    from safsd_glnet.run_folder import RunLock
+    from safsd_glnet.training.run_folder_guard import RunLock
 
     out = tmp_path / "out"
     busy = out / "full-seed1"

@@ -25,8 +25,8 @@ opensmile = pytest.importorskip("opensmile", reason="opensmile not installed (pi
 sf = pytest.importorskip("soundfile", reason="soundfile not installed (comes with opensmile)")
 from scipy.signal import resample_poly  # noqa: E402
 
-from safsd_glnet import audio  # noqa: E402
-from safsd_glnet import features as feat  # noqa: E402
+from safsd_glnet.features import audio  # noqa: E402
+from safsd_glnet.features import text as feat  # noqa: E402
 from safsd_glnet.data.corpus import DataError  # noqa: E402
 from safsd_glnet.data.tables import read_table  # noqa: E402
 
@@ -342,7 +342,7 @@ def fake_encoder(monkeypatch):
 
 def test_merged_text_audio_corpus_trains(table_dir, tmp_path, fake_encoder):
     from safsd_glnet.config import preset
-    from safsd_glnet.train import train
+    from safsd_glnet.training.train import train
 
     table = read_table(table_dir / "talks.csv")
     text = feat.build_text_corpus(table, "fake", cache_dir=None, progress=False)
@@ -370,7 +370,7 @@ def test_merged_text_audio_corpus_trains(table_dir, tmp_path, fake_encoder):
 
 
 def make_cli():
-    from safsd_glnet import cli_features
+    from safsd_glnet.cli import features as cli_features
 
     parser = argparse.ArgumentParser(prog="safsd-glnet")
     sub = parser.add_subparsers(dest="command")

@@ -14,7 +14,7 @@ import pytest
 sf = pytest.importorskip("soundfile", reason="soundfile not installed (pip install 'safsd-glnet[audio]')")
 pytest.importorskip("audresample", reason="audresample not installed (pip install 'safsd-glnet[audio]')")
 
-from safsd_glnet import audio  # noqa: E402
+from safsd_glnet.features import audio  # noqa: E402
 from safsd_glnet.data.corpus import DataError  # noqa: E402
 from safsd_glnet.data.tables import read_table  # noqa: E402
 
@@ -113,7 +113,7 @@ def test_paths_inside_the_folder_still_work(tmp_path):
 
 
 def test_the_audio_folder_option_reaches_the_command_line(tmp_path):
-    from safsd_glnet.cli import build_parser
+    from safsd_glnet.cli.commands import build_parser
 
     args = build_parser().parse_args(["features", "--table", "t.csv", "--audio-column", "wav", "--audio-any-path",
                                       "--out", "x.npz"])

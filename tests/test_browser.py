@@ -2,7 +2,7 @@
 
 A JupyterLab server runs on 127.0.0.1 (a free port, a token) over a temporary copy of
 ``notebooks/``; its kernels import this checkout's package (``PYTHONPATH``) and it reads the
-kit's JupyterLab defaults (:mod:`safsd_glnet.labsettings`) from its own settings folder, as the
+kit's JupyterLab defaults (:mod:`safsd_glnet.notebook.jupyterlab_settings`) from its own settings folder, as the
 kit's environment does. Playwright drives the system's Chromium through it: open a notebook, Run
 All Cells from the menu, use it, save it from the menu, close it and shut its kernel down, open
 it again on a new kernel and look at what the saved file shows.
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from safsd_glnet import explore, labsettings
-from safsd_glnet import papermill_runner as notebooks
+from safsd_glnet.notebook import explore, jupyterlab_settings as labsettings
+from safsd_glnet.grids import papermill_runner as notebooks
 
 pytestmark = pytest.mark.browser
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import hostile_fixtures as hf
-from safsd_glnet.checkpoint_checks import LIMITS
-from safsd_glnet.files import load_torch
-from safsd_glnet.train import load_model
+from safsd_glnet.data.safe.checkpoint import LIMITS
+from safsd_glnet.data.atomic_files import load_torch
+from safsd_glnet.training.train import load_model
 
 
 def _build(tmp_path, name):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from safsd_glnet.cli import build_parser, main
+from safsd_glnet.cli.commands import build_parser, main
 from safsd_glnet.data import load_corpus
 from sdt_fixtures import write_sdt_pickle
 
@@ -121,7 +121,7 @@ def test_console_script_runs(tmp_path):
 
 
 def test_figures_writes_the_architecture_diagram_and_meld_does_not(tmp_path, monkeypatch, capsys):
-    from safsd_glnet import cli
+    from safsd_glnet.cli import commands as cli
 
     ran = []
     monkeypatch.setattr(cli, "_run_sequence", lambda args, what, notebooks=None: ran.append(args.figures) or 0)
@@ -138,7 +138,7 @@ def test_sequence_summary_lists_only_the_figures_it_wrote(tmp_path, capsys):
     import os
     import time
 
-    from safsd_glnet.cli import _print_sequence_result
+    from safsd_glnet.cli.commands import _print_sequence_result
 
     old, new = tmp_path / "speed_plot.png", tmp_path / "02_confusion.png"
     old.write_bytes(b"old")
@@ -243,7 +243,7 @@ def test_convert_and_synth_into_a_missing_folder_create_it(tmp_path):
 
 @pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs Linux's read-only /sys")
 def test_features_checks_its_output_before_encoding(tmp_path, capsys, monkeypatch):
-    from safsd_glnet import features
+    from safsd_glnet.features import text as features
 
     def no_encoding(*args, **kwargs):
         raise AssertionError("the encoder was loaded although the output cannot be written")

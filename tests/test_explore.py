@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from safsd_glnet import explore
+from safsd_glnet.notebook import explore
 from safsd_glnet.data.corpus import Corpus, DataError, Dialogue
 
 CLASSES = ["happy", "sad", "neutral"]
@@ -203,7 +203,7 @@ def test_open_corpus_encodes_sentences_once_then_reads_the_cache(tmp_path, monke
     time and read from the cache the second; the notebook is told which."""
     import hashlib
 
-    from safsd_glnet import features
+    from safsd_glnet.features import text as features
 
     calls = []
 

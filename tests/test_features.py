@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from safsd_glnet import features as feat
+from safsd_glnet.features import text as feat
 from safsd_glnet.data.corpus import DataError
 from safsd_glnet.data.tables import read_meld_csvs, read_table
 from table_fixtures import SMALL_ROWS, small_csv, write_csv  # noqa: F401  (small_csv is a fixture)
@@ -248,7 +248,7 @@ def test_merge_pickle_meld_layout(tmp_path, fake_encoder):
 # ------------------------------------------------------------------------------ the CLI
 
 def make_cli():
-    from safsd_glnet import cli_features
+    from safsd_glnet.cli import features as cli_features
 
     parser = argparse.ArgumentParser(prog="safsd-glnet")
     sub = parser.add_subparsers(dest="command")
@@ -310,7 +310,7 @@ def test_encoding_in_a_notebook_shows_one_text_line_of_the_kits(monkeypatch, fak
     vectors are those of one call."""
     import IPython.display
 
-    from safsd_glnet import progress
+    from safsd_glnet.training import progress
 
     shown = []
 

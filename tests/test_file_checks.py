@@ -15,9 +15,9 @@ import torch
 from guards import no_hang
 
 from safsd_glnet.data.corpus import DataError
-from safsd_glnet.file_checks import (MAX_JSON_DEPTH, MAX_JSON_VALUES, describe_foreign, json_shape,
+from safsd_glnet.data.safe.foreign_files import (MAX_JSON_DEPTH, MAX_JSON_VALUES, describe_foreign, json_shape,
                                      loads_json, safe_message)
-from safsd_glnet.files import read_json
+from safsd_glnet.data.atomic_files import read_json
 
 
 def _random_json(rng: random.Random, depth: int):
@@ -138,7 +138,9 @@ def test_messages_never_advise_unsafe_loading(tmp_path):
 
 def _readers():
     """(name, call(path)) of every loader of a path the user gives."""
-    from safsd_glnet import audio, cli, files
+    from safsd_glnet.features import audio
+    from safsd_glnet.cli import commands as cli
+    from safsd_glnet.data import atomic_files as files
     from safsd_glnet.data import load_corpus, safe_load
     from safsd_glnet.data import table_files as tf
     from safsd_glnet.data.tables import read_dialogue_text, read_table
@@ -187,7 +189,7 @@ def test_a_device_is_refused_without_reading_it(name):
 
 
 def test_regular_file_check(tmp_path):
-    from safsd_glnet.file_checks import regular_file
+    from safsd_glnet.data.safe.foreign_files import regular_file
 
     good = tmp_path / "a.csv"
     good.write_text("x")

@@ -19,12 +19,12 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from safsd_glnet import finetune as ft  # noqa: E402
-from safsd_glnet import precision  # noqa: E402
+from safsd_glnet.features import finetune as ft  # noqa: E402
+from safsd_glnet.model import precision  # noqa: E402
 from safsd_glnet.data.corpus import DataError  # noqa: E402
 from safsd_glnet.data.kit_format import load_corpus, save_corpus  # noqa: E402
 from safsd_glnet.data.tables import read_table  # noqa: E402
-from safsd_glnet.utterance_inputs import assemble, build_examples, context_tokens, special_layout  # noqa: E402
+from safsd_glnet.features.utterance_inputs import assemble, build_examples, context_tokens, special_layout  # noqa: E402
 
 from text_fixtures import CLASSES, CUES, HEADER, WORDS, tiny_bert, write_table  # noqa: E402,F401
 
@@ -328,7 +328,7 @@ def test_encode_dialogues_reproduces_finetuned_features(tiny_bert, table, tmp_pa
 
 def test_encode_dialogues_reproduces_frozen_features(tiny_bert, table, tmp_path):
     pytest.importorskip("sentence_transformers")
-    from safsd_glnet.features import build_text_corpus
+    from safsd_glnet.features.text import build_text_corpus
 
     corpus = build_text_corpus(table, str(tiny_bert), cache_dir=None, device="cpu", progress=False)
     info = corpus.feature_info["t"]
@@ -341,7 +341,7 @@ def test_encode_dialogues_reproduces_frozen_features(tiny_bert, table, tmp_path)
         ft.encode_dialogues({"kind": "pickle"}, dialogues)
     with pytest.raises(ValueError, match="dialogue 0, utterance 1"):
         ft.encode_dialogues(info, [[("M", "hi"), "no speaker"]])
-    from safsd_glnet.train import data_signature
+    from safsd_glnet.training.train import data_signature
     assert data_signature(corpus)["feature_info"] == corpus.feature_info
 
 
@@ -444,7 +444,7 @@ def test_precision_choice():
 
 
 def test_cli_finetune_writes_a_corpus_and_reports_errors(tiny_bert, tmp_path, capsys):
-    from safsd_glnet.cli import main
+    from safsd_glnet.cli.commands import main
 
     path = write_table(tmp_path / "t.csv")
     out = tmp_path / "out.npz"

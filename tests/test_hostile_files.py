@@ -154,7 +154,7 @@ def test_fresh_command_line_processes(tmp_path):
 def test_a_very_long_dialogue_is_evaluated_in_bounded_memory(tmp_path):
     """One 8,000-utterance test dialogue through ``evaluate`` in a fresh process: exit 0, the
     numbers of every utterance, and a peak under 1 GiB (attention and the graph in blocks,
-    safsd_glnet/long_dialogues.py). Before, its (heads, n, n) scores and (n, n) graph took the
+    safsd_glnet/model/long_dialogues.py). Before, its (heads, n, n) scores and (n, n) graph took the
     process past 2 GB; the issue's 5,000-utterance corpus peaked at 2.9 GB."""
     import numpy as np
     import torch

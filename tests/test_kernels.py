@@ -1,4 +1,4 @@
-"""The speed kernels (safsd_glnet/kernels.py) equal the readable modules they replace.
+"""The speed kernels (safsd_glnet/model/kernels.py) equal the readable modules they replace.
 
 Each kernel is checked against the readable module or the plain PyTorch operation it stands
 for: CPU dropout in distribution and in its gradient, packing, written-out attention, gate
@@ -13,13 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from safsd_glnet import kernels
+from safsd_glnet.model import kernels
 from safsd_glnet.config import ModelConfig
 from safsd_glnet.data.batching import collate
 from safsd_glnet.data.corpus import Dialogue
-from safsd_glnet.kernels import (DenseMaskedGCN, FastAttentionLayer, FastPacking, _GateTerms, dense_high_frequency,
+from safsd_glnet.model.kernels import (DenseMaskedGCN, FastAttentionLayer, FastPacking, _GateTerms, dense_high_frequency,
                                  dropout, padded_graph)
-from safsd_glnet.model import AttentionLayer, MaskedGCN, Packing, SAFSDGLNet
+from safsd_glnet.model.network import AttentionLayer, MaskedGCN, Packing, SAFSDGLNet
 
 
 def _rounded(p: float) -> float:
@@ -334,7 +334,7 @@ def test_the_model_with_kernels_equals_the_readable_model(overrides):
     for name, grad in results[False][1].items():
         torch.testing.assert_close(results[True][1][name], grad, atol=1e-4, rtol=1e-4, msg=name)
     kernels.uninstall(model)
-    assert model.packing_class is Packing and type(model.gcn or model.teacher).__module__ != "safsd_glnet.kernels"
+    assert model.packing_class is Packing and type(model.gcn or model.teacher).__module__ != "safsd_glnet.model.kernels"
 
 
 def test_training_dropout_keeps_its_distribution_with_kernels():
@@ -348,7 +348,7 @@ def test_training_dropout_keeps_its_distribution_with_kernels():
     with torch.no_grad():
         feats = batch.features["t"][batch.real]
         spk = model.speaker(batch.speakers[batch.real])
-        from safsd_glnet.model import sinusoidal_positions
+        from safsd_glnet.model.network import sinusoidal_positions
 
         pe = sinusoidal_positions(4, 16)
         expected = x(feats, spk, pe)

@@ -1,4 +1,4 @@
-"""Dialogues of any length (safsd_glnet/long_dialogues.py).
+"""Dialogues of any length (safsd_glnet/model/long_dialogues.py).
 
 Inference in blocks equals the unblocked kernels and the readable model (PyG edge list, plain
 attention) on dialogues short enough for both: blocks of a few rows on 300 utterances, so that
@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from safsd_glnet import kernels, long_dialogues
+from safsd_glnet.model import kernels, long_dialogues
 from safsd_glnet.config import ModelConfig, preset
 from safsd_glnet.data.batching import collate, iterate_batches
 from safsd_glnet.data.corpus import Corpus, DataError, Dialogue
-from safsd_glnet.facts import IEMOCAP_CLASSES
-from safsd_glnet.model import MaskedGCN, Packing, SAFSDGLNet
+from safsd_glnet.dataset_facts import IEMOCAP_CLASSES
+from safsd_glnet.model.network import MaskedGCN, Packing, SAFSDGLNet
 
 SIZES = {"t": 12, "a": 10, "v": 8}
 SMALL_BLOCKS = dict(above=0, elements=3 * 300 * 5)  # 5 rows of 300 keys for 3 heads: ~60 blocks a layer
@@ -115,7 +115,7 @@ def test_graph_blocks_equal_the_edge_list_layer_on_uneven_blocks():
 
 
 def test_degrees_have_the_closed_form_of_the_graph():
-    from safsd_glnet.graph import dialogue_graph
+    from safsd_glnet.model.graph import dialogue_graph
 
     lengths = torch.tensor([6, 1, 9])
     for window in [(None, None), (2, 1), (0, 3), (None, 0), (4, None)]:
@@ -136,7 +136,7 @@ def test_predict_puts_a_long_dialogue_in_a_batch_of_its_own_and_keeps_the_order(
 def test_predictions_of_a_long_dialogue_equal_the_unblocked_ones():
     """train.predict (what evaluate and predict --dialogues run) on a corpus with one long
     dialogue among short ones: blocked and alone, or unblocked in one padded batch."""
-    from safsd_glnet.train import predict
+    from safsd_glnet.training.train import predict
 
     model = kernels.install(model_of())
     ds = dialogues([4, 300, 7, 9])
@@ -164,7 +164,7 @@ def corpus_with(lengths_by_split):
 
 
 def test_training_refuses_a_dialogue_over_its_budget(monkeypatch):
-    from safsd_glnet.train import train
+    from safsd_glnet.training.train import train
 
     corpus = corpus_with({"train": [5, 400, 6], "valid": [4], "test": [5]})
     config = preset("tiny")
@@ -210,7 +210,7 @@ def test_windows_cover_the_dialogue_and_copy_its_slices():
 
 
 def test_cli_train_refuses_with_one_line_and_splits_on_request(tmp_path, capsys, monkeypatch):
-    from safsd_glnet.cli import main
+    from safsd_glnet.cli.commands import main
     from safsd_glnet.data import save_corpus
 
     data = tmp_path / "long.npz"
@@ -230,8 +230,8 @@ def test_cli_train_refuses_with_one_line_and_splits_on_request(tmp_path, capsys,
 def test_the_fused_attention_of_other_devices_in_blocks_equals_it_whole():
     """Off the CPU the kernels keep PyTorch's fused attention (AttentionLayer.attend); its blocked
     form (sdpa_in_blocks, through FastAttentionLayer.attend) is checked here on the CPU."""
-    from safsd_glnet.kernels import FastAttentionLayer
-    from safsd_glnet.model import AttentionLayer
+    from safsd_glnet.model.kernels import FastAttentionLayer
+    from safsd_glnet.model.network import AttentionLayer
 
     torch.manual_seed(2)
     layer = AttentionLayer(12, 3, 12, 0.1).eval()

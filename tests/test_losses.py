@@ -1,4 +1,4 @@
-"""Tests of safsd_glnet.losses against slow per-sample loops and hand-worked numbers."""
+"""Tests of safsd_glnet.model.losses against slow per-sample loops and hand-worked numbers."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from safsd_glnet.config import LossConfig
-from safsd_glnet.losses import (
+from safsd_glnet.model.losses import (
     IEMOCAP_CLASSES, MELD_CLASSES, NRC_VAD, PRIOR_IEMOCAP, REFERENCE_ALPHA_IEMOCAP, LossComputer,
     class_feature_sums, class_frequency_weights, distillation_kl, focal_loss, prototype_similarity,
     reference_alpha, saf_class_weights, saf_loss, saf_target, similar_shares, similarity_matrix, total_loss,
@@ -564,8 +564,8 @@ def test_saf_target_rows_mark_a_target_that_favours_another_class():
     """IEMOCAP classes, vad S: the reference formula with the reference alpha (nearly flat) and
     the unnormalised vad row puts less than half of a class's target on it; the amended soft
     mode keeps 1 - eps on every true class."""
-    from safsd_glnet.comparison import format_saf_target_rows, saf_target_rows
-    from safsd_glnet.facts import IEMOCAP_CLASSES
+    from safsd_glnet.notebook.saf_comparison import format_saf_target_rows, saf_target_rows
+    from safsd_glnet.dataset_facts import IEMOCAP_CLASSES
 
     corpus = SimpleNamespace(class_names=list(IEMOCAP_CLASSES))
     soft = saf_target_rows(corpus, LossConfig(saf_mode="soft", saf_eps=0.1))

@@ -1,4 +1,4 @@
-"""Tests of safsd_glnet.metrics against scikit-learn, numpy and hand-made matrices."""
+"""Tests of safsd_glnet.model.metrics against scikit-learn, numpy and hand-made matrices."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from safsd_glnet.metrics import (
+from safsd_glnet.model.metrics import (
     SIMILAR_PAIRS, compute_metrics, confusion_matrix, mean_std, similar_pair_confusion,
     similar_pairs_for, summarise_seeds,
 )

@@ -8,9 +8,9 @@ import torch
 from safsd_glnet.config import ModelConfig
 from safsd_glnet.data.batching import collate
 from safsd_glnet.data.corpus import Dialogue
-from safsd_glnet.graph import dialogue_graph, symmetric_norm
-from safsd_glnet import kernels
-from safsd_glnet.model import SAFSDGLNet
+from safsd_glnet.model.graph import dialogue_graph, symmetric_norm
+from safsd_glnet.model import kernels
+from safsd_glnet.model.network import SAFSDGLNet
 
 SIZES = {"t": 12, "a": 10, "v": 8}
 C, SPEAKERS = 6, 3
@@ -150,8 +150,8 @@ def test_gcn_layer_on_a_hand_worked_graph():
     """
     import math
 
-    from safsd_glnet.kernels import dense_high_frequency, padded_graph
-    from safsd_glnet.model import HighFrequencyConv
+    from safsd_glnet.model.kernels import dense_high_frequency, padded_graph
+    from safsd_glnet.model.network import HighFrequencyConv
 
     x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [-1.0, 3.0]])  # t0, t1, a0, a1 (H = 2)
     a, c = [0.5, -1.0], [2.0, 0.25]  # w = [a; c]: a reads the target, c the source
@@ -201,7 +201,7 @@ def test_cross_attention_reads_the_other_modalities():
 def test_speaker_and_position_embeddings_reach_the_output(monkeypatch):
     """Two utterances with identical features: only the position encoding and the speakers can
     tell them apart, so the teacher's logits differ between them exactly when one of those does."""
-    from safsd_glnet import model as model_module
+    from safsd_glnet.model import network as model_module
 
     feats = {m: np.tile(np.random.default_rng(1).normal(size=(1, s)).astype(np.float32), (2, 1))
              for m, s in SIZES.items()}

@@ -20,9 +20,9 @@ import nbformat
 import numpy as np
 import pytest
 
-from safsd_glnet import papermill_runner as runner
-from safsd_glnet.sequence import run_all
-from safsd_glnet.files import read_json
+from safsd_glnet.grids import papermill_runner as runner
+from safsd_glnet.grids.demo import run_all
+from safsd_glnet.data.atomic_files import read_json
 
 TINY = {"DATA": "synthetic:iemocap", "SYNTH_SIZES": {"t": 32, "a": 24, "v": 16}, "SYNTH_DIALOGUES": 24,
         "PRESET": "tiny", "EPOCHS": 2}
@@ -106,8 +106,8 @@ def test_the_training_notebooks_share_the_demos_defaults():
     """02, 03 and 04 train the same run by default, the demo's (sequence.QUICK): so 03 reads back
     02's run as its seed-0 SAF run, and 04 names a folder by EPOCHS only when it is not that
     default (runs.NOTEBOOK_EPOCHS)."""
-    from safsd_glnet import runs
-    from safsd_glnet.sequence import QUICK
+    from safsd_glnet.notebook import run_folders as runs
+    from safsd_glnet.grids.demo import QUICK
 
     assert runs.NOTEBOOK_EPOCHS == QUICK["EPOCHS"]
     for name in ("02", "03", "04"):
@@ -142,8 +142,8 @@ def test_the_kit_keeps_torchs_idle_threads_from_spinning():
     """A kernel that imports the kit before torch gets passive OpenMP threads (the cause of 13x
     the CPU time when notebook 03 ran by hand, benchmarks/notebook_threads.py); one that loads
     torch first keeps libgomp's spinning, which is why the notebooks import the kit first."""
-    assert spin_count_after("import safsd_glnet.train") == 0
-    assert spin_count_after("import torch\nimport safsd_glnet.train") > 0
+    assert spin_count_after("import safsd_glnet.training.train") == 0
+    assert spin_count_after("import torch\nimport safsd_glnet.training.train") > 0
     assert spin_count_after("import os\nos.environ['OMP_WAIT_POLICY'] = 'ACTIVE'\nimport safsd_glnet") > 0
 
 
@@ -172,7 +172,7 @@ def test_committed_notebooks_have_no_outputs(tmp_path):
     folder = runner.notebook_dir()
     assert len(list(folder.glob("*.ipynb"))) >= len(runner.NOTEBOOKS)
     assert unclean_notebooks(folder) == [], \
-        "clear them: python -c \"import sys; from safsd_glnet.papermill_runner import clear_outputs as c; " \
+        "clear them: python -c \"import sys; from safsd_glnet.grids.papermill_runner import clear_outputs as c; " \
         "[c(p) for p in sys.argv[1:]]\" notebooks/*.ipynb"
     # the check sees each way a notebook can be saved after a run, and clear_outputs fixes each
     ran = nbformat.v4.new_code_cell("1 + 1", execution_count=1,

@@ -7,8 +7,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from safsd_glnet import plots, progress  # noqa: E402
-from safsd_glnet.metrics import similar_pair_confusion  # noqa: E402
+from safsd_glnet.notebook import plots
+from safsd_glnet.training import progress  # noqa: E402
+from safsd_glnet.model.metrics import similar_pair_confusion  # noqa: E402
 
 IEMOCAP = ["happy", "sad", "neutral", "angry", "excited", "frustrated"]
 

@@ -8,11 +8,12 @@ import json
 import pytest
 import torch
 
-from safsd_glnet import cli, precision
-from safsd_glnet import train as train_module
+from safsd_glnet.cli import commands as cli
+from safsd_glnet.model import precision
+from safsd_glnet.training import train as train_module
 from safsd_glnet.config import Config, ModelConfig, preset
 from safsd_glnet.data import make_synthetic
-from safsd_glnet.model import MaskedGCN, Packing
+from safsd_glnet.model.network import MaskedGCN, Packing
 
 SIZES = {"t": 16, "a": 12, "v": 8}
 
@@ -177,7 +178,7 @@ def test_auto_on_a_bf16_cpu_trains_and_predicts_in_bf16(corpus, monkeypatch):
 @on_cuda
 @pytest.mark.parametrize("window", [(None, None), (2, 1)])
 def test_dense_gcn_equals_pyg_under_autocast_on_cuda(window):
-    from safsd_glnet.kernels import DenseMaskedGCN
+    from safsd_glnet.model.kernels import DenseMaskedGCN
 
     cfg = ModelConfig(hidden=64, heads=2, gcn_layers=3, window_past=window[0], window_future=window[1])
     torch.manual_seed(1)

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from safsd_glnet.cli import main
+from safsd_glnet.cli.commands import main
 from safsd_glnet.data.corpus import DataError
 from safsd_glnet.data.tables import read_table
-from safsd_glnet.prediction import Predictor, format_predictions, predict_conversation
+from safsd_glnet.training.prediction import Predictor, format_predictions, predict_conversation
 from text_fixtures import CLASSES, tiny_bert, write_table  # noqa: F401
 
 pytest.importorskip("transformers")
@@ -86,8 +86,8 @@ def test_the_python_function_and_speakers_by_name(tmp_path):
     assert all(abs(sum(r.probabilities.values()) - 1) < 1e-5 for r in got)
     # The same utterances with the speaker index written out by hand (M = 1) agree exactly.
     from safsd_glnet.data.corpus import Corpus, Dialogue
-    from safsd_glnet.finetune import encode_dialogues
-    from safsd_glnet.train import predict
+    from safsd_glnet.features.finetune import encode_dialogues
+    from safsd_glnet.training.train import predict
 
     x = encode_dialogues(predictor.feature_info, [only_m])[0]
     corpus = Corpus("x", list(predictor.class_names), ["F", "M"], {"t": x.shape[1]},
@@ -99,7 +99,7 @@ def test_the_python_function_and_speakers_by_name(tmp_path):
         predictor.predict_pairs([[("Bob", "Hello.")]])
     # The corpus path maps by name too: a test table with M only evaluates as in the full corpus.
     from safsd_glnet.data import load_corpus
-    from safsd_glnet.train import align_corpus
+    from safsd_glnet.training.train import align_corpus
 
     full = load_corpus(tmp_path / "run.npz")
     sub = read_table(tmp_path / "t.csv", speaker_mode="corpus")
@@ -149,7 +149,7 @@ def test_dialogue_text_files_name_their_faults(tmp_path):
 
 
 def test_the_terminal_table_fits_its_width():
-    from safsd_glnet.prediction import UtterancePrediction
+    from safsd_glnet.training.prediction import UtterancePrediction
 
     rows = [UtterancePrediction("dialogue1", 0, "Monica", "word " * 60, "joy", {"joy": 0.8, "anger": 0.2})]
     lines = format_predictions(rows, width=80).splitlines()

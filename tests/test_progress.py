@@ -2,7 +2,7 @@
 import IPython.display
 import pytest
 
-from safsd_glnet import progress
+from safsd_glnet.training import progress
 
 
 def test_text_bar_and_clock():

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from safsd_glnet import files, run_folder
+from safsd_glnet.data import atomic_files as files
+from safsd_glnet.training import run_folder_guard as run_folder
 from safsd_glnet.config import preset
 from safsd_glnet.data import make_synthetic
 from safsd_glnet.data.corpus import DataError
-from safsd_glnet.train import train
+from safsd_glnet.training.train import train
 
 SIZES = {"t": 16, "a": 12, "v": 8}
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +75,7 @@ def test_folders_the_kit_did_not_write_are_refused(tmp_path, corpus):
 
 @pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs Linux's read-only /sys")
 def test_unwritable_output_fails_before_any_work(tmp_path):
-    from safsd_glnet.cli import main
+    from safsd_glnet.cli.commands import main
 
     target = Path("/sys/safsd-glnet-test")
     with pytest.raises(DataError, match="cannot write"):
@@ -124,7 +125,7 @@ def test_one_folder_is_never_trained_by_two_processes(tmp_path, corpus):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
-        from safsd_glnet.run_folder import RunLock
+        from safsd_glnet.training.run_folder_guard import RunLock
         with RunLock({str(out)!r}):
             print("locked", flush=True)
             time.sleep(60)
@@ -177,7 +178,7 @@ def test_resume_ignores_runtime_only_fields(tmp_path, corpus):
 
 
 def test_seed_runs_need_their_own_folder(tmp_path, corpus):
-    from safsd_glnet.train import train_seeds
+    from safsd_glnet.training.train import train_seeds
 
     train(tiny(), corpus, tmp_path / "single")
     with pytest.raises(DataError, match="holds a single run"):
@@ -185,7 +186,7 @@ def test_seed_runs_need_their_own_folder(tmp_path, corpus):
 
 
 def test_a_killed_process_leaves_no_kernel_folder_for_long(tmp_path):
-    from safsd_glnet.papermill_runner import KERNEL_FOLDER_PREFIX, remove_stale_kernel_folders
+    from safsd_glnet.grids.papermill_runner import KERNEL_FOLDER_PREFIX, remove_stale_kernel_folders
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -268,7 +269,7 @@ def test_an_executed_notebook_is_never_written_through_a_link(tmp_path):
     """papermill writes the executed notebook in place (it opens the output for writing): a link
     planted where the ablation runner puts ``04_ablation.ipynb`` is refused before any kernel
     starts, and its target keeps its bytes."""
-    from safsd_glnet.papermill_runner import run_notebook
+    from safsd_glnet.grids.papermill_runner import run_notebook
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")

@@ -1,8 +1,8 @@
-"""Run folders in notebooks (safsd_glnet.runs) and the SAF comparison's tables (safsd_glnet.comparison)."""
+"""Run folders in notebooks (safsd_glnet.notebook.run_folders) and the SAF comparison's tables (safsd_glnet.notebook.saf_comparison)."""
 import numpy as np
 import pytest
 
-from safsd_glnet import comparison, runs
+from safsd_glnet.notebook import saf_comparison as comparison, run_folders as runs
 from safsd_glnet.config import preset
 from safsd_glnet.data import make_synthetic
 from safsd_glnet.data.corpus import DataError
@@ -209,7 +209,8 @@ def test_sample_is_fixed_and_sorted():
 
 
 def test_demo_and_figures_on_meld_refuse_a_missing_folder_in_one_line(tmp_path, capsys):
-    from safsd_glnet import cli, sequence
+    from safsd_glnet.cli import commands as cli
+    from safsd_glnet.grids import demo as sequence
 
     assert cli.main(["figures", "--meld", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()

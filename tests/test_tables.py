@@ -478,7 +478,7 @@ def test_per_split_files_must_agree_on_labels(tmp_path):
 def test_unlabelled_table_is_refused_for_a_corpus(tmp_path, monkeypatch):
     import numpy as np
 
-    from safsd_glnet import features as feat
+    from safsd_glnet.features import text as feat
 
     p = write_csv(tmp_path / "new.csv", [["d1", 0, "F", "Hi."]], header=["dialogue_id", "utterance_index",
                                                                         "speaker", "text"])
@@ -635,7 +635,7 @@ def test_cli_error_for_a_hostile_table_is_one_line(tmp_path, capsys):
 # ------------------------------------------------------------------ the CLI's table options
 
 def make_cli():
-    from safsd_glnet import cli_features
+    from safsd_glnet.cli import features as cli_features
 
     parser = argparse.ArgumentParser(prog="safsd-glnet")
     sub = parser.add_subparsers(dest="command")
@@ -647,7 +647,7 @@ def make_cli():
 def fake_table_encoder(monkeypatch):
     import numpy as np
 
-    from safsd_glnet import features as feat
+    from safsd_glnet.features import text as feat
 
     class Model:
         def get_sentence_embedding_dimension(self):
@@ -694,7 +694,7 @@ def test_cli_tables_per_split_composite_ids_and_detection(tmp_path, fake_table_e
 
 
 def test_cli_table_values(tmp_path, capsys):
-    from safsd_glnet.cli_features import table_sources
+    from safsd_glnet.cli.features import table_sources
 
     assert table_sources(["a.csv"]) == "a.csv"
     assert table_sources(["my=file.csv"]) == "my=file.csv"  # not a split name: a file

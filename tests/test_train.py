@@ -11,8 +11,8 @@ from safsd_glnet.config import preset
 from safsd_glnet.data import make_synthetic
 from safsd_glnet.data.batching import collate
 from safsd_glnet.data.corpus import DataError
-from safsd_glnet.losses import LossComputer
-from safsd_glnet.train import build_model, load_model, make_optimizer, predict, train
+from safsd_glnet.model.losses import LossComputer
+from safsd_glnet.training.train import build_model, load_model, make_optimizer, predict, train
 
 SMALL_SIZES = {"t": 32, "a": 24, "v": 16}
 
@@ -126,7 +126,7 @@ def test_checkpoints_without_the_validation_record_still_load_and_resume(tmp_pat
 
 
 def test_seed_summaries_record_the_validation_split(corpus):
-    from safsd_glnet.train import train_seeds
+    from safsd_glnet.training.train import train_seeds
 
     summary = train_seeds(tiny(epochs=1), corpus, [0, 1])
     assert summary["validation"] == {"kind": "synthetic", "seed": 0, "dialogues": len(corpus.splits["valid"])}
@@ -156,7 +156,7 @@ def test_resume_equals_uninterrupted(tmp_path, corpus):
 
 def _saved_epochs(monkeypatch):
     """Record (file name, epoch) of every checkpoint the training loop writes."""
-    import safsd_glnet.train as train_module
+    import safsd_glnet.training.train as train_module
 
     saved = []
     real = train_module.files.save_torch
@@ -189,7 +189,7 @@ def test_the_resume_point_is_written_as_often_as_save_every_s_says(tmp_path, cor
 
 
 def test_the_resume_point_is_written_by_time_and_when_early_stopping_ends_the_run(tmp_path, corpus, monkeypatch):
-    import safsd_glnet.train as train_module
+    import safsd_glnet.training.train as train_module
 
     clock = iter(range(0, 10_000, 25))  # 25 s pass between two readings of the clock
     monkeypatch.setattr(train_module, "_clock", lambda: float(next(clock)))
@@ -276,7 +276,7 @@ def test_modality_subset_and_ablations_train(corpus):
     terms = set(run.metrics["history"][0]["loss"])
     assert not any(k.startswith("kl_") for k in terms) and {"teacher_ce", "student_t", "total"} <= terms
     # Without SAF the student terms are the teacher's weighted CE, computed on the same outputs.
-    from safsd_glnet.losses import weighted_ce
+    from safsd_glnet.model.losses import weighted_ce
 
     batch = collate(corpus.split("train")[:3])
     out = run.model.eval()(batch)
@@ -289,7 +289,7 @@ def test_modality_subset_and_ablations_train(corpus):
 def test_early_stopping_inside_train(corpus, monkeypatch):
     """A scripted validation curve: with patience 3 the run stops after three epochs without a
     better validation weighted F1, and the chosen epoch is the best one (ties go to the earlier)."""
-    from safsd_glnet import train as train_module
+    from safsd_glnet.training import train as train_module
 
     curve = iter([10.0, 30.0, 30.0, 35.0, 25.0, 40.0, 39.0, 40.0, 12.0, 11.0, 50.0, 60.0])
     real_evaluate = train_module.evaluate
@@ -312,7 +312,7 @@ def test_early_stopping_inside_train(corpus, monkeypatch):
 
 def test_evaluation_runs_in_the_precision_of_training(corpus, monkeypatch):
     """``train.amp`` reaches every forward pass: training steps, validation and test scoring."""
-    from safsd_glnet import train as train_module
+    from safsd_glnet.training import train as train_module
 
     seen = []
     real = train_module._autocast
@@ -392,7 +392,7 @@ def test_the_command_line_equals_the_text_study(tmp_path):
     """`safsd-glnet train` with the study's settings gives the study's numbers on the same corpus
     (experiments/real_text.py runs SAFSD-GLNet through the kit's own configuration)."""
     from experiments import real_text
-    from safsd_glnet.cli import main
+    from safsd_glnet.cli.commands import main
     from safsd_glnet.data import save_corpus
 
     data = make_synthetic("meld", seed=3, feature_sizes={"t": 12}, num_dialogues=40).with_modalities(("t",))

@@ -1,6 +1,6 @@
 """benchmarks/kernel_starts.py runs end to end: one start per transport, appended to its JSON."""
 from benchmarks import kernel_starts
-from safsd_glnet.files import read_json
+from safsd_glnet.data.atomic_files import read_json
 
 
 def test_kernel_starts_records_each_transport(tmp_path, capsys):

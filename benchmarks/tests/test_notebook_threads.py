@@ -1,6 +1,6 @@
 """benchmarks/notebook_threads.py runs end to end: one short run per setting, appended to its JSON."""
 from benchmarks import notebook_threads
-from safsd_glnet.files import read_json
+from safsd_glnet.data.atomic_files import read_json
 
 
 def test_notebook_threads_records_each_setting(tmp_path, capsys):

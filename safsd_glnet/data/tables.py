@@ -3,7 +3,7 @@
 A conversation corpus often starts as a table with one row per utterance: which split, which
 dialogue, the utterance's position in it, the speaker, the emotion label and the sentence.
 This module turns such tables into a :class:`Table` (dialogues in utterance order, labels as
-class indices, speakers as indices) which :func:`safsd_glnet.features.build_text_corpus`
+class indices, speakers as indices) which :func:`safsd_glnet.features.text.build_text_corpus`
 then encodes into a :class:`~safsd_glnet.data.corpus.Corpus`. Nothing here needs torch or
 an encoder, so tables can be checked quickly and cheaply. Getting rows out of the bytes
 (size limits, encoding, delimiter, JSON safety) is :mod:`safsd_glnet.data.table_files`.
@@ -95,7 +95,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from . import table_files as tf
 from . import validation
-from ..facts import CLASS_ORDERS, IEMOCAP_CLASSES, MELD_CLASSES  # noqa: F401  (re-exported)
+from ..dataset_facts import CLASS_ORDERS, IEMOCAP_CLASSES, MELD_CLASSES  # noqa: F401  (re-exported)
 from .corpus import SPLITS, DataError
 from .table_files import show
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from safsd_glnet.data.corpus import DataError
-from safsd_glnet.data.pickle_scan import (MAX_NESTING, MAX_UNSALTED_KEYS, ScanRefused,
+from safsd_glnet.data.safe.pickle_scan import (MAX_NESTING, MAX_UNSALTED_KEYS, ScanRefused,
                                           pickle_limits, scan_pickle)
 from sdt_fixtures import make_sdt_fields, pack_sdt_fields
 
@@ -270,8 +270,8 @@ def _as_python2(data: bytes) -> bytes:
 @pytest.mark.parametrize("protocol", [2, 3, 4, "py2"])
 def test_array_fast_path_equals_the_opcode_by_opcode_scan(protocol, monkeypatch):
     """numpy's array block is simulated at once; the result must be the generic handlers'."""
-    from safsd_glnet.data import pickle_scan
-    from safsd_glnet.data.safe_pickle import safe_loads
+    from safsd_glnet.data.safe import pickle_scan
+    from safsd_glnet.data.safe.unpickler import safe_loads
 
     calls = []
     real = pickle_scan._Scanner.array_block

@@ -13,7 +13,7 @@ import pytest
 import hostile_fixtures as hf
 from safsd_glnet.data import load_corpus, make_synthetic, save_corpus
 from safsd_glnet.data.corpus import DataError
-from safsd_glnet.data.safe_npz import MAX_MEMBERS, MAX_RATIO, RATIO_SLACK, read_npz
+from safsd_glnet.data.safe.npz import MAX_MEMBERS, MAX_RATIO, RATIO_SLACK, read_npz
 
 
 def test_reads_what_numpy_writes(tmp_path):

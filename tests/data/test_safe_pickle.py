@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from safsd_glnet.data.corpus import DataError
-from safsd_glnet.data.safe_pickle import UnsafePickleError, safe_load, safe_loads
+from safsd_glnet.data.safe.unpickler import UnsafePickleError, safe_load, safe_loads
 
 
 class WritesFile:
@@ -180,7 +180,7 @@ def test_truncated_garbage_empty_and_missing_files(tmp_path):
 # ------------------------------------------------------------------------------------------
 # The second and third layers, tested on their own (without the pre-scan in front of them).
 
-from safsd_glnet.data import safe_pickle as sp  # noqa: E402
+from safsd_glnet.data.safe import unpickler as sp  # noqa: E402
 
 
 def _forged_v8() -> np.dtype:

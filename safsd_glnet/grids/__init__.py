@@ -1,0 +1,2 @@
+"""Many runs: notebooks run headless (papermill_runner.py), ablation grids (ablation.py), where runs
+execute (executors.py), seeds on a cluster (seed_runs.py), the five notebooks in order (demo.py)."""
