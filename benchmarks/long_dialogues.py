@@ -14,7 +14,7 @@ Each measurement runs in a fresh process and reports its peak resident memory (`
   table first (as ``predict_cold_start.py`` builds it): the encoder, the model in blocks
   (``safsd_glnet/model/long_dialogues.py``) and the output files together;
 * ``--train-memory``: one training step on one dialogue of n utterances for two model sizes,
-  the peak growth against the estimate that ``long_dialogues.check_trainable`` refuses by;
+  the peak growth against the estimate that ``dialogue_windows.check_trainable`` refuses by;
 * ``--cli``: the command lines of issue 23 (a link planted as a lock, ``--out`` onto a run's
   files, a malformed ``Content-Length`` and a trickling server from a local HTTP server on
   127.0.0.1, a pipe as ``--dialogues``, audio paths leaving their folder, a WAV of NaN samples,

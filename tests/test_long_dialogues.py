@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from safsd_glnet.data import dialogue_windows
 from safsd_glnet.model import kernels, long_dialogues
 from safsd_glnet.config import ModelConfig, preset
 from safsd_glnet.data.batching import collate, iterate_batches
@@ -178,7 +179,7 @@ def test_training_refuses_a_dialogue_over_its_budget(monkeypatch):
     fits = int(message.split("--split-dialogues ")[1].split()[0])
     assert 0 < fits < 400 and long_dialogues.training_bytes(fits, 3, config.model) <= need / 2
     # The suggested windows train; the long validation and test dialogues stay whole.
-    split = long_dialogues.split_dialogues(corpus_with({"train": [5, 400, 6], "valid": [300], "test": [5]}), fits)
+    split = dialogue_windows.split_dialogues(corpus_with({"train": [5, 400, 6], "valid": [300], "test": [5]}), fits)
     assert max(len(split.dialogues[k]) for k in split.splits["train"]) <= fits
     assert len(split.dialogues["valid_d0"]) == 300
     run = train(config.replace(train={"epochs": 1}), split)
@@ -187,7 +188,7 @@ def test_training_refuses_a_dialogue_over_its_budget(monkeypatch):
 
 def test_windows_cover_the_dialogue_and_copy_its_slices():
     corpus = corpus_with({"train": [3, 23], "valid": [30], "test": [2]})
-    split = long_dialogues.split_dialogues(corpus, 8, 3)
+    split = dialogue_windows.split_dialogues(corpus, 8, 3)
     long_d = corpus.dialogues["train_d1"]
     ids = [k for k in split.splits["train"] if k.startswith("train_d1#")]
     assert ids == ["train_d1#0", "train_d1#1", "train_d1#2", "train_d1#3"]
@@ -203,10 +204,10 @@ def test_windows_cover_the_dialogue_and_copy_its_slices():
     assert covered == set(range(23))
     assert split.splits["valid"] == ["valid_d0"] and len(split.dialogues["valid_d0"]) == 30
     assert "train_d1" not in split.dialogues and split.splits["train"][0] == "train_d0"
-    assert [k for k in long_dialogues.split_dialogues(corpus, 8, 2).splits["train"] if k.startswith("train_d1")] \
+    assert [k for k in dialogue_windows.split_dialogues(corpus, 8, 2).splits["train"] if k.startswith("train_d1")] \
         == ["train_d1#0", "train_d1#1", "train_d1#2", "train_d1#3"]  # starts 0, 6, 12 and 15 (the end)
     with pytest.raises(DataError, match="overlap"):
-        long_dialogues.split_dialogues(corpus, 8, 8)
+        dialogue_windows.split_dialogues(corpus, 8, 8)
 
 
 def test_cli_train_refuses_with_one_line_and_splits_on_request(tmp_path, capsys, monkeypatch):
@@ -250,7 +251,7 @@ def test_windows_keep_every_other_field_of_the_corpus():
 
     corpus = corpus_with({"train": [30], "valid": [3], "test": [2]})
     corpus.feature_info = {"t": {"kind": "sentence-encoder", "encoder": "minilm"}}
-    split = long_dialogues.split_dialogues(corpus, 10)
+    split = dialogue_windows.split_dialogues(corpus, 10)
     for f in dataclasses.fields(corpus):
         if f.name not in ("dialogues", "splits"):
             assert getattr(split, f.name) == getattr(corpus, f.name), f.name

@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from safsd_glnet.notebook import plots
-from safsd_glnet.training import progress  # noqa: E402
+from safsd_glnet.notebook import live_plot  # noqa: E402
 from safsd_glnet.model.metrics import similar_pair_confusion  # noqa: E402
 
 IEMOCAP = ["happy", "sad", "neutral", "angry", "excited", "frustrated"]
@@ -172,19 +172,13 @@ def test_ablation_chart():
 
 
 def test_live_history_prints_each_epoch(capsys):
-    live = progress.LiveHistory()
+    live = live_plot.LiveHistory()
     for record in history(2):
         live(record["epoch"], record)
     out = capsys.readouterr().out
     assert "epoch   1: loss 5.000" in out and "epoch   2" in out
     assert "valid weighted F1" in out and "test" not in out  # no test score to choose by
     assert len(live.history) == 2
-
-
-def test_the_old_home_of_live_history_still_works_and_warns():
-    with pytest.warns(DeprecationWarning, match="progress.LiveHistory"):
-        old = plots.LiveHistory
-    assert old is progress.LiveHistory
 
 
 # --------------------------------------------------------------------------- profiles

@@ -2,17 +2,19 @@
 import IPython.display
 import pytest
 
+from safsd_glnet import text_display
+from safsd_glnet.notebook import live_plot
 from safsd_glnet.training import progress
 
 
 def test_text_bar_and_clock():
-    assert progress.text_bar(0, 4, width=8) == "|        |"
-    assert progress.text_bar(1, 4, width=8) == "|██      |"
-    assert progress.text_bar(4, 4, width=8) == "|████████|"
+    assert text_display.text_bar(0, 4, width=8) == "|        |"
+    assert text_display.text_bar(1, 4, width=8) == "|██      |"
+    assert text_display.text_bar(4, 4, width=8) == "|████████|"
     # 5/16 of 8 cells = 2.5 cells: two full cells and a half one (4 eighths)
-    assert progress.text_bar(5, 16, width=8) == "|██▌     |"
-    assert progress.text_bar(3, 0, width=2) == "|██|"  # nothing to do counts as done
-    assert [progress.clock(s) for s in (7, 74.6, 3723)] == ["0:07", "1:15", "1:02:03"]
+    assert text_display.text_bar(5, 16, width=8) == "|██▌     |"
+    assert text_display.text_bar(3, 0, width=2) == "|██|"  # nothing to do counts as done
+    assert [text_display.clock(s) for s in (7, 74.6, 3723)] == ["0:07", "1:15", "1:02:03"]
 
 
 class FakeFrontEnd:
@@ -39,6 +41,7 @@ def front_end(monkeypatch):
     fake = FakeFrontEnd()
     monkeypatch.setattr(IPython.display, "display", fake.display)
     monkeypatch.setattr(progress, "in_notebook", lambda: True)
+    monkeypatch.setattr(text_display, "in_notebook", lambda: True)  # TextLine asks it there
     return fake
 
 
@@ -75,6 +78,7 @@ def test_disabled_and_terminal_progress_display_nothing(front_end, monkeypatch, 
     assert list(off.epoch(iter([1, 2, 3]), 1)) == [1, 2, 3]
     off.close()
     monkeypatch.setattr(progress, "in_notebook", lambda: False)
+    monkeypatch.setattr(text_display, "in_notebook", lambda: False)
     terminal = progress.EpochProgress(epochs=2, steps=3)
     assert list(terminal.epoch(iter([1, 2, 3]), 1)) == [1, 2, 3]
     terminal.close()
@@ -83,7 +87,7 @@ def test_disabled_and_terminal_progress_display_nothing(front_end, monkeypatch, 
 
 
 def test_outside_a_kernel_is_not_a_notebook():
-    assert progress.in_notebook() is False  # pytest runs without an IPython kernel
+    assert text_display.in_notebook() is False  # pytest runs without an IPython kernel
 
 
 def test_run_line_shows_each_epochs_validation_score_in_one_line(front_end):
@@ -118,8 +122,8 @@ def test_live_history_draws_its_figure_above_the_epoch_lines_without_test(monkey
 
     monkeypatch.setattr(IPython, "get_ipython", lambda: object())
     monkeypatch.setattr(IPython.display, "display", fake_display)
-    monkeypatch.setattr(progress, "print", lambda text, **kw: events.append(("line", text)), raising=False)
-    live = progress.LiveHistory()
+    monkeypatch.setattr(live_plot, "print", lambda text, **kw: events.append(("line", text)), raising=False)
+    live = live_plot.LiveHistory()
     for record in history(3):
         live(record["epoch"], record)
     assert [kind for kind, _ in events] == ["figure", "line", "update", "line", "update", "line"]
@@ -140,12 +144,12 @@ def test_kernel_busy_says_busy_while_the_block_runs_and_stops_after(monkeypatch)
             said.append((status, channel))
             beat.set()
 
-    monkeypatch.setattr(progress, "_kernel", lambda: Kernel())
-    with progress.kernel_busy(every=0.01):
+    monkeypatch.setattr(text_display, "_kernel", lambda: Kernel())
+    with text_display.kernel_busy(every=0.01):
         assert beat.wait(30), "no busy report while the block ran"
     count = len(said)
     assert not [t for t in threading.enumerate() if t.name == "safsd-glnet-busy"], "the reporter stopped with the block"
     assert set(said) == {("busy", "shell")} and len(said) == count
-    monkeypatch.setattr(progress, "_kernel", lambda: None)
-    with progress.kernel_busy(every=0.01):  # outside a notebook: nothing to report to
+    monkeypatch.setattr(text_display, "_kernel", lambda: None)
+    with text_display.kernel_busy(every=0.01):  # outside a notebook: nothing to report to
         pass

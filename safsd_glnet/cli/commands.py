@@ -92,7 +92,7 @@ def corpus_arguments(args: argparse.Namespace) -> tuple[str, dict]:
         raise ValueError("--valid-fraction and --valid-ids exclude each other: the ids replace the seeded draw")
     kw = {}
     if getattr(args, "split_dialogues", None) is not None:  # any kind of data: applied after loading
-        from ..model.long_dialogues import parse_split
+        from ..data.dialogue_windows import parse_split
 
         kw["split_dialogues"] = parse_split(args.split_dialogues)
     if kind == "synthetic" and getattr(args, "sizes", None):

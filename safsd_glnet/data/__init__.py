@@ -95,7 +95,7 @@ def load_data(spec: str | os.PathLike, *, split_dialogues: tuple[int, int | None
 
     Options written in a ``synthetic:`` spec and in ``kw`` must not both set the same key.
     ``split_dialogues=(length, overlap)`` cuts the training dialogues longer than ``length``
-    into overlapping windows (:func:`safsd_glnet.model.long_dialogues.split_dialogues`; overlap None:
+    into overlapping windows (:func:`safsd_glnet.data.dialogue_windows.split_dialogues`; overlap None:
     a quarter of the length), for any kind of data.
 
     Raises:
@@ -104,7 +104,7 @@ def load_data(spec: str | os.PathLike, *, split_dialogues: tuple[int, int | None
     """
     corpus = _load(spec, kw)
     if split_dialogues is not None:
-        from ..model.long_dialogues import split_dialogues as split
+        from .dialogue_windows import split_dialogues as split
 
         corpus = split(corpus, *split_dialogues)
     return corpus

@@ -201,7 +201,7 @@ def encode_texts(texts: Sequence[str], encoder: str | os.PathLike = DEFAULT_ENCO
     model = load_encoder(encoder, device)
     if not texts:
         return np.zeros((0, int(model.get_sentence_embedding_dimension())), dtype=np.float32)
-    from ..training.progress import in_notebook  # (not at the top: it loads matplotlib, which predict does not need)
+    from ..text_display import in_notebook
 
     if progress and in_notebook():
         x = _encode_with_line(model, texts, batch_size)
@@ -218,10 +218,10 @@ def encode_texts(texts: Sequence[str], encoder: str | os.PathLike = DEFAULT_ENCO
 
 def _encode_with_line(model, texts: list[str], batch_size: int) -> np.ndarray:
     """(N, d): ``texts`` encoded in chunks of :data:`ENCODE_CHUNK`, with one progress line of the
-    kit's in the notebook (text that a saved notebook keeps, :class:`~safsd_glnet.training.progress.TextLine`)."""
+    kit's in the notebook (text that a saved notebook keeps, :class:`~safsd_glnet.text_display.TextLine`)."""
     import time
 
-    from ..training.progress import TextLine, clock, text_bar
+    from ..text_display import TextLine, clock, text_bar
 
     n, parts, t0 = len(texts), [], time.time()
     line = TextLine()

@@ -52,7 +52,7 @@ from ..data import atomic_files as files
 from ..data import validation
 from ..data.corpus import DataError
 from .executors import Executor, LocalExecutor, gather
-from ..notebook.explore import markdown_table
+from ..text_display import markdown_table
 from .papermill_runner import notebook_parameters, notebook_path, run_notebook
 from ..training.run_folder_guard import QUEUE_LOCK_NAME as QUEUE_LOCK  # held by the submitting process until the result is back
 from ..training.run_folder_guard import RUNNER_LOCK_NAME as RUNNER_LOCK  # held while this process runs a folder's notebook

@@ -34,6 +34,8 @@ class computes with the readable modules.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from dataclasses import dataclass
 
@@ -43,8 +45,10 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from ..config import ModelConfig
-from ..data.batching import Batch
 from .graph import dialogue_graph, symmetric_norm
+
+if TYPE_CHECKING:  # the model reads a batch's fields; it needs the data layer only for the annotation
+    from ..data.batching import Batch
 
 
 class Packing:

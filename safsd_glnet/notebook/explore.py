@@ -44,6 +44,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..data.corpus import SPLITS, Corpus, DataError
+from ..text_display import markdown_table  # noqa: F401  (the notebooks' tables)
 
 RELATIONS = ("same", "other")
 
@@ -94,7 +95,7 @@ def _open_text_corpus(data: str, log, *, encoder: str = "minilm", cache_dir: str
             + (f"read from the cache {cached}" if cached.exists() else
                f"being encoded now (about {max(1, round(n / 4000))} min on a laptop CPU, this once; "
                f"cached in {cache_dir})"))
-    from ..training.progress import kernel_busy
+    from ..text_display import kernel_busy
 
     with kernel_busy():  # loading the encoder and encoding take minutes; JupyterLab may say "Idle" meanwhile
         # progress: one line of the kit's in a notebook (no third-party widgets), tqdm in a terminal
@@ -451,20 +452,3 @@ def _browser_class():
 
 
 # --------------------------------------------------------------------------- tables
-
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
-                   floatfmt: str = ".2f") -> str:
-    """A GitHub Markdown table of ``rows`` (dicts); floats formatted with ``floatfmt``."""
-    if not rows:
-        return ""
-    columns = list(columns or rows[0].keys())
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return format(v, floatfmt)
-        return str(v).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(columns) + " |",
-             "|" + "|".join("---:" if isinstance(rows[0].get(c), (int, float)) else "---" for c in columns) + "|"]
-    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)

@@ -1023,14 +1023,3 @@ def plot_architecture(*, title: str | None = "SAFSD-GLNet: global attention, loc
     if titled:
         ax.text(width / 2, height - 0.1 * s, title, ha="center", va="top", fontsize=p.font + 1.0)
     return fig
-
-def __getattr__(name: str):
-    """``plots.LiveHistory``, the old home of the training callback, still works and warns."""
-    if name == "LiveHistory":
-        import importlib
-        import warnings
-
-        warnings.warn("safsd_glnet.notebook.plots.LiveHistory moved to safsd_glnet.training.progress.LiveHistory",
-                      DeprecationWarning, stacklevel=2)
-        return importlib.import_module("safsd_glnet.training.progress").LiveHistory
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

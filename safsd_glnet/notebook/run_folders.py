@@ -12,7 +12,7 @@ from ..grids.ablation import PARAMETER_FIELDS
 from ..config import Config
 from ..data.corpus import DataError
 from ..training.run_folder_guard import holds_run
-from ..training.progress import kernel_busy
+from ..text_display import kernel_busy
 from ..grids.demo import QUICK
 from ..training.train import align_corpus, comparable_config, load_model, train
 

@@ -33,6 +33,7 @@ from . import run_folder_guard as run_folder
 from ..config import Config, TrainConfig, check_device_name
 from ..data.batching import Batch, iterate_batches, num_batches
 from ..data import validation
+from ..data.dialogue_windows import check_trainable
 from ..data.corpus import Corpus, DataError, Dialogue
 from ..model.losses import LossComputer, class_feature_sums
 from ..model.metrics import compute_metrics, summarise_seeds
@@ -383,7 +384,7 @@ def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, 
     """
     corpus = corpus.with_modalities(config.model.modalities)
     _check_splits(corpus)
-    long_dialogues.check_trainable(corpus, config)  # a dialogue too long to train on: one line, before any work
+    check_trainable(corpus, config)  # a dialogue too long to train on: one line, before any work
     device = select_device(config.train.device)
     print(f"validation: {validation.describe(validation.for_run(corpus))}", flush=True)
     if out_dir is None:
