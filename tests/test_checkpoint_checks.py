@@ -33,7 +33,7 @@ def test_a_kit_checkpoint_loads_with_its_weights(tmp_path):
     ("big_hidden.pt", "field 'config.model.hidden' is 65536; expected an integer from 1 to 16384"),
     ("expanded_weights.pt", "its weights claim \\d+ bytes but the file has"),
     ("huge_feature_size.pt", "field 'data.feature_sizes.t' is 1000000000"),
-    ("wrong_shapes.pt", "field 'model.speaker.weight' is \\(3, 15\\) torch.float32, the config describes \\(3, 16\\)"),
+    ("wrong_shapes.pt", "field 'model.speaker.weight' is \\(2, 15\\) torch.float32, the config describes \\(2, 16\\)"),
     ("missing_weight.pt", "field 'model' lacks 'speaker.weight'"),
     ("config_is_list.pt", "field 'config' must be a dict"),
     ("sizes_are_text.pt", "field 'data.feature_sizes' must map"),

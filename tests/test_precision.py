@@ -34,8 +34,8 @@ def tiny(**train):
 
 # ----------------------------------------------------------------------------- the setting
 
-@pytest.mark.parametrize("raw, value", [("auto", "auto"), ("bf16", "bf16"), ("true", True), ("false", False),
-                                        ("True", True), ('"auto"', "auto")])
+@pytest.mark.parametrize("raw, value", [("auto", "auto"), ("bf16", "bf16"), ("true", "auto"), ("false", False),
+                                        ("True", "auto"), ('"auto"', "auto")])
 def test_amp_reads_auto_bf16_true_false_from_the_command_line(raw, value):
     assert preset("tiny").override(f"train.amp={raw}").train.amp == value
 
@@ -46,11 +46,11 @@ def test_other_amp_values_are_refused_naming_the_field(raw):
         preset("tiny").override(f"train.amp={raw}")
 
 
-def test_amp_defaults_to_auto_and_old_configs_keep_their_boolean():
+def test_amp_defaults_to_auto_and_old_configs_read_true_as_auto():
     assert preset("paper").train.amp == "auto" and Config().train.amp == "auto"
     old = preset("tiny").to_dict()
     old["train"]["amp"] = True  # every config.json and checkpoint written before "auto" existed
-    assert Config.from_dict(json.loads(json.dumps(old))).train.amp is True
+    assert Config.from_dict(json.loads(json.dumps(old))).train.amp == "auto"
     with pytest.raises(ValueError, match="amp=1 should be bool | str"):
         Config.from_dict({"train": {"amp": 1}})
 
@@ -59,10 +59,8 @@ def test_amp_defaults_to_auto_and_old_configs_keep_their_boolean():
     ("auto", "cpu", True, 1024, "bf16"), ("auto", "cpu", True, None, "bf16"), ("auto", "cpu", False, 1024, "fp32"),
     ("auto", "cpu", True, 256, "fp32"),  # narrow models are not faster in bf16 on a CPU
     ("bf16", "cpu", True, 16, "bf16"), ("bf16", "cpu", False, 1024, "bf16"),  # asked for: bf16 anyway
-    (True, "cpu", True, 1024, "fp32"),  # the old meaning: autocast on CUDA only
     (False, "cpu", True, 1024, "fp32"),
     ("auto", "cuda", True, 16, "bf16"), ("auto", "cuda", False, 1024, "fp32"),
-    (True, "cuda", True, 1024, "bf16"), (True, "cuda", False, 1024, "fp16"),  # as the old code chose
     (False, "cuda", True, 1024, "fp32"),
     ("auto", "mps", True, 1024, "fp32"),  # MPS keeps fp32 (not measured there)
     ("fp32", "cpu", True, 1024, "fp32"),  # a precision name, as the benchmarks give it
@@ -138,15 +136,16 @@ def test_training_and_evaluation_run_in_the_recorded_precision(corpus, monkeypat
 
 
 def test_a_run_folder_records_the_precision_and_the_cli_evaluates_in_it(tmp_path, monkeypatch, capsys):
-    """``train.amp=true`` (an old run's setting) trained and scored in fp32 on the CPU; the CLI
-    scores its checkpoint the same way, even where the CPU has bf16 units."""
+    """``train.amp=true`` (an old run's setting, read as ``auto``) on a model too narrow for bf16
+    to pay trains and scores in fp32 on the CPU; the CLI scores its checkpoint the same way, even
+    where the CPU has bf16 units."""
     monkeypatch.setattr(precision, "bf16_supported", lambda device: torch.device(device).type == "cpu")
     out = tmp_path / "run"
     assert cli.main(["train", "--preset", "tiny", "--sizes", "t=16,a=12,v=8", "--epochs", "1", "--device", "cpu",
                      "--set", "train.amp=true", "--out", str(out), "--no-progress"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     config = json.loads((out / "config.json").read_text())
-    assert metrics["precision"] == "fp32" and config["train"]["amp"] is True
+    assert metrics["precision"] == "fp32" and config["train"]["amp"] == "auto"
     used = []
     real = precision.autocast
     monkeypatch.setattr(precision, "autocast", lambda device, p: used.append(p) or real(device, p))

@@ -43,14 +43,6 @@ class Batch:
         """(N,) labels of the real utterances, dialogue-major: the order of the model outputs."""
         return self.labels[self.real]
 
-    @property
-    def mask(self) -> torch.Tensor:
-        """Deprecated name of :attr:`real` (the padding mask)."""
-        import warnings
-
-        warnings.warn("Batch.mask is now Batch.real (the padding mask)", DeprecationWarning, stacklevel=2)
-        return self.real
-
     def __len__(self) -> int:
         return len(self.dialogue_ids)
 

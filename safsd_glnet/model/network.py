@@ -257,7 +257,7 @@ class MaskedGCN(nn.Module):
         self.cfg = cfg
         self.has_text = has_text
         # Only text nodes get the speaker (SPEC.md); without text the graph has no speaker term.
-        self.speaker = nn.Embedding(num_speakers + 1, cfg.hidden, padding_idx=num_speakers) if has_text else None
+        self.speaker = nn.Embedding(num_speakers, cfg.hidden) if has_text else None
         self.convs = nn.ModuleList(HighFrequencyConv(cfg.hidden) for _ in range(cfg.gcn_layers))
         # The feature mask is dropout on node features: kept values are rescaled by 1 / (1 - p).
         self.node_dropout = nn.Dropout(cfg.effective_mask_prob)
@@ -292,7 +292,7 @@ class SAFSDGLNet(nn.Module):
         cfg (ModelConfig): architecture and ablation switches.
         feature_sizes (dict): modality -> input size d_m (the corpus's).
         num_classes (int): C.
-        num_speakers (int): size of the speaker vocabulary (index ``num_speakers`` pads).
+        num_speakers (int): size of the speaker vocabulary (only real utterances look a speaker up).
     """
 
     def __init__(self, cfg: ModelConfig, feature_sizes: dict[str, int], num_classes: int, num_speakers: int):
@@ -304,7 +304,7 @@ class SAFSDGLNet(nn.Module):
         self.cfg = cfg
         self.modalities = cfg.modalities
         self.num_speakers = num_speakers
-        self.speaker = nn.Embedding(num_speakers + 1, cfg.hidden, padding_idx=num_speakers)
+        self.speaker = nn.Embedding(num_speakers, cfg.hidden)
         self.encoders = nn.ModuleDict({m: ModalityEncoder(feature_sizes[m], cfg.hidden, cfg.dropout, cfg.standardise)
                                        for m in self.modalities})
         self.attention = HybridAttention(self.modalities, cfg) if cfg.use_transformer else None
@@ -356,3 +356,21 @@ class SAFSDGLNet(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+SPEAKER_TABLES = ("speaker.weight", "gcn.speaker.weight")
+
+
+def drop_speaker_padding_rows(state: dict[str, Tensor], num_speakers: int) -> dict[str, Tensor]:
+    """``state`` with the speaker embeddings of 0.x checkpoints cut to the rows the model uses.
+
+    Those versions gave each speaker table (``speaker``, ``gcn.speaker``) one row more, a padding
+    index that no lookup reached (the model reads speakers of real utterances only), so the first
+    ``num_speakers`` rows are the whole trained table and outputs do not change. Other tensors, and
+    tables of any other shape (which the caller's shape check then refuses), are left as they are."""
+    out = dict(state)
+    for key in SPEAKER_TABLES:
+        table = out.get(key)
+        if isinstance(table, Tensor) and table.dim() == 2 and table.shape[0] == num_speakers + 1:
+            out[key] = table[:num_speakers]
+    return out

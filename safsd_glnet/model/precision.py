@@ -84,17 +84,14 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
 
 def train_precision(amp: str | bool, device: str | torch.device, hidden: int | None = None) -> str:
     """The precision of the model's forward passes for the setting ``train.amp`` on ``device``,
-    for a model of width ``hidden`` (``model.hidden``; None: wide enough): ``"bf16"``,
-    ``"fp32"`` or (legacy, below) ``"fp16"``.
+    for a model of width ``hidden`` (``model.hidden``; None: wide enough): ``"bf16"`` or ``"fp32"``.
 
     * ``"auto"`` (the default): bf16 where :func:`bf16_supported` (CUDA GPUs with bf16; CPUs
       with bf16 matrix units, for models of width :data:`CPU_BF16_MIN_HIDDEN` and more, where
       it is faster), else fp32;
     * ``"bf16"``: bf16 autocast on the CPU or CUDA, even where it is slower or emulated;
-    * ``False``: fp32 everywhere;
-    * ``True``: what it meant before ``auto`` existed, so that the run folders and checkpoints
-      of that time (whose configs all say ``true``, the old default) are evaluated as they were
-      trained: autocast on CUDA only (bf16, or fp16 on GPUs without bf16), fp32 on every CPU.
+    * ``False``: fp32 everywhere (``true``, in configurations of 0.x versions, reads as
+      ``"auto"``: :class:`~safsd_glnet.config.TrainConfig`).
 
     ``"fp32"`` is also taken, as :func:`resolve_precision` takes it (benchmarks name both).
     """
@@ -104,25 +101,19 @@ def train_precision(amp: str | bool, device: str | torch.device, hidden: int | N
     if isinstance(amp, str):
         if amp in PRECISIONS:
             return resolve_precision(amp, device)
-        raise ValueError(f"train.amp={amp!r}: expected auto, bf16, true or false")
-    if amp is True:
-        if device.type != "cuda":
-            return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"  # the old test, emulation included
+        raise ValueError(f"train.amp={amp!r}: expected auto, bf16 or false")
     if amp is False:
         return "fp32"
-    raise ValueError(f"train.amp={amp!r}: expected auto, bf16, true or false")
+    raise ValueError(f"train.amp={amp!r}: expected auto, bf16 or false")
 
 
 def autocast(device: str | torch.device, precision: str):
     """The autocast context of ``precision`` on ``device``: bf16 autocast for ``"bf16"`` (CPU
-    and CUDA), fp16 for ``"fp16"`` (CUDA only); for ``"fp32"`` autocast is switched off (also
+    and CUDA); for ``"fp32"`` autocast is switched off (also
     inside an outer autocast region), so that fp32 means fp32."""
     device = torch.device(device)
     if precision == "bf16" and device.type in ("cpu", "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
-    if precision == "fp16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
     if device.type in ("cpu", "cuda"):
         return torch.autocast(device.type, enabled=False)
     return contextlib.nullcontext()

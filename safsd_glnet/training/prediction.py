@@ -175,13 +175,3 @@ def format_predictions(rows: Sequence[UtterancePrediction], width: int | None = 
         sentence = textwrap.shorten(r.text, text_w, placeholder="...")
         lines.append(f"{r.dialogue[:d_w]:<{d_w}}  {r.position:>3}  {r.speaker[:s_w]:<{s_w}}  {emotion:<{e_w}}  {sentence}")
     return "\n".join(lines)
-
-
-def prediction_frame(rows: Sequence[UtterancePrediction]):
-    """The predictions as a pandas DataFrame (one row per utterance, one column per class), for
-    a notebook."""
-    import pandas as pd
-
-    return pd.DataFrame([{"dialogue": r.dialogue, "position": r.position, "speaker": r.speaker, "text": r.text,
-                          "emotion": r.emotion, **{f"p_{c}": round(p, 3) for c, p in r.probabilities.items()}}
-                         for r in rows])

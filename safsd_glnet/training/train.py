@@ -37,7 +37,7 @@ from ..data.dialogue_windows import check_trainable
 from ..data.corpus import Corpus, DataError, Dialogue
 from ..model.losses import LossComputer, class_feature_sums
 from ..model.metrics import compute_metrics, summarise_seeds
-from ..model.network import SAFSDGLNet, count_parameters
+from ..model.network import SPEAKER_TABLES, SAFSDGLNet, count_parameters, drop_speaker_padding_rows
 from .progress import EpochProgress
 from .epoch_selection import BestEpoch, reference_epoch
 
@@ -437,6 +437,18 @@ def _resume_state(out: Path, config: Config, device: torch.device) -> dict[str, 
     return ckpt
 
 
+def _drop_speaker_padding_moments(model: SAFSDGLNet, optimizer: torch.optim.Optimizer) -> None:
+    """The optimiser moments of a resume point written by a 0.x version cut to the speaker tables'
+    rows, as :func:`~safsd_glnet.model.network.drop_speaker_padding_rows` cuts the tables."""
+    params = dict(model.named_parameters())
+    for key in SPEAKER_TABLES:
+        p = params.get(key)
+        state = optimizer.state.get(p) if p is not None else None
+        for name, value in (state or {}).items():
+            if isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape[0] == p.shape[0] + 1:
+                state[name] = value[: p.shape[0]]
+
+
 def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.device, resume: bool,
            callback: Callable[[int, dict[str, Any]], None] | None) -> Run:
     """The training loop of :func:`train`; ``out`` is checked and locked already."""
@@ -459,8 +471,9 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
         ckpt = _resume_state(out, config, device) if resume else None
         if ckpt is not None:
             try:
-                model.load_state_dict(ckpt["model"])
+                model.load_state_dict(drop_speaker_padding_rows(ckpt["model"], corpus.num_speakers))
                 optimizer.load_state_dict(ckpt["optimizer"])
+                _drop_speaker_padding_moments(model, optimizer)
             except (RuntimeError, ValueError, KeyError) as e:
                 raise DataError(f"{last_path}: its weights do not fit the configuration "
                                 f"({str(e).splitlines()[0]})") from None

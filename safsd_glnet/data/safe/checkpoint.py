@@ -35,7 +35,7 @@ import torch
 from ...config import MODALITIES, Config
 from .pickle_scan import scan_pickle
 from .foreign_files import clip, describe_foreign
-from ...model.network import SAFSDGLNet
+from ...model.network import SAFSDGLNet, drop_speaker_padding_rows
 
 __all__ = ["check_archive", "build_checked_model", "LIMITS", "MAX_MEMBERS", "MAX_DATA_PKL"]
 
@@ -161,6 +161,7 @@ def build_checked_model(ckpt: Any, path: str | Path) -> SAFSDGLNet:
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
         raise ValueError(f"{path}: field 'model' must map parameter names to tensors")
+    state = drop_speaker_padding_rows(state, len(sig["speaker_names"]))  # checkpoints of 0.x versions
     args = (config.model, sig["feature_sizes"], len(sig["class_names"]), len(sig["speaker_names"]))
     try:
         with torch.device("meta"):  # shapes only: allocates nothing
