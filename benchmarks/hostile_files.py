@@ -27,7 +27,7 @@ readers, 278 MB; protocol 4 as bytes, 184 MB) in fresh processes: the pre-scan a
 ``safe_load`` and ``load_sdt_pickle``, with each process's wall and CPU time (imports
 excluded) and peak memory.
 
-Results: ``results/hostile_files.md``. The tests (``tests/test_hostile_files.py``) run this
+Results: ``results/hostile_files.md``. The tests (``tests/data/safe/test_hostile_files.py``) run this
 script (``--first-only``; all of it under ``-m slow``) and assert exit code 2, one line on
 stderr, no traceback, and a peak below 1 GiB for every file.
 """

@@ -1,7 +1,7 @@
 """Hostile input files: every way we know for a small file to crash, hang or flood the kit.
 
 Each :class:`Hostile` names a file, what it attempts, and the commands it is fed to. The
-tests (``tests/test_hostile_files.py``) and the benchmark (``benchmarks/hostile_files.py``)
+tests (``tests/data/safe/test_hostile_files.py``) and the benchmark (``benchmarks/hostile_files.py``)
 build them with :func:`build_all` and run them through the command line; nothing here loads
 them. Sizes are those of the issue that reported them (a 1.2 MB nested pickle, a 1 MB zip
 bomb expanding to 1.6 GB, ...) unless building them would be slow.

@@ -22,7 +22,7 @@ Delimiter (:func:`sniff_delimiter`): the table reader knows which columns it nee
 candidate of :data:`DELIMITERS` (``,`` ``;`` TAB ``|``) splits the header and the one under
 which the header holds all of them wins; where two do, the one whose first rows have as
 many fields as the header. ``csv.Sniffer`` is not used: it guesses from character
-frequencies, and on the Excel-like samples of ``tests/test_tables.py`` it gave up on the
+frequencies, and on the Excel-like samples of ``tests/data/test_tables.py`` it gave up on the
 ``;`` and ``|`` files (quoted cells holding the other delimiters) and chose the letter
 ``d`` for a file of one row.
 

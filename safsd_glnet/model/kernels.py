@@ -25,7 +25,7 @@ Long dialogues: at inference (eval mode, no gradient), a batch padded to more th
 :class:`FastAttentionLayer` and :class:`DenseMaskedGCN` in blocks of query rows
 (:mod:`safsd_glnet.model.long_dialogues`: the same numbers in bounded memory, tested equal).
 
-Each is tested equal to the module it replaces (tests/test_kernels.py: forward and gradients
+Each is tested equal to the module it replaces (tests/model/test_kernels.py: forward and gradients
 on random inputs, in fp32 and under bf16 autocast; dropout in distribution), and
 benchmarks/speed.py measures what it buys: dropout was 15% of a paper-size CPU training step,
 autograd's gradient of ``index_select`` is ~10x slower than a copy, and the PyG layer is 2x

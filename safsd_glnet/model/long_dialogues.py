@@ -10,7 +10,7 @@ transcript of 20,000 utterances asks for 6.4 GB of attention scores alone at the
 batch is above :data:`BLOCKED_ABOVE` utterances, the kernels hand their two quadratic steps to
 this module, which computes them in blocks of query (target) rows. Both are *exact*: a block
 needs nothing from the other blocks, so the numbers are those of the full matrices (tests:
-``tests/test_long_dialogues.py`` against the unblocked kernels on 300-utterance dialogues cut
+``tests/model/test_long_dialogues.py`` against the unblocked kernels on 300-utterance dialogues cut
 into blocks of a few rows).
 
 * Attention (:func:`attention_in_blocks`, :func:`sdpa_in_blocks`): a block of r query rows

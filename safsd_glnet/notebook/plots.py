@@ -5,7 +5,7 @@
 
 * ``"notebook"`` (the default): at most :data:`NOTEBOOK_WIDTH` inches wide at 100 dpi, so that
   JupyterLab shows it at full size in the output column of a 1280-pixel screen with the file
-  browser open (848 px: :data:`NOTEBOOK_COLUMN_PX`, measured by ``tests/test_browser.py``),
+  browser open (848 px: :data:`NOTEBOOK_COLUMN_PX`, measured by ``tests/notebook/test_browser.py``),
   and no text smaller than 8.5 pt (11.8 px on that screen). Panels that would not fit side by
   side wrap into rows.
 * ``"paper"``: the widths of a two-column paper (3.4 in for one panel, 7.0 in across the page),

@@ -1,7 +1,7 @@
 """Audio files that are not audio, and audio paths that leave their folder.
 
 Needs only ``soundfile`` and ``audresample`` (they come with ``opensmile``), not the espeak-ng
-speech of tests/test_audio.py: every file here is written by the test with soundfile.
+speech of tests/features/test_audio.py: every file here is written by the test with soundfile.
 """
 from __future__ import annotations
 

@@ -23,12 +23,12 @@ from safsd_glnet.grids import ablation as ablate, executors
 from safsd_glnet.cli import commands as cli
 from safsd_glnet.data.atomic_files import read_json
 from safsd_glnet.training.run_folder_guard import RunLock
-from test_ablate import fake_metrics, make_notebook
+from test_ablation import fake_metrics, make_notebook
 
 distributed = pytest.importorskip("distributed", reason="the cluster extra is not installed (pip install -e '.[cluster]')")
 submitit = pytest.importorskip("submitit", reason="the cluster extra is not installed (pip install -e '.[cluster]')")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 # The stand-in notebook: each attempt is appended to attempts.txt; FAIL raises; USE_GCN=False is
 # a "slow" run whose first attempt writes a checkpoint and then trains (sleeps) until killed.

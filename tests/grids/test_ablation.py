@@ -2,7 +2,7 @@
 
 Most runner tests replace the notebook execution by a fake that writes a metrics.json (fast);
 one test runs a small stand-in notebook through papermill in two worker processes, and
-tests/test_notebooks.py runs the real 04_ablation.ipynb.
+tests/grids/test_notebooks.py runs the real 04_ablation.ipynb.
 """
 import json
 import os
@@ -18,7 +18,7 @@ from safsd_glnet.grids import papermill_runner as runner
 from safsd_glnet.config import Config, preset
 from safsd_glnet.data.atomic_files import read_json, write_json
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def fake_metrics(seed, offset=0.0):

@@ -138,7 +138,7 @@ def test_browser_without_a_kernel_hides_its_dropdowns_and_says_so(corpus):
     """Reopened on a new kernel, the browser is drawn from its saved state and nothing answers
     its dropdowns: ipywidgets then marks the views "jupyter-widgets-disconnected", and the rules
     in the browser's view hide the dropdowns and show a note (checked in JupyterLab by
-    tests/test_browser.py)."""
+    tests/notebook/test_browser.py)."""
     browser = explore.dialogue_browser({"toy": corpus})
     assert "safsd-browser" in browser._dom_classes
     view = browser.children[3].value

@@ -4,7 +4,7 @@ Inference in blocks equals the unblocked kernels and the readable model (PyG edg
 attention) on dialogues short enough for both: blocks of a few rows on 300 utterances, so that
 every dialogue spans many blocks, windows included. Training refuses a dialogue too long for
 its memory budget with one line, and the windows that work around it cover the dialogue.
-The peak memory of a long dialogue in a fresh process is in tests/test_hostile_files.py; the
+The peak memory of a long dialogue in a fresh process is in tests/data/safe/test_hostile_files.py; the
 20,000-utterance figure in benchmarks/long_dialogues.py.
 """
 from __future__ import annotations

@@ -18,7 +18,7 @@ from safsd_glnet.data.corpus import DataError
 from safsd_glnet.training.train import train
 
 SIZES = {"t": 16, "a": 12, "v": 8}
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from guards import no_hang
 from safsd_glnet.data import download as dl
 from safsd_glnet.data.tables import read_meld_dir
 
-SHARED_MELD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "meld"
+SHARED_MELD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "meld"
 MELD_HEADER = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
 NAMES = ("train_sent_emo.csv", "dev_sent_emo.csv", "test_sent_emo.csv")
 

@@ -18,7 +18,7 @@ import pytest
 
 import hostile_fixtures as hf
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 GIB_MB = 1024
 
 
