@@ -4,6 +4,9 @@ figures, ablate.
 Data arguments (``--data``) take a path to an SDT / M3Net feature pickle (``.pkl``), a corpus
 in the kit's own format (``.npz``), or ``synthetic:iemocap`` / ``synthetic:meld`` (the built-in
 synthetic corpus; append ``:seed=K`` for another draw).
+
+Long (about 690 lines): the parser and the model's commands (train, evaluate, predict, convert,
+synth, demo, figures, ablate); data, features and finetune have their own modules, the rest is the next split.
 """
 from __future__ import annotations
 

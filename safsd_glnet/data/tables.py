@@ -83,6 +83,9 @@ Every fault raises :class:`~safsd_glnet.data.corpus.DataError` naming the file, 
 :mod:`~safsd_glnet.data.table_files`, where a user may raise them): ``MAX_TABLE_BYTES``
 (512 MiB) per file, ``MAX_TABLE_ROWS`` (2 million) rows, ``MAX_TEXT_CHARS`` (100,000) per
 sentence, ``MAX_FIELD_CHARS`` (1,000) per other cell; order values lie within +-10^18.
+
+Long (about 1,000 lines): every table layout (MELD, one file, one file per split, JSON lines) and
+their checks; the bytes are already in table_files.py; a split by layout waits for the edits made beside the layout change.
 """
 from __future__ import annotations
 

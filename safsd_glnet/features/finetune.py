@@ -65,6 +65,9 @@ AMX / AVX512-BF16); weights and the optimiser stay fp32. The precision used is r
 :func:`encode_dialogues` encodes new sentences with it.
 
 Shape letters: N utterances, B batch, L tokens, H encoder width, C classes, K folds.
+
+Long (about 1,000 lines): the classifier's training, cross-fitting, the cache and the encoders'
+record are one job; a split (the cross-fitting grid, the cache) waits for the edits made beside the layout change.
 """
 from __future__ import annotations
 

@@ -36,6 +36,9 @@ runner's record (parameters, status ``done`` or ``failed`` with the error, secon
 Where the runs execute is an :class:`~safsd_glnet.grids.executors.Executor`: this machine (the
 default), Dask or SLURM; an optional ``cluster:`` section of the grid file holds its settings
 (see :func:`safsd_glnet.grids.executors.make_executor`).
+
+Long (about 800 lines): notebook parameters, the grid file, running, collecting and the tables of
+one ablation grid; the tables are the next to leave (a module of their own).
 """
 from __future__ import annotations
 

@@ -32,6 +32,9 @@ Run folders live on a filesystem that every worker shares with the submitting ma
 Dask can do without one (``shared_fs=False``): each run then trains in a folder on its worker
 (``worker_dir``) and the executed notebook and its small files come back as the task's result;
 checkpoints stay on the worker. submitit always needs one (it exchanges its pickles there).
+
+Long (about 760 lines): three back-ends behind one interface, each in its own section; one module
+per back-end is the next split.
 """
 from __future__ import annotations
 

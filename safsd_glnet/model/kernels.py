@@ -41,6 +41,9 @@ streams in float32 (it adds float32 position and speaker terms); the two agree t
 error.
 
 Shape legend as in :mod:`safsd_glnet.model.network`; c chunks, w window width.
+
+Over 600 lines on purpose: one fast class per readable one, kept together so that each pair and
+its proof of equality (tests/model/test_kernels.py) read side by side.
 """
 from __future__ import annotations
 

@@ -15,6 +15,9 @@
 :class:`FigureWriter` does both at once: it shows the notebook drawing, keeps it as PNG, and
 writes the paper drawing as PDF (:func:`save_figure`, which strips the PDF's date so that
 re-running gives the same bytes).
+
+Long (about 1,000 lines): every figure of the kit beside the profile machinery they share (sizes,
+fonts, wrapping); the next split is by section (heatmaps, curves, exploration, results, architecture).
 """
 from __future__ import annotations
 
