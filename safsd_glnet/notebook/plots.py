@@ -881,7 +881,7 @@ def plot_ablation(rows: Sequence[dict[str, Any]], metric: str = "weighted_f1", *
     seeds or more), the single seeds as dots, and the reference-protocol mean as a hollow
     diamond beside each bar.
 
-    ``rows`` are :func:`safsd_glnet.grids.ablation.summarise` rows (keys ``label``, ``n``,
+    ``rows`` are :func:`safsd_glnet.grids.ablation_report.summarise` rows (keys ``label``, ``n``,
     ``<metric>_mean``, ``<metric>_std``, ``<metric>_values`` and, for weighted F1 and accuracy,
     ``reference_<metric>_mean``). Bars start at 0 so that their lengths compare honestly; the
     numbers are written above them."""

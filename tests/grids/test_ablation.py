@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from safsd_glnet.grids import ablation as ablate
+from safsd_glnet.grids import ablation_report as report
 from safsd_glnet.cli import commands as cli
 from safsd_glnet.grids import papermill_runner as runner
 from safsd_glnet.config import Config, preset
@@ -192,7 +193,7 @@ def test_a_failing_run_is_recorded_and_the_rest_go_on(tmp_path, fake_notebook, c
     assert rec["status"] == "failed" and rec["error"] == "RuntimeError: asked to fail"
     summary = ablate.format_summary(result)
     assert "2 failed" in summary and "FAILED bad-seed0: RuntimeError: asked to fail" in summary
-    assert [r["variant"] for r in ablate.collect_runs(out)] == ["full", "full"]  # failures stay out of the table
+    assert [r["variant"] for r in report.collect_runs(out)] == ["full", "full"]  # failures stay out of the table
 
     calls.clear()  # failed runs are retried on the next invocation ...
     ablate.run_grid(g, out, notebook=fake_notebook, progress=False, log=None)
@@ -250,7 +251,7 @@ def test_papermill_runs_in_worker_processes(tmp_path):
     assert sorted(result.done) == ["full-seed0", "full-seed2"]
     assert read_json(tmp_path / "out" / "bad-seed0" / "run.json")["error"] == "RuntimeError: asked to fail"
     assert (tmp_path / "out" / "full-seed2" / "04_ablation.ipynb").exists()  # the executed notebook, beside its JSON
-    assert [r["weighted_f1"] for r in ablate.collect_runs(tmp_path / "out")] == [50.0, 52.0]
+    assert [r["weighted_f1"] for r in report.collect_runs(tmp_path / "out")] == [50.0, 52.0]
     connections = [read_json(tmp_path / "out" / f"full-seed{s}" / "connection.json") for s in (0, 2)]
     if os.name == "posix":
         assert [c["transport"] for c in connections] == ["ipc", "ipc"]
@@ -276,10 +277,10 @@ def test_summarise_equals_numpy(tmp_path):
     write_json(tmp_path / "grid.json", {"variants": [{"name": "no_gcn", "label": "w/o GCN"},
                                                      {"name": "full", "label": "full model"}]})
     (tmp_path / "stray").mkdir()  # folders without metrics.json are not runs
-    records = ablate.collect_runs(tmp_path)
+    records = report.collect_runs(tmp_path)
     assert [(r["variant"], r["seed"]) for r in records] == [("no_gcn", 0), ("no_gcn", 1), ("full", 0), ("full", 1),
                                                             ("full", 2)]
-    rows = ablate.summarise(records)
+    rows = report.summarise(records)
     assert [r["label"] for r in rows] == ["w/o GCN", "full model"]
     full = np.array([60.0, 62.5, 61.0])
     assert rows[1]["n"] == 3 and rows[1]["seeds"] == [0, 1, 2]
@@ -292,15 +293,15 @@ def test_summarise_equals_numpy(tmp_path):
 
 def test_tables(tmp_path):
     write_runs(tmp_path, {("full", 0): 60.0, ("full", 1): 62.0, ("no_saf", 0): 50.0, ("no_saf", 1): 51.0})
-    rows = ablate.summarise(ablate.collect_runs(tmp_path))
-    md = ablate.ablation_markdown(rows)
+    rows = report.summarise(report.collect_runs(tmp_path))
+    md = report.ablation_markdown(rows)
     lines = md.splitlines()
     assert lines[0] == "| variant | seeds | Acc | w-F1 | macro F1 | w-F1, reference protocol |"
     assert lines[2] == "| full | 2 | **62.00 ± 1.41** | **61.00 ± 1.41** | **59.00 ± 1.41** | 63.00 ± 1.41 |"
     assert "reference protocol" in md and "optimistic" in md
-    tex = ablate.ablation_latex([{**rows[0], "label": "w/o SAF_x & 50%"}] + rows[1:])
+    tex = report.ablation_latex([{**rows[0], "label": "w/o SAF_x & 50%"}] + rows[1:])
     assert r"w/o SAF\_x \& 50\%" in tex and r"\textbf{61.00 $\pm$ 1.41}" in tex and r"\bottomrule" in tex
-    paths = ablate.write_tables(rows, tmp_path / "tables")
+    paths = report.write_tables(rows, tmp_path / "tables")
     assert [p.name for p in paths] == ["ablation_table.md", "ablation_table.tex", "ablation_table.json"]
     assert read_json(paths[2])[1]["variant"] == "no_saf"
 
@@ -312,17 +313,17 @@ def test_tables_say_which_validation_split_chose_the_epochs(tmp_path):
     seeded = {"kind": "seeded-fraction", "fraction": 0.1, "seed": 0, "dialogues": 115}
     for name, record in (("full-seed0", official), ("full-seed1", official), ("no_saf-seed0", official)):
         write_json(tmp_path / "same" / name / "metrics.json", {**fake_metrics(0), "validation": record})
-    rows = ablate.summarise(ablate.collect_runs(tmp_path / "same"))
+    rows = report.summarise(report.collect_runs(tmp_path / "same"))
     assert [r["validation"] for r in rows] == [official, official]
-    assert ablate.ablation_markdown(rows).rstrip().endswith("Validation: official dev (114 dialogues).")
-    assert "Validation: official dev (114 dialogues)." in ablate.ablation_latex(rows)
+    assert report.ablation_markdown(rows).rstrip().endswith("Validation: official dev (114 dialogues).")
+    assert "Validation: official dev (114 dialogues)." in report.ablation_latex(rows)
 
     write_json(tmp_path / "mixed" / "full-seed0" / "metrics.json", {**fake_metrics(0), "validation": seeded})
     write_json(tmp_path / "mixed" / "old-seed0" / "metrics.json", fake_metrics(0))  # before the record
-    rows = ablate.summarise(ablate.collect_runs(tmp_path / "mixed"))
+    rows = report.summarise(report.collect_runs(tmp_path / "mixed"))
     note = "Validation: full: 10% of training dialogues drawn with seed 0 (115 dialogues); old: not recorded."
-    assert ablate.ablation_markdown(rows).rstrip().endswith(note)
-    assert note.replace("%", r"\%") in ablate.ablation_latex(rows)
+    assert report.ablation_markdown(rows).rstrip().endswith(note)
+    assert note.replace("%", r"\%") in report.ablation_latex(rows)
 
 
 def test_run_states(tmp_path):
@@ -331,18 +332,18 @@ def test_run_states(tmp_path):
     write_json(tmp_path / "cut-seed0" / "run.json", {"status": "running"})
     write_runs(tmp_path, {("hand", 0): 58.0})
     write_json(tmp_path / "hand-seed0" / "parameters.json", {"SEED": 0})  # notebook 4 run by hand
-    states = {s["run"]: s["status"] for s in ablate.run_states(tmp_path)}
+    states = {s["run"]: s["status"] for s in report.run_states(tmp_path)}
     assert states == {"bad-seed0": "failed", "cut-seed0": "unfinished", "full-seed0": "done (trained outside the runner)",
                       "hand-seed0": "done (notebook 4 by hand)"}
 
 
 def test_a_single_seed_has_no_spread_in_the_tables(tmp_path):
     write_runs(tmp_path, {("full", 0): 60.0, ("no_saf", 0): 50.0, ("no_saf", 1): 52.0})
-    rows = ablate.summarise(ablate.collect_runs(tmp_path))
-    lines = ablate.ablation_markdown(rows).splitlines()
+    rows = report.summarise(report.collect_runs(tmp_path))
+    lines = report.ablation_markdown(rows).splitlines()
     assert lines[2] == "| full | 1 | **61.00** | **60.00** | **58.00** | 62.00 |"
     assert lines[3].startswith("| no_saf | 2 | 52.00 ± 1.41 |")
-    tex = ablate.ablation_latex(rows)
+    tex = report.ablation_latex(rows)
     assert r"\textbf{60.00} &" in tex and r"51.00 $\pm$ 1.41" in tex
 
 

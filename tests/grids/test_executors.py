@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from safsd_glnet.grids import ablation as ablate, executors
+from safsd_glnet.grids import ablation_report as report
 from safsd_glnet.cli import commands as cli
 from safsd_glnet.data.atomic_files import read_json
 from safsd_glnet.training.run_folder_guard import RunLock
@@ -123,7 +124,7 @@ def test_real_runs_give_the_local_executors_metrics(kind, local_runs, dask_addre
     assert len(local_runs["full-seed0"]["history"]) == TINY["EPOCHS"]
     if kind == "submitit":  # submitit's folder sits inside the grid's output, and is not a run
         assert any((tmp_path / "out" / "submitit").glob("*_result.pkl"))
-        assert "submitit" not in {s["run"] for s in ablate.run_states(tmp_path / "out")}
+        assert "submitit" not in {s["run"] for s in report.run_states(tmp_path / "out")}
 
 
 # --------------------------------------------------------------------------- the contract
@@ -168,7 +169,7 @@ def test_failures_are_isolated_and_retried_complete_runs_skipped_held_folders_le
     assert second.skipped == ["full-seed0"] and second.failed == ["bad-seed0"]
     assert sorted(second.done) == ["full-seed0", "held-seed0"]
     assert [len(attempts(out / f"{v}-seed0")) for v in ("full", "held", "bad")] == [1, 1, 2]
-    assert [r["variant"] for r in ablate.collect_runs(out)] == ["full", "held"]
+    assert [r["variant"] for r in report.collect_runs(out)] == ["full", "held"]
 
 
 def test_a_killed_grid_stops_its_runs_and_resumes(dask_address, stand_in, tmp_path):
