@@ -121,10 +121,10 @@ def _spy_forward_precision(monkeypatch):
 
 @pytest.mark.parametrize("amp, units, min_hidden, expected", [
     ("auto", True, 0, "bf16"), ("auto", False, 0, "fp32"), ("auto", True, 512, "fp32"),  # tiny: H = 16
-    ("bf16", False, 512, "bf16"), (False, True, 0, "fp32"), (True, True, 0, "fp32")])
+    ("bf16", False, 512, "bf16"), (False, True, 0, "fp32"), (True, True, 0, "bf16")])  # true (0.x configs) reads as auto
 def test_training_and_evaluation_run_in_the_recorded_precision(corpus, monkeypatch, amp, units, min_hidden, expected):
     """Every forward pass of a run (training steps, validation, test, the final scoring) runs in
-    one precision, and ``metrics.json`` says which. On a CPU ``true`` means fp32, as before."""
+    one precision, and ``metrics.json`` says which; ``true`` (0.x configs) reads as ``auto``."""
     monkeypatch.setattr(precision, "bf16_supported", lambda device: units and torch.device(device).type == "cpu")
     monkeypatch.setattr(precision, "CPU_BF16_MIN_HIDDEN", min_hidden)
     seen = _spy_forward_precision(monkeypatch)
