@@ -290,3 +290,17 @@ def test_an_out_file_never_replaces_a_runs_own_files(tmp_path, capsys):
                  "--overwrite"]) == 0
     rows = list(csv.DictReader(open(run / "test_predictions.csv")))
     assert len(rows) == load_corpus(data).num_utterances("test")
+
+
+@pytest.mark.parametrize("module", ["safsd_glnet.cli", "safsd_glnet"])
+def test_python_dash_m_exits_with_the_commands_status(tmp_path, module):
+    """``python -m safsd_glnet.cli`` and ``python -m safsd_glnet`` run the command line and exit with
+    the status ``main`` returns (2 for a missing input file), not 0."""
+    import subprocess
+    import sys
+
+    argv = ["convert", "--pickle", str(tmp_path / "missing.pkl"), "--out", str(tmp_path / "x.npz")]
+    assert main(argv) == 2  # in-process, the same command
+    proc = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    assert "missing.pkl: pickle file not found" in proc.stderr
