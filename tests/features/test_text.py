@@ -310,7 +310,7 @@ def test_encoding_in_a_notebook_shows_one_text_line_of_the_kits(monkeypatch, fak
     vectors are those of one call."""
     import IPython.display
 
-    from safsd_glnet.training import progress
+    from safsd_glnet import text_display  # where the encoder and its TextLine ask whether this is a notebook
 
     shown = []
 
@@ -323,7 +323,7 @@ def test_encoding_in_a_notebook_shows_one_text_line_of_the_kits(monkeypatch, fak
         return Handle()
 
     monkeypatch.setattr(IPython.display, "display", fake_display)
-    monkeypatch.setattr(progress, "in_notebook", lambda: True)
+    monkeypatch.setattr(text_display, "in_notebook", lambda: True)
     monkeypatch.setattr(feat, "ENCODE_CHUNK", 3)
     texts = [f"sentence number {i}" for i in range(8)]
     x = feat.encode_texts(texts, progress=True)
