@@ -35,10 +35,10 @@ def write_times(preset_name: str, repeats: int, folder: Path) -> dict:
     """Seconds and sizes of ``repeats`` atomic writes of the model-only and the full checkpoint."""
     import torch
 
-    from safsd_glnet import files
+    from safsd_glnet.data import atomic_files as files
     from safsd_glnet.config import preset
     from safsd_glnet.data import make_synthetic
-    from safsd_glnet.train import build_model, make_optimizer
+    from safsd_glnet.training.train import build_model, make_optimizer
 
     cfg = preset(preset_name)
     corpus = make_synthetic("iemocap", seed=0)
@@ -64,7 +64,7 @@ def training_times(preset_name: str, epochs: int, folder: Path) -> dict:
     """Wall seconds of ``epochs`` epochs with the resume point after every epoch and at most once a minute."""
     from safsd_glnet.config import preset
     from safsd_glnet.data import make_synthetic
-    from safsd_glnet.train import train
+    from safsd_glnet.training.train import train
 
     corpus = make_synthetic("iemocap", seed=0)
     out = {}
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from safsd_glnet.files import write_json
+    from safsd_glnet.data.atomic_files import write_json
     from safsd_glnet.provenance import code_version
 
     result = {"command": "python benchmarks/checkpoint_write.py " + " ".join(sys.argv[1:] if argv is None else argv),

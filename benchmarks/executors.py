@@ -41,8 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from safsd_glnet import ablate, executors  # noqa: E402
-from safsd_glnet.files import read_json, write_json  # noqa: E402
+from safsd_glnet.grids import ablation as ablate, executors  # noqa: E402
+from safsd_glnet.data.atomic_files import read_json, write_json  # noqa: E402
 from safsd_glnet.provenance import code_version  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "executors.json"

@@ -2,13 +2,13 @@
 
 Audio: ``--clips`` spoken utterances of 2-4 s (espeak-ng, 22.05 kHz mono WAV, so every file
 is also resampled to 16 kHz as a real 44.1 / 48 kHz corpus would be) go through
-:func:`safsd_glnet.audio.extract_file` (read, mix, resample, checks, openSMILE functionals),
+:func:`safsd_glnet.features.audio.extract_file` (read, mix, resample, checks, openSMILE functionals),
 once with eGeMAPSv02 and once with ComParE_2016, without the cache. The first file of each
 set is extracted once untimed (opensmile parses its config on first use; that one-off cost is
 reported apart). Time per 1000 utterances = measured time / clips x 1000: extraction is one
 file at a time, so it scales linearly.
 
-Text: ``--texts`` sentences through :func:`safsd_glnet.features.encode_texts` with the
+Text: ``--texts`` sentences through :func:`safsd_glnet.features.text.encode_texts` with the
 packaged all-MiniLM-L6-v2 (batch 64, CPU, ``--threads`` torch threads), after an untimed
 warm-up batch; the model's load time is reported apart. Sentences are MELD's (from
 ``../shared/data``) when present, else the spoken sentences repeated.
@@ -93,7 +93,7 @@ def make_clips(n: int, folder: Path) -> list[tuple[Path, float]]:
 
 
 def time_audio(clips: list[tuple[Path, float]], name: str) -> dict[str, Any]:
-    from safsd_glnet import audio
+    from safsd_glnet.features import audio
 
     t0 = time.perf_counter()
     first = audio.extract_file(clips[0][0], name)  # opensmile builds its extractor here
@@ -112,7 +112,7 @@ def time_audio(clips: list[tuple[Path, float]], name: str) -> dict[str, Any]:
 def time_text(texts: list[str], threads: int) -> dict[str, Any]:
     import torch
 
-    from safsd_glnet import features
+    from safsd_glnet.features import text as features
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()

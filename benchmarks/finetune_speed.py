@@ -1,7 +1,7 @@
 """Fine-tuning speed on the real IEMOCAP table: training steps and encoding, fp32 vs bf16.
 
 Measures, with the kit's own input construction, classifier and precision switch
-(:mod:`safsd_glnet.finetune`), on the packaged MiniLM (or ``--encoder``):
+(:mod:`safsd_glnet.features.finetune`), on the packaged MiniLM (or ``--encoder``):
 
 * ``--steps N`` training steps of batch ``--batch-size`` drawn at random from the training
   split (seeded), each step forward + backward + AdamW + schedule exactly as ``fit`` does it;
@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from safsd_glnet.provenance import code_version  # noqa: E402
-from safsd_glnet.files import read_json, write_json  # noqa: E402
+from safsd_glnet.data.atomic_files import read_json, write_json  # noqa: E402
 
 DEFAULT_TABLE = REPO.parent / "shared" / "data" / "iemocap" / "iemocap_utterances.csv"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "finetune_speed.json"
@@ -123,11 +123,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from safsd_glnet import finetune as ft
+    from safsd_glnet.features import finetune as ft
     from safsd_glnet.data.tables import read_table
-    from safsd_glnet.features import resolve_encoder
-    from safsd_glnet.precision import cpu_bf16_flags
-    from safsd_glnet.utterance_inputs import build_examples, special_layout
+    from safsd_glnet.features.text import resolve_encoder
+    from safsd_glnet.model.precision import cpu_bf16_flags
+    from safsd_glnet.features.utterance_inputs import build_examples, special_layout
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -10,7 +10,7 @@
 # Steps; each writes into OUT, and one that fails or runs out of time is recorded while the
 # others still run:
 #   1. environment: GPU, driver-side CUDA, torch, bf16 support          -> environment.json
-#   2. pytest -m cuda (tests/test_precision.py): dense GCN == PyG layer under autocast, a
+#   2. pytest -m cuda (tests/model/test_precision.py): dense GCN == PyG layer under autocast, a
 #      one-epoch training in bf16, amp off honoured by evaluation        -> pytest_cuda.xml
 #   3. a timed 80-epoch training of the paper model (preset paper, H = 1024) on IEMOCAP-shaped
 #      data (synthetic:iemocap: its dialogue counts and lengths, the standard feature sizes),
@@ -121,7 +121,7 @@ EOF
 if [ "$(tail -n 1 "$STEPS" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["exit_code"])')" = 0 ]; then
     # 2. the GPU tests
     run_step tests_cuda 120 "$PY" -m pytest -m cuda -q -p no:cacheprovider --junitxml="$OUT/pytest_cuda.xml" \
-        tests/test_precision.py
+        tests/model/test_precision.py
     # 3. the timed training
     run_step train80 200 "$PY" -m safsd_glnet.cli train --data synthetic:iemocap "${TRAIN_ARGS[@]}" \
         --device "$DEVICE" --out "$WORK/train80" --no-progress

@@ -1,6 +1,6 @@
 """Every hostile file of ``tests/hostile_fixtures.py`` through every command that reads it.
 
-For each (file, command) a child process runs the command line (``safsd_glnet.cli.main``),
+For each (file, command) a child process runs the command line (``safsd_glnet.cli.commands.main``),
 and the parent records how it ended (exit code or the signal that killed it), what it wrote
 to stderr, its peak resident memory (``ru_maxrss`` of that child, from ``os.wait4``) and the
 time it took. Children are forked from one parent that has already imported the kit and torch
@@ -27,7 +27,7 @@ readers, 278 MB; protocol 4 as bytes, 184 MB) in fresh processes: the pre-scan a
 ``safe_load`` and ``load_sdt_pickle``, with each process's wall and CPU time (imports
 excluded) and peak memory.
 
-Results: ``results/hostile_files.md``. The tests (``tests/test_hostile_files.py``) run this
+Results: ``results/hostile_files.md``. The tests (``tests/data/safe/test_hostile_files.py``) run this
 script (``--first-only``; all of it under ``-m slow``) and assert exit code 2, one line on
 stderr, no traceback, and a peak below 1 GiB for every file.
 """
@@ -78,7 +78,7 @@ def prepare(work: Path, features: bool = True) -> dict[str, Path]:
     import torch
 
     from hostile_fixtures import _checkpoint
-    from safsd_glnet.cli import main
+    from safsd_glnet.cli.commands import main
     from safsd_glnet.data import make_synthetic, save_corpus
 
     work.mkdir(parents=True, exist_ok=True)
@@ -138,8 +138,8 @@ def argv_for(command: str, path: Path, good: dict[str, Path], out: Path) -> list
 
 
 def run_one(argv: list[str], cwd: Path, timeout: float, limit_gb: float) -> tuple[int | None, str | None, str, float, float]:
-    """Fork, run ``safsd_glnet.cli.main(argv)`` in the child; (code, signal, stderr, MB, s)."""
-    from safsd_glnet.cli import main
+    """Fork, run ``safsd_glnet.cli.commands.main(argv)`` in the child; (code, signal, stderr, MB, s)."""
+    from safsd_glnet.cli.commands import main
 
     err_path = cwd / "stderr.txt"
     started = time.perf_counter()
@@ -201,8 +201,8 @@ def run_matrix(folder: Path, names: list[str] | None = None, commands: list[str]
     if first_only:
         commands = ["convert", "train", "evaluate"]
     # Imported once here and shared by every child: what the commands import before reading.
-    import safsd_glnet.plots  # noqa: F401
-    import safsd_glnet.train  # noqa: F401
+    import safsd_glnet.notebook.plots  # noqa: F401
+    import safsd_glnet.training.train  # noqa: F401
     from hostile_fixtures import ALL, build_all
 
     chosen = [h for h in ALL if names is None or h.filename in names]
@@ -211,7 +211,7 @@ def run_matrix(folder: Path, names: list[str] | None = None, commands: list[str]
     print(f"built {len(paths)} files in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     features = _features_available() and (not commands or "features" in commands)
     if features:
-        import safsd_glnet.features  # noqa: F401
+        import safsd_glnet.features.text  # noqa: F401
     good = prepare(folder / "good", features)
     # What a child costs before it reads anything: the parent's pages (torch, the kit).
     _, _, _, base, _ = run_one(["convert", "--help"], folder, timeout, limit_gb)
@@ -302,11 +302,11 @@ path, what = sys.argv[1], sys.argv[2]
 import safsd_glnet.data  # noqa: F401  (imports before the clock starts)
 started, cpu = time.perf_counter(), time.process_time()
 if what == "scan":
-    from safsd_glnet.data.pickle_scan import scan_pickle
+    from safsd_glnet.data.safe.pickle_scan import scan_pickle
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         scan_pickle(data, path)
 elif what == "safe_load":
-    from safsd_glnet.data.safe_pickle import safe_load
+    from safsd_glnet.data.safe.unpickler import safe_load
     safe_load(path)
 else:
     from safsd_glnet.data import load_sdt_pickle
@@ -332,7 +332,7 @@ def speed(path: Path, protocol: int, repeat: int) -> list[dict]:
     rows = []
     whats = ["safe_load", "load_sdt_pickle"]
     try:
-        import safsd_glnet.data.pickle_scan  # noqa: F401
+        import safsd_glnet.data.safe.pickle_scan  # noqa: F401
         whats.insert(0, "scan")
     except ImportError:  # an older kit without the pre-scan
         pass

@@ -5,7 +5,7 @@ N worker processes. Over TCP, Jupyter's default, each kernel manager picks five 
 binding to port 0 and releasing them; the kernel binds them again a moment later. Managers in
 different processes can be handed the same port in between, and the kernel that binds second
 dies (``ZMQError: Address already in use``). The kit connects its headless kernels over
-private Unix sockets instead (``safsd_glnet.papermill_runner._kernel_connection``); this script
+private Unix sockets instead (``safsd_glnet.grids.papermill_runner._kernel_connection``); this script
 counts failed starts for both::
 
     python benchmarks/kernel_starts.py --workers 8 --starts 60           # tcp and the kit's way
@@ -33,7 +33,7 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
 from safsd_glnet.provenance import code_version  # noqa: E402
-from safsd_glnet.files import read_json, write_json  # noqa: E402
+from safsd_glnet.data.atomic_files import read_json, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "kernel_starts.json"
 TRANSPORTS = ("tcp", "kit")
@@ -45,7 +45,7 @@ def start_kernels(transport: str, starts: int, timeout: float) -> list[str]:
     ``run_notebook`` hands papermill)."""
     from jupyter_client.manager import KernelManager
 
-    from safsd_glnet.papermill_runner import _kernel_connection
+    from safsd_glnet.grids.papermill_runner import _kernel_connection
 
     errors = []
     for _ in range(starts):

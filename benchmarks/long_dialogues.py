@@ -12,9 +12,9 @@ Each measurement runs in a fresh process and reports its peak resident memory (`
 * ``--predict N``: ``safsd-glnet predict --dialogues`` on one dialogue of N utterances (default
   20,000), with a text model of preset ``small`` trained on frozen MiniLM features of a small
   table first (as ``predict_cold_start.py`` builds it): the encoder, the model in blocks
-  (``safsd_glnet/long_dialogues.py``) and the output files together;
+  (``safsd_glnet/model/long_dialogues.py``) and the output files together;
 * ``--train-memory``: one training step on one dialogue of n utterances for two model sizes,
-  the peak growth against the estimate that ``long_dialogues.check_trainable`` refuses by;
+  the peak growth against the estimate that ``dialogue_windows.check_trainable`` refuses by;
 * ``--cli``: the command lines of issue 23 (a link planted as a lock, ``--out`` onto a run's
   files, a malformed ``Content-Length`` and a trickling server from a local HTTP server on
   127.0.0.1, a pipe as ``--dialogues``, audio paths leaving their folder, a WAV of NaN samples,
@@ -122,7 +122,7 @@ def special_paths(folder: Path, timeout: float) -> list[dict]:
         "--dialogues /dev/zero": (tables, "read_dialogue_text('/dev/zero')"),
         "--dialogues FIFO": (tables, f"read_dialogue_text({str(fifo)!r})"),
         "--table /dev/zero": (tables, "read_table('/dev/zero')"),
-        "audio file /dev/urandom": ("from pathlib import Path\nfrom safsd_glnet.audio import file_sha256",
+        "audio file /dev/urandom": ("from pathlib import Path\nfrom safsd_glnet.features.audio import file_sha256",
                                     "file_sha256(Path('/dev/urandom'), 'd1', 0)"),
     }
     rows = []
@@ -163,7 +163,7 @@ def predict_long(folder: Path, n: int, timeout: float) -> dict:
     dialogue = folder / "meeting.txt"
     dialogue.write_text("# dialogue: meeting\n" + "".join(f"{'AB'[i % 2]}: {texts[i % len(texts)]} ({i})\n"
                                                            for i in range(n)), encoding="utf-8")
-    code = ("import contextlib, os\nfrom safsd_glnet.cli import main\nstart()\n"
+    code = ("import contextlib, os\nfrom safsd_glnet.cli.commands import main\nstart()\n"
             "with open(os.devnull, 'w') as null, contextlib.redirect_stdout(null):\n"
             f"    code = main(['predict', '--checkpoint', {str(checkpoint)!r}, '--dialogues', {str(dialogue)!r},"
             f" '--device', 'cpu', '--out', {str(folder / 'meeting.csv')!r}])\n"
@@ -184,10 +184,10 @@ import numpy as np, torch
 from safsd_glnet.config import preset
 from safsd_glnet.data.batching import collate
 from safsd_glnet.data.corpus import Dialogue
-from safsd_glnet.losses import LossComputer
-from safsd_glnet.model import SAFSDGLNet
+from safsd_glnet.model.losses import LossComputer
+from safsd_glnet.model.network import SAFSDGLNet
 from safsd_glnet import kernels, long_dialogues
-from safsd_glnet.train import make_optimizer, training_step
+from safsd_glnet.training.train import make_optimizer, training_step
 cfg = preset({preset_name!r}).override(*[f"{{k}}={{v}}" for k, v in {overrides!r}.items()], "train.amp=false")
 sizes = {{"t": 384, "a": 88, "v": 342}}
 sizes = {{m: sizes[m] for m in cfg.model.modalities}}
@@ -319,7 +319,7 @@ def cli_rows(folder: Path, timeout: float) -> list[dict]:
         }
         results = []
         for name, argv in cases.items():
-            code = f"from safsd_glnet.cli import main\nstart()\nresult = main({argv!r})"
+            code = f"from safsd_glnet.cli.commands import main\nstart()\nresult = main({argv!r})"
             r = run_child(code, timeout)
             lines = [ln for ln in r.pop("stderr", "").splitlines() if ln.strip() and "Loading weights" not in ln]
             row = {"run": name, "exit": r.get("result"), "peak_mb": r.get("peak_mb"), "seconds": r.get("seconds"),

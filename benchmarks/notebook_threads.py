@@ -1,6 +1,6 @@
 """Why notebook 03 took 13 times the CPU by hand that it takes in ``safsd-glnet demo``.
 
-The demo runs the notebooks headless through :func:`safsd_glnet.papermill_runner.run_notebook`,
+The demo runs the notebooks headless through :func:`safsd_glnet.grids.papermill_runner.run_notebook`,
 whose kernels get ``OMP_WAIT_POLICY=PASSIVE``. A kernel that JupyterLab starts gets the
 environment of the JupyterLab server, where the variable is usually unset; torch's OpenMP
 runtime (GNU libgomp in the CPU wheels) then lets each idle thread spin for a while
@@ -50,9 +50,9 @@ if first_torch:
     import torch  # libgomp reads its environment now, before safsd_glnet could set it
 import safsd_glnet
 import torch
-from safsd_glnet.explore import open_corpus
+from safsd_glnet.notebook.explore import open_corpus
 from safsd_glnet.config import preset
-from safsd_glnet.train import train
+from safsd_glnet.training.train import train
 corpus = open_corpus("synthetic:iemocap", {"t": 100, "a": 80, "v": 60}, 80, log=None)
 cfg = preset("small").override(f"train.epochs={int(sys.argv[1])}", "train.progress=false", "train.device=cpu")
 with tempfile.TemporaryDirectory() as out:
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(REPO))
-    from safsd_glnet.files import read_json, write_json
+    from safsd_glnet.data.atomic_files import read_json, write_json
     from safsd_glnet.provenance import code_version
 
     stop = multiprocessing.Event()

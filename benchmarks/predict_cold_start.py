@@ -8,7 +8,7 @@ times. Each process pays everything a user pays: Python start, importing torch a
 the checkpoint's checks and load, loading the sentence encoder, encoding, the model, the
 table. The file-system cache is warm after the first repeat (the first one is reported apart).
 
-A second, in-process breakdown times the stages of :class:`safsd_glnet.prediction.Predictor`
+A second, in-process breakdown times the stages of :class:`safsd_glnet.training.prediction.Predictor`
 (load the checkpoint, encode and predict the dialogue) after the imports.
 
 Sentences are MELD's (``../shared/data``) when present, else the fallback sentences of
@@ -63,7 +63,7 @@ def write_dialogue(path: Path, texts: list[str]) -> None:
 
 
 def cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from safsd_glnet.cli import main; sys.exit(main())", *args]
+    return [sys.executable, "-c", "import sys; from safsd_glnet.cli.commands import main; sys.exit(main())", *args]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         import torch  # noqa: F401
 
-        from safsd_glnet.prediction import Predictor
+        from safsd_glnet.training.prediction import Predictor
         import_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
         predictor = Predictor(checkpoint, "cpu")

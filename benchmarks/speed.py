@@ -5,13 +5,13 @@ bf16 autocast, as ``train.amp`` runs them), each in a fresh subprocess (so that 
 of one configuration is not inherited by the next):
 
 * ``train_epoch_s``: one training epoch over the train + valid dialogues (IEMOCAP 120, MELD
-  1152), shuffled into batches as ``safsd_glnet.train.train`` does, each step exactly as there
-  (``safsd_glnet.train.training_step``): ``batch.to(device)``, the model under
+  1152), shuffled into batches as ``safsd_glnet.training.train.train`` does, each step exactly as there
+  (``safsd_glnet.training.train.training_step``): ``batch.to(device)``, the model under
   ``train._autocast`` of the precision, ``LossComputer``, ``zero_grad``, ``backward``, the
   Adam step, and the per-term loss sums.
   With ``--max-batches N`` only the first N batches of the epoch are timed and the epoch is
   extrapolated by batch count (the output says so: ``extrapolated``);
-* ``test_pass_s``: ``safsd_glnet.train.predict`` over the test dialogues (IEMOCAP 31, MELD 280)
+* ``test_pass_s``: ``safsd_glnet.training.train.predict`` over the test dialogues (IEMOCAP 31, MELD 280)
   in the same precision; ``predict_utterances_per_s`` is its inference throughput;
 * ``utterances_per_s`` of both, ``peak_rss_gib`` (``ru_maxrss`` of the worker: model,
   optimiser state, activations, the data set and the Python runtime; on CUDA also
@@ -31,7 +31,7 @@ Configurations: ``sdt`` (the Transformer half alone: ``model.use_gcn=false``; th
 model without its GCN, not SDT's own code), ``full`` (the paper model, dense GCN over the
 fully connected dialogue graph, the kit's default), ``full-window`` (the same with
 ``--window`` past / future utterances), ``full-readable`` (the readable model of
-``safsd_glnet/model.py`` without the speed kernels: PyTorch Geometric's edge-list layer).
+``safsd_glnet/model/network.py`` without the speed kernels: PyTorch Geometric's edge-list layer).
 
 Rounds (``--rounds``) interleave every (corpus, configuration, precision) once per round, so
 that a slow spell of a shared machine hits fp32 and bf16 alike; the fastest round is kept and
@@ -92,7 +92,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from safsd_glnet.provenance import code_version  # noqa: E402
-from safsd_glnet.facts import IEMOCAP_CLASSES  # noqa: E402
+from safsd_glnet.dataset_facts import IEMOCAP_CLASSES  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_FIGURE = REPO / "figures" / "speed_dialogue_length_scaling"
@@ -221,10 +221,10 @@ def peak_memory(device) -> dict[str, float]:
 # --------------------------------------------------------------------------- one configuration
 
 def train_steps(model, optimizer, losses, batches, device, amp):
-    """Run the training steps of ``safsd_glnet.train.train`` over ``batches`` (an iterator that
+    """Run the training steps of ``safsd_glnet.training.train.train`` over ``batches`` (an iterator that
     collates lazily, as there). Returns seconds per step, from taking the batch (collation
     included) to the end of the optimiser step, and (real utterances, padded positions)."""
-    from safsd_glnet.train import training_step
+    from safsd_glnet.training.train import training_step
 
     times, real, padded = [], 0, 0
     model.train()
@@ -253,10 +253,10 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
 
     from safsd_glnet.config import preset
     from safsd_glnet.data import iterate_batches, num_batches
-    from safsd_glnet.losses import LossComputer
-    from safsd_glnet.model import count_parameters
-    from safsd_glnet.precision import bf16_supported, train_precision
-    from safsd_glnet.train import build_model, make_optimizer, predict, seed_everything, select_device
+    from safsd_glnet.model.losses import LossComputer
+    from safsd_glnet.model.network import count_parameters
+    from safsd_glnet.model.precision import bf16_supported, train_precision
+    from safsd_glnet.training.train import build_model, make_optimizer, predict, seed_everything, select_device
 
     torch.set_num_threads(spec["threads"])
     device = select_device(spec["device"])
@@ -385,10 +385,10 @@ def scaling(args) -> dict[str, Any]:
     from safsd_glnet.config import preset
     from safsd_glnet.data.batching import collate
     from safsd_glnet.data.corpus import Dialogue
-    from safsd_glnet.losses import LossComputer
-    from safsd_glnet.kernels import DenseMaskedGCN
-    from safsd_glnet.model import MaskedGCN, Packing, SAFSDGLNet
-    from safsd_glnet.train import select_device
+    from safsd_glnet.model.losses import LossComputer
+    from safsd_glnet.model.kernels import DenseMaskedGCN
+    from safsd_glnet.model.network import MaskedGCN, Packing, SAFSDGLNet
+    from safsd_glnet.training.train import select_device
 
     torch.set_num_threads(args.threads)
     device = select_device(args.device)
@@ -473,7 +473,7 @@ def plot_scaling(result: dict[str, Any], path: Path, device: str) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from safsd_glnet.plots import save_figure
+    from safsd_glnet.notebook.plots import save_figure
 
     lengths = result["lengths"]
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.4))
@@ -515,8 +515,8 @@ def profile(args) -> str:
 
     from safsd_glnet.config import preset
     from safsd_glnet.data import iterate_batches
-    from safsd_glnet.losses import LossComputer
-    from safsd_glnet.train import _autocast, build_model, make_optimizer, select_device
+    from safsd_glnet.model.losses import LossComputer
+    from safsd_glnet.training.train import _autocast, build_model, make_optimizer, select_device
 
     torch.set_num_threads(args.threads)
     device = select_device(args.device)
@@ -636,7 +636,7 @@ def machine_info(args) -> dict[str, Any]:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    from safsd_glnet.precision import cpu_bf16_flags
+    from safsd_glnet.model.precision import cpu_bf16_flags
 
     info = {"cpu": cpu, "cpu_count": os.cpu_count(), "cpu_bf16_flags": list(cpu_bf16_flags()),
             "threads": args.threads, "torch": torch.__version__,
@@ -706,7 +706,7 @@ def main(argv=None) -> int:
         return 0
     device_tag = args.device.split(":")[0]
     out = Path(args.out or REPO / "benchmarks" / "results" / f"speed_{device_tag}.json")
-    from safsd_glnet.files import read_json, write_json, write_text
+    from safsd_glnet.data.atomic_files import read_json, write_json, write_text
 
     previous = read_json(out) if out.exists() else {}  # a corrupt file stops here, naming itself
     precisions = ["fp32"] if args.no_amp else list(dict.fromkeys(args.precisions))

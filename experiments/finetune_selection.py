@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from experiments import real_text as rt  # noqa: E402
-from safsd_glnet.files import read_json, write_json, write_text  # noqa: E402
+from safsd_glnet.data.atomic_files import read_json, write_json, write_text  # noqa: E402
 from safsd_glnet.provenance import code_version  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -64,15 +64,15 @@ def load_table(dataset: str, data: Path):
 
 
 def finetune_config(name: str):
-    from safsd_glnet.finetune import FinetuneConfig
+    from safsd_glnet.features.finetune import FinetuneConfig
 
     return FinetuneConfig(encoder="minilm", precision="auto", **VARIANTS[name]).check()
 
 
 def feature_set(name: str, table, cache: Path, results: dict[str, Any]):
     """The corpus of feature set ``name`` (F, V1-V6), and what it cost."""
-    from safsd_glnet.features import build_text_corpus
-    from safsd_glnet.finetune import finetune_corpus, reencode_layer
+    from safsd_glnet.features.text import build_text_corpus
+    from safsd_glnet.features.finetune import finetune_corpus, reencode_layer
 
     t0 = time.perf_counter()
     if name == "F":
@@ -98,7 +98,7 @@ def _valid_scores(info: dict[str, Any]) -> Any:
 
 def glnet_validation(corpus, dataset: str, seed: int) -> dict[str, Any]:
     """SAFSD-GLNet text-only as the real-text study runs it; only validation numbers are kept."""
-    from safsd_glnet.train import train
+    from safsd_glnet.training.train import train
 
     cfg = rt.glnet_config(dataset, "glnet", seed)
     t0 = time.perf_counter()
@@ -189,7 +189,7 @@ def test_reading(args: argparse.Namespace) -> None:
     corpus, _ = feature_set(args.variant, table, Path(args.cache), results)
     runs = []
     for seed in SEEDS:
-        from safsd_glnet.train import train
+        from safsd_glnet.training.train import train
 
         m = train(rt.glnet_config(args.dataset, "glnet", seed), corpus.with_modalities(("t",)), out_dir=None).metrics
         runs.append({"weighted_f1": m["test"]["weighted_f1"], "accuracy": m["test"]["accuracy"],

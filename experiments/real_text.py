@@ -42,7 +42,7 @@ valid, score on test (no choice is made on test; C = 1, sklearn's default). IEMO
 ``class_weight="balanced"`` (as the README does), MELD does not. The lbfgs solver is
 deterministic, so one fit stands for every seed and its std is 0 by construction (the JSON
 says so). SAFSD-GLNet chooses its epoch by validation weighted F1 and reports test at that
-epoch (``safsd_glnet.train.train``); one run per seed.
+epoch (``safsd_glnet.training.train.train``); one run per seed.
 
 README reference points (weighted F1, same features): IEMOCAP 44.3 (alone) / 58.2 (context),
 MELD 55.6 / 56.5.
@@ -83,8 +83,8 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from safsd_glnet.provenance import code_version  # noqa: E402
 from safsd_glnet.data.corpus import Corpus, Dialogue  # noqa: E402
-from safsd_glnet.files import read_json, write_json, write_text  # noqa: E402
-from safsd_glnet.metrics import compute_metrics, summarise_seeds  # noqa: E402
+from safsd_glnet.data.atomic_files import read_json, write_json, write_text  # noqa: E402
+from safsd_glnet.model.metrics import compute_metrics, summarise_seeds  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_CACHE = REPO / ".cache" / "safsd-glnet"
@@ -133,7 +133,7 @@ RUN_KEYS = (*KEYS, "per_class_f1", "chosen_epoch", "epochs_run", "valid_weighted
 def load_dataset(name: str, data_dir: Path, encoder: str, cache_dir: Path, device: str) -> Corpus:
     """The text-feature corpus of ``name`` built from the shared tables (cached)."""
     from safsd_glnet.data.tables import read_meld_dir, read_table
-    from safsd_glnet.features import build_text_corpus
+    from safsd_glnet.features.text import build_text_corpus
 
     if name == "iemocap":
         table = read_table(data_dir / "iemocap" / "iemocap_utterances.csv", class_names="iemocap",
@@ -153,7 +153,7 @@ def load_feature_file(name: str, path: Path) -> Corpus:
     """A kit corpus ``.npz`` with text features (``safsd-glnet finetune --out``) for dataset ``name``:
     its class names must be the dataset's, and it must hold the three splits."""
     from safsd_glnet.data.kit_format import load_corpus
-    from safsd_glnet.facts import CLASS_ORDERS
+    from safsd_glnet.dataset_facts import CLASS_ORDERS
 
     corpus = load_corpus(path)
     if tuple(corpus.class_names) != tuple(CLASS_ORDERS[name]):
@@ -226,7 +226,7 @@ def glnet_config(dataset: str, variant: str, seed: int, epochs: int | None = Non
 def run_glnet(corpus: Corpus, dataset: str, variant: str, seed: int, epochs: int | None, device: str,
               overrides: tuple[str, ...] = (), standardise: bool = True,
               control_weight: float | None = None) -> dict[str, Any]:
-    from safsd_glnet.train import train
+    from safsd_glnet.training.train import train
 
     cfg = glnet_config(dataset, variant, seed, epochs, device, overrides, standardise, control_weight)
     t0 = time.perf_counter()

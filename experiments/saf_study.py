@@ -68,10 +68,10 @@ INTERIM = {"use_saf": True, "saf_mode": "soft", "saf_eps": 0.1, "saf_lambda": 1.
 
 def confuse_similar_pairs(corpus, rate: float, seed: int):
     """A copy of ``corpus`` in which a seeded ``rate`` of the utterances of each class of a
-    similar pair (:data:`safsd_glnet.facts.SIMILAR_EMOTIONS`) carry the partner's label. A
+    similar pair (:data:`safsd_glnet.dataset_facts.SIMILAR_EMOTIONS`) carry the partner's label. A
     class in two pairs (IEMOCAP frustrated) gives its flipped share to the partners in turn."""
     from safsd_glnet.data.corpus import Corpus, Dialogue
-    from safsd_glnet.facts import SIMILAR_EMOTIONS
+    from safsd_glnet.dataset_facts import SIMILAR_EMOTIONS
 
     index = {n: i for i, n in enumerate(corpus.class_names)}
     partners: dict[int, list[int]] = {}
@@ -110,9 +110,9 @@ def validation_only(corpus):
 def load(name: str, meld_v1: str | None):
     """(corpus restricted to train + valid, base Config) of a dataset of the plan."""
     from experiments import real_text
-    from safsd_glnet import sequence
-    from safsd_glnet.ablate import config_from_parameters
-    from safsd_glnet.explore import open_corpus
+    from safsd_glnet.grids import demo as sequence
+    from safsd_glnet.grids.ablation import config_from_parameters
+    from safsd_glnet.notebook.explore import open_corpus
 
     if name == "synthetic-confused":
         q = sequence.QUICK
@@ -149,8 +149,8 @@ def _worker_init(threads: int) -> None:
 def one_run(data: str, meld_v1: str | None, config: dict[str, Any]) -> dict[str, Any]:
     """Train one configuration on one dataset; the validation record of the plan."""
     from safsd_glnet.config import Config
-    from safsd_glnet.metrics import similar_pair_confusion, similar_pairs_for
-    from safsd_glnet.train import train
+    from safsd_glnet.model.metrics import similar_pair_confusion, similar_pairs_for
+    from safsd_glnet.training.train import train
 
     if data not in _CORPORA:
         _CORPORA[data] = load(data, meld_v1)[0]
@@ -213,7 +213,7 @@ def stage_variants(stage: int, data: str, runs: dict[str, Any]) -> tuple[dict[st
 
 
 def run(args) -> None:
-    from safsd_glnet.files import read_json, write_json
+    from safsd_glnet.data.atomic_files import read_json, write_json
 
     out = Path(args.out)
     log = read_json(out) if out.exists() else {"plan": "docs/saf_study_plan.md", "runs": {}}
@@ -440,7 +440,7 @@ def main(argv=None) -> int:
     if args.command == "run":
         run(args)
         return 0
-    from safsd_glnet.files import read_json, write_text
+    from safsd_glnet.data.atomic_files import read_json, write_text
 
     text = report(read_json(Path(args.log))["runs"])
     print(text)

@@ -6,7 +6,7 @@ session in turn is held out and plays the test split (unseen speakers, as Sessio
 dialogues of the other sessions are the inner validation split (the size of the real one),
 the rest is training. Every setting runs every fold with seeds 0-4 for 60 epochs with early
 stopping off, recording per-epoch inner-validation and held-out weighted F1. Each epoch rule
-is then read off those curves (:func:`safsd_glnet.selection.choose_epoch`, the rule training
+is then read off those curves (:func:`safsd_glnet.training.epoch_selection.choose_epoch`, the rule training
 uses), so all rules see the same runs.
 
 Test dialogues (Session 5) are dropped before any fold is built.
@@ -38,8 +38,8 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 from experiments import real_text as rt  # noqa: E402
 from safsd_glnet.provenance import code_version  # noqa: E402
 from safsd_glnet.data.corpus import Corpus  # noqa: E402
-from safsd_glnet.selection import choose_epoch  # noqa: E402  (the honest rule, shared with training)
-from safsd_glnet.files import read_json, write_json, write_text  # noqa: E402
+from safsd_glnet.training.epoch_selection import choose_epoch  # noqa: E402  (the honest rule, shared with training)
+from safsd_glnet.data.atomic_files import read_json, write_json, write_text  # noqa: E402
 
 
 # The settings of the plan: rows 39, 43 and 56 of real_text_tuning.md, i.e. preset("small"), text
@@ -108,7 +108,7 @@ def setting_config(setting: str, seed: int):
 
 
 def run_one(corpus: Corpus, setting: str, seed: int) -> dict[str, Any]:
-    from safsd_glnet.train import train
+    from safsd_glnet.training.train import train
 
     t0 = time.perf_counter()
     run = train(setting_config(setting, seed), corpus, out_dir=None)

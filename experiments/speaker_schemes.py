@@ -49,7 +49,7 @@ def meld_corpus(scheme: str, data_dir: Path, cache_dir: Path) -> Corpus:
     """MELD text features with speakers numbered by ``scheme`` (the sentence vectors are cached by
     the sentences alone, so the second scheme reuses the first's)."""
     from safsd_glnet.data.tables import read_meld_dir
-    from safsd_glnet.features import build_text_corpus
+    from safsd_glnet.features.text import build_text_corpus
 
     table = read_meld_dir(data_dir / "meld", speaker_mode=scheme)
     return build_text_corpus(table, "minilm", cache_dir=cache_dir, device="cpu", progress=False)
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from safsd_glnet.files import write_json
-    from safsd_glnet.train import train
+    from safsd_glnet.data.atomic_files import write_json
+    from safsd_glnet.training.train import train
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,4 +1,33 @@
-"""SAFSD-GLNet research kit: multimodal emotion recognition in conversations."""
+"""SAFSD-GLNet research kit: multimodal emotion recognition in conversations.
+
+The names a notebook or a script needs, imported on first use (``import safsd_glnet`` loads neither
+torch nor numpy)::
+
+    from safsd_glnet import Config, preset, load_data, train, load_model, Predictor
+
+    corpus = load_data("synthetic:iemocap")          # or a .pkl / .npz path, or a MELD folder
+    run = train(preset("small"), corpus, "runs/demo")
+    model, signature = load_model("runs/demo/checkpoint_best.pt")
+    Predictor("runs/demo/checkpoint_best.pt")         # emotions for new, unlabelled dialogues
+
+The package, from the maths up to the user; each layer imports only from the layers below it
+(``tests/test_structure.py`` checks it):
+
+* ``config.py``, ``dataset_facts.py``, ``provenance.py``, ``text_display.py``: configuration
+  dataclasses and presets; the data sets' constants; which commit made a number; text that a
+  terminal shows and a saved notebook keeps (progress lines, Markdown tables).
+* ``model/``: the readable network and its faster kernels, the dialogue graph, the losses, class
+  similarity and class weights, mixed precision, long dialogues, the metrics.
+* ``data/``: the corpus contract, batching, synthetic data, the kit's ``.npz`` format, the SDT
+  pickles, utterance tables, downloads, atomic file writes, windows of long training dialogues; ``data/safe/``: the hardened readers of
+  files from elsewhere (pickle scan, restricted unpickler, npz, checkpoint and JSON checks).
+* ``features/``: text features (frozen and fine-tuned encoders, utterance inputs) and audio.
+* ``training/``: train, evaluate and load, the epoch rule, run folder guards, progress, prediction.
+* ``grids/``: many runs: notebooks under papermill, ablation grids, executors, seeds, the demo.
+* ``notebook/``: what the notebooks call: figures, the live training plot, exploration, the SAF
+  comparison, run folders, JupyterLab settings.
+* ``cli/``: the ``safsd-glnet`` command line, one module per command group.
+"""
 import os as _os
 
 __version__ = "0.1.0"
@@ -21,3 +50,33 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # benchmarks/bf16_memory.py, benchmarks/results/bf16_memory.json. Read by oneDNN when it first builds a
 # primitive, so setting it here, before torch loads, is in time; a value the user set is kept.
 _os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "128")
+
+# public name -> the module that defines it; loaded on first access (PEP 562), so that importing the
+# package (as every ``python -m safsd_glnet...`` does) stays cheap and sets OMP_WAIT_POLICY first
+_EXPORTS = {
+    "Config": "config",
+    "preset": "config",
+    "PRESETS": "config",
+    "load_data": "data",
+    "load_corpus": "data.kit_format",
+    "train": "training.train",
+    "train_seeds": "training.train",
+    "evaluate": "training.train",
+    "load_model": "training.train",
+    "Predictor": "training.prediction",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'safsd_glnet' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .facts import MODALITIES, MODALITY_NAMES  # noqa: F401  (re-exported: configs name modalities)
+from .dataset_facts import MODALITIES, MODALITY_NAMES  # noqa: F401  (re-exported: configs name modalities)
 
 
 def normalise_modalities(value: Any) -> tuple[str, ...]:
@@ -97,7 +97,7 @@ _DEVICE_NAME = re.compile(r"^(auto|cpu|mps|meta|(cuda|xpu)(:\d+)?)$")
 def check_device_name(name: str, what: str = "device") -> None:
     """Refuse device strings torch cannot parse (``gpu``, ``cuda0``) with a message that lists
     the forms it can; whether the device exists is checked when a run starts
-    (:func:`safsd_glnet.train.select_device`)."""
+    (:func:`safsd_glnet.training.train.select_device`)."""
     if not isinstance(name, str) or not _DEVICE_NAME.match(name):
         raise ValueError(f"{what}={name!r} is not a device: expected auto, cpu, cuda, cuda:N or mps")
 
@@ -153,7 +153,7 @@ class LossConfig:
     distill_weight: float = 1.0  # g3, KL self-distillation teacher -> students
     class_weights: str = "inverse"  # CE weights: "inverse" (1/frequency, reference) or "none"
     use_saf: bool = True  # ablation: False trains students with plain CE
-    # SAF (SPEC.md, amended; safsd_glnet.losses): "soft" (target smoothed towards the similar classes),
+    # SAF (SPEC.md, amended; safsd_glnet.model.losses): "soft" (target smoothed towards the similar classes),
     # "penalty" (focal loss times 1 + lambda * mass on the similar classes), or "reference" (the
     # reference code's formula with its IEMOCAP alpha, for comparison; IEMOCAP classes only).
     # The defaults (penalty, lambda 2, beta 0, vad) are the pre-registered study's decision
@@ -199,8 +199,8 @@ class TrainConfig:
     patience: int | None = None  # early stopping on validation weighted F1; None = off
     seed: int = 0
     device: str = "auto"  # "auto" (cuda > mps > cpu), or an explicit torch device
-    # Mixed precision (safsd_glnet.precision.train_precision): "auto" = bf16 where the hardware has bf16 units
-    # and it pays; "bf16"; false = fp32; true = autocast on CUDA only (the meaning of the old default).
+    # Mixed precision (safsd_glnet.model.precision.train_precision): "auto" = bf16 where the hardware has bf16 units
+    # and it pays; "bf16"; false = fp32. true (the default written by versions before "auto") reads as "auto".
     amp: bool | str = "auto"
     grad_clip: float | None = None  # max gradient norm; None = no clipping
     progress: bool = True  # a progress bar per epoch
@@ -228,6 +228,8 @@ class TrainConfig:
         # --set reads text for a field that may hold a string; true / false mean the booleans.
         if isinstance(self.amp, str) and self.amp.lower() in ("true", "false"):
             self.amp = self.amp.lower() == "true"
+        if self.amp is True:  # configs and checkpoints of 0.x versions: "autocast where it pays" is what it asked
+            self.amp = "auto"
         if self.amp not in ("auto", "bf16", True, False):  # (check_field_types has refused numbers)
             raise ValueError(f"TrainConfig: amp={self.amp!r}, expected 'auto', 'bf16', true or false")
 
@@ -298,18 +300,11 @@ class Config:
 
 
 def _drop_implementation_fields(model: dict[str, Any]) -> None:
-    """``model.gcn_impl`` chose between two implementations of the same GCN: it said how the
-    maths runs, not what the model is, so it left the configuration (the kit now picks the fast
-    path itself, :mod:`safsd_glnet.kernels`). Old checkpoints and ``config.json`` files, which
-    all hold ``"dense"``, still load; asking for another value warns."""
-    import warnings
-
-    value = model.pop("gcn_impl", None)
-    if value not in (None, "dense"):
-        warnings.warn(f"model.gcn_impl={value!r} is no longer a configuration field and is ignored: the kit "
-                      "computes the GCN with its fastest implementation (safsd_glnet.kernels); build the model "
-                      "with train.build_model(..., fast=False) for the readable reference path",
-                      DeprecationWarning, stacklevel=3)
+    """Configurations of 0.x versions hold ``model.gcn_impl``, which chose between two
+    implementations of the same GCN (how the maths runs, not what the model is; the kit picks the
+    fast path itself, :mod:`safsd_glnet.model.kernels`). The field is dropped, so that their
+    checkpoints and run folders still load."""
+    model.pop("gcn_impl", None)
 
 
 def _drop_first_saf_fields(loss: dict[str, Any]) -> None:

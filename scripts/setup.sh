@@ -27,6 +27,6 @@ if ! "$py" -c "import torch" 2>/dev/null; then
 fi
 echo "setup: installing safsd-glnet and its dependencies"
 "$py" -m pip install --quiet -e ".[text,audio,dev,cluster]"
-# JupyterLab saves widget state with the notebook in this environment (safsd_glnet/labsettings.py)
-"$py" -m safsd_glnet.labsettings
+# JupyterLab saves widget state with the notebook in this environment (safsd_glnet/notebook/jupyterlab_settings.py)
+"$py" -m safsd_glnet.notebook.jupyterlab_settings
 echo "$want" > "$stamp"

@@ -1,7 +1,7 @@
 """Hostile input files: every way we know for a small file to crash, hang or flood the kit.
 
 Each :class:`Hostile` names a file, what it attempts, and the commands it is fed to. The
-tests (``tests/test_hostile_files.py``) and the benchmark (``benchmarks/hostile_files.py``)
+tests (``tests/data/safe/test_hostile_files.py``) and the benchmark (``benchmarks/hostile_files.py``)
 build them with :func:`build_all` and run them through the command line; nothing here loads
 them. Sizes are those of the issue that reported them (a 1.2 MB nested pickle, a 1 MB zip
 bomb expanding to 1.6 GB, ...) unless building them would be slow.
@@ -496,7 +496,7 @@ def _checkpoint_cached() -> dict[str, Any]:
 
     from safsd_glnet.config import preset
     from safsd_glnet.data import make_synthetic
-    from safsd_glnet.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, build_model, data_signature
+    from safsd_glnet.training.train import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, build_model, data_signature
 
     torch.manual_seed(0)
     corpus = make_synthetic("iemocap", feature_sizes={"t": 8, "a": 6, "v": 4}, num_dialogues=6)
@@ -525,7 +525,7 @@ def _expanded_weights(path: Path) -> None:
     # the shapes match the config, the file is tiny, the real model is gigabytes.
     import torch
 
-    from safsd_glnet.model import SAFSDGLNet
+    from safsd_glnet.model.network import SAFSDGLNet
     from safsd_glnet.config import ModelConfig
 
     ckpt = _checkpoint()

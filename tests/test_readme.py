@@ -1,7 +1,7 @@
 """The README and docs/ say what the kit does: every command they show parses, every relative
 link points at a file (and heading) that exists, and the README stays short.
 
-Commands are checked against the command line's own parser (``safsd_glnet.cli.build_parser``),
+Commands are checked against the command line's own parser (``safsd_glnet.cli.commands.build_parser``),
 not in subprocesses: a ``bash`` block's ``safsd-glnet`` command must parse as written (flags,
 choices, types, required options), and every flag of a ``text`` block's synopsis or of an inline
 ``safsd-glnet ...`` span must exist, spelled out in full (argparse would accept an abbreviation).
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from safsd_glnet.cli import build_parser
+from safsd_glnet.cli.commands import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

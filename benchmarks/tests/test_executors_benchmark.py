@@ -1,6 +1,6 @@
 """benchmarks/executors.py: the projection against a hand computation, and the overhead
 measurement on the local executor end to end (the other executors' runs are in
-tests/test_executors.py)."""
+tests/grids/test_executors.py)."""
 import pytest
 
 from benchmarks import executors as bench

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from safsd_glnet import precision
+from safsd_glnet.model import precision
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"

@@ -2,7 +2,7 @@
 import pytest
 
 from benchmarks import notebook_threads
-from safsd_glnet.files import read_json
+from safsd_glnet.data.atomic_files import read_json
 
 pytestmark = pytest.mark.integration  # trains in child processes, one per setting
 

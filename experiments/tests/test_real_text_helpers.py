@@ -57,7 +57,7 @@ def test_combine_merges_datasets_and_refuses_mismatches(tmp_path):
     with pytest.raises(ValueError, match="another commit"):
         real_text.main(["--combine", str(a), str(b), "--out", str(out)])
     dirty = _result("meld")
-    dirty["machine"]["uncommitted_changes"] = [" M safsd_glnet/model.py"]
+    dirty["machine"]["uncommitted_changes"] = [" M safsd_glnet/model/network.py"]
     b.write_text(json.dumps(dirty))
     with pytest.raises(ValueError, match="uncommitted_changes"):
         real_text.main(["--combine", str(a), str(b), "--out", str(out)])

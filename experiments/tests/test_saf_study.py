@@ -5,7 +5,7 @@ import pytest
 
 from experiments import saf_study as study
 from safsd_glnet.data.synthetic import make_synthetic
-from safsd_glnet.facts import SIMILAR_EMOTIONS
+from safsd_glnet.dataset_facts import SIMILAR_EMOTIONS
 
 
 def test_confusion_moves_labels_only_between_similar_partners_at_about_the_rate():

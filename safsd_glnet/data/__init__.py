@@ -22,8 +22,8 @@ from typing import Any
 from .batching import PAD_LABEL, Batch, collate, iterate_batches, num_batches
 from .corpus import SPLITS, Corpus, DataError, Dialogue
 from .kit_format import load_corpus, save_corpus
-from .safe_pickle import UnsafePickleError, safe_load
-from ..facts import IEMOCAP_CLASSES, MELD_CLASSES
+from .safe.unpickler import UnsafePickleError, safe_load
+from ..dataset_facts import IEMOCAP_CLASSES, MELD_CLASSES
 from .sdt_pickle import load_sdt_pickle
 from .synthetic import PROFILES, make_synthetic
 
@@ -95,7 +95,7 @@ def load_data(spec: str | os.PathLike, *, split_dialogues: tuple[int, int | None
 
     Options written in a ``synthetic:`` spec and in ``kw`` must not both set the same key.
     ``split_dialogues=(length, overlap)`` cuts the training dialogues longer than ``length``
-    into overlapping windows (:func:`safsd_glnet.long_dialogues.split_dialogues`; overlap None:
+    into overlapping windows (:func:`safsd_glnet.data.dialogue_windows.split_dialogues`; overlap None:
     a quarter of the length), for any kind of data.
 
     Raises:
@@ -104,7 +104,7 @@ def load_data(spec: str | os.PathLike, *, split_dialogues: tuple[int, int | None
     """
     corpus = _load(spec, kw)
     if split_dialogues is not None:
-        from ..long_dialogues import split_dialogues as split
+        from .dialogue_windows import split_dialogues as split
 
         corpus = split(corpus, *split_dialogues)
     return corpus
@@ -148,7 +148,7 @@ def load_text_corpus(spec: str | os.PathLike, *, encoder: str = "minilm", cache_
     encodes (minutes on a laptop CPU; the vectors are then read in a second). Other keyword
     arguments go to the table reader (e.g. ``class_names="iemocap"``, ``columns=...``).
     Needs the text extras (``pip install 'safsd-glnet[text]'``)."""
-    from ..features import build_text_corpus
+    from ..features.text import build_text_corpus
 
     table = read_text_table(spec, **table_options)
     return build_text_corpus(table, encoder, cache_dir=cache_dir or default_cache_dir(), device=device,

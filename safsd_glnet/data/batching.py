@@ -43,14 +43,6 @@ class Batch:
         """(N,) labels of the real utterances, dialogue-major: the order of the model outputs."""
         return self.labels[self.real]
 
-    @property
-    def mask(self) -> torch.Tensor:
-        """Deprecated name of :attr:`real` (the padding mask)."""
-        import warnings
-
-        warnings.warn("Batch.mask is now Batch.real (the padding mask)", DeprecationWarning, stacklevel=2)
-        return self.real
-
     def __len__(self) -> int:
         return len(self.dialogue_ids)
 
@@ -88,7 +80,7 @@ def iterate_batches(dialogues: Sequence[Dialogue], batch_size: int, *, shuffle: 
 
     ``alone_above``: a dialogue longer than this many utterances gets a batch of its own, so
     that no short dialogue is padded to its length (the batches still follow the order, so the
-    outputs do too; prediction uses it with :data:`safsd_glnet.long_dialogues.BLOCKED_ABOVE`)."""
+    outputs do too; prediction uses it with :data:`safsd_glnet.model.long_dialogues.BLOCKED_ABOVE`)."""
     order = (torch.randperm(len(dialogues), generator=generator).tolist() if shuffle
              else list(range(len(dialogues))))
     if alone_above is None:

@@ -47,7 +47,7 @@ class Corpus:
     splits: dict[str, list[str]] = field(default_factory=dict)
     source: str = "<memory>"  # file it came from, for error messages
     # modality -> JSON-able description of how its features were made (encoder, settings),
-    # e.g. {"t": {"kind": "sentence-encoder", ...}}; see safsd_glnet.finetune.encode_dialogues
+    # e.g. {"t": {"kind": "sentence-encoder", ...}}; see safsd_glnet.features.finetune.encode_dialogues
     feature_info: dict[str, dict] = field(default_factory=dict)
     # which validation split ``splits["valid"]`` is, e.g. {"kind": "official-dev"}: the kinds and
     # their fields are safsd_glnet.data.validation's; a corpus built in code has not said

@@ -24,7 +24,7 @@ file never runs code from it):
 the destination (``os.replace`` is atomic on POSIX and Windows), so an interrupted save
 leaves either the old file or the new one, never half of one.
 
-:func:`load_corpus` reads through :func:`~safsd_glnet.data.safe_npz.read_npz`, which checks
+:func:`load_corpus` reads through :func:`~safsd_glnet.data.safe.npz.read_npz`, which checks
 every member's declared size and ``.npy`` header before allocating anything (zip bombs,
 impossible shapes and object arrays are refused with a message naming the member), and names
 a file that is not a zip archive for what it is.
@@ -38,11 +38,11 @@ from typing import Any
 import numpy as np
 
 from ..config import MODALITIES
-from ..file_checks import loads_json
-from ..files import atomic_path
+from .safe.foreign_files import loads_json
+from .atomic_files import atomic_path
 from . import validation
 from .corpus import Corpus, DataError, Dialogue
-from .safe_npz import read_npz
+from .safe.npz import read_npz
 
 __all__ = ["save_corpus", "load_corpus", "FORMAT_NAME", "FORMAT_VERSION"]
 

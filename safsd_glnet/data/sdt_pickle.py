@@ -17,10 +17,10 @@ Layout (SPEC.md, "Standard feature files"): a tuple whose elements are, in order
 ====  ==============  =========================================================
 
 Per-dialogue values may be lists of 1-D arrays or 2-D arrays; features become float32
-``(n, d)``. The file is opened with :func:`~safsd_glnet.data.safe_pickle.safe_load`, so a
+``(n, d)``. The file is opened with :func:`~safsd_glnet.data.safe.unpickler.safe_load`, so a
 file that names anything other than containers, numbers, strings and numpy arrays is refused
 before anything in it runs, and one whose shared references reach more elements than it has
-bytes is refused too (:mod:`~safsd_glnet.data.pickle_scan`): every array a conversion below
+bytes is refused too (:mod:`~safsd_glnet.data.safe.pickle_scan`): every array a conversion below
 creates holds at most one element per byte of the file (4 bytes of float32 per byte), however
 the file shares lists through the memo. What the conversions themselves must still guard
 against: dialogue ids and labels are checked to be numbers or strings before ``str()`` or
@@ -38,10 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from ..facts import IEMOCAP_CLASSES, IEMOCAP_SPEAKERS, MELD_CLASSES, MELD_DEV_IDS
+from ..dataset_facts import IEMOCAP_CLASSES, IEMOCAP_SPEAKERS, MELD_CLASSES, MELD_DEV_IDS
 from . import validation
 from .corpus import Corpus, DataError, Dialogue
-from .safe_pickle import safe_load
+from .safe.unpickler import safe_load
 
 __all__ = ["load_sdt_pickle", "IEMOCAP_CLASSES", "MELD_CLASSES", "SDT_FIELDS"]
 

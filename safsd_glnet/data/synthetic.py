@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..facts import IEMOCAP_CLASSES, MELD_CLASSES, MODALITIES, SIMILAR_EMOTIONS
+from ..dataset_facts import IEMOCAP_CLASSES, MELD_CLASSES, MODALITIES, SIMILAR_EMOTIONS
 from . import validation
 from .corpus import Corpus, Dialogue
 

@@ -22,7 +22,7 @@ Delimiter (:func:`sniff_delimiter`): the table reader knows which columns it nee
 candidate of :data:`DELIMITERS` (``,`` ``;`` TAB ``|``) splits the header and the one under
 which the header holds all of them wins; where two do, the one whose first rows have as
 many fields as the header. ``csv.Sniffer`` is not used: it guesses from character
-frequencies, and on the Excel-like samples of ``tests/test_tables.py`` it gave up on the
+frequencies, and on the Excel-like samples of ``tests/data/test_tables.py`` it gave up on the
 ``;`` and ``|`` files (quoted cells holding the other delimiters) and chose the letter
 ``d`` for a file of one row.
 
@@ -43,7 +43,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..file_checks import regular_file
+from .safe.foreign_files import regular_file
 from .corpus import DataError
 
 MAX_TABLE_BYTES = 512 * 1024 ** 2  # one file; the largest ERC corpora are a few MB of text
@@ -97,7 +97,7 @@ def delimiter_name(delimiter: str) -> str:
 
 def read_bytes(path: Path) -> bytes:
     """The file's bytes, refusing anything but a regular file (a missing file, a folder, a pipe,
-    a device: :func:`~safsd_glnet.file_checks.regular_file`) and anything over :data:`MAX_TABLE_BYTES`."""
+    a device: :func:`~safsd_glnet.data.safe.foreign_files.regular_file`) and anything over :data:`MAX_TABLE_BYTES`."""
     size = regular_file(path, "table file").st_size
     if size > MAX_TABLE_BYTES:
         raise DataError(f"{path}: the file has {size:,} bytes, more than the limit of "

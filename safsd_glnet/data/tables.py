@@ -3,7 +3,7 @@
 A conversation corpus often starts as a table with one row per utterance: which split, which
 dialogue, the utterance's position in it, the speaker, the emotion label and the sentence.
 This module turns such tables into a :class:`Table` (dialogues in utterance order, labels as
-class indices, speakers as indices) which :func:`safsd_glnet.features.build_text_corpus`
+class indices, speakers as indices) which :func:`safsd_glnet.features.text.build_text_corpus`
 then encodes into a :class:`~safsd_glnet.data.corpus.Corpus`. Nothing here needs torch or
 an encoder, so tables can be checked quickly and cheaply. Getting rows out of the bytes
 (size limits, encoding, delimiter, JSON safety) is :mod:`safsd_glnet.data.table_files`.
@@ -83,6 +83,9 @@ Every fault raises :class:`~safsd_glnet.data.corpus.DataError` naming the file, 
 :mod:`~safsd_glnet.data.table_files`, where a user may raise them): ``MAX_TABLE_BYTES``
 (512 MiB) per file, ``MAX_TABLE_ROWS`` (2 million) rows, ``MAX_TEXT_CHARS`` (100,000) per
 sentence, ``MAX_FIELD_CHARS`` (1,000) per other cell; order values lie within +-10^18.
+
+Long (about 1,000 lines): every table layout (MELD, one file, one file per split, JSON lines) and
+their checks; the bytes are already in table_files.py; a split by layout waits for the edits made beside the layout change.
 """
 from __future__ import annotations
 
@@ -95,7 +98,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from . import table_files as tf
 from . import validation
-from ..facts import CLASS_ORDERS, IEMOCAP_CLASSES, MELD_CLASSES  # noqa: F401  (re-exported)
+from ..dataset_facts import CLASS_ORDERS, IEMOCAP_CLASSES, MELD_CLASSES  # noqa: F401  (re-exported)
 from .corpus import SPLITS, DataError, describe_unseen_speakers, unseen_speaker_shares
 from .table_files import show
 

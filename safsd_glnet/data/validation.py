@@ -134,7 +134,7 @@ def describe_shared(value: Any) -> str:
 def of_table_splits(valid_ids: Sequence[str]) -> dict[str, Any]:
     """The record of a table that states its own splits: ``cosmic-12`` when its validation
     dialogues are exactly COSMIC's 12 IEMOCAP ones, ``none`` when it has none, else ``given``."""
-    from ..facts import COSMIC_IEMOCAP_VALID_IDS
+    from ..dataset_facts import COSMIC_IEMOCAP_VALID_IDS
 
     if not valid_ids:
         return record("none")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from safsd_glnet.data.corpus import DataError
-from safsd_glnet.data.safe_pickle import UnsafePickleError
+from safsd_glnet.data.safe.unpickler import UnsafePickleError
 from safsd_glnet.data.sdt_pickle import load_sdt_pickle
 from sdt_fixtures import make_sdt_fields, pack_sdt_fields, write_sdt_pickle
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from safsd_glnet.audio import add_audio_modality
+from safsd_glnet.features.audio import add_audio_modality
 from safsd_glnet.data import load_data
 from safsd_glnet.data.corpus import Corpus, DataError, Dialogue
 from safsd_glnet.data.kit_format import load_corpus, save_corpus
@@ -15,7 +15,7 @@ from safsd_glnet.data.sdt_pickle import load_sdt_pickle
 from safsd_glnet.data.synthetic import make_synthetic
 from safsd_glnet.data.tables import read_meld_csvs, read_table
 from safsd_glnet.data.validation import check, describe, for_run, of_table_splits, record, shared
-from safsd_glnet.facts import COSMIC_IEMOCAP_VALID_IDS
+from safsd_glnet.dataset_facts import COSMIC_IEMOCAP_VALID_IDS
 from sdt_fixtures import write_sdt_pickle
 from table_fixtures import MELD_HEADER, SMALL_ROWS, write_csv
 
