@@ -100,7 +100,7 @@ EOF
 run_step environment 60 "$PY" - "$OUT/environment.json" "$DEVICE" <<'EOF'
 import json, platform, sys
 import torch, torch_geometric
-from safsd_glnet import precision
+from safsd_glnet.model import precision
 path, device = sys.argv[1], sys.argv[2]
 info = {"python": platform.python_version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
         "torch_geometric": torch_geometric.__version__, "cuda_available": torch.cuda.is_available(),

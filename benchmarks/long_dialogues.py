@@ -186,7 +186,7 @@ from safsd_glnet.data.batching import collate
 from safsd_glnet.data.corpus import Dialogue
 from safsd_glnet.model.losses import LossComputer
 from safsd_glnet.model.network import SAFSDGLNet
-from safsd_glnet import kernels, long_dialogues
+from safsd_glnet.model import kernels, long_dialogues
 from safsd_glnet.training.train import make_optimizer, training_step
 cfg = preset({preset_name!r}).override(*[f"{{k}}={{v}}" for k, v in {overrides!r}.items()], "train.amp=false")
 sizes = {{"t": 384, "a": 88, "v": 342}}

@@ -405,7 +405,7 @@ def test_killing_a_grid_takes_its_workers_and_kernels_along(tmp_path):
         "pathlib.Path(RUN_DIR, 'pids.json').write_text(json.dumps([os.getpid(), os.getppid()]))\n"
         "time.sleep(600)\n"))  # until the grid's kill takes it along
     driver = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-              "from safsd_glnet import ablate\n"
+              "from safsd_glnet.grids import ablation as ablate\n"
               f"g = ablate.Grid.from_dict({{'seeds': [0, 1], 'base': {{'DATA': 'synthetic:iemocap'}}, "
               f"'variants': {{'full': {{}}}}}}, 'g.yaml')\n"
               f"ablate.run_grid(g, {str(tmp_path / 'out')!r}, notebook={str(nb)!r}, workers=2, progress=False, log=None)\n")

@@ -183,7 +183,7 @@ def test_a_killed_grid_stops_its_runs_and_resumes(dask_address, stand_in, tmp_pa
     spec = {"name": "toy", "seeds": [0], "base": {"DATA": "synthetic:iemocap"},
             "variants": {"quick": {}, "slow": {"USE_GCN": False}}}
     driver = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-              "from safsd_glnet import ablate, executors\n"
+              "from safsd_glnet.grids import ablation as ablate, executors\n"
               "if __name__ == '__main__':\n"
               f"    g = ablate.Grid.from_dict({spec!r}, 'g.yaml')\n"
               f"    ablate.run_grid(g, {str(out)!r}, notebook={str(stand_in)!r}, progress=False, log=None,\n"
