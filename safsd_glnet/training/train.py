@@ -434,7 +434,11 @@ def _resume_state(out: Path, config: Config, device: torch.device) -> dict[str, 
     missing = [k for k in _RESUME_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise DataError(f"{last_path}: not a resumable training checkpoint (no {', '.join(missing)})")
-    if not isinstance(ckpt["config"], dict) or comparable_config(ckpt["config"]) != comparable_config(config.to_dict()):
+    try:  # read as a config, so a 0.x resume point (amp=true, gcn_impl) compares by its meaning
+        saved = Config.from_dict(ckpt["config"]).to_dict() if isinstance(ckpt["config"], dict) else None
+    except (TypeError, ValueError, KeyError, AttributeError):
+        saved = None
+    if saved is None or comparable_config(saved) != comparable_config(config.to_dict()):
         raise ValueError(f"{last_path}: the run was started with another configuration; "
                          f"resume with the config.json of {out}, or pass --overwrite to start again")
     best_epoch = ckpt["best"].get("epoch", 0) if isinstance(ckpt["best"], dict) else 0

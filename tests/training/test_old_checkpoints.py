@@ -68,3 +68,51 @@ def test_a_speaker_table_of_another_shape_is_still_refused(tmp_path):
     save_torch(tmp_path / "bad.pt", ckpt)
     with pytest.raises(ValueError, match=r"field 'model.speaker.weight' is \(4, 16\)"):
         load_model(tmp_path / "bad.pt")
+
+
+def test_an_old_resume_point_resumes_as_the_uninterrupted_run(tmp_path):
+    """A 0.x resume point (``checkpoint_last.pt``) also holds Adam's moments of the padding rows:
+    resuming from it must cut them with the tables and finish as the uninterrupted run does."""
+    import pytest
+
+    from safsd_glnet.model.network import SPEAKER_TABLES
+    from safsd_glnet.training.train import build_model
+
+    corpus = make_synthetic("iemocap", seed=0, feature_sizes=SIZES, num_dialogues=12)
+    config = preset("tiny").replace(train={"epochs": 3, "device": "cpu", "save_every_s": 0.0})
+    full = train(config, corpus, tmp_path / "full").metrics
+
+    def stop(epoch, record):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, corpus, tmp_path / "cut", callback=stop)
+    names = [name for name, _ in build_model(config, corpus).named_parameters()]
+    for file in ("checkpoint_last.pt", "checkpoint_best.pt"):
+        path = tmp_path / "cut" / file
+        new = load_torch(path)
+        old = old_checkpoint(new, corpus.num_speakers)
+        if "optimizer" in new:
+            state = {index: dict(values) for index, values in new["optimizer"]["state"].items()}
+            for key in SPEAKER_TABLES:
+                moments = state[names.index(key)]
+                for name, value in moments.items():
+                    if isinstance(value, torch.Tensor) and value.dim() == 2:
+                        moments[name] = torch.cat([value, torch.full((1, value.shape[1]), 3.0)])
+            old["optimizer"] = {**new["optimizer"], "state": state}
+        save_torch(path, old)
+
+    resumed = train(config, corpus, tmp_path / "cut", resume=True).metrics
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(resumed["history"]) == strip(full["history"])
+    assert resumed["test"] == full["test"]
+    # the moments were cut with the tables (the fused CPU step reads only a parameter's own rows,
+    # so the scores alone would not show uncut moments; the saved state does)
+    last = load_torch(tmp_path / "cut" / "checkpoint_last.pt")
+    for key in SPEAKER_TABLES:
+        rows = last["model"][key].shape[0]
+        assert rows == corpus.num_speakers
+        for value in last["optimizer"]["state"][names.index(key)].values():
+            if isinstance(value, torch.Tensor) and value.dim() == 2:
+                assert value.shape[0] == rows, (key, value.shape)
