@@ -46,9 +46,10 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # shapes, and oneDNN keeps up to 1,024 of them with their scratch buffers. Dialogue lengths change the
 # shapes from batch to batch, so the cache filled with primitives that were rarely reused: bf16 epochs
 # on MELD-shaped batches (paper preset) peaked at 3.99 GiB against 2.34 GiB in fp32. A capacity of 128
-# gives 2.96 GiB at the same speed (32: 2.70 GiB; 0, no cache: 2.62 GiB and three times slower);
-# benchmarks/bf16_memory.py, benchmarks/results/bf16_memory.json. Read by oneDNN when it first builds a
-# primitive, so setting it here, before torch loads, is in time; a value the user set is kept.
+# gives 2.96 GiB (32: 2.70 GiB; 0, no cache: 2.62 GiB and three times slower); its epoch took 128 s
+# against 111 s on a loaded machine, within that machine's noise, not yet re-measured idle
+# (benchmarks/bf16_memory.py, benchmarks/results/bf16_memory.json). Set here, before torch loads, as
+# OMP_WAIT_POLICY above; a value the user set is kept.
 _os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "128")
 
 # public name -> the module that defines it; loaded on first access (PEP 562), so that importing the
