@@ -47,7 +47,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # shapes from batch to batch, so the cache filled with primitives that were rarely reused: bf16 epochs
 # on MELD-shaped batches (paper preset) peaked at 3.99 GiB against 2.34 GiB in fp32. A capacity of 128
 # gives 2.96 GiB (32: 2.70 GiB; 0, no cache: 2.62 GiB and three times slower); its epoch took 128 s
-# against 111 s on a loaded machine, within that machine's noise, not yet re-measured idle
+# against 111 s on a loaded machine (speed not yet re-measured on an idle one)
 # (benchmarks/bf16_memory.py, benchmarks/results/bf16_memory.json). Set here, before torch loads, as
 # OMP_WAIT_POLICY above; a value the user set is kept.
 _os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "128")
