@@ -50,9 +50,7 @@ def reusable(config, corpus, out_dir: str | Path, fingerprint: str | None = None
     if not all(f.is_file() for f in paths):
         return False
     try:
-        stored = files.read_json(paths[0])
-        stored.pop("data", None)
-        same = comparable_config(Config.from_dict(stored).to_dict()) == comparable_config(config.to_dict())
+        same = comparable_config(files.read_json(paths[0])) == comparable_config(config.to_dict())
     except (ValueError, AttributeError, TypeError):  # a config.json of another version of the kit: train again
         return False
     return same and paths[3].read_text().strip() == (fingerprint or corpus_fingerprint(corpus))

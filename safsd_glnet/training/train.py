@@ -412,9 +412,11 @@ _RESUME_KEYS = ("config", "model", "optimizer", "similarity", "rng", "history", 
 
 
 def comparable_config(d: dict[str, Any]) -> dict[str, Any]:
-    """A config dict without :data:`RUNTIME_FIELDS`, for "is this the same run?" checks."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items() if k != "data"}
-    out.get("model", {}).pop("gcn_impl", None)  # an implementation choice of older checkpoints
+    """``d`` read as a :class:`Config` and written back, without ``"data"`` and :data:`RUNTIME_FIELDS`,
+    for "is this the same run?" checks. Reading it first makes a config of a 0.x version compare by
+    its meaning (``train.amp=true`` is ``"auto"``, ``model.gcn_impl`` is dropped); a dict that is not
+    a config raises what :meth:`Config.from_dict` raises."""
+    out = Config.from_dict({k: v for k, v in d.items() if k != "data"}).to_dict()
     for section, names in RUNTIME_FIELDS.items():
         for name in names:
             out.get(section, {}).pop(name, None)
@@ -434,11 +436,12 @@ def _resume_state(out: Path, config: Config, device: torch.device) -> dict[str, 
     missing = [k for k in _RESUME_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise DataError(f"{last_path}: not a resumable training checkpoint (no {', '.join(missing)})")
-    try:  # read as a config, so a 0.x resume point (amp=true, gcn_impl) compares by its meaning
-        saved = Config.from_dict(ckpt["config"]).to_dict() if isinstance(ckpt["config"], dict) else None
+    try:
+        same = (isinstance(ckpt["config"], dict)
+                and comparable_config(ckpt["config"]) == comparable_config(config.to_dict()))
     except (TypeError, ValueError, KeyError, AttributeError):
-        saved = None
-    if saved is None or comparable_config(saved) != comparable_config(config.to_dict()):
+        same = False
+    if not same:
         raise ValueError(f"{last_path}: the run was started with another configuration; "
                          f"resume with the config.json of {out}, or pass --overwrite to start again")
     best_epoch = ckpt["best"].get("epoch", 0) if isinstance(ckpt["best"], dict) else 0
