@@ -149,8 +149,14 @@ def decide(results: dict[str, Any]) -> dict[str, Any]:
     scores = {n: seed_scores(results, n) for n in candidates(dataset)}
     done = {n: s for n, s in scores.items() if s is not None}
     rows = {n: {"mean": float(s.mean()), "std": float(s.std(ddof=1)), "seeds": [float(v) for v in s],
+                "epochs": [f"{r.get('chosen_epoch', '?')}/{r.get('epochs_run', '?')}"
+                           for r in (results["glnet"][n][str(seed)] for seed in SEEDS)],
                 "cost_s": _cost(results, n)} for n, s in done.items()}
-    out = {"dataset": dataset, "default": default, "margin": MARGIN[dataset], "rows": rows}
+    cap = rt.glnet_config(dataset, "glnet", 0).train.epochs
+    for n in rows:  # runs that met the epoch cap before patience stopped them: the budget may bind
+        rows[n]["at_cap"] = sum(results["glnet"][n][str(seed)].get("epochs_run") == cap for seed in SEEDS)
+    out = {"dataset": dataset, "default": default, "margin": MARGIN[dataset], "rows": rows,
+           "features": results["features"], "epoch_cap": cap}
     for n in rows:
         if n != default and default in done:
             rows[n]["diff"], rows[n]["se"] = paired(done[n], done[default])
@@ -168,6 +174,13 @@ def decide(results: dict[str, Any]) -> dict[str, Any]:
 
 def _cost(results: dict[str, Any], name: str) -> float:
     return float(results["features"].get(name, {}).get("seconds") or 0.0)
+
+
+def _cost_text(cost: dict[str, Any]) -> str:
+    """The features column: encoding seconds, or where the vectors came from when nothing was encoded."""
+    if "file" in cost:
+        return "file (fine-tuned earlier)"
+    return f"{cost.get('seconds', 0):.0f}" + (" (cache)" if cost.get("cached") else "")
 
 
 WHAT = {"F": "frozen MiniLM, its own pipeline (the current IEMOCAP default)",
@@ -190,22 +203,28 @@ def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], file
         "TEXT_SETTINGS, standardised features), seeds 0-4; the **validation** weighted F1 at the epoch chosen on "
         "validation, mean over seeds. Test metrics computed along the way were dropped unread: none is printed "
         "or stored.",
-        "- Frozen encodings in fp32 on the CPU (as `build_text_corpus` encodes F), one torch thread; "
-        "IEMOCAP's F vectors came from the existing cache.",
+        "- Frozen encodings in fp32 on the CPU, as `build_text_corpus` encodes F (the plan's bf16 autocast "
+        "applies to its encoder training runs; none ran here), one torch thread; IEMOCAP's F vectors came from "
+        "the existing cache, MELD's V1 from the fine-tuned features file of the first study.",
         "- Rule 1 restricted to stage A: the best of A1 / A2 (ties within 0.1 to the cheaper) is adopted if its "
         "score is >= 1.0 (IEMOCAP) / 0.5 (MELD) above the default's and the mean paired (same-seed) difference "
         "is >= 2 standard errors (sd of the five differences / sqrt 5).",
         f"- Machine: {m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} cores (shared; one used), amx_bf16 "
         f"{'present' if m.get('amx_bf16') else 'absent'}, torch {m.get('torch', '?')}, code "
-        f"{str(m.get('git_commit') or '?')[:10]}. Result files: {', '.join(f'`{f}`' for f in files)}.", ""]
+        f"{', '.join(dict.fromkeys(str(x.get('git_commit') or '?')[:10] for x in machines)) or '?'}. "
+        f"Result files: {', '.join(f'`{f}`' for f in files)}.", ""]
     for d in decisions:
         lines += [f"## {d['dataset']}", "",
                   "| candidate | what | valid w-F1 (mean ± std) | paired diff vs default ± SE | per seed 0-4 "
-                  "| features (s) |", "|---|---|---:|---:|---|---:|"]
+                  "| chosen / run epochs | features (s) |", "|---|---|---:|---:|---|---|---:|"]
         for n, r in d["rows"].items():
             diff = "" if "diff" not in r else f"{r['diff']:+.2f} ± {r['se']:.2f}"
             lines.append(f"| {n} | {WHAT[n]} | {r['mean']:.2f} ± {r['std']:.2f} | {diff} | "
-                         f"{', '.join(f'{v:.2f}' for v in r['seeds'])} | {r['cost_s']:.0f} |")
+                         f"{', '.join(f'{v:.2f}' for v in r['seeds'])} | {', '.join(r['epochs'])} | "
+                         f"{_cost_text(d['features'].get(n, {}))} |")
+        lines += ["", f"Seeds whose run reached the epoch cap ({d['epoch_cap']}) before patience stopped it: "
+                      + ", ".join(f"{n} {r['at_cap']}/5" for n, r in d["rows"].items())
+                      + " (where most did, the fixed budget may hold a candidate back; settings are stage D's)."]
         if d["decision"] == "incomplete":
             lines += ["", "Interim decision: **incomplete** (not every candidate has its five seeds).", ""]
         else:
@@ -215,7 +234,9 @@ def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], file
     lines += ["## What remains", "",
               "- Stage B (IEMOCAP fine-tuning at lr 5e-5 / last two layers, and their `mean4` read-outs), "
               "stage C (EmoBERTa-style context inputs, cross-fitting), stage D (SAFSD-GLNet settings).",
-              "- The final rule-1 decision over stages A-C, then rule 3: the single test reading per corpus.", ""]
+              "- The final rule-1 decision over stages A-C, then rule 3: the single test reading per corpus.",
+              "- Nothing here changes the kit's defaults: an interim adoption becomes the user's path (the plan's "
+              "last section) only after the final decision.", ""]
     return "\n".join(lines)
 
 

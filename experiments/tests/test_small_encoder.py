@@ -53,5 +53,5 @@ def test_the_report_says_interim_and_shows_every_seed():
     d = se.decide(results({"F": F, "A1": [x + 1.5 for x in F], "A2": F}))
     text = se.report([d], [{"cpu_model": "cpu", "cpu_count": 2, "amx_bf16": True}], ["r.json"])
     assert "INTERIM" in text and "stage B" in text.replace("Stage B", "stage B")
-    assert "| A1 | frozen MiniLM read out at `mean4` | 61.50 ± 1.58 | +1.50 ± 0.00 | 61.50, 62.50, 60.50, 63.50, 59.50 |" in text
+    assert "| A1 | frozen MiniLM read out at `mean4` | 61.50 ± 1.58 | +1.50 ± 0.00 | 61.50, 62.50, 60.50, 63.50, 59.50 | ?/?, ?/?, ?/?, ?/?, ?/? | 60 |" in text
     assert "amx_bf16 present" in text and "test" not in text.split("## iemocap")[1].split("## What remains")[0].lower()
