@@ -39,8 +39,12 @@ examples:
   safsd-glnet features --meld data/meld --audio-dir data/meld_audio \
       --audio-pattern '{split}/dia{dialogue_raw}_utt{order}.wav' --audio-features egemaps --out meld_ta.npz
 
-The text vectors are cached under --cache-dir (keyed by the encoder and the exact
-sentences), so running the command again, or with another --merge-pickle, costs nothing.
+  # the frozen MiniLM read out at the mean of its last 4 layers instead of its last one:
+  safsd-glnet features --table iemocap_utterances.csv --classes iemocap --layer mean4 --out iemocap_mean4.npz
+
+The text vectors are cached under --cache-dir (keyed by the encoder, the exact sentences and
+a --layer other than last), so running the command again, or with another --merge-pickle,
+costs nothing.
 """
 
 
@@ -103,6 +107,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     enc.add_argument("--encoder", default="minilm",
                      help="sentence-transformers model: 'minilm' (packaged all-MiniLM-L6-v2, 384-d, offline), "
                           "a local model folder, or a model name to download (default: minilm)")
+    enc.add_argument("--layer", default="last", metavar="LAYER",
+                     help="which hidden states the vectors read: 'last' (the encoder's own pipeline), '-k' "
+                          "(the k-th layer from the end) or 'meanK' (the mean of the last K layers), mean-pooled "
+                          "over the tokens, then the encoder's normalisation (default: last)")
     enc.add_argument("--batch-size", type=int, default=64, help="sentences per encoder batch (default: 64)")
     enc.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps (default: auto)")
     enc.add_argument("--cache-dir", default=".cache/safsd-glnet",
@@ -184,6 +192,7 @@ def run_features(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ..data.kit_format import save_corpus
     from ..data.tables import describe
+    from ..features.layers import LAYER_HELP, check_layer
     from ..features.text import build_text_corpus, merge_pickle_modalities, text_cache_path
 
     from pathlib import Path
@@ -192,6 +201,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise DataError(f"--batch-size {args.batch_size}: must be >= 1")
+    try:
+        check_layer(args.layer)
+    except ValueError:
+        raise DataError(f"--layer {args.layer!r}: {LAYER_HELP}") from None
     check_output_file(args.out, "--out file")  # before minutes of encoding, not after
     if args.cache_dir is not None and not args.no_cache:
         from ..training.run_folder_guard import check_writable
@@ -201,11 +214,16 @@ def _run(args: argparse.Namespace) -> int:
     print(describe(table))
     cache_dir = None if args.no_cache else args.cache_dir
     if cache_dir is not None:
-        path = text_cache_path(table, args.encoder, cache_dir)
+        path = text_cache_path(table, args.encoder, cache_dir, args.layer)
         print(f"text features: {'cached in' if path.is_file() else 'encoding, will cache in'} {path}")
     t0 = time.perf_counter()
-    corpus = build_text_corpus(table, args.encoder, cache_dir=cache_dir, batch_size=args.batch_size,
-                               device=args.device, progress=not args.no_progress)
+    try:
+        corpus = build_text_corpus(table, args.encoder, cache_dir=cache_dir, batch_size=args.batch_size,
+                                   device=args.device, progress=not args.no_progress, layer=args.layer)
+    except ValueError as e:  # a layer past the encoder's depth is known only once it is loaded
+        if not str(e).startswith("layer="):
+            raise
+        raise DataError(f"--layer {str(e)[len('layer='):]}") from None
     print(f"text features: {corpus.feature_sizes['t']}-d for {corpus.num_utterances()} utterances "
           f"in {time.perf_counter() - t0:.1f} s")
     corpus = add_audio(args, table, corpus, cache_dir)

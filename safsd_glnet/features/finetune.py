@@ -97,6 +97,7 @@ from .text import (DEFAULT_CACHE_DIR, MINILM_ALIASES, encode_texts, resolve_devi
 from ..data.atomic_files import read_json, write_json, write_text
 from ..model.metrics import compute_metrics
 from ..model.precision import PRECISIONS, autocast, resolve_precision
+from .layers import LAYER_HELP, check_layer, layer_indices
 from .utterance_inputs import Example, SpecialLayout, build_examples, special_layout
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,6 @@ UNFINISHED = ".unfinished"  # marks a run folder this module is filling; holds t
 SELECTION = ("epoch chosen by the classifier's validation weighted F1 (ties: earlier epoch); "
              "the test split is never read for a choice")
 TEST_LABEL = "report only: scored after every choice was made, never used for one"
-_LAYER = re.compile(r"^(last|-\d+|mean\d+)$")
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,8 +167,10 @@ class FinetuneConfig:
             raise bad("dropout", "must lie in [0, 1)")
         if self.pooling not in POOLINGS:
             raise bad("pooling", f"expected one of {POOLINGS}")
-        if not _LAYER.match(self.layer) or self.layer in ("-0", "mean0"):
-            raise bad("layer", "expected 'last', '-k' (k >= 1) or 'meanK' (K >= 1)")
+        try:
+            check_layer(self.layer)
+        except ValueError:
+            raise bad("layer", LAYER_HELP) from None
         if self.freeze_below is not None and (not isinstance(self.freeze_below, int) or self.freeze_below < 0):
             raise bad("freeze_below", "must be None or an integer >= 0")
         if self.folds == 1 and self.heldout != "full":
@@ -217,24 +219,6 @@ def parse_setting(name: str, text: str) -> Any:
     except ValueError:
         raise ValueError(f"setting {name}={text!r}: expected {kind}") from None
     return text
-
-
-def layer_indices(layer: str, num_layers: int) -> list[int]:
-    """Indices into ``hidden_states`` (embeddings at 0, layer l at l) that ``layer`` pools.
-
-    ``"last"`` -> [L]; ``"-k"`` -> [L + 1 - k]; ``"meanK"`` -> [L - K + 1, ..., L].
-    """
-    if layer == "last":
-        return [num_layers]
-    if layer.startswith("-"):
-        k = int(layer[1:])
-        if not 1 <= k <= num_layers + 1:
-            raise ValueError(f"layer={layer!r}: the encoder has {num_layers} layers (use -1 .. -{num_layers + 1})")
-        return [num_layers + 1 - k]
-    k = int(layer[4:])
-    if not 1 <= k <= num_layers:
-        raise ValueError(f"layer={layer!r}: the encoder has {num_layers} layers (use mean1 .. mean{num_layers})")
-    return list(range(num_layers - k + 1, num_layers + 1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -968,7 +952,8 @@ def encode_dialogues(feature_info: Mapping[str, Any], dialogues: Sequence[Sequen
 
     Args:
         feature_info: ``corpus.feature_info["t"]`` (or a checkpoint's ``data.feature_info["t"]``).
-            ``"sentence-encoder"``: the frozen encoder's own embedding of each sentence;
+            ``"sentence-encoder"``: the frozen encoder's embedding of each sentence, read out at
+            its recorded ``layer`` (absent: ``"last"``, the encoder's own pipeline);
             ``"finetuned"``: the same input construction (speakers, context window, max_length),
             pooling, layer and precision as the corpus, with the encoder that encoded its
             validation and test utterances (for ``heldout="fold-mean"``, the mean over the fold
@@ -996,7 +981,7 @@ def encode_dialogues(feature_info: Mapping[str, Any], dialogues: Sequence[Sequen
                              f"(identity {spec.identity[:60]!r}, recorded {feature_info['identity'][:60]!r}); "
                              f"pass strict=False to encode anyway")
         x = encode_texts([t for d in dialogues for _, t in d], feature_info["encoder"], batch_size=batch_size,
-                         device=device, progress=progress)
+                         device=device, progress=progress, layer=feature_info.get("layer", "last"))
     elif kind == "finetuned":
         x = _encode_finetuned(feature_info, dialogues, device, batch_size, progress, encoder_dir, strict)
     else:

@@ -19,6 +19,14 @@
   label or a speaker (which never reach the encoder) does not re-encode. The sha256 of each
   source file is stored in the cache file for provenance. Batch size and device are not in
   the key: they do not change the vectors beyond float rounding.
+* ``layer`` (:mod:`safsd_glnet.features.layers`: ``"last"``, ``"-k"``, ``"meanK"``) reads the
+  frozen encoder out at other hidden states: ``"last"`` (default) is the encoder's own
+  pipeline; any other value runs its transformer with every hidden state, averages the chosen
+  layers' token states, mean-pools them over the attention mask and applies whatever the
+  pipeline does after its pooling (all-MiniLM-L6-v2: unit-length normalisation), so ``"-1"``
+  gives the ``"last"`` vectors. The layer joins the cache key only when it is not ``"last"``
+  (older caches keep their keys) and is recorded in ``Corpus.feature_info`` so new sentences
+  are read out the same way (:func:`~safsd_glnet.features.finetune.encode_dialogues`).
 * :func:`merge_pickle_modalities` adds audio and/or visual features from a standard SDT /
   M3Net pickle to a corpus built from a table, matching dialogues by id and utterances by
   position.
@@ -45,6 +53,7 @@ from ..dataset_facts import MELD_PICKLE_OFFSETS
 from ..data.safe.npz import read_npz
 from ..data.corpus import Corpus, DataError, Dialogue
 from ..data.tables import Table
+from .layers import check_layer, layer_indices
 
 log = logging.getLogger(__name__)
 
@@ -190,20 +199,24 @@ ENCODE_CHUNK = 1024
 
 
 def encode_texts(texts: Sequence[str], encoder: str | os.PathLike = DEFAULT_ENCODER, batch_size: int = 64,
-                 device: str = "auto", progress: bool = True) -> np.ndarray:
-    """(N, d) float32 sentence embeddings of ``texts`` (the encoder's own pooling, no cache)."""
+                 device: str = "auto", progress: bool = True, layer: str = "last") -> np.ndarray:
+    """(N, d) float32 sentence embeddings of ``texts`` (no cache): the encoder's own pooling with
+    ``layer="last"``, else the read-out of :func:`read_out_layer`."""
     texts = list(texts)
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"encode_texts: text {i} is a {type(t).__name__}, expected str")
     if batch_size < 1:
         raise ValueError(f"encode_texts: batch_size={batch_size} must be >= 1")
+    check_layer(layer)
     model = load_encoder(encoder, device)
     if not texts:
         return np.zeros((0, int(model.get_sentence_embedding_dimension())), dtype=np.float32)
     from ..text_display import in_notebook
 
-    if progress and in_notebook():
+    if layer != "last":
+        x = read_out_layer(model, texts, layer, batch_size)
+    elif progress and in_notebook():
         x = _encode_with_line(model, texts, batch_size)
     else:
         with quiet_library_bars():  # sentence-transformers' own bar (a terminal's tqdm) stays
@@ -213,6 +226,58 @@ def encode_texts(texts: Sequence[str], encoder: str | os.PathLike = DEFAULT_ENCO
     x = np.asarray(x, dtype=np.float32)
     if x.shape[0] != len(texts) or x.ndim != 2:
         raise RuntimeError(f"encoder {encoder!r} returned shape {x.shape} for {len(texts)} texts")
+    return x
+
+
+def read_out_layer(model, texts: list[str], layer: str, batch_size: int) -> np.ndarray:
+    r"""(N, d) float32: a loaded ``SentenceTransformer``'s sentence vectors read out at ``layer``.
+
+    With hidden states :math:`h^{(l)} \in \mathbb{R}^{T \times H}` (index 0 the embeddings) and
+    the layers :math:`S` that ``layer`` names (:func:`~safsd_glnet.features.layers.layer_indices`),
+    the token states :math:`\bar h = \frac{1}{|S|} \sum_{l \in S} h^{(l)}` are mean-pooled over
+    the attention mask :math:`m \in \{0, 1\}^T`, :math:`v = \sum_t m_t \bar h_t / \sum_t m_t`,
+    and the modules after the pipeline's Pooling (Normalize, Dense) are applied to :math:`v`.
+    Tokenisation (truncation at the model's ``max_seq_length``) is the pipeline's own. Runs in
+    the model's dtype (fp32 as loaded); pooling in fp32.
+
+    Raises a ValueError for a pipeline that does not pool by the mean (its ``"last"`` would not
+    be this read-out at ``"-1"``).
+    """
+    import torch
+
+    modules = list(model)
+    at = next((i for i, m in enumerate(modules) if type(m).__name__ == "Pooling"), None)
+    mode = None if at is None else getattr(modules[at], "pooling_mode", None)
+    if mode is None and at is not None and hasattr(modules[at], "get_pooling_mode_str"):
+        mode = modules[at].get_pooling_mode_str()  # older sentence-transformers
+    if at != 1 or mode != "mean" or not hasattr(modules[0], "auto_model"):
+        raise ValueError(f"layer={layer!r}: reading out other layers needs a transformer followed by mean "
+                         f"pooling; this encoder's pipeline is {[type(m).__name__ for m in modules]} "
+                         f"(pooling {mode!r})")
+    transformer, after = modules[0].auto_model, modules[at + 1:]
+    indices = layer_indices(layer, transformer.config.num_hidden_layers)
+    tokenize = getattr(model, "preprocess", None) or model.tokenize
+    order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths per batch: less padding
+    parts = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                batch = tokenize([texts[i] for i in order[start:start + batch_size]])
+                inputs = {k: batch[k].to(model.device) for k in ("input_ids", "attention_mask", "token_type_ids")
+                          if k in batch}
+                states = transformer(**inputs, output_hidden_states=True, return_dict=True).hidden_states
+                h = torch.stack([states[i] for i in indices]).float().mean(0)  # (B, T, H)
+                mask = inputs["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)
+                features = {"sentence_embedding": (h * mask).sum(1) / mask.sum(1).clamp(min=1e-9)}
+                for module in after:
+                    features = module(features)
+                parts.append(features["sentence_embedding"].float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    x = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+    x[order] = np.concatenate(parts)
     return x
 
 
@@ -245,15 +310,18 @@ def texts_sha256(texts: Sequence[str]) -> str:
 
 
 def text_cache_path(table: Table, encoder: str | os.PathLike = DEFAULT_ENCODER,
-                    cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR) -> Path:
-    """Where :func:`build_text_corpus` keeps (or will keep) the vectors of ``table``."""
+                    cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR, layer: str = "last") -> Path:
+    """Where :func:`build_text_corpus` keeps (or will keep) the vectors of ``table``; ``layer``
+    joins the key (and the name) only when it is not ``"last"``, so older caches keep theirs."""
     spec = resolve_encoder(encoder)
-    key = hashlib.sha256(json.dumps({
-        "format": CACHE_FORMAT, "encoder": spec.identity, "texts": texts_sha256(table.texts),
-    }, sort_keys=True).encode()).hexdigest()
+    fields = {"format": CACHE_FORMAT, "encoder": spec.identity, "texts": texts_sha256(table.texts)}
+    if check_layer(layer) != "last":
+        fields["layer"] = layer
+    key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
     slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(spec.name).name if spec.local else spec.name).strip("-")
     table_slug = re.sub(r"[^A-Za-z0-9]+", "-", table.name).strip("-")
-    return Path(cache_dir) / f"text-{table_slug}-{slug or 'encoder'}-{key[:20]}.npz"
+    layer_slug = "" if layer == "last" else "-layer" + layer.replace("-", "m")
+    return Path(cache_dir) / f"text-{table_slug}-{slug or 'encoder'}{layer_slug}-{key[:20]}.npz"
 
 
 def _load_cache(path: Path, texts_hash: str, n: int) -> np.ndarray | None:
@@ -322,34 +390,40 @@ def table_to_corpus(table: Table, text_features: np.ndarray, name: str | None = 
 
 def build_text_corpus(table: Table, encoder: str | os.PathLike = DEFAULT_ENCODER, *,
                       cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR, batch_size: int = 64,
-                      device: str = "auto", progress: bool = True, name: str | None = None) -> Corpus:
+                      device: str = "auto", progress: bool = True, name: str | None = None,
+                      layer: str = "last") -> Corpus:
     """Encode every sentence of ``table`` and return a Corpus with modality ``"t"``.
 
+    ``layer`` reads the frozen encoder out at other hidden states (see the module notes).
     With ``cache_dir`` (default ``.cache/safsd-glnet``) the vectors are stored there and a
     later call with the same encoder and sentences loads them instead of encoding; ``None``
     turns the cache off. Splits that have no dialogue are left out of ``Corpus.splits``.
     An unlabelled table is refused before anything is encoded.
     """
     _require_labels(table)
+    check_layer(layer)
     texts = table.texts
     spec = resolve_encoder(encoder)
     texts_hash = texts_sha256(texts)
     x = None
     path = None
     if cache_dir is not None:
-        path = text_cache_path(table, encoder, cache_dir)
+        path = text_cache_path(table, encoder, cache_dir, layer)
         x = _load_cache(path, texts_hash, len(texts))
         if x is not None:
             log.info("text features of %s loaded from %s", table.name, path)
     if x is None:
-        log.info("encoding %d sentences of %s with %s", len(texts), table.name, spec.name)
-        x = encode_texts(texts, encoder, batch_size=batch_size, device=device, progress=progress)
+        log.info("encoding %d sentences of %s with %s (layer %s)", len(texts), table.name, spec.name, layer)
+        x = encode_texts(texts, encoder, batch_size=batch_size, device=device, progress=progress, layer=layer)
         if path is not None:
             _save_cache(path, x, texts_hash, spec, table)
     corpus = table_to_corpus(table, x, name=name)
     # How to encode new sentences the same way (safsd_glnet.features.finetune.encode_dialogues).
     portable = spec.name if not spec.local or spec.name.lower() in MINILM_ALIASES else spec.target
-    corpus.feature_info = {"t": {"kind": "sentence-encoder", "encoder": portable, "identity": spec.identity}}
+    info = {"kind": "sentence-encoder", "encoder": portable, "identity": spec.identity}
+    if layer != "last":  # absent means "last": what corpora made before the option hold
+        info["layer"] = layer
+    corpus.feature_info = {"t": info}
     return corpus
 
 

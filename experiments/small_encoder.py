@@ -1,0 +1,271 @@
+"""Stage A of the pre-registered small-encoder plan (docs/small_encoder_plan.md): the frozen
+packaged MiniLM read out at other layers, scored on the **validation** split only.
+
+Candidates per corpus, each scored by SAFSD-GLNet text-only (seeds 0-4) as
+experiments/finetune_selection.py scores a feature set (``glnet_validation``: the
+configuration of experiments/real_text.py, only validation numbers kept; the test metrics that
+``train()`` computes along the way are dropped unread, never printed or stored):
+
+* the current default: ``F`` on IEMOCAP (frozen MiniLM, the encoder's own pipeline, as
+  ``build_text_corpus`` makes it) and ``V1`` on MELD (the fine-tuned features file, ``--features``);
+* ``A1``: the frozen MiniLM read out at ``mean4`` (the mean of the last 4 layers' token states,
+  mean-pooled over the attention mask, then the pipeline's normalisation);
+* ``A2``: the frozen MiniLM read out at layer ``-2``.
+
+The frozen encodings run in fp32 on the CPU (what ``build_text_corpus`` does for F today), one
+torch thread. ``decide`` applies the plan's rule 1 restricted to stage A and writes the interim
+report: stages B-D and the test reading are not run here.
+
+Usage (results are rewritten after every run, so a stopped study continues where it stopped)::
+
+    python experiments/small_encoder.py stage-a --dataset iemocap --out experiments/results/small_encoder_iemocap.json
+    python experiments/small_encoder.py stage-a --dataset meld --features /path/meld_v1.npz \\
+        --out experiments/results/small_encoder_meld.json
+    python experiments/small_encoder.py decide experiments/results/small_encoder_*.json --md docs/small_encoder_results.md
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+from experiments import finetune_selection as fs  # noqa: E402
+from experiments import real_text as rt  # noqa: E402
+from safsd_glnet.data.atomic_files import read_json, write_json, write_text  # noqa: E402
+from safsd_glnet.provenance import code_version  # noqa: E402
+
+PLAN = "docs/small_encoder_plan.md"
+SEEDS = fs.SEEDS
+DEFAULT = {"iemocap": "F", "meld": "V1"}  # the plan's "current default" per corpus
+READOUTS = {"A1": "mean4", "A2": "-2"}  # stage A: the frozen MiniLM at these layers
+MARGIN = {"iemocap": 1.0, "meld": 0.5}  # points above the default a candidate must reach (rule 1)
+TIE = 0.1  # scores within this of the best go to the cheaper candidate
+
+
+def load_table(dataset: str, data: Path):
+    """The corpus table; IEMOCAP named ``iemocap`` as experiments/real_text.py names it, so F
+    reads the frozen vectors real_text.py cached."""
+    from safsd_glnet.data.tables import read_meld_dir, read_table
+
+    if dataset == "iemocap":
+        return read_table(data / "iemocap" / "iemocap_utterances.csv", class_names="iemocap", name="iemocap")
+    return read_meld_dir(data / "meld")
+
+
+def candidates(dataset: str) -> tuple[str, ...]:
+    return (DEFAULT[dataset], *READOUTS)
+
+
+def feature_set(name: str, dataset: str, table, cache: Path, features: Path | None):
+    """The corpus of candidate ``name`` and what making it cost (seconds; whether a cache served it)."""
+    from safsd_glnet.features.text import build_text_corpus, text_cache_path
+
+    t0 = time.perf_counter()
+    if name == "V1":
+        if features is None:
+            raise SystemExit("small_encoder: MELD's default V1 needs --features (the fine-tuned features file)")
+        corpus = rt.load_feature_file(dataset, features)
+        return corpus, {"seconds": round(time.perf_counter() - t0, 1), "file": str(features), "cached": True}
+    layer = "last" if name == "F" else READOUTS[name]
+    cached = text_cache_path(table, "minilm", cache, layer).is_file()
+    corpus = build_text_corpus(table, "minilm", cache_dir=cache, device="cpu", progress=False, layer=layer)
+    return corpus, {"seconds": round(time.perf_counter() - t0, 1), "layer": layer, "cached": cached,
+                    "precision": "fp32"}
+
+
+def machine() -> dict[str, Any]:
+    """real_text.py's record plus the CPU model and whether it has AMX bf16."""
+    cpu, flags = platform.processor(), ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        cpu = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), cpu)
+        flags = next((ln for ln in info.splitlines() if ln.startswith("flags")), "")
+    except OSError:
+        pass
+    return {**rt.machine(), "cpu_model": cpu, "amx_bf16": "amx_bf16" in flags.split(),
+            **code_version("experiments/small_encoder.py", "experiments/finetune_selection.py",
+                           "experiments/real_text.py")}
+
+
+def stage_a(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    results = read_json(out) if out.exists() else {
+        "plan": PLAN, "stage": "A", "dataset": args.dataset, "seeds": list(SEEDS), "default": DEFAULT[args.dataset],
+        "features": {}, "glnet": {}, "machine": machine(),
+        "note": "validation only: no test number of any run is kept"}
+    if results["dataset"] != args.dataset:
+        raise SystemExit(f"{out}: holds dataset {results['dataset']!r}, not {args.dataset!r}")
+    table = load_table(args.dataset, Path(args.data))
+    for name in candidates(args.dataset):
+        if all(str(s) in results["glnet"].get(name, {}) for s in SEEDS):
+            continue
+        corpus, cost = feature_set(name, args.dataset, table, Path(args.cache),
+                                   Path(args.features) if args.features else None)
+        results["features"].setdefault(name, cost)  # the first (encoding) pass's cost, not a later cache read
+        write_json(out, results)
+        print(f"{args.dataset} {name}: features in {cost['seconds']:.0f} s"
+              f"{' (cache)' if cost.get('cached') else ''}", flush=True)
+        for seed in SEEDS:
+            if str(seed) in results["glnet"].get(name, {}):
+                continue
+            r = fs.glnet_validation(corpus, args.dataset, seed)  # validation numbers only
+            results["glnet"].setdefault(name, {})[str(seed)] = r
+            write_json(out, results)
+            print(f"{args.dataset} {name} seed {seed}: valid w-F1 {r['valid_weighted_f1']:.2f} "
+                  f"(epoch {r['chosen_epoch']} of {r['epochs_run']}, {r['seconds']:.0f} s)", flush=True)
+
+
+# ------------------------------------------------------------------------------ decision
+
+def seed_scores(results: dict[str, Any], name: str) -> np.ndarray | None:
+    """The five seeds' validation w-F1 of ``name`` in seed order, or None while any is missing."""
+    runs = results["glnet"].get(name, {})
+    if any(str(s) not in runs for s in SEEDS):
+        return None
+    return np.array([runs[str(s)]["valid_weighted_f1"] for s in SEEDS], dtype=float)
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Mean of the same-seed differences a - b and its standard error, sd(ddof=1) / sqrt(n)."""
+    d = a - b
+    return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+
+
+def decide(results: dict[str, Any]) -> dict[str, Any]:
+    """Rule 1 of the plan, stage A only: the best-scoring candidate is adopted when its score is at
+    least MARGIN above the default's **and** the mean paired difference is >= 2 SE; candidates within
+    TIE of the best go to the cheaper one (features' seconds)."""
+    dataset = results["dataset"]
+    default = DEFAULT[dataset]
+    scores = {n: seed_scores(results, n) for n in candidates(dataset)}
+    done = {n: s for n, s in scores.items() if s is not None}
+    rows = {n: {"mean": float(s.mean()), "std": float(s.std(ddof=1)), "seeds": [float(v) for v in s],
+                "epochs": [f"{r.get('chosen_epoch', '?')}/{r.get('epochs_run', '?')}"
+                           for r in (results["glnet"][n][str(seed)] for seed in SEEDS)],
+                "cost_s": _cost(results, n)} for n, s in done.items()}
+    cap = rt.glnet_config(dataset, "glnet", 0).train.epochs
+    for n in rows:  # runs that met the epoch cap before patience stopped them: the budget may bind
+        rows[n]["at_cap"] = sum(results["glnet"][n][str(seed)].get("epochs_run") == cap for seed in SEEDS)
+    out = {"dataset": dataset, "default": default, "margin": MARGIN[dataset], "rows": rows,
+           "features": results["features"], "epoch_cap": cap}
+    for n in rows:
+        if n != default and default in done:
+            rows[n]["diff"], rows[n]["se"] = paired(done[n], done[default])
+    others = [n for n in READOUTS if n in done]
+    if default not in done or len(others) < len(READOUTS):
+        return {**out, "decision": "incomplete"}
+    top = max(rows[n]["mean"] for n in others)
+    near = [n for n in others if rows[n]["mean"] >= top - TIE - 1e-9]
+    best = min(near, key=lambda n: (rows[n]["cost_s"], -rows[n]["mean"]))
+    diff, se = rows[best]["diff"], rows[best]["se"]
+    adopted = diff >= MARGIN[dataset] and diff >= 2 * se
+    return {**out, "best": best, "paired_difference": diff, "paired_se": se,
+            "decision": f"adopt {best}" if adopted else f"keep {default}"}
+
+
+def _cost(results: dict[str, Any], name: str) -> float:
+    return float(results["features"].get(name, {}).get("seconds") or 0.0)
+
+
+def _cost_text(cost: dict[str, Any]) -> str:
+    """The features column: encoding seconds, or where the vectors came from when nothing was encoded."""
+    if "file" in cost:
+        return "file (fine-tuned earlier)"
+    return f"{cost.get('seconds', 0):.0f}" + (" (cache)" if cost.get("cached") else "")
+
+
+WHAT = {"F": "frozen MiniLM, its own pipeline (the current IEMOCAP default)",
+        "V1": "fine-tuned MiniLM V1, lr 2e-5, 3 epochs (the current MELD default)",
+        "A1": "frozen MiniLM read out at `mean4`", "A2": "frozen MiniLM read out at layer `-2`"}
+
+
+def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], files: list[str]) -> str:
+    m = machines[0] if machines else {}
+    lines = [
+        "# Small-encoder frontier: results (INTERIM, stage A only)", "",
+        f"Plan: [{PLAN}](small_encoder_plan.md), committed before any run and unchanged. This page holds "
+        "**stage A only**; stages B, C and D have not run, so every decision below is interim.", "",
+        "## Protocol", "",
+        "- Candidates: the current default (F on IEMOCAP, V1 on MELD), A1 = the frozen packaged MiniLM "
+        "(all-MiniLM-L6-v2) read out at `mean4` (mean of the last 4 layers' token states, mean-pooled over the "
+        "attention mask, then the pipeline's unit-length normalisation), A2 = the same at layer `-2` "
+        "(`safsd-glnet features --layer`).",
+        "- Score: SAFSD-GLNet text only as `experiments/real_text.py` runs it (`preset(\"small\")`, the corpus's "
+        "TEXT_SETTINGS, standardised features), seeds 0-4; the **validation** weighted F1 at the epoch chosen on "
+        "validation, mean over seeds. Test metrics computed along the way were dropped unread: none is printed "
+        "or stored.",
+        "- Frozen encodings in fp32 on the CPU, as `build_text_corpus` encodes F (the plan's bf16 autocast "
+        "applies to its encoder training runs; none ran here), one torch thread; IEMOCAP's F vectors came from "
+        "the existing cache, MELD's V1 from the fine-tuned features file of the first study.",
+        "- Rule 1 restricted to stage A: the best of A1 / A2 (ties within 0.1 to the cheaper) is adopted if its "
+        "score is >= 1.0 (IEMOCAP) / 0.5 (MELD) above the default's and the mean paired (same-seed) difference "
+        "is >= 2 standard errors (sd of the five differences / sqrt 5).",
+        f"- Machine: {m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} cores (shared; one used), amx_bf16 "
+        f"{'present' if m.get('amx_bf16') else 'absent'}, torch {m.get('torch', '?')}, code "
+        f"{', '.join(dict.fromkeys(str(x.get('git_commit') or '?')[:10] for x in machines)) or '?'}. "
+        f"Result files: {', '.join(f'`{f}`' for f in files)}.", ""]
+    for d in decisions:
+        lines += [f"## {d['dataset']}", "",
+                  "| candidate | what | valid w-F1 (mean ± std) | paired diff vs default ± SE | per seed 0-4 "
+                  "| chosen / run epochs | features (s) |", "|---|---|---:|---:|---|---|---:|"]
+        for n, r in d["rows"].items():
+            diff = "" if "diff" not in r else f"{r['diff']:+.2f} ± {r['se']:.2f}"
+            lines.append(f"| {n} | {WHAT[n]} | {r['mean']:.2f} ± {r['std']:.2f} | {diff} | "
+                         f"{', '.join(f'{v:.2f}' for v in r['seeds'])} | {', '.join(r['epochs'])} | "
+                         f"{_cost_text(d['features'].get(n, {}))} |")
+        lines += ["", f"Seeds whose run reached the epoch cap ({d['epoch_cap']}) before patience stopped it: "
+                      + ", ".join(f"{n} {r['at_cap']}/5" for n, r in d["rows"].items())
+                      + " (where most did, the fixed budget may hold a candidate back; settings are stage D's)."]
+        if d["decision"] == "incomplete":
+            lines += ["", "Interim decision: **incomplete** (not every candidate has its five seeds).", ""]
+        else:
+            lines += ["", f"Best stage-A candidate: **{d['best']}**, paired difference {d['paired_difference']:+.2f} "
+                          f"(SE {d['paired_se']:.2f}; the rule asks >= {d['margin']} and >= 2 SE). "
+                          f"Interim decision: **{d['decision']}**.", ""]
+    lines += ["## What remains", "",
+              "- Stage B (IEMOCAP fine-tuning at lr 5e-5 / last two layers, and their `mean4` read-outs), "
+              "stage C (EmoBERTa-style context inputs, cross-fitting), stage D (SAFSD-GLNet settings).",
+              "- The final rule-1 decision over stages A-C, then rule 3: the single test reading per corpus.",
+              "- Nothing here changes the kit's defaults: an interim adoption becomes the user's path (the plan's "
+              "last section) only after the final decision.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("stage-a", help="score the default, A1 and A2 on validation")
+    p.add_argument("--dataset", choices=tuple(DEFAULT), required=True)
+    p.add_argument("--data", default=str(fs.DEFAULT_DATA))
+    p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
+    p.add_argument("--features", help="MELD's V1 features file (kit corpus .npz)")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("decide", help="rule 1 on stage A; the interim report")
+    p.add_argument("results", nargs="+")
+    p.add_argument("--md", help="write the report here")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)  # the machine is shared: one core
+    if args.command == "stage-a":
+        stage_a(args)
+    else:
+        loaded = [read_json(f) for f in args.results]
+        text = report([decide(r) for r in loaded], [r.get("machine", {}) for r in loaded], args.results)
+        print(text)
+        if args.md:
+            write_text(args.md, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
