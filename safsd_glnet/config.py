@@ -203,6 +203,10 @@ class TrainConfig:
     # and it pays; "bf16"; false = fp32. true (the default written by versions before "auto") reads as "auto".
     amp: bool | str = "auto"
     grad_clip: float | None = None  # max gradient norm; None = no clipping
+    # torch.compile of the attention layers' row-wise regions (safsd_glnet.model.compiled): "auto" = only where
+    # it was measured to pay and the run is long enough to earn the compile time back; true; false. The
+    # numbers equal eager's up to rounding (the same dropout masks), so it is runtime only, like the device.
+    compile: bool | str = "auto"
     progress: bool = True  # a progress bar per epoch
     # checkpoint_last.pt (the resume point: weights, optimiser, random states; 0.9 GB at the paper size,
     # 1.3-2.7 s to write on a 2-core CPU) is written at most every this many seconds, after the last
@@ -232,6 +236,10 @@ class TrainConfig:
             self.amp = "auto"
         if self.amp not in ("auto", "bf16", True, False):  # (check_field_types has refused numbers)
             raise ValueError(f"TrainConfig: amp={self.amp!r}, expected 'auto', 'bf16', true or false")
+        if isinstance(self.compile, str) and self.compile.lower() in ("true", "false", "auto"):
+            self.compile = {"true": True, "false": False, "auto": "auto"}[self.compile.lower()]
+        if self.compile not in ("auto", True, False):
+            raise ValueError(f"TrainConfig: compile={self.compile!r}, expected 'auto', true or false")
 
 
 @dataclass

@@ -300,9 +300,7 @@ class FastAttentionLayer(AttentionLayer):
     def forward(self, x: Tensor, context: Tensor, packing: Packing) -> Tensor:
         if x.device.type != "cpu":
             return super().forward(x, context, packing)
-        attn = self.attend_rows(self.query(x), self.key_value(context), packing)
-        z = self.norm_attn(x + self.dropout(self.out(attn)))
-        return self.norm_ff(z + self.dropout(self.ff(z)))
+        return self.add_and_feed_forward(x, self.attend_rows(self.query(x), self.key_value(context), packing))
 
 
 # --------------------------------------------------------------------------- the dialogue graph, padded

@@ -149,6 +149,14 @@ class AttentionLayer(nn.Module):
         k, v = packing.pad(self.key_value(context)).view(b, n, 2, h, dh).permute(2, 0, 3, 1, 4)
         attn = self.attend(q, k, v, packing.real)  # (b, h, n, dh)
         attn = packing.pack(attn.transpose(1, 2).reshape(b, n, hidden))  # (N, H)
+        return self.add_and_feed_forward(x, attn)
+
+    def add_and_feed_forward(self, x: Tensor, attn: Tensor) -> Tensor:
+        """``z = LN(x + dropout(attn W_o))``, then ``LN(z + dropout(FF(z)))``.
+
+        Shapes: x, attn (N, H) packed rows -> (N, H). Every operation is row-wise, so the
+        region has no data-dependent shape: this is what ``train.compile`` hands to the
+        compiler (:mod:`safsd_glnet.model.compiled`), with the number of rows N symbolic."""
         z = self.norm_attn(x + self.dropout(self.out(attn)))
         return self.norm_ff(z + self.dropout(self.ff(z)))
 

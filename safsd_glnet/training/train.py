@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..data import atomic_files as files
-from ..model import kernels, long_dialogues, precision
+from ..model import compiled, kernels, long_dialogues, precision
 from . import run_folder_guard as run_folder
 from ..config import Config, TrainConfig, check_device_name
 from ..data.batching import Batch, iterate_batches, num_batches
@@ -406,7 +406,7 @@ def train(config: Config, corpus: Corpus, out_dir: str | Path | None = None, *, 
 
 
 # Fields that say how a run is executed, not what it computes: a run may resume with others.
-RUNTIME_FIELDS = {"train": ("progress", "device", "save_every_s")}
+RUNTIME_FIELDS = {"train": ("progress", "device", "save_every_s", "compile")}
 _clock = time.monotonic  # of the resume-point interval (a module name, so that tests can set the time)
 _RESUME_KEYS = ("config", "model", "optimizer", "similarity", "rng", "history", "best", "since_best", "epoch")
 
@@ -470,10 +470,15 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
     seed_everything(tc.seed)
     shuffle = torch.Generator().manual_seed(tc.seed)
     model = build_model(config, corpus).to(device)
+    train_dialogues, valid_dialogues, test_dialogues = (corpus.split(s) for s in ("train", "valid", "test"))
+    steps = num_batches(len(train_dialogues), tc.batch_size)
+    use_compiler, compile_why = compiled.decide(tc.compile, device, steps * tc.epochs)
+    compiled_before = compiled.compile_counts()  # the process may hold other runs' compiled versions
+    if use_compiler:
+        compiled.compile_regions(model)
     optimizer = make_optimizer(tc, model.parameters(), device)
     losses = LossComputer.from_counts(config.loss, corpus.class_counts("train"), corpus.class_names).to(device)
     prototypes = _Prototypes(losses, corpus.num_classes)
-    train_dialogues, valid_dialogues, test_dialogues = (corpus.split(s) for s in ("train", "valid", "test"))
     signature = data_signature(corpus)
     valid_record = validation.for_run(corpus)  # which validation split chooses the epoch
 
@@ -508,7 +513,6 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
     best_state = None
     best_unsaved = False  # best_state is newer than checkpoint_best.pt
     last_saved = _clock()
-    steps = num_batches(len(train_dialogues), tc.batch_size)
     progress = EpochProgress(tc.epochs, steps, enabled=tc.progress)  # text in a notebook, tqdm in a terminal
     for epoch in range(start_epoch, tc.epochs + 1):
         if best.exhausted(tc.patience):
@@ -574,6 +578,9 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
         "device": str(device),
         "precision": precision.train_precision(tc.amp, device, config.model.hidden),  # of every forward pass
         "num_parameters": count_parameters(model),
+        # train.compile: whether the compiler ran, why, and its compiled versions (safsd_glnet.model.compiled)
+        "compile": {"setting": tc.compile, "used": use_compiler, "why": compile_why,
+                    **(compiled.compile_counts(compiled_before) if use_compiler else {})},
         "protocol": HONEST_LABEL,
         "validation": valid_record,
         # share of valid / test utterances whose speaker never speaks in train (untrained embedding)
