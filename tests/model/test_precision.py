@@ -242,3 +242,40 @@ def test_import_bounds_onednn_primitive_cache_before_torch_loads(preset_value, e
             "print('torch' in sys.modules, os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", expected]
+
+
+_HEAP_PROBE = """
+import ctypes, sys
+if sys.argv[1] == "kit":
+    import safsd_glnet  # noqa: F401
+libc = ctypes.CDLL(None)
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+libc.free(libc.malloc(8 << 20))  # glibc's default: the threshold rises to this freed block's size
+before = libc.mallinfo2().hblkhd
+block = libc.malloc(2 << 20)
+print(libc.mallinfo2().hblkhd - before >= 2 << 20)  # the 2 MiB block has its own mapping
+"""
+
+
+@pytest.mark.parametrize("how, mapped", [("kit", "True"), ("plain", "False")])
+def test_import_keeps_large_blocks_in_their_own_mappings(how, mapped):
+    """``import safsd_glnet`` fixes glibc's mmap threshold at 1 MiB: after an 8 MiB block was freed, a
+    2 MiB block still gets its own mapping (returned to the system on free), where plain glibc serves
+    it from the heap (the growth of resident memory on MELD-shaped batches, benchmarks/bf16_memory.py)."""
+    import ctypes
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(ctypes.CDLL(None), "mallinfo2"):
+        pytest.skip("not glibc 2.33 or later: no mallinfo2 to read the mappings")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", _HEAP_PROBE, how], env=env, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == [mapped]
