@@ -99,7 +99,9 @@ DEFAULT_FIGURE = REPO / "figures" / "speed_dialogue_length_scaling"
 CORPORA = ("iemocap", "meld")
 BATCH_SIZE = {"iemocap": 16, "meld": 8}  # the reference scripts' batch sizes
 FEATURE_SIZES = {"iemocap": {"t": 1024, "a": 1582, "v": 342}, "meld": {"t": 1024, "a": 300, "v": 342}}
-CONFIGS = ("sdt", "full", "full-window", "full-readable")
+CONFIGS = ("sdt", "full", "full-window", "full-readable", "full-compiled", "full-readable-compiled")
+READABLE = ("full-readable", "full-readable-compiled")  # built without the speed kernels
+EAGER_TWIN = {"full-compiled": "full", "full-readable-compiled": "full-readable"}  # the same maths, eager
 PRECISIONS = ("fp32", "bf16")
 GIB = 2.0 ** 30
 MARKER = "SPEED-RESULT "  # prefix of the worker's result line on stdout
@@ -114,6 +116,8 @@ def model_overrides(name: str, window: int) -> dict[str, Any]:
         "full": {},
         "full-window": {"window_past": window, "window_future": window},
         "full-readable": {},  # the full model without kernels (build_model(fast=False))
+        "full-compiled": {},  # the kernels, with train.compile's regions compiled (safsd_glnet.model.compiled)
+        "full-readable-compiled": {},  # the readable model, its whole forward under torch.compile
     }
     if name not in table:
         raise ValueError(f"unknown configuration {name!r}, expected one of {CONFIGS}")
@@ -258,6 +262,9 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     from safsd_glnet.model.precision import bf16_supported, train_precision
     from safsd_glnet.training.train import build_model, make_optimizer, predict, seed_everything, select_device
 
+    if spec.get("flop") is None and spec["config"] in EAGER_TWIN:  # FlopCounterMode does not see compiled code
+        raise SystemExit(f"speed.py: {spec['config']} takes its FLOP count from {EAGER_TWIN[spec['config']]}: "
+                         "list that configuration before it in --configs")
     torch.set_num_threads(spec["threads"])
     device = select_device(spec["device"])
     corpus, source = workload(spec["corpus"], Path(spec["data"]), spec["seed"])
@@ -265,7 +272,8 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     config = preset(spec["preset"]).replace(model=model_overrides(spec["config"], spec["window"]),
                                             train={"batch_size": batch_size})
     seed_everything(spec["seed"])
-    model = build_model(config, corpus, fast=spec["config"] != "full-readable").to(device)
+    model = build_model(config, corpus, fast=spec["config"] not in READABLE).to(device)
+    compile_graphs = compile_model(model, spec["config"])
     # as train.py; --default-adam: torch's default step, to show what fusing saves
     optimizer = make_optimizer(config.train, model.parameters(), device,
                                fused=False if spec["default_adam"] else None)
@@ -281,7 +289,10 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         return islice(iterate_batches(train_dialogues, batch_size, shuffle=True, generator=gen), timed)
 
     hidden = config.model.hidden
-    train_steps(model, optimizer, losses, islice(epoch_batches(), 1), device, amp)  # warm-up: Adam state
+    t0 = time.perf_counter()
+    train_steps(model, optimizer, losses, islice(epoch_batches(), 1), device, amp)  # warm-up: Adam state (and compile)
+    first_step_s = time.perf_counter() - t0
+    graphs_after_first_step = compile_graphs()
     rows = max(1, round(sum(len(d) for d in train_dialogues) / total))
     before = matmul_probe(rows, hidden, device, spec.get("matmul_seconds", 0.6))
     load_before = os.getloadavg()
@@ -289,6 +300,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
     steps, real, padded = train_steps(model, optimizer, losses, epoch_batches(), device, amp)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     load_after = os.getloadavg()
+    graphs_after_epoch = compile_graphs()
     after = matmul_probe(rows, hidden, device, spec.get("matmul_seconds", 0.6))
 
     predict(model, test_dialogues[:batch_size], batch_size, device, amp=amp)  # warm the eval path
@@ -342,9 +354,29 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         "matmul_rows": rows,
         "matmul_flops": matmul, "matmul_flops_before": before, "matmul_flops_after": after,
         "efficiency": achieved / yardstick,
+        # the first step (the optimiser's state, and for the compiled configurations the compilation),
+        # and graphs compiled: by the end of that step, and during the timed epoch (recompiles)
+        "first_step_s": first_step_s,
+        "compiled_graphs_first_step": graphs_after_first_step,
+        "compiled_graphs_during_epoch": graphs_after_epoch - graphs_after_first_step,
         "load_average_1min": [load_before[0], load_after[0]],
         **memory,
     }
+
+
+def compile_model(model, config: str):
+    """Compile ``model`` as configuration ``config`` asks; returns a function that reads how many
+    graphs torch.compile has made in this process so far (0 for the eager configurations)."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    from safsd_glnet.model import compiled
+
+    if config == "full-compiled":
+        compiled.compile_regions(model)
+    elif config == "full-readable-compiled":
+        model.forward = torch.compile(model.forward, dynamic=True, options=compiled.COMPILE_OPTIONS)
+    return lambda: int(counters["stats"].get("unique_graphs", 0))
 
 
 def wait_for_load(limit: float | None, longest: float) -> float:
@@ -735,8 +767,9 @@ def main(argv=None) -> int:
                         "threads": args.threads, "max_batches": max_batches, "window": args.window,
                         "data": args.data, "seed": args.seed, "precision": precision,
                         "default_adam": args.default_adam, "matmul_seconds": args.matmul_seconds,
-                        "flop": best[(corpus, config, precision)]["timed_flop"]
-                        if (corpus, config, precision) in best else None}
+                        "flop": next((best[k]["timed_flop"] for k in ((corpus, config, precision),
+                                                                       (corpus, EAGER_TWIN.get(config), precision))
+                                      if k in best), None)}
                 waited = wait_for_load(args.wait_load, args.wait_max)
                 print(f"round {round_ + 1}/{args.rounds}: {corpus} / {config} / {precision} "
                       f"(load {os.getloadavg()[0]:.2f}) ...", flush=True)

@@ -37,9 +37,9 @@ def test_dry_run_writes_every_result(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr + (out / "gpu_check.log").read_text()
     summary = json.loads((out / "gpu_check.json").read_text())
     assert summary["dry_run"] is True and summary["all_steps_succeeded"] is True
-    assert [s["step"] for s in summary["steps"]] == ["environment", "tests_cuda", "train80", "speed"]
+    assert [s["step"] for s in summary["steps"]] == ["environment", "tests_cuda", "train80", "speed", "finetune"]
     assert all(s["exit_code"] == 0 and not s["timed_out"] and s["seconds"] > 0 for s in summary["steps"])
-    # the caps of the rehearsal are ten times the GPU's (60, 120, 200, 170 s), cut to the budget left
+    # the caps of the rehearsal are ten times the GPU's (60, 120, 120, 170, 120 s), cut to the budget left
     assert summary["budget_s"] == DRY_BUDGET_S and all(s["cap_s"] >= 600 for s in summary["steps"])
     assert summary["total_seconds"] == pytest.approx(sum(s["seconds"] for s in summary["steps"]), abs=0.2)
 
@@ -54,12 +54,20 @@ def test_dry_run_writes_every_result(tmp_path):
     assert summary["train80"]["finished"] and summary["train80"]["target_met"] is None  # not judged on a CPU
 
     speed = json.loads((out / "speed_cuda.json").read_text())
-    assert {(r["config"], r["precision"]) for r in speed["epochs"]} == {("full", "fp32"), ("full", "bf16")}
+    assert {(r["config"], r["precision"]) for r in speed["epochs"]} == {
+        (c, p) for c in ("full", "full-compiled") for p in ("fp32", "bf16")}
     for r in speed["epochs"]:
         assert r["train_epoch_s"] > 0 and r["predict_utterances_per_s"] > 0 and r["peak_rss_gib"] > 0
         assert set(r["matmul_flops"]) >= {"comparable", "comparable_bf16"}
-    (pair,) = speed["comparisons"]["bf16_vs_fp32"]
-    fp32, bf16 = (next(r for r in speed["epochs"] if r["precision"] == p) for p in ("fp32", "bf16"))
+        # the compiled configuration compiles in its first step; the eager one compiles nothing
+        assert (r["compiled_graphs_first_step"] > 0) == (r["config"] == "full-compiled")
+
+    finetune = json.loads((out / "finetune_meld.json").read_text())
+    assert finetune["settings"]["epochs"] == 1 and finetune["seconds"]["train"] > 0
+    assert summary["finetune"]["seconds"] == finetune["seconds"]
+    pair = next(c for c in speed["comparisons"]["bf16_vs_fp32"] if c["config"] == "full")
+    fp32, bf16 = (next(r for r in speed["epochs"] if r["precision"] == p and r["config"] == "full")
+                  for p in ("fp32", "bf16"))
     assert pair["speedup"] == pytest.approx(fp32["train_epoch_s"] / bf16["train_epoch_s"])
     assert summary["speed"]["comparisons"] == speed["comparisons"]
     assert "=== speed: exit 0" in (out / "gpu_check.log").read_text()
