@@ -61,9 +61,9 @@ def _return_large_blocks_to_the_system() -> None:
     holes of one batch's sizes rarely fit the next's (dialogue lengths change the sizes with every
     batch): the resident memory grows with holes. Measured on MELD-shaped batches (paper preset, 60
     batches, 1 thread; benchmarks/bf16_memory.py): peak RSS bf16 2.96 -> 2.35 GiB, fp32 2.34 -> 1.94
-    GiB. Skipped where the user set MALLOC_MMAP_THRESHOLD_ and where the C library has no mallopt
-    (not glibc)."""
-    if "MALLOC_MMAP_THRESHOLD_" in _os.environ:
+    GiB. Skipped where the user set MALLOC_MMAP_THRESHOLD_, with SAFSD_GLNET_MALLOC=glibc (glibc's own
+    behaviour, for comparisons), and where the C library has no mallopt (not glibc)."""
+    if "MALLOC_MMAP_THRESHOLD_" in _os.environ or _os.environ.get("SAFSD_GLNET_MALLOC") == "glibc":
         return
     try:
         import ctypes

@@ -263,8 +263,9 @@ print(libc.mallinfo2().hblkhd - before >= 2 << 20)  # the 2 MiB block has its ow
 """
 
 
-@pytest.mark.parametrize("how, mapped", [("kit", "True"), ("plain", "False")])
-def test_import_keeps_large_blocks_in_their_own_mappings(how, mapped):
+@pytest.mark.parametrize("how, opt_out, mapped", [("kit", None, "True"), ("plain", None, "False"),
+                                                  ("kit", "glibc", "False")])
+def test_import_keeps_large_blocks_in_their_own_mappings(how, opt_out, mapped):
     """``import safsd_glnet`` fixes glibc's mmap threshold at 1 MiB: after an 8 MiB block was freed, a
     2 MiB block still gets its own mapping (returned to the system on free), where plain glibc serves
     it from the heap (the growth of resident memory on MELD-shaped batches, benchmarks/bf16_memory.py)."""
@@ -275,7 +276,9 @@ def test_import_keeps_large_blocks_in_their_own_mappings(how, mapped):
 
     if not hasattr(ctypes.CDLL(None), "mallinfo2"):
         pytest.skip("not glibc 2.33 or later: no mallinfo2 to read the mappings")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "SAFSD_GLNET_MALLOC"}
+    if opt_out:
+        env["SAFSD_GLNET_MALLOC"] = opt_out
     out = subprocess.run([sys.executable, "-c", _HEAP_PROBE, how], env=env, capture_output=True, text=True,
                          check=True)
     assert out.stdout.split() == [mapped]
