@@ -49,6 +49,13 @@ DEFAULT = {"iemocap": "F", "meld": "V1"}  # the plan's "current default" per cor
 READOUTS = {"A1": "mean4", "A2": "-2"}  # stage A: the frozen MiniLM at these layers
 MARGIN = {"iemocap": 1.0, "meld": 0.5}  # points above the default a candidate must reach (rule 1)
 TIE = 0.1  # scores within this of the best go to the cheaper candidate
+# Stage B (IEMOCAP only): fine-tuned MiniLM, the kit's fine-tuning defaults otherwise, seed 0;
+# B1m / B2m re-read B1 / B2's kept encoder at ``mean4`` (no training). Run order: the cheaper first.
+FINETUNES = {"B2": {"lr": 1e-4, "epochs": 8, "freeze_below": 2}, "B1": {"lr": 5e-5, "epochs": 8}}
+REREADS = {"B2m": ("B2", "mean4"), "B1m": ("B1", "mean4")}
+STAGE_B = ("B2", "B2m", "B1", "B1m")
+STAGE_B_DATASETS = ("iemocap",)
+BUDGET_S = 15 * 60  # the plan's target: fine-tune plus encode within 15 minutes per corpus
 
 
 def load_table(dataset: str, data: Path):
@@ -114,6 +121,76 @@ def stage_a(args: argparse.Namespace) -> None:
         write_json(out, results)
         print(f"{args.dataset} {name}: features in {cost['seconds']:.0f} s"
               f"{' (cache)' if cost.get('cached') else ''}", flush=True)
+        for seed in SEEDS:
+            if str(seed) in results["glnet"].get(name, {}):
+                continue
+            r = fs.glnet_validation(corpus, args.dataset, seed)  # validation numbers only
+            results["glnet"].setdefault(name, {})[str(seed)] = r
+            write_json(out, results)
+            print(f"{args.dataset} {name} seed {seed}: valid w-F1 {r['valid_weighted_f1']:.2f} "
+                  f"(epoch {r['chosen_epoch']} of {r['epochs_run']}, {r['seconds']:.0f} s)", flush=True)
+
+
+def finetune_config(name: str):
+    """B1 / B2's settings: the kit's defaults (batch 32, warm-up 0.1, ...) but for FINETUNES; bf16
+    autocast where the hardware has it (``precision="auto"``), seed 0."""
+    from safsd_glnet.features.finetune import FinetuneConfig
+
+    return FinetuneConfig(encoder="minilm", precision="auto", seed=0, **FINETUNES[name]).check()
+
+
+def stage_b_features(name: str, table, cache: Path, results: dict[str, Any]):
+    """The corpus of stage-B candidate ``name`` and its record: for B1 / B2 the fine-tune and encode
+    seconds, the classifier's validation w-F1 per epoch and the epoch chosen by it (the test split
+    is never scored: ``score_test=False``); for B1m / B2m the re-encode seconds and the source run.
+    ``seconds`` is what the candidate costs from scratch (a re-read adds its source's fine-tune)."""
+    from safsd_glnet.features.finetune import finetune_corpus, reencode_layer
+
+    t0 = time.perf_counter()
+    if name in FINETUNES:
+        res = finetune_corpus(table, finetune_config(name), cache_dir=cache, score_test=False, progress=False)
+        (enc,) = res.info["encoders"]  # no cross-fitting: one encoder
+        sec = res.info["seconds"]
+        return res.corpus, {
+            "run_dir": str(res.run_dir), "reused": res.reused, "settings": FINETUNES[name],
+            "precision": res.info["precision"], "finetune_seconds": sec["train"], "encode_seconds": sec["encode"],
+            "seconds": round(sec["train"] + sec["encode"], 1), "wall_seconds": round(time.perf_counter() - t0, 1),
+            "chosen_epoch": enc["chosen_epoch"],
+            "classifier_valid_wf1_per_epoch": [round(h["valid_weighted_f1"], 2) for h in enc["history"]],
+            "classifier_valid_wf1": enc["valid_weighted_f1"]}
+    source, layer = REREADS[name]
+    src = results["features"].get(source)
+    if src is None or "run_dir" not in src:
+        raise SystemExit(f"small_encoder: {name} re-reads {source}, which has not run yet")
+    corpus = reencode_layer(table, src["run_dir"], layer, progress=False)
+    encode = round(time.perf_counter() - t0, 1)
+    return corpus, {"source": source, "layer": layer, "run_dir": src["run_dir"], "encode_seconds": encode,
+                    "finetune_seconds": src["finetune_seconds"], "chosen_epoch": src["chosen_epoch"],
+                    "seconds": round(src["finetune_seconds"] + encode, 1)}
+
+
+def stage_b(args: argparse.Namespace) -> None:
+    """B2, B2m, B1, B1m in turn, each scored (seeds 0-4, validation only) before the next starts, into
+    stage A's results file; a stopped run continues where it stopped (finished encoders are kept)."""
+    if args.dataset not in STAGE_B_DATASETS:
+        raise SystemExit(f"small_encoder: stage B is planned for {', '.join(STAGE_B_DATASETS)} only")
+    out = Path(args.out)
+    if not out.exists():
+        raise SystemExit(f"{out}: stage B adds to stage A's results file; run stage-a first")
+    results = read_json(out)
+    if results["dataset"] != args.dataset:
+        raise SystemExit(f"{out}: holds dataset {results['dataset']!r}, not {args.dataset!r}")
+    results.setdefault("machine_b", machine())
+    table = load_table(args.dataset, Path(args.data))
+    for name in STAGE_B:
+        if all(str(s) in results["glnet"].get(name, {}) for s in SEEDS):
+            continue
+        corpus, cost = stage_b_features(name, table, Path(args.cache), results)
+        results["features"].setdefault(name, cost)
+        write_json(out, results)
+        print(f"{args.dataset} {name}: features in {cost['seconds']:.0f} s"
+              + (f" (encoder epoch {cost['chosen_epoch']}, classifier valid w-F1 per epoch "
+                 f"{cost['classifier_valid_wf1_per_epoch']})" if name in FINETUNES else ""), flush=True)
         for seed in SEEDS:
             if str(seed) in results["glnet"].get(name, {}):
                 continue
@@ -249,7 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
     p.add_argument("--features", help="MELD's V1 features file (kit corpus .npz)")
     p.add_argument("--out", required=True)
-    p = sub.add_parser("decide", help="rule 1 on stage A; the interim report")
+    p = sub.add_parser("stage-b", help="fine-tune B2, B1 (IEMOCAP), re-read them at mean4, score on validation")
+    p.add_argument("--dataset", choices=STAGE_B_DATASETS, required=True)
+    p.add_argument("--data", default=str(fs.DEFAULT_DATA))
+    p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
+    p.add_argument("--out", required=True, help="stage A's results file of the corpus")
+    p = sub.add_parser("decide", help="rule 1 on stages A and B; the interim report")
     p.add_argument("results", nargs="+")
     p.add_argument("--md", help="write the report here")
     args = ap.parse_args(argv)
@@ -258,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # the machine is shared: one core
     if args.command == "stage-a":
         stage_a(args)
+    elif args.command == "stage-b":
+        stage_b(args)
     else:
         loaded = [read_json(f) for f in args.results]
         text = report([decide(r) for r in loaded], [r.get("machine", {}) for r in loaded], args.results)
