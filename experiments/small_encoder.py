@@ -1,5 +1,6 @@
-"""Stage A of the pre-registered small-encoder plan (docs/small_encoder_plan.md): the frozen
-packaged MiniLM read out at other layers, scored on the **validation** split only.
+"""Stages A and B of the pre-registered small-encoder plan (docs/small_encoder_plan.md): the frozen
+packaged MiniLM read out at other layers (A), and on IEMOCAP the fine-tuned MiniLM (B), scored on
+the **validation** split only.
 
 Candidates per corpus, each scored by SAFSD-GLNet text-only (seeds 0-4) as
 experiments/finetune_selection.py scores a feature set (``glnet_validation``: the
@@ -12,15 +13,21 @@ configuration of experiments/real_text.py, only validation numbers kept; the tes
   mean-pooled over the attention mask, then the pipeline's normalisation);
 * ``A2``: the frozen MiniLM read out at layer ``-2``.
 
+Stage B (IEMOCAP only): ``B1`` fine-tunes all layers (lr 5e-5, 8 epochs), ``B2`` the last two
+(lr 1e-4, 8 epochs), the kit's fine-tuning defaults otherwise, bf16 autocast where the CPU has it,
+``score_test=False``; ``B1m`` / ``B2m`` re-read their kept encoders at ``mean4``. They go into stage
+A's results file as further candidates.
+
 The frozen encodings run in fp32 on the CPU (what ``build_text_corpus`` does for F today), one
-torch thread. ``decide`` applies the plan's rule 1 restricted to stage A and writes the interim
-report: stages B-D and the test reading are not run here.
+torch thread. ``decide`` applies the plan's rule 1 over the stages run (A, and B where planned) and
+writes the interim report: stages C-D and the test reading are not run here.
 
 Usage (results are rewritten after every run, so a stopped study continues where it stopped)::
 
     python experiments/small_encoder.py stage-a --dataset iemocap --out experiments/results/small_encoder_iemocap.json
     python experiments/small_encoder.py stage-a --dataset meld --features /path/meld_v1.npz \\
         --out experiments/results/small_encoder_meld.json
+    python experiments/small_encoder.py stage-b --dataset iemocap --out experiments/results/small_encoder_iemocap.json
     python experiments/small_encoder.py decide experiments/results/small_encoder_*.json --md docs/small_encoder_results.md
 """
 from __future__ import annotations
@@ -49,6 +56,13 @@ DEFAULT = {"iemocap": "F", "meld": "V1"}  # the plan's "current default" per cor
 READOUTS = {"A1": "mean4", "A2": "-2"}  # stage A: the frozen MiniLM at these layers
 MARGIN = {"iemocap": 1.0, "meld": 0.5}  # points above the default a candidate must reach (rule 1)
 TIE = 0.1  # scores within this of the best go to the cheaper candidate
+# Stage B (IEMOCAP only): fine-tuned MiniLM, the kit's fine-tuning defaults otherwise, seed 0;
+# B1m / B2m re-read B1 / B2's kept encoder at ``mean4`` (no training). Run order: the cheaper first.
+FINETUNES = {"B2": {"lr": 1e-4, "epochs": 8, "freeze_below": 2}, "B1": {"lr": 5e-5, "epochs": 8}}
+REREADS = {"B2m": ("B2", "mean4"), "B1m": ("B1", "mean4")}
+STAGE_B = ("B2", "B2m", "B1", "B1m")
+STAGE_B_DATASETS = ("iemocap",)
+BUDGET_S = 15 * 60  # the plan's target: fine-tune plus encode within 15 minutes per corpus
 
 
 def load_table(dataset: str, data: Path):
@@ -62,7 +76,12 @@ def load_table(dataset: str, data: Path):
 
 
 def candidates(dataset: str) -> tuple[str, ...]:
+    """Stage A's candidates (the default first); stage-B ones are :func:`stage_b_candidates`."""
     return (DEFAULT[dataset], *READOUTS)
+
+
+def stage_b_candidates(dataset: str) -> tuple[str, ...]:
+    return STAGE_B if dataset in STAGE_B_DATASETS else ()
 
 
 def feature_set(name: str, dataset: str, table, cache: Path, features: Path | None):
@@ -124,6 +143,77 @@ def stage_a(args: argparse.Namespace) -> None:
                   f"(epoch {r['chosen_epoch']} of {r['epochs_run']}, {r['seconds']:.0f} s)", flush=True)
 
 
+def finetune_config(name: str):
+    """B1 / B2's settings: the kit's defaults (batch 32, warm-up 0.1, ...) but for FINETUNES; bf16
+    autocast where the hardware has it (``precision="auto"``), seed 0."""
+    from safsd_glnet.features.finetune import FinetuneConfig
+
+    return FinetuneConfig(encoder="minilm", precision="auto", seed=0, **FINETUNES[name]).check()
+
+
+def stage_b_features(name: str, table, cache: Path, results: dict[str, Any]):
+    """The corpus of stage-B candidate ``name`` and its record: for B1 / B2 the fine-tune and encode
+    seconds, the classifier's validation w-F1 per epoch and the epoch chosen by it (the test split
+    is never scored: ``score_test=False``); for B1m / B2m the re-encode seconds and the source run.
+    ``seconds`` is what the candidate costs from scratch (a re-read adds its source's fine-tune)."""
+    from safsd_glnet.features.finetune import finetune_corpus, reencode_layer
+
+    t0 = time.perf_counter()
+    if name in FINETUNES:
+        res = finetune_corpus(table, finetune_config(name), cache_dir=cache, score_test=False, progress=False)
+        (enc,) = res.info["encoders"]  # no cross-fitting: one encoder
+        sec = res.info["seconds"]
+        return res.corpus, {
+            "run_dir": str(res.run_dir), "reused": res.reused, "settings": FINETUNES[name],
+            "precision": res.info["precision"], "finetune_seconds": sec["train"], "encode_seconds": sec["encode"],
+            "seconds": round(sec["train"] + sec["encode"], 1), "wall_seconds": round(time.perf_counter() - t0, 1),
+            "chosen_epoch": enc["chosen_epoch"],
+            "classifier_valid_wf1_per_epoch": [round(h["valid_weighted_f1"], 2) for h in enc["history"]],
+            "classifier_valid_wf1": enc["valid_weighted_f1"]}
+    source, layer = REREADS[name]
+    src = results["features"].get(source)
+    if src is None or "run_dir" not in src:
+        raise SystemExit(f"small_encoder: {name} re-reads {source}, which has not run yet")
+    corpus = reencode_layer(table, src["run_dir"], layer, progress=False)
+    encode = round(time.perf_counter() - t0, 1)
+    return corpus, {"source": source, "layer": layer, "run_dir": src["run_dir"], "encode_seconds": encode,
+                    "finetune_seconds": src["finetune_seconds"], "chosen_epoch": src["chosen_epoch"],
+                    "seconds": round(src["finetune_seconds"] + encode, 1)}
+
+
+def stage_b(args: argparse.Namespace) -> None:
+    """B2, B2m, B1, B1m in turn, each scored (seeds 0-4, validation only) before the next starts, into
+    stage A's results file; a stopped run continues where it stopped (finished encoders are kept)."""
+    if args.dataset not in STAGE_B_DATASETS:
+        raise SystemExit(f"small_encoder: stage B is planned for {', '.join(STAGE_B_DATASETS)} only")
+    out = Path(args.out)
+    if not out.exists():
+        raise SystemExit(f"{out}: stage B adds to stage A's results file; run stage-a first")
+    results = read_json(out)
+    if results["dataset"] != args.dataset:
+        raise SystemExit(f"{out}: holds dataset {results['dataset']!r}, not {args.dataset!r}")
+    results.setdefault("machine_b", machine())
+    results["stage"] = "A, B"
+    table = load_table(args.dataset, Path(args.data))
+    for name in STAGE_B:
+        if all(str(s) in results["glnet"].get(name, {}) for s in SEEDS):
+            continue
+        corpus, cost = stage_b_features(name, table, Path(args.cache), results)
+        results["features"].setdefault(name, cost)
+        write_json(out, results)
+        print(f"{args.dataset} {name}: features in {cost['seconds']:.0f} s"
+              + (f" (encoder epoch {cost['chosen_epoch']}, classifier valid w-F1 per epoch "
+                 f"{cost['classifier_valid_wf1_per_epoch']})" if name in FINETUNES else ""), flush=True)
+        for seed in SEEDS:
+            if str(seed) in results["glnet"].get(name, {}):
+                continue
+            r = fs.glnet_validation(corpus, args.dataset, seed)  # validation numbers only
+            results["glnet"].setdefault(name, {})[str(seed)] = r
+            write_json(out, results)
+            print(f"{args.dataset} {name} seed {seed}: valid w-F1 {r['valid_weighted_f1']:.2f} "
+                  f"(epoch {r['chosen_epoch']} of {r['epochs_run']}, {r['seconds']:.0f} s)", flush=True)
+
+
 # ------------------------------------------------------------------------------ decision
 
 def seed_scores(results: dict[str, Any], name: str) -> np.ndarray | None:
@@ -141,28 +231,36 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def decide(results: dict[str, Any]) -> dict[str, Any]:
-    """Rule 1 of the plan, stage A only: the best-scoring candidate is adopted when its score is at
-    least MARGIN above the default's **and** the mean paired difference is >= 2 SE; candidates within
-    TIE of the best go to the cheaper one (features' seconds)."""
+    """Rule 1 of the plan over the stages run so far (A, and B on IEMOCAP): the best-scoring candidate
+    is adopted when its score is at least MARGIN above the current default's **and** the mean paired
+    difference is >= 2 SE; candidates within TIE of the best go to the cheaper one (features' seconds:
+    fine-tune plus encode for stage B). Stage A must be complete; a stage-B candidate without its five
+    seeds is left out and listed under ``missing`` (the decision is interim either way)."""
     dataset = results["dataset"]
     default = DEFAULT[dataset]
-    scores = {n: seed_scores(results, n) for n in candidates(dataset)}
+    names = (*candidates(dataset), *stage_b_candidates(dataset))
+    scores = {n: seed_scores(results, n) for n in names}
     done = {n: s for n, s in scores.items() if s is not None}
     rows = {n: {"mean": float(s.mean()), "std": float(s.std(ddof=1)), "seeds": [float(v) for v in s],
                 "epochs": [f"{r.get('chosen_epoch', '?')}/{r.get('epochs_run', '?')}"
                            for r in (results["glnet"][n][str(seed)] for seed in SEEDS)],
-                "cost_s": _cost(results, n)} for n, s in done.items()}
+                "cost_s": _cost(results, n), "stage": "B" if n in STAGE_B else ("A" if n in READOUTS else "-")}
+            for n, s in done.items()}
     cap = rt.glnet_config(dataset, "glnet", 0).train.epochs
     for n in rows:  # runs that met the epoch cap before patience stopped them: the budget may bind
         rows[n]["at_cap"] = sum(results["glnet"][n][str(seed)].get("epochs_run") == cap for seed in SEEDS)
+    missing = [n for n in stage_b_candidates(dataset) if n not in done]
     out = {"dataset": dataset, "default": default, "margin": MARGIN[dataset], "rows": rows,
-           "features": results["features"], "epoch_cap": cap}
+           "features": results["features"], "epoch_cap": cap, "missing": missing,
+           "notes": results.get("stage_b_notes", {})}
     for n in rows:
         if n != default and default in done:
             rows[n]["diff"], rows[n]["se"] = paired(done[n], done[default])
-    others = [n for n in READOUTS if n in done]
-    if default not in done or len(others) < len(READOUTS):
+        if n != "A1" and "A1" in done:  # information only: against stage A's interim choice
+            rows[n]["diff_a1"], rows[n]["se_a1"] = paired(done[n], done["A1"])
+    if default not in done or any(n not in done for n in READOUTS):
         return {**out, "decision": "incomplete"}
+    others = [n for n in rows if n != default]
     top = max(rows[n]["mean"] for n in others)
     near = [n for n in others if rows[n]["mean"] >= top - TIE - 1e-9]
     best = min(near, key=lambda n: (rows[n]["cost_s"], -rows[n]["mean"]))
@@ -185,55 +283,100 @@ def _cost_text(cost: dict[str, Any]) -> str:
 
 WHAT = {"F": "frozen MiniLM, its own pipeline (the current IEMOCAP default)",
         "V1": "fine-tuned MiniLM V1, lr 2e-5, 3 epochs (the current MELD default)",
-        "A1": "frozen MiniLM read out at `mean4`", "A2": "frozen MiniLM read out at layer `-2`"}
+        "A1": "frozen MiniLM read out at `mean4`", "A2": "frozen MiniLM read out at layer `-2`",
+        "B1": "fine-tuned, all layers, lr 5e-5, 8 epochs", "B2": "fine-tuned, last 2 layers, lr 1e-4, 8 epochs",
+        "B1m": "B1's encoder read out at `mean4`", "B2m": "B2's encoder read out at `mean4`"}
+
+
+def _pm(r: dict[str, Any], key: str) -> str:
+    return "" if key not in r else f"{r[key]:+.2f} ± {r['se' + key[4:]]:.2f}"
+
+
+def _stage_b_lines(d: dict[str, Any]) -> list[str]:
+    """The fine-tuned candidates' encoder record: epochs, the classifier's own validation w-F1 per
+    epoch, and fine-tune plus encode seconds against the plan's 15-minute budget."""
+    names = [n for n in stage_b_candidates(d["dataset"]) if n in d["features"]]
+    if not names:
+        return []
+    lines = ["Stage B encoders (bf16 autocast, seed 0, one thread; the epoch is chosen by the encoder's own "
+             "classifier on validation; a `mean4` re-read costs its source's fine-tune plus its own encoding):", "",
+             "| candidate | encoder epoch chosen | its classifier's valid w-F1, epochs 1-8 | fine-tune (s) "
+             "| encode (s) | total (min) | within 15 min |", "|---|---:|---|---:|---:|---:|---|"]
+    for n in names:
+        f = d["features"][n]
+        per_epoch = f.get("classifier_valid_wf1_per_epoch") or d["features"].get(f.get("source"), {}).get(
+            "classifier_valid_wf1_per_epoch", [])
+        total = f.get("seconds", 0.0)
+        lines.append(f"| {n} | {f.get('chosen_epoch', '?')} | {', '.join(f'{v:.2f}' for v in per_epoch)}"
+                     f"{' (of ' + f['source'] + ')' if 'source' in f else ''} | {f.get('finetune_seconds', 0):.0f} | "
+                     f"{f.get('encode_seconds', 0):.0f} | {total / 60:.1f} | {'yes' if total <= BUDGET_S else 'no'} |")
+    return lines + [""]
 
 
 def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], files: list[str]) -> str:
     m = machines[0] if machines else {}
     lines = [
-        "# Small-encoder frontier: results (INTERIM, stage A only)", "",
+        "# Small-encoder frontier: results (INTERIM, stages A and B)", "",
         f"Plan: [{PLAN}](small_encoder_plan.md), committed before any run and unchanged. This page holds "
-        "**stage A only**; stages B, C and D have not run, so every decision below is interim.", "",
+        "**stage A** (both corpora) and **stage B** (IEMOCAP only, as planned); stages C and D have not run, so "
+        "every decision below is interim.", "",
         "## Protocol", "",
         "- Candidates: the current default (F on IEMOCAP, V1 on MELD), A1 = the frozen packaged MiniLM "
         "(all-MiniLM-L6-v2) read out at `mean4` (mean of the last 4 layers' token states, mean-pooled over the "
         "attention mask, then the pipeline's unit-length normalisation), A2 = the same at layer `-2` "
         "(`safsd-glnet features --layer`).",
+        "- Stage B (IEMOCAP): B1 = MiniLM fine-tuned on all layers, lr 5e-5, 8 epochs; B2 = only the last 2 layers "
+        "(`freeze_below=2`), lr 1e-4, 8 epochs; both with the kit's fine-tuning defaults otherwise (batch 32, "
+        "warm-up 0.1, weight decay 0.01, dropout 0.1, clip 1.0, max length 128, speakers on, mean pooling), bf16 "
+        "autocast on this CPU, seed 0, the classifier never scored on the held-out split (`score_test=False`), the "
+        "encoder's epoch chosen by its own classifier's validation weighted F1. B1m / B2m = B1 / B2's kept encoder "
+        "read out at `mean4` (`reencode_layer`, no training).",
         "- Score: SAFSD-GLNet text only as `experiments/real_text.py` runs it (`preset(\"small\")`, the corpus's "
         "TEXT_SETTINGS, standardised features), seeds 0-4; the **validation** weighted F1 at the epoch chosen on "
         "validation, mean over seeds. Test metrics computed along the way were dropped unread: none is printed "
         "or stored.",
-        "- Frozen encodings in fp32 on the CPU, as `build_text_corpus` encodes F (the plan's bf16 autocast "
-        "applies to its encoder training runs; none ran here), one torch thread; IEMOCAP's F vectors came from "
-        "the existing cache, MELD's V1 from the fine-tuned features file of the first study.",
-        "- Rule 1 restricted to stage A: the best of A1 / A2 (ties within 0.1 to the cheaper) is adopted if its "
-        "score is >= 1.0 (IEMOCAP) / 0.5 (MELD) above the default's and the mean paired (same-seed) difference "
-        "is >= 2 standard errors (sd of the five differences / sqrt 5).",
+        "- Frozen encodings in fp32 on the CPU, as `build_text_corpus` encodes F, one torch thread; IEMOCAP's F "
+        "vectors came from the existing cache, MELD's V1 from the fine-tuned features file of the first study.",
+        "- Rule 1 over the stages run: the best candidate of stages A-B (ties within 0.1 to the cheaper; cost = "
+        "encoding seconds, plus fine-tuning for stage B) is adopted if its score is >= 1.0 (IEMOCAP) / 0.5 "
+        "(MELD) above the current default's and the mean paired (same-seed) difference is >= 2 standard errors "
+        "(sd of the five differences / sqrt 5). The difference against A1 is shown for information only.",
         f"- Machine: {m.get('cpu_model', '?')}, {m.get('cpu_count', '?')} cores (shared; one used), amx_bf16 "
         f"{'present' if m.get('amx_bf16') else 'absent'}, torch {m.get('torch', '?')}, code "
         f"{', '.join(dict.fromkeys(str(x.get('git_commit') or '?')[:10] for x in machines)) or '?'}. "
         f"Result files: {', '.join(f'`{f}`' for f in files)}.", ""]
     for d in decisions:
         lines += [f"## {d['dataset']}", "",
-                  "| candidate | what | valid w-F1 (mean ± std) | paired diff vs default ± SE | per seed 0-4 "
-                  "| chosen / run epochs | features (s) |", "|---|---|---:|---:|---|---|---:|"]
+                  "| candidate | what | valid w-F1 (mean ± std) | paired diff vs default ± SE | paired diff vs A1 ± SE "
+                  "| per seed 0-4 | chosen / run epochs | features (s) |", "|---|---|---:|---:|---:|---|---|---:|"]
         for n, r in d["rows"].items():
-            diff = "" if "diff" not in r else f"{r['diff']:+.2f} ± {r['se']:.2f}"
-            lines.append(f"| {n} | {WHAT[n]} | {r['mean']:.2f} ± {r['std']:.2f} | {diff} | "
-                         f"{', '.join(f'{v:.2f}' for v in r['seeds'])} | {', '.join(r['epochs'])} | "
-                         f"{_cost_text(d['features'].get(n, {}))} |")
+            lines.append(f"| {n} | {WHAT[n]} | {r['mean']:.2f} ± {r['std']:.2f} | {_pm(r, 'diff')} | "
+                         f"{_pm(r, 'diff_a1')} | {', '.join(f'{v:.2f}' for v in r['seeds'])} | "
+                         f"{', '.join(r['epochs'])} | {_cost_text(d['features'].get(n, {}))} |")
         lines += ["", f"Seeds whose run reached the epoch cap ({d['epoch_cap']}) before patience stopped it: "
                       + ", ".join(f"{n} {r['at_cap']}/5" for n, r in d["rows"].items())
-                      + " (where most did, the fixed budget may hold a candidate back; settings are stage D's)."]
+                      + " (where most did, the fixed budget may hold a candidate back; settings are stage D's).", ""]
+        lines += _stage_b_lines(d)
+        if d.get("missing"):
+            lines += [f"Not scored (no five seeds): {', '.join(d['missing'])}; the decision below leaves them out.", ""]
         if d["decision"] == "incomplete":
-            lines += ["", "Interim decision: **incomplete** (not every candidate has its five seeds).", ""]
+            lines += ["Interim decision: **incomplete** (not every stage-A candidate has its five seeds).", ""]
         else:
-            lines += ["", f"Best stage-A candidate: **{d['best']}**, paired difference {d['paired_difference']:+.2f} "
-                          f"(SE {d['paired_se']:.2f}; the rule asks >= {d['margin']} and >= 2 SE). "
-                          f"Interim decision: **{d['decision']}**.", ""]
-    lines += ["## What remains", "",
-              "- Stage B (IEMOCAP fine-tuning at lr 5e-5 / last two layers, and their `mean4` read-outs), "
-              "stage C (EmoBERTa-style context inputs, cross-fitting), stage D (SAFSD-GLNet settings).",
+            stages = "A-B" if stage_b_candidates(d["dataset"]) else "A (B is IEMOCAP's only)"
+            lines += [f"Best candidate of stages {stages}: **{d['best']}**, paired difference to "
+                      f"{d['default']} {d['paired_difference']:+.2f} (SE {d['paired_se']:.2f}; the rule asks "
+                      f">= {d['margin']} and >= 2 SE). Interim decision: **{d['decision']}**.", ""]
+    lines += ["## What remains", ""]
+    for d in decisions:
+        if d.get("missing"):
+            notes = d.get("notes", {})
+            lines.append(f"- Stage B on {d['dataset']}: {', '.join(d['missing'])} not scored yet"
+                         + "".join(f"; {n}: {notes[n]}" for n in d["missing"] if n in notes)
+                         + " (`stage-b` continues where it stopped; C1 needs B1 to pick the better of B1 / B2's "
+                         "settings).")
+    lines += ["- Stage C (EmoBERTa-style context inputs: C1 on IEMOCAP at the better of B1 / B2's settings, C2 on "
+              "MELD at V1's; C3 cross-fitting of the corpus whose fine-tuned variant won its stage) and stage D "
+              "(SAFSD-GLNet settings on the adopted features).",
               "- The final rule-1 decision over stages A-C, then rule 3: the single test reading per corpus.",
               "- Nothing here changes the kit's defaults: an interim adoption becomes the user's path (the plan's "
               "last section) only after the final decision.", ""]
@@ -249,7 +392,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
     p.add_argument("--features", help="MELD's V1 features file (kit corpus .npz)")
     p.add_argument("--out", required=True)
-    p = sub.add_parser("decide", help="rule 1 on stage A; the interim report")
+    p = sub.add_parser("stage-b", help="fine-tune B2, B1 (IEMOCAP), re-read them at mean4, score on validation")
+    p.add_argument("--dataset", choices=STAGE_B_DATASETS, required=True)
+    p.add_argument("--data", default=str(fs.DEFAULT_DATA))
+    p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
+    p.add_argument("--out", required=True, help="stage A's results file of the corpus")
+    p = sub.add_parser("decide", help="rule 1 on stages A and B; the interim report")
     p.add_argument("results", nargs="+")
     p.add_argument("--md", help="write the report here")
     args = ap.parse_args(argv)
@@ -258,9 +406,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # the machine is shared: one core
     if args.command == "stage-a":
         stage_a(args)
+    elif args.command == "stage-b":
+        stage_b(args)
     else:
         loaded = [read_json(f) for f in args.results]
-        text = report([decide(r) for r in loaded], [r.get("machine", {}) for r in loaded], args.results)
+        machines = [m for r in loaded for m in (r.get("machine", {}), r.get("machine_b")) if m]
+        text = report([decide(r) for r in loaded], machines, args.results)
         print(text)
         if args.md:
             write_text(args.md, text)
