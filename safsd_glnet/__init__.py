@@ -53,17 +53,20 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "128")
 
 
-def _return_large_blocks_to_the_system() -> None:
-    """Have glibc's malloc serve every block of 1 MiB or more from its own mapping, given back on free.
+def _compact_heap_if_asked() -> None:
+    """With SAFSD_GLNET_MALLOC=compact, have glibc's malloc serve every block of 1 MiB or more from
+    its own mapping, given back on free: less memory, much slower on the CPU.
 
     By default glibc raises this threshold to the size of the largest block freed so far (up to 32
     MiB), so after the first batches the activations of later ones come from the heap, whose freed
     holes of one batch's sizes rarely fit the next's (dialogue lengths change the sizes with every
-    batch): the resident memory grows with holes. Measured on MELD-shaped batches (paper preset, 60
-    batches, 1 thread; benchmarks/bf16_memory.py): peak RSS bf16 2.96 -> 2.35 GiB, fp32 2.34 -> 1.94
-    GiB. Skipped where the user set MALLOC_MMAP_THRESHOLD_, with SAFSD_GLNET_MALLOC=glibc (glibc's own
-    behaviour, for comparisons), and where the C library has no mallopt (not glibc)."""
-    if "MALLOC_MMAP_THRESHOLD_" in _os.environ or _os.environ.get("SAFSD_GLNET_MALLOC") == "glibc":
+    batch): the resident memory grows with holes. A fixed 1 MiB threshold removes them (MELD-shaped
+    batches, paper preset, 1 thread: peak RSS bf16 2.96 -> 2.35 GiB, fp32 2.34 -> 1.93 GiB;
+    benchmarks/bf16_memory.py) but maps and zero-fills fresh pages for every activation: IEMOCAP-shaped
+    epochs took 29.2 s instead of 19.1 s in fp32 and 17.0 s instead of 12.6 s in bf16 (2 threads, the
+    same session; docs/speed.md), so it is not the default. Nothing happens where the user set
+    MALLOC_MMAP_THRESHOLD_ or the C library has no mallopt (not glibc)."""
+    if _os.environ.get("SAFSD_GLNET_MALLOC") != "compact" or "MALLOC_MMAP_THRESHOLD_" in _os.environ:
         return
     try:
         import ctypes
@@ -75,7 +78,7 @@ def _return_large_blocks_to_the_system() -> None:
     mallopt(m_mmap_threshold, 1 << 20)
 
 
-_return_large_blocks_to_the_system()
+_compact_heap_if_asked()
 
 # public name -> the module that defines it; loaded on first access (PEP 562), so that importing the
 # package (as every ``python -m safsd_glnet...`` does) stays cheap and sets OMP_WAIT_POLICY first

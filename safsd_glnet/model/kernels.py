@@ -20,6 +20,18 @@ readable module (model.py)             kernel                                   
                                        written out), banded for short windows
 =====================================  ==============================================  ==========
 
+Why each kernel stays: ``torch.compile`` (Inductor, ``dynamic=True``, the masks from torch's
+generator as ``train.compile`` uses it) of the readable module it replaces is slower in every
+case, so none meets issue 24's rule for deletion (compiled within 10% of the kernel).
+One training step's forward and backward of the module alone, on the inputs it receives in
+the paper-size model on one IEMOCAP-shaped batch, fastest of 3 interleaved rounds, 2 threads,
+the 2-core Xeon with AMX-BF16 (``benchmarks/compile_speed.py``,
+``benchmarks/results/compile_kernels_cpu.json``); compiled readable / kernel, fp32 and bf16:
+:class:`Dropout` 8.4x and 9.7x (Inductor's own random numbers: 7.9x and 7.8x);
+:class:`FastPacking` 3.9x and 3.4x; :class:`FastModalityEncoder` 1.29x and 1.39x;
+:class:`FastAttentionLayer` 1.52x and 1.78x; :class:`DenseMaskedGCN` 22x and 42x (PyG's
+edge lists compile to per-edge code as they run).
+
 Long dialogues: at inference (eval mode, no gradient), a batch padded to more than
 :data:`safsd_glnet.model.long_dialogues.BLOCKED_ABOVE` utterances runs the attention and the graph of
 :class:`FastAttentionLayer` and :class:`DenseMaskedGCN` in blocks of query rows

@@ -263,12 +263,14 @@ print(libc.mallinfo2().hblkhd - before >= 2 << 20)  # the 2 MiB block has its ow
 """
 
 
-@pytest.mark.parametrize("how, opt_out, mapped", [("kit", None, "True"), ("plain", None, "False"),
-                                                  ("kit", "glibc", "False")])
-def test_import_keeps_large_blocks_in_their_own_mappings(how, opt_out, mapped):
-    """``import safsd_glnet`` fixes glibc's mmap threshold at 1 MiB: after an 8 MiB block was freed, a
-    2 MiB block still gets its own mapping (returned to the system on free), where plain glibc serves
-    it from the heap (the growth of resident memory on MELD-shaped batches, benchmarks/bf16_memory.py)."""
+@pytest.mark.parametrize("how, setting, mapped", [("kit", "compact", "True"), ("plain", "compact", "False"),
+                                                  ("kit", None, "False"), ("kit", "glibc", "False")])
+def test_compact_heap_keeps_large_blocks_in_their_own_mappings(how, setting, mapped):
+    """With SAFSD_GLNET_MALLOC=compact, ``import safsd_glnet`` fixes glibc's mmap threshold at 1 MiB:
+    after an 8 MiB block was freed, a 2 MiB block still gets its own mapping (returned to the system
+    on free), where glibc by default serves it from the heap (the growth of resident memory on
+    MELD-shaped batches, benchmarks/bf16_memory.py). Without the setting the kit leaves glibc alone
+    (the compact heap is much slower)."""
     import ctypes
     import os
     import subprocess
@@ -277,8 +279,8 @@ def test_import_keeps_large_blocks_in_their_own_mappings(how, opt_out, mapped):
     if not hasattr(ctypes.CDLL(None), "mallinfo2"):
         pytest.skip("not glibc 2.33 or later: no mallinfo2 to read the mappings")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "SAFSD_GLNET_MALLOC"}
-    if opt_out:
-        env["SAFSD_GLNET_MALLOC"] = opt_out
+    if setting:
+        env["SAFSD_GLNET_MALLOC"] = setting
     out = subprocess.run([sys.executable, "-c", _HEAP_PROBE, how], env=env, capture_output=True, text=True,
                          check=True)
     assert out.stdout.split() == [mapped]
