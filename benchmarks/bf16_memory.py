@@ -11,6 +11,9 @@ process, fp32 beside them::
 
     python benchmarks/bf16_memory.py --capacities 1024 128 32 0 --max-batches 60 --out bf16_memory.json
 
+``--compact-heap`` adds fp32 and bf16 with ``SAFSD_GLNET_MALLOC=compact`` (glibc's mmap threshold fixed
+at 1 MiB: the heap's holes, the second cause of the excess; see ``safsd_glnet/__init__.py``).
+
 Memory figures do not depend on the machine's load; the times do (say the load when you quote them).
 """
 from __future__ import annotations
@@ -26,10 +29,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def run_speed(precision: str, capacity: int | None, max_batches: int, threads: int, workdir: Path) -> dict:
-    """One speed.py epoch measurement in a fresh process; returns its epoch record and the capacity."""
-    out = workdir / f"{precision}_{capacity}.json"
-    env = dict(os.environ)
+def run_speed(precision: str, capacity: int | None, max_batches: int, threads: int, workdir: Path,
+              malloc: str = "glibc") -> dict:
+    """One speed.py epoch measurement in a fresh process; returns its epoch record, the capacity and
+    the heap setting (``SAFSD_GLNET_MALLOC``: ``glibc``, the default, or ``compact``)."""
+    out = workdir / f"{precision}_{capacity}_{malloc}.json"
+    env = dict(os.environ, SAFSD_GLNET_MALLOC=malloc)
     if capacity is not None:
         env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(capacity)
     cmd = [sys.executable, str(HERE / "speed.py"), "--corpus", "meld", "--configs", "full",
@@ -37,7 +42,7 @@ def run_speed(precision: str, capacity: int | None, max_batches: int, threads: i
            "--threads", str(threads), "--out", str(out)]
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     epoch = json.loads(out.read_text())["epochs"][0]
-    return {"precision": precision, "onednn_primitive_cache_capacity": capacity,
+    return {"precision": precision, "onednn_primitive_cache_capacity": capacity, "malloc": malloc,
             "peak_rss_gib": epoch["peak_rss_gib"], "train_epoch_s": epoch["train_epoch_s"],
             "batches_timed": epoch["batches_timed"], "batches_per_epoch": epoch["batches_per_epoch"]}
 
@@ -47,15 +52,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--capacities", type=int, nargs="+", default=[1024, 128, 32, 0])
     p.add_argument("--max-batches", type=int, default=60, help="batches per measurement (default 60)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--compact-heap", action="store_true",
+                   help="also measure fp32 and bf16 (capacity 128) with SAFSD_GLNET_MALLOC=compact")
     p.add_argument("--out", default=None, help="write the rows as JSON here")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_speed("fp32", None, args.max_batches, args.threads, Path(tmp))]
         rows += [run_speed("bf16", c, args.max_batches, args.threads, Path(tmp)) for c in args.capacities]
-    print("precision  cache capacity  peak RSS GiB  epoch s (extrapolated)")
+        if args.compact_heap:
+            rows += [run_speed(p, c, args.max_batches, args.threads, Path(tmp), "compact")
+                     for p, c in (("fp32", None), ("bf16", 128))]
+    print("precision  cache capacity  heap     peak RSS GiB  epoch s (extrapolated)")
     for r in rows:
         cap = "-" if r["onednn_primitive_cache_capacity"] is None else r["onednn_primitive_cache_capacity"]
-        print(f"{r['precision']:9}  {cap!s:>14}  {r['peak_rss_gib']:12.2f}  {r['train_epoch_s']:10.1f}")
+        print(f"{r['precision']:9}  {cap!s:>14}  {r['malloc']:7}  {r['peak_rss_gib']:12.2f}  {r['train_epoch_s']:10.1f}")
     if args.out:
         Path(args.out).write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=1))
     return 0
