@@ -27,9 +27,9 @@ One training step's forward and backward of the module alone, on the inputs it r
 the paper-size model on one IEMOCAP-shaped batch, fastest of 3 interleaved rounds, 2 threads,
 the 2-core Xeon with AMX-BF16 (``benchmarks/compile_speed.py``,
 ``benchmarks/results/compile_kernels_cpu.json``); compiled readable / kernel, fp32 and bf16:
-:class:`Dropout` 8.4x and 9.7x (Inductor's own random numbers: 7.9x and 7.8x);
-:class:`FastPacking` 3.9x and 3.4x; :class:`FastModalityEncoder` 1.29x and 1.39x;
-:class:`FastAttentionLayer` 1.52x and 1.78x; :class:`DenseMaskedGCN` 22x and 42x (PyG's
+:class:`Dropout` 11.8x and 9.9x (Inductor's own random numbers: 9.0x both);
+:class:`FastPacking` 6.3x and 2.7x; :class:`FastModalityEncoder` 1.56x and 2.73x;
+:class:`FastAttentionLayer` 1.89x and 2.27x; :class:`DenseMaskedGCN` 58x and 110x (PyG's
 edge lists compile to per-edge code as they run).
 
 Long dialogues: at inference (eval mode, no gradient), a batch padded to more than
