@@ -115,6 +115,19 @@ def machine() -> dict[str, Any]:
                            "experiments/real_text.py")}
 
 
+def score_seeds(corpus, dataset: str, name: str, results: dict[str, Any], out: Path) -> None:
+    """SAFSD-GLNet on ``corpus`` for every seed of :data:`SEEDS` that ``results`` lacks for candidate
+    ``name`` (validation numbers only), the results file rewritten after each run."""
+    for seed in SEEDS:
+        if str(seed) in results["glnet"].get(name, {}):
+            continue
+        r = fs.glnet_validation(corpus, dataset, seed)  # validation numbers only
+        results["glnet"].setdefault(name, {})[str(seed)] = r
+        write_json(out, results)
+        print(f"{dataset} {name} seed {seed}: valid w-F1 {r['valid_weighted_f1']:.2f} "
+              f"(epoch {r['chosen_epoch']} of {r['epochs_run']}, {r['seconds']:.0f} s)", flush=True)
+
+
 def stage_a(args: argparse.Namespace) -> None:
     out = Path(args.out)
     results = read_json(out) if out.exists() else {
@@ -133,14 +146,7 @@ def stage_a(args: argparse.Namespace) -> None:
         write_json(out, results)
         print(f"{args.dataset} {name}: features in {cost['seconds']:.0f} s"
               f"{' (cache)' if cost.get('cached') else ''}", flush=True)
-        for seed in SEEDS:
-            if str(seed) in results["glnet"].get(name, {}):
-                continue
-            r = fs.glnet_validation(corpus, args.dataset, seed)  # validation numbers only
-            results["glnet"].setdefault(name, {})[str(seed)] = r
-            write_json(out, results)
-            print(f"{args.dataset} {name} seed {seed}: valid w-F1 {r['valid_weighted_f1']:.2f} "
-                  f"(epoch {r['chosen_epoch']} of {r['epochs_run']}, {r['seconds']:.0f} s)", flush=True)
+        score_seeds(corpus, args.dataset, name, results, out)
 
 
 def finetune_config(name: str):
@@ -204,14 +210,7 @@ def stage_b(args: argparse.Namespace) -> None:
         print(f"{args.dataset} {name}: features in {cost['seconds']:.0f} s"
               + (f" (encoder epoch {cost['chosen_epoch']}, classifier valid w-F1 per epoch "
                  f"{cost['classifier_valid_wf1_per_epoch']})" if name in FINETUNES else ""), flush=True)
-        for seed in SEEDS:
-            if str(seed) in results["glnet"].get(name, {}):
-                continue
-            r = fs.glnet_validation(corpus, args.dataset, seed)  # validation numbers only
-            results["glnet"].setdefault(name, {})[str(seed)] = r
-            write_json(out, results)
-            print(f"{args.dataset} {name} seed {seed}: valid w-F1 {r['valid_weighted_f1']:.2f} "
-                  f"(epoch {r['chosen_epoch']} of {r['epochs_run']}, {r['seconds']:.0f} s)", flush=True)
+        score_seeds(corpus, args.dataset, name, results, out)
 
 
 # ------------------------------------------------------------------------------ decision
