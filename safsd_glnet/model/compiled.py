@@ -53,8 +53,8 @@ def toolchain_missing(device: torch.device) -> str | None:
     if device.type == "cpu":
         from torch._inductor import config as inductor_config
 
-        compiler = inductor_config.cpp.cxx[0] if isinstance(inductor_config.cpp.cxx, tuple) else None
-        candidates = [c for c in (compiler, "c++", "g++", "clang++") if c]
+        cxx = inductor_config.cpp.cxx  # (a compiler the user chose or None, Inductor's default)
+        candidates = [c for c in (*(cxx if isinstance(cxx, tuple) else (cxx,)), "c++", "g++", "clang++") if c]
         return None if any(shutil.which(c) for c in candidates) else "no C++ compiler (c++, g++ or clang++) on PATH"
     if device.type == "cuda":
         try:

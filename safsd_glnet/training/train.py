@@ -473,8 +473,8 @@ def _train(config: Config, corpus: Corpus, out: Path | None, device: torch.devic
     train_dialogues, valid_dialogues, test_dialogues = (corpus.split(s) for s in ("train", "valid", "test"))
     steps = num_batches(len(train_dialogues), tc.batch_size)
     use_compiler, compile_why = compiled.decide(tc.compile, device, steps * tc.epochs)
-    compiled_before = compiled.compile_counts()  # the process may hold other runs' compiled versions
     if use_compiler:
+        compiled_before = compiled.compile_counts()  # the process may hold other runs' compiled versions
         compiled.compile_regions(model)
     optimizer = make_optimizer(tc, model.parameters(), device)
     losses = LossComputer.from_counts(config.loss, corpus.class_counts("train"), corpus.class_names).to(device)

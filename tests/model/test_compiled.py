@@ -4,8 +4,6 @@ The equality checks compile real code with Inductor (a C++ compiler is needed; e
 takes seconds to tens of seconds on a 2-core CPU), so they sit in the integration tier; the
 decision and the config checks are unit tests.
 """
-import shutil
-
 import pytest
 import torch
 
@@ -49,7 +47,6 @@ def test_configs_written_before_the_field_read_as_auto():
 
 def test_false_never_compiles_and_true_says_why_it_cannot(monkeypatch):
     assert compiled.decide(False, CPU, 10**6) == (False, "train.compile=false")
-    monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setattr(compiled, "toolchain_missing", lambda device: "no C++ compiler (c++, g++ or clang++) on PATH")
     with pytest.raises(ValueError, match=r"^train.compile=true: cannot compile on cpu: no C\+\+ compiler"):
         compiled.decide(True, CPU, 10)
