@@ -62,6 +62,15 @@ FINETUNES = {"B2": {"lr": 1e-4, "epochs": 8, "freeze_below": 2}, "B1": {"lr": 5e
 REREADS = {"B2m": ("B2", "mean4"), "B1m": ("B1", "mean4")}
 STAGE_B = ("B2", "B2m", "B1", "B1m")
 STAGE_B_DATASETS = ("iemocap",)
+# Stage C: EmoBERTa's input (the utterance with its speaker, then past and future utterances with
+# theirs, up to the encoder's 128 tokens, the far context cut first). C1 (IEMOCAP) at the better-
+# scoring of B1 / B2's settings, C2 (MELD) at V1's (lr 2e-5, 3 epochs).
+CONTEXT = {"context_past": 50, "context_future": 50}
+STAGE_C = {"iemocap": ("C1",), "meld": ("C2",)}
+# C3 (cross-fitting, K = 5) is read here as: it runs for a corpus whose best candidate of stages
+# A-C under rule 1 is one of that corpus's new fine-tuned variants (stages B-C); when the best is a
+# frozen read-out or the current default, there is no fine-tuned winner and C3 is skipped.
+FINE_TUNED = ("B1", "B2", "B1m", "B2m", "C1", "C2")
 BUDGET_S = 15 * 60  # the plan's target: fine-tune plus encode within 15 minutes per corpus
 
 
@@ -82,6 +91,26 @@ def candidates(dataset: str) -> tuple[str, ...]:
 
 def stage_b_candidates(dataset: str) -> tuple[str, ...]:
     return STAGE_B if dataset in STAGE_B_DATASETS else ()
+
+
+def stage_c_candidates(dataset: str) -> tuple[str, ...]:
+    return STAGE_C.get(dataset, ())
+
+
+def finetune_settings(name: str, results: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The fine-tuning settings of candidate ``name`` (changes to the kit's defaults) and, for C1, the
+    stage-B candidate whose settings it takes (the better mean validation score of B1 and B2)."""
+    if name in FINETUNES:
+        return FINETUNES[name], None
+    if name == "C2":
+        return {**fs.VARIANTS["V1"], **CONTEXT}, "V1"
+    if name == "C1":
+        scores = {n: seed_scores(results, n) for n in ("B1", "B2")}
+        if any(v is None for v in scores.values()):
+            raise SystemExit("small_encoder: C1 takes the better of B1 / B2's settings; score both first (stage-b)")
+        better = max(scores, key=lambda n: float(scores[n].mean()))
+        return {**FINETUNES[better], **CONTEXT}, better
+    raise KeyError(name)
 
 
 def feature_set(name: str, dataset: str, table, cache: Path, features: Path | None):
@@ -149,15 +178,15 @@ def stage_a(args: argparse.Namespace) -> None:
         score_seeds(corpus, args.dataset, name, results, out)
 
 
-def finetune_config(name: str):
-    """B1 / B2's settings: the kit's defaults (batch 32, warm-up 0.1, ...) but for FINETUNES; bf16
-    autocast where the hardware has it (``precision="auto"``), seed 0."""
+def finetune_config(settings: dict[str, Any]):
+    """The kit's fine-tuning defaults (batch 32, warm-up 0.1, ...) but for ``settings``; bf16 autocast
+    where the hardware has it (``precision="auto"``), seed 0."""
     from safsd_glnet.features.finetune import FinetuneConfig
 
-    return FinetuneConfig(encoder="minilm", precision="auto", seed=0, **FINETUNES[name]).check()
+    return FinetuneConfig(encoder="minilm", precision="auto", seed=0, **settings).check()
 
 
-def stage_b_features(name: str, table, cache: Path, results: dict[str, Any]):
+def candidate_features(name: str, table, cache: Path, results: dict[str, Any]):
     """The corpus of stage-B candidate ``name`` and its record: for B1 / B2 the fine-tune and encode
     seconds, the classifier's validation w-F1 per epoch and the epoch chosen by it (the test split
     is never scored: ``score_test=False``); for B1m / B2m the re-encode seconds and the source run.
@@ -165,12 +194,14 @@ def stage_b_features(name: str, table, cache: Path, results: dict[str, Any]):
     from safsd_glnet.features.finetune import finetune_corpus, reencode_layer
 
     t0 = time.perf_counter()
-    if name in FINETUNES:
-        res = finetune_corpus(table, finetune_config(name), cache_dir=cache, score_test=False, progress=False)
+    if name not in REREADS:
+        settings, settings_from = finetune_settings(name, results)
+        res = finetune_corpus(table, finetune_config(settings), cache_dir=cache, score_test=False, progress=False)
         (enc,) = res.info["encoders"]  # no cross-fitting: one encoder
         sec = res.info["seconds"]
         return res.corpus, {
-            "run_dir": str(res.run_dir), "reused": res.reused, "settings": FINETUNES[name],
+            "run_dir": str(res.run_dir), "reused": res.reused, "settings": settings,
+            **({"settings_from": settings_from} if settings_from else {}),
             "precision": res.info["precision"], "finetune_seconds": sec["train"], "encode_seconds": sec["encode"],
             "seconds": round(sec["train"] + sec["encode"], 1), "wall_seconds": round(time.perf_counter() - t0, 1),
             "chosen_epoch": enc["chosen_epoch"],
@@ -187,29 +218,29 @@ def stage_b_features(name: str, table, cache: Path, results: dict[str, Any]):
                     "seconds": round(src["finetune_seconds"] + encode, 1)}
 
 
-def stage_b(args: argparse.Namespace) -> None:
-    """B2, B2m, B1, B1m in turn, each scored (seeds 0-4, validation only) before the next starts, into
-    stage A's results file; a stopped run continues where it stopped (finished encoders are kept)."""
-    if args.dataset not in STAGE_B_DATASETS:
-        raise SystemExit(f"small_encoder: stage B is planned for {', '.join(STAGE_B_DATASETS)} only")
+def fine_tuned_stage(args: argparse.Namespace, stage: str, names: tuple[str, ...]) -> None:
+    """Stage B (B2, B2m, B1, B1m) or C (C1 / C2): each candidate's features made, then scored (seeds
+    0-4, validation only) before the next starts, into stage A's results file; a stopped run
+    continues where it stopped (finished encoders are kept)."""
+    if not names:
+        raise SystemExit(f"small_encoder: stage {stage} is not planned for {args.dataset}")
     out = Path(args.out)
     if not out.exists():
-        raise SystemExit(f"{out}: stage B adds to stage A's results file; run stage-a first")
+        raise SystemExit(f"{out}: stage {stage} adds to stage A's results file; run stage-a first")
     results = read_json(out)
     if results["dataset"] != args.dataset:
         raise SystemExit(f"{out}: holds dataset {results['dataset']!r}, not {args.dataset!r}")
-    results.setdefault("machine_b", machine())
-    results["stage"] = "A, B"
+    results.setdefault(f"machine_{stage.lower()}", machine())
     table = load_table(args.dataset, Path(args.data))
-    for name in STAGE_B:
+    for name in names:
         if all(str(s) in results["glnet"].get(name, {}) for s in SEEDS):
             continue
-        corpus, cost = stage_b_features(name, table, Path(args.cache), results)
+        corpus, cost = candidate_features(name, table, Path(args.cache), results)
         results["features"].setdefault(name, cost)
         write_json(out, results)
         print(f"{args.dataset} {name}: features in {cost['seconds']:.0f} s"
               + (f" (encoder epoch {cost['chosen_epoch']}, classifier valid w-F1 per epoch "
-                 f"{cost['classifier_valid_wf1_per_epoch']})" if name in FINETUNES else ""), flush=True)
+                 f"{cost['classifier_valid_wf1_per_epoch']})" if name not in REREADS else ""), flush=True)
         score_seeds(corpus, args.dataset, name, results, out)
 
 
@@ -396,6 +427,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(fs.DEFAULT_DATA))
     p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
     p.add_argument("--out", required=True, help="stage A's results file of the corpus")
+    p = sub.add_parser("stage-c", help="fine-tune on EmoBERTa's context input (C1 IEMOCAP, C2 MELD), score on validation")
+    p.add_argument("--dataset", choices=tuple(STAGE_C), required=True)
+    p.add_argument("--data", default=str(fs.DEFAULT_DATA))
+    p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
+    p.add_argument("--out", required=True, help="stage A's results file of the corpus")
     p = sub.add_parser("decide", help="rule 1 on stages A and B; the interim report")
     p.add_argument("results", nargs="+")
     p.add_argument("--md", help="write the report here")
@@ -406,10 +442,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stage-a":
         stage_a(args)
     elif args.command == "stage-b":
-        stage_b(args)
+        fine_tuned_stage(args, "B", STAGE_B if args.dataset in STAGE_B_DATASETS else ())
+    elif args.command == "stage-c":
+        fine_tuned_stage(args, "C", stage_c_candidates(args.dataset))
     else:
         loaded = [read_json(f) for f in args.results]
-        machines = [m for r in loaded for m in (r.get("machine", {}), r.get("machine_b")) if m]
+        machines = [m for r in loaded for m in (r.get("machine", {}), r.get("machine_b"), r.get("machine_c")) if m]
         text = report([decide(r) for r in loaded], machines, args.results)
         print(text)
         if args.md:
