@@ -96,11 +96,12 @@ def _valid_scores(info: dict[str, Any]) -> Any:
     return {k: valid.get(k) for k in ("accuracy", "weighted_f1", "macro_f1")}
 
 
-def glnet_validation(corpus, dataset: str, seed: int) -> dict[str, Any]:
-    """SAFSD-GLNet text-only as the real-text study runs it; only validation numbers are kept."""
+def glnet_validation(corpus, dataset: str, seed: int, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
+    """SAFSD-GLNet text-only as the real-text study runs it (``overrides``: ``section.field=value``
+    changes on top); only validation numbers are kept."""
     from safsd_glnet.training.train import train
 
-    cfg = rt.glnet_config(dataset, "glnet", seed)
+    cfg = rt.glnet_config(dataset, "glnet", seed, overrides=overrides)
     t0 = time.perf_counter()
     metrics = train(cfg, corpus.with_modalities(("t",)), out_dir=None).metrics
     return {"valid_weighted_f1": metrics["valid"]["weighted_f1"], "chosen_epoch": metrics["chosen_epoch"],

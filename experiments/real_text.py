@@ -225,13 +225,18 @@ def glnet_config(dataset: str, variant: str, seed: int, epochs: int | None = Non
 
 def run_glnet(corpus: Corpus, dataset: str, variant: str, seed: int, epochs: int | None, device: str,
               overrides: tuple[str, ...] = (), standardise: bool = True,
-              control_weight: float | None = None) -> dict[str, Any]:
-    from safsd_glnet.training.train import train
+              control_weight: float | None = None, test_probs: bool = False) -> dict[str, Any]:
+    """One seeded SAFSD-GLNet run's test metrics at the epoch chosen on validation (and, with
+    ``test_probs``, its class probabilities on the test split, dialogue-major, for an ensemble)."""
+    from safsd_glnet.training.train import predict, train
 
     cfg = glnet_config(dataset, variant, seed, epochs, device, overrides, standardise, control_weight)
     t0 = time.perf_counter()
     run = train(cfg, corpus.with_modalities(("t",)), out_dir=None)
     test = dict(run.metrics["test"])
+    if test_probs:
+        pred = predict(run.model, corpus.with_modalities(("t",)).split("test"), amp=cfg.train.amp)
+        test["test_probs"], test["test_labels"] = pred.probs.tolist(), pred.labels.tolist()
     test["chosen_epoch"] = run.metrics.get("chosen_epoch")
     test["epochs_run"] = run.metrics.get("epochs_run")
     test["valid_weighted_f1"] = run.metrics["valid"]["weighted_f1"]

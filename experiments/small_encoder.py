@@ -268,18 +268,19 @@ def decide(results: dict[str, Any]) -> dict[str, Any]:
     seeds is left out and listed under ``missing`` (the decision is interim either way)."""
     dataset = results["dataset"]
     default = DEFAULT[dataset]
-    names = (*candidates(dataset), *stage_b_candidates(dataset))
+    names = (*candidates(dataset), *stage_b_candidates(dataset), *stage_c_candidates(dataset),
+             *(("C3",) if "C3" in results["glnet"] else ()))
     scores = {n: seed_scores(results, n) for n in names}
     done = {n: s for n, s in scores.items() if s is not None}
     rows = {n: {"mean": float(s.mean()), "std": float(s.std(ddof=1)), "seeds": [float(v) for v in s],
                 "epochs": [f"{r.get('chosen_epoch', '?')}/{r.get('epochs_run', '?')}"
                            for r in (results["glnet"][n][str(seed)] for seed in SEEDS)],
-                "cost_s": _cost(results, n), "stage": "B" if n in STAGE_B else ("A" if n in READOUTS else "-")}
+                "cost_s": _cost(results, n), "stage": _stage(n)}
             for n, s in done.items()}
     cap = rt.glnet_config(dataset, "glnet", 0).train.epochs
     for n in rows:  # runs that met the epoch cap before patience stopped them: the budget may bind
         rows[n]["at_cap"] = sum(results["glnet"][n][str(seed)].get("epochs_run") == cap for seed in SEEDS)
-    missing = [n for n in stage_b_candidates(dataset) if n not in done]
+    missing = [n for n in (*stage_b_candidates(dataset), *stage_c_candidates(dataset)) if n not in done]
     out = {"dataset": dataset, "default": default, "margin": MARGIN[dataset], "rows": rows,
            "features": results["features"], "epoch_cap": cap, "missing": missing,
            "notes": results.get("stage_b_notes", {})}
@@ -296,8 +297,176 @@ def decide(results: dict[str, Any]) -> dict[str, Any]:
     best = min(near, key=lambda n: (rows[n]["cost_s"], -rows[n]["mean"]))
     diff, se = rows[best]["diff"], rows[best]["se"]
     adopted = diff >= MARGIN[dataset] and diff >= 2 * se
-    return {**out, "best": best, "paired_difference": diff, "paired_se": se,
+    # C3 (cross-fitting) is owed when the best is a new fine-tuned variant and has not run yet
+    c3_owed = best in FINE_TUNED and "C3" not in done
+    return {**out, "best": best, "paired_difference": diff, "paired_se": se, "c3_owed": c3_owed,
             "decision": f"adopt {best}" if adopted else f"keep {default}"}
+
+
+def _stage(name: str) -> str:
+    if name in READOUTS:
+        return "A"
+    if name in STAGE_B:
+        return "B"
+    return "C" if name.startswith("C") else "-"
+
+
+def adopted_features(results: dict[str, Any]) -> str:
+    """The features rule 1 adopts once stages A-C are complete (stage D and the test reading run on
+    them); a one-line exit while a planned candidate, or an owed C3, has not been scored."""
+    d = decide(results)
+    if d["decision"] == "incomplete" or d["missing"] or d.get("c3_owed"):
+        owed = [*d.get("missing", []), *(["C3"] if d.get("c3_owed") else [])] or ["stage A"]
+        raise SystemExit(f"small_encoder: {results['dataset']}: the features are decided after stages A-C; "
+                         f"not scored yet: {', '.join(owed)}")
+    return d["best"] if d["decision"].startswith("adopt") else d["default"]
+
+
+# ------------------------------------------------------------------------------ stage D: settings
+
+WINDOWS = {"all": (), "w4": ("model.window_past=4", "model.window_future=4")}  # GCN context window
+# The plan's 8 settings: dropout x Transformer layers x GCN window, as ``--set`` changes on top of
+# TEXT_SETTINGS. Ties (within TIE of the best) go to the shipped setting if it is among them, else to
+# the cheaper: fewer Transformer layers, then the 4/4 window (fewer GCN edges). Fixed before stage D.
+D_GRID: dict[str, tuple[str, ...]] = {
+    f"p{p}-L{n}-{w}": (f"model.dropout={p}", f"model.transformer_layers={n}", *WINDOWS[w])
+    for p in (0.3, 0.5) for n in (1, 2) for w in WINDOWS}
+
+
+def shipped_setting(dataset: str) -> str:
+    """The grid cell that TEXT_SETTINGS of ``dataset`` already is."""
+    m = rt.glnet_config(dataset, "glnet", 0).model
+    window = "all" if m.window_past is None and m.window_future is None else f"w{m.window_past}"
+    name = f"p{m.dropout}-L{m.transformer_layers}-{window}"
+    if name not in D_GRID:
+        raise SystemExit(f"small_encoder: TEXT_SETTINGS of {dataset} ({name}) are not a cell of the stage-D grid")
+    return name
+
+
+def _setting_cost(name: str) -> tuple[int, int]:
+    _, layers, window = name.split("-")
+    return int(layers[1:]), 0 if window == "w4" else 1
+
+
+def decide_settings(results: dict[str, Any]) -> dict[str, Any]:
+    """Rule 2: the best of the 8 settings on the adopted features against the shipped one, by rule 1's
+    margin and 2 paired SE; ``incomplete`` while any setting lacks a seed."""
+    dataset, stage = results["dataset"], results.get("stage_d") or {}
+    runs = stage.get("glnet", {})
+    shipped = shipped_setting(dataset)
+    scores = {n: np.array([runs[n][str(s)]["valid_weighted_f1"] for s in SEEDS], dtype=float)
+              for n in D_GRID if all(str(s) in runs.get(n, {}) for s in SEEDS)}
+    rows = {n: {"mean": float(v.mean()), "std": float(v.std(ddof=1)), "seeds": [float(x) for x in v],
+                "overrides": list(D_GRID[n])} for n, v in scores.items()}
+    for n in rows:
+        if n != shipped and shipped in scores:
+            rows[n]["diff"], rows[n]["se"] = paired(scores[n], scores[shipped])
+    out = {"dataset": dataset, "features": stage.get("features"), "shipped": shipped, "rows": rows}
+    if len(scores) < len(D_GRID):
+        return {**out, "decision": "incomplete"}
+    top = max(r["mean"] for r in rows.values())
+    near = [n for n in rows if rows[n]["mean"] >= top - TIE - 1e-9]
+    best = shipped if shipped in near else min(near, key=_setting_cost)
+    if best == shipped:
+        return {**out, "best": best, "decision": f"keep {shipped}", "overrides": []}
+    diff, se = rows[best]["diff"], rows[best]["se"]
+    adopted = diff >= MARGIN[dataset] and diff >= 2 * se
+    return {**out, "best": best, "paired_difference": diff, "paired_se": se,
+            "decision": f"adopt {best}" if adopted else f"keep {shipped}",
+            "overrides": list(D_GRID[best]) if adopted else []}
+
+
+def adopted_corpus(name: str, dataset: str, table, cache: Path, features: Path | None, results: dict[str, Any]):
+    """The corpus of candidate ``name`` again (a cache, a kept fine-tuning run or the features file)."""
+    if name in (DEFAULT[dataset], *READOUTS):
+        return feature_set(name, dataset, table, cache, features)[0]
+    return candidate_features(name, table, cache, results)[0]
+
+
+def stage_d(args: argparse.Namespace) -> None:
+    """The 8 settings x seeds 0-4 on the adopted features (validation only), the shipped cell run too,
+    into the corpus's results file; a stopped run continues where it stopped."""
+    out = Path(args.out)
+    results = read_json(out)
+    if results["dataset"] != args.dataset:
+        raise SystemExit(f"{out}: holds dataset {results['dataset']!r}, not {args.dataset!r}")
+    name = adopted_features(results)
+    stage = results.setdefault("stage_d", {"features": name, "grid": D_GRID, "glnet": {}, "machine": machine()})
+    if stage["features"] != name:
+        raise SystemExit(f"{out}: stage D ran on {stage['features']}, but rule 1 now adopts {name}")
+    corpus = adopted_corpus(name, args.dataset, load_table(args.dataset, Path(args.data)), Path(args.cache),
+                            Path(args.features) if args.features else None, results)
+    for setting, overrides in D_GRID.items():
+        for seed in SEEDS:
+            if str(seed) in stage["glnet"].get(setting, {}):
+                continue
+            r = fs.glnet_validation(corpus, args.dataset, seed, overrides)  # validation numbers only
+            stage["glnet"].setdefault(setting, {})[str(seed)] = r
+            write_json(out, results)
+            print(f"{args.dataset} D {setting} seed {seed}: valid w-F1 {r['valid_weighted_f1']:.2f} "
+                  f"(epoch {r['chosen_epoch']} of {r['epochs_run']}, {r['seconds']:.0f} s)", flush=True)
+
+
+# ------------------------------------------------------------------------------ rule 3: the test reading
+
+# SAFSD-GLNet and its ablations as experiments/real_text.py runs them; the scale-matched no-SAF control
+# is left out: its weight g2 was measured on the frozen features only (CONTROL_WEIGHT).
+TEST_MODELS = tuple(m for m in rt.MODELS if m != "glnet_no_saf_scaled")
+
+
+def ensemble(runs: list[dict[str, Any]], class_names: list[str]) -> dict[str, Any]:
+    """The seeds' mean class probabilities, argmax, scored against the labels (which must agree)."""
+    from safsd_glnet.model.metrics import compute_metrics
+
+    labels = [r["test_labels"] for r in runs]
+    if any(lab != labels[0] for lab in labels):
+        raise ValueError("the seeds' test predictions are not in the same utterance order")
+    mean = np.mean([np.asarray(r["test_probs"]) for r in runs], axis=0)
+    return compute_metrics(np.asarray(labels[0]), mean.argmax(1), class_names)
+
+
+def test_reading(args: argparse.Namespace) -> None:
+    """Rule 3: once features (rule 1) and settings (rule 2) are decided, the test split read once:
+    SAFSD-GLNet seeds 0-4 and its ablations, the two logistic regressions, and the 5-seed ensemble."""
+    from safsd_glnet.model.metrics import compute_metrics
+
+    out = Path(args.test_out)
+    if out.exists():
+        raise SystemExit(f"{out} exists: the test split is read once")
+    results = read_json(Path(args.out))
+    if results["dataset"] != args.dataset:
+        raise SystemExit(f"{args.out}: holds dataset {results['dataset']!r}, not {args.dataset!r}")
+    name = adopted_features(results)
+    settings = decide_settings(results)
+    if settings["decision"] == "incomplete" or settings["features"] != name:
+        raise SystemExit(f"small_encoder: {args.dataset}: stage D has not finished on {name}; the test waits for it")
+    overrides = tuple(settings["overrides"])
+    corpus = adopted_corpus(name, args.dataset, load_table(args.dataset, Path(args.data)), Path(args.cache),
+                            Path(args.features) if args.features else None, results)
+    reading: dict[str, Any] = {"dataset": args.dataset, "features": name, "settings": settings["decision"],
+                               "overrides": list(overrides), "seeds": list(SEEDS), "machine": machine(),
+                               "protocol": "honest: SAFSD-GLNet's epoch chosen on validation, test at that epoch; "
+                                           "LR fit on train+valid", "models": {}}
+    for model in TEST_MODELS:
+        if model in rt.LR_MODELS:  # deterministic (lbfgs): one fit stands for every seed
+            reading["models"][model] = [rt.run_lr(corpus, args.dataset, model, 0, 3)]
+        else:
+            runs = [rt.run_glnet(corpus, args.dataset, model, seed, None, "cpu", overrides,
+                                 test_probs=model == "glnet") for seed in SEEDS]
+            if model == "glnet":
+                reading["ensemble"] = ensemble(runs, corpus.class_names)
+                for r in runs:  # the kept probabilities must give the run's own test metrics
+                    own = compute_metrics(np.asarray(r["test_labels"]), np.asarray(r["test_probs"]).argmax(1),
+                                          corpus.class_names)["weighted_f1"]
+                    r["probs_reproduce_weighted_f1"] = abs(own - r["weighted_f1"]) < 1e-6
+                    del r["test_probs"], r["test_labels"]
+            reading["models"][model] = runs
+        wf1 = [r["weighted_f1"] for r in reading["models"][model]]
+        print(f"{args.dataset} test {model}: w-F1 {np.mean(wf1):.2f}"
+              + (f" ± {np.std(wf1, ddof=1):.2f}" if len(wf1) > 1 else ""), flush=True)
+        write_json(out.with_suffix(".partial.json"), reading)
+    write_json(out, reading)
+    out.with_suffix(".partial.json").unlink()
 
 
 def _cost(results: dict[str, Any], name: str) -> float:
@@ -315,7 +484,11 @@ WHAT = {"F": "frozen MiniLM, its own pipeline (the current IEMOCAP default)",
         "V1": "fine-tuned MiniLM V1, lr 2e-5, 3 epochs (the current MELD default)",
         "A1": "frozen MiniLM read out at `mean4`", "A2": "frozen MiniLM read out at layer `-2`",
         "B1": "fine-tuned, all layers, lr 5e-5, 8 epochs", "B2": "fine-tuned, last 2 layers, lr 1e-4, 8 epochs",
-        "B1m": "B1's encoder read out at `mean4`", "B2m": "B2's encoder read out at `mean4`"}
+        "B1m": "B1's encoder read out at `mean4`", "B2m": "B2's encoder read out at `mean4`",
+        "C1": "fine-tuned on EmoBERTa's context input (50 past / 50 future, far context cut first), the better "
+              "of B1 / B2's settings",
+        "C2": "fine-tuned on EmoBERTa's context input (50 past / 50 future, far context cut first), V1's settings",
+        "C3": "the fine-tuned winner cross-fitted, K = 5"}
 
 
 def _pm(r: dict[str, Any], key: str) -> str:
@@ -325,12 +498,13 @@ def _pm(r: dict[str, Any], key: str) -> str:
 def _stage_b_lines(d: dict[str, Any]) -> list[str]:
     """The fine-tuned candidates' encoder record: epochs, the classifier's own validation w-F1 per
     epoch, and fine-tune plus encode seconds against the plan's 15-minute budget."""
-    names = [n for n in stage_b_candidates(d["dataset"]) if n in d["features"]]
+    names = [n for n in (*stage_b_candidates(d["dataset"]), *stage_c_candidates(d["dataset"]))
+             if n in d["features"]]
     if not names:
         return []
-    lines = ["Stage B encoders (bf16 autocast, seed 0, one thread; the epoch is chosen by the encoder's own "
+    lines = ["Stage B-C encoders (bf16 autocast, seed 0, one thread; the epoch is chosen by the encoder's own "
              "classifier on validation; a `mean4` re-read costs its source's fine-tune plus its own encoding):", "",
-             "| candidate | encoder epoch chosen | its classifier's valid w-F1, epochs 1-8 | fine-tune (s) "
+             "| candidate | encoder epoch chosen | its classifier's valid w-F1 per epoch | fine-tune (s) "
              "| encode (s) | total (min) | within 15 min |", "|---|---:|---|---:|---:|---:|---|"]
     for n in names:
         f = d["features"][n]
@@ -346,10 +520,10 @@ def _stage_b_lines(d: dict[str, Any]) -> list[str]:
 def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], files: list[str]) -> str:
     m = machines[0] if machines else {}
     lines = [
-        "# Small-encoder frontier: results (INTERIM, stages A and B)", "",
+        "# Small-encoder frontier: results (INTERIM, stages A-C)", "",
         f"Plan: [{PLAN}](small_encoder_plan.md), committed before any run and unchanged. This page holds "
-        "**stage A** (both corpora) and **stage B** (IEMOCAP only, as planned); stages C and D have not run, so "
-        "every decision below is interim.", "",
+        "**stage A** (both corpora), **stage B** (IEMOCAP only, as planned) and the stage-C candidates that have "
+        "run; stage D and the test reading have not, so every decision below is interim.", "",
         "## Protocol", "",
         "- Candidates: the current default (F on IEMOCAP, V1 on MELD), A1 = the frozen packaged MiniLM "
         "(all-MiniLM-L6-v2) read out at `mean4` (mean of the last 4 layers' token states, mean-pooled over the "
@@ -361,13 +535,16 @@ def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], file
         "autocast on this CPU, seed 0, the classifier never scored on the held-out split (`score_test=False`), the "
         "encoder's epoch chosen by its own classifier's validation weighted F1. B1m / B2m = B1 / B2's kept encoder "
         "read out at `mean4` (`reencode_layer`, no training).",
+        "- Stage C: EmoBERTa's input (the utterance with its speaker's name, then up to 50 past and 50 future "
+        "utterances with theirs, cut to the encoder's 128 tokens, the far context first): C1 on IEMOCAP at the "
+        "better-scoring of B1 / B2's settings, C2 on MELD at V1's (lr 2e-5, 3 epochs); otherwise as stage B.",
         "- Score: SAFSD-GLNet text only as `experiments/real_text.py` runs it (`preset(\"small\")`, the corpus's "
         "TEXT_SETTINGS, standardised features), seeds 0-4; the **validation** weighted F1 at the epoch chosen on "
         "validation, mean over seeds. Test metrics computed along the way were dropped unread: none is printed "
         "or stored.",
         "- Frozen encodings in fp32 on the CPU, as `build_text_corpus` encodes F, one torch thread; IEMOCAP's F "
         "vectors came from the existing cache, MELD's V1 from the fine-tuned features file of the first study.",
-        "- Rule 1 over the stages run: the best candidate of stages A-B (ties within 0.1 to the cheaper; cost = "
+        "- Rule 1 over the stages run: the best candidate of stages A-C (ties within 0.1 to the cheaper; cost = "
         "encoding seconds, plus fine-tuning for stage B) is adopted if its score is >= 1.0 (IEMOCAP) / 0.5 "
         "(MELD) above the current default's and the mean paired (same-seed) difference is >= 2 standard errors "
         "(sd of the five differences / sqrt 5). The difference against A1 is shown for information only.",
@@ -392,22 +569,23 @@ def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], file
         if d["decision"] == "incomplete":
             lines += ["Interim decision: **incomplete** (not every stage-A candidate has its five seeds).", ""]
         else:
-            stages = "A-B" if stage_b_candidates(d["dataset"]) else "A (B is IEMOCAP's only)"
+            stages = "A-C" if stage_b_candidates(d["dataset"]) else "A and C (B is IEMOCAP's only)"
             lines += [f"Best candidate of stages {stages}: **{d['best']}**, paired difference to "
                       f"{d['default']} {d['paired_difference']:+.2f} (SE {d['paired_se']:.2f}; the rule asks "
                       f">= {d['margin']} and >= 2 SE). Interim decision: **{d['decision']}**.", ""]
     lines += ["## What remains", ""]
     for d in decisions:
+        notes = d.get("notes", {})
         if d.get("missing"):
-            notes = d.get("notes", {})
-            lines.append(f"- Stage B on {d['dataset']}: {', '.join(d['missing'])} not scored yet"
+            lines.append(f"- {d['dataset']}: {', '.join(d['missing'])} not scored yet"
                          + "".join(f"; {n}: {notes[n]}" for n in d["missing"] if n in notes)
-                         + " (`stage-b` continues where it stopped; C1 needs B1 to pick the better of B1 / B2's "
-                         "settings).")
-    lines += ["- Stage C (EmoBERTa-style context inputs: C1 on IEMOCAP at the better of B1 / B2's settings, C2 on "
-              "MELD at V1's; C3 cross-fitting of the corpus whose fine-tuned variant won its stage) and stage D "
-              "(SAFSD-GLNet settings on the adopted features).",
-              "- The final rule-1 decision over stages A-C, then rule 3: the single test reading per corpus.",
+                         + " (`stage-b` / `stage-c` continue where they stopped; C1 needs B1 to pick the better of "
+                           "B1 / B2's settings).")
+        if d.get("c3_owed"):
+            lines.append(f"- {d['dataset']}: C3, the best candidate {d['best']} cross-fitted with K = 5 (it is a new "
+                         "fine-tuned variant, so the plan owes it).")
+    lines += ["- Stage D (SAFSD-GLNet settings on the adopted features, `stage-d`), then rule 3: the single test "
+              "reading per corpus (`test-reading`).",
               "- Nothing here changes the kit's defaults: an interim adoption becomes the user's path (the plan's "
               "last section) only after the final decision.", ""]
     return "\n".join(lines)
@@ -432,6 +610,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(fs.DEFAULT_DATA))
     p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
     p.add_argument("--out", required=True, help="stage A's results file of the corpus")
+    p = sub.add_parser("stage-d", help="the 8 SAFSD-GLNet settings on the adopted features, on validation")
+    p.add_argument("--dataset", choices=tuple(DEFAULT), required=True)
+    p.add_argument("--data", default=str(fs.DEFAULT_DATA))
+    p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
+    p.add_argument("--features", help="MELD's V1 features file (kit corpus .npz), when V1 stands adopted")
+    p.add_argument("--out", required=True, help="the corpus's results file")
+    p = sub.add_parser("test-reading", help="rule 3: the single test reading of the decided features and settings")
+    p.add_argument("--dataset", choices=tuple(DEFAULT), required=True)
+    p.add_argument("--data", default=str(fs.DEFAULT_DATA))
+    p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
+    p.add_argument("--features", help="MELD's V1 features file (kit corpus .npz), when V1 stands adopted")
+    p.add_argument("--out", required=True, help="the corpus's results file (stages A-D)")
+    p.add_argument("--test-out", required=True, help="where the test reading goes (refused if it exists)")
     p = sub.add_parser("decide", help="rule 1 on stages A and B; the interim report")
     p.add_argument("results", nargs="+")
     p.add_argument("--md", help="write the report here")
@@ -445,6 +636,10 @@ def main(argv: list[str] | None = None) -> int:
         fine_tuned_stage(args, "B", STAGE_B if args.dataset in STAGE_B_DATASETS else ())
     elif args.command == "stage-c":
         fine_tuned_stage(args, "C", stage_c_candidates(args.dataset))
+    elif args.command == "stage-d":
+        stage_d(args)
+    elif args.command == "test-reading":
+        test_reading(args)
     else:
         loaded = [read_json(f) for f in args.results]
         machines = [m for r in loaded for m in (r.get("machine", {}), r.get("machine_b"), r.get("machine_c")) if m]

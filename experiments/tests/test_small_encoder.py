@@ -1,6 +1,8 @@
 """Rule 1 of the small-encoder plan over stages A and B (experiments/small_encoder.py), on hand-made numbers."""
 import math
 
+import pytest
+
 from experiments import small_encoder as se
 
 
@@ -62,7 +64,7 @@ def test_stages_a_and_b_one_rule_the_best_is_tested_against_the_default_not_a1()
     steady = [0.3, -0.3, 0.1, -0.1, 0.0]
     a1 = [x + 1.5 + j for x, j in zip(F, steady)]
     b1 = [x + 2.5 for x in F]
-    d = se.decide(results({"F": F, "A1": a1, "A2": F, "B1": b1, "B2": F, "B1m": F, "B2m": F},
+    d = se.decide(results({"F": F, "A1": a1, "A2": F, "B1": b1, "B2": F, "B1m": F, "B2m": F, "C1": F},
                           seconds={"B1": 1200.0, "B1m": 1230.0}))
     assert d["best"] == "B1" and d["decision"] == "adopt B1" and d["missing"] == []
     assert abs(d["paired_difference"] - 2.5) < 1e-9 and abs(d["paired_se"]) < 1e-9
@@ -74,14 +76,14 @@ def test_stages_a_and_b_one_rule_the_best_is_tested_against_the_default_not_a1()
     # the best-scoring candidate is the one tested: a noisy B1 ahead of a steady A1 keeps F,
     # although A1 alone would have been adopted (no fall-back to the runner-up)
     noisy = [x + dx for x, dx in zip(F, [9.0, -4.0, 8.0, -3.0, 2.0])]  # mean +2.4, SE about 2.6
-    d = se.decide(results({"F": F, "A1": a1, "A2": F, "B1": noisy, "B2": F, "B1m": F, "B2m": F}))
+    d = se.decide(results({"F": F, "A1": a1, "A2": F, "B1": noisy, "B2": F, "B1m": F, "B2m": F, "C1": F}))
     assert d["best"] == "B1" and d["decision"] == "keep F"
 
 
 def test_a_fine_tuned_tie_goes_to_the_cheaper_frozen_read_out_and_unscored_b_waits():
     a1 = [x + 2.0 for x in F]
     b2m = [x + 2.06 for x in F]  # within 0.1 of A1, but fine-tuning costs minutes
-    scores = {"F": F, "A1": a1, "A2": F, "B1": F, "B2": F, "B1m": F, "B2m": b2m}
+    scores = {"F": F, "A1": a1, "A2": F, "B1": F, "B2": F, "B1m": F, "B2m": b2m, "C1": F}
     d = se.decide(results(scores, seconds={"A1": 41.0, "B2m": 840.0}))
     assert d["best"] == "A1" and d["decision"] == "adopt A1"
     scores["B2m"] = [x + 2.2 for x in F]  # clearly ahead: it wins whatever it costs
@@ -90,9 +92,74 @@ def test_a_fine_tuned_tie_goes_to_the_cheaper_frozen_read_out_and_unscored_b_wai
     partial["glnet"]["B1"] = {"0": {"valid_weighted_f1": 90.0}}  # one seed only: left out, listed
     partial["stage_b_notes"] = {"B1": "stopped at the deadline"}
     d = se.decide(partial)
-    assert d["missing"] == ["B2m", "B1", "B1m"] and d["best"] == "A1" and "B1" not in d["rows"]
+    assert d["missing"] == ["B2m", "B1", "B1m", "C1"] and d["best"] == "A1" and "B1" not in d["rows"]
     text = se.report([d], [{}], ["r.json"])
-    assert "Not scored (no five seeds): B2m, B1, B1m" in text and "Best candidate of stages A-B: **A1**" in text
-    assert "- Stage B on iemocap: B2m, B1, B1m not scored yet; B1: stopped at the deadline (" in text
-    meld = se.decide(results({"V1": F, "A1": a1, "A2": F, "B1": [x + 9 for x in F]}, dataset="meld"))
+    assert "Not scored (no five seeds): B2m, B1, B1m, C1" in text and "Best candidate of stages A-C: **A1**" in text
+    assert "- iemocap: B2m, B1, B1m, C1 not scored yet; B1: stopped at the deadline (" in text
+    meld = se.decide(results({"V1": F, "A1": a1, "A2": F, "B1": [x + 9 for x in F], "C2": F}, dataset="meld"))
     assert meld["best"] == "A1" and meld["missing"] == [] and "B1" not in meld["rows"]  # B is IEMOCAP's only
+
+
+def test_c3_is_owed_when_a_new_fine_tuned_variant_leads_and_only_then_are_the_features_decided():
+    steady = [0.3, -0.3, 0.1, -0.1, 0.0]
+    base = {"F": F, "A1": F, "A2": F, "B1": F, "B2": F, "B1m": F, "B2m": F, "C1": F}
+    led = results({**base, "C1": [x + 2.0 + j for x, j in zip(F, steady)]})
+    d = se.decide(led)
+    assert d["best"] == "C1" and d["decision"] == "adopt C1" and d["c3_owed"]
+    with pytest.raises(SystemExit, match="not scored yet: C3"):
+        se.adopted_features(led)
+    assert "C3, the best candidate C1 cross-fitted" in se.report([d], [{}], ["r.json"])
+    assert se.adopted_features(results({**base, "A1": [x + 2.0 + j for x, j in zip(F, steady)]})) == "A1"
+    assert se.adopted_features(results(base)) == "F"  # nothing clears the rule: the default stays
+    with pytest.raises(SystemExit, match="not scored yet: C1"):
+        se.adopted_features(results({k: v for k, v in base.items() if k != "C1"}))
+    meld = results({"V1": F, "A1": F, "A2": F, "C2": [x + 1.0 + j for x, j in zip(F, steady)]}, dataset="meld")
+    assert se.decide(meld)["c3_owed"]
+
+
+def d_results(scores, dataset="iemocap"):
+    r = results({"F": F}, dataset=dataset)
+    r["stage_d"] = {"features": "A1", "glnet": {n: {str(s): {"valid_weighted_f1": v} for s, v in zip(se.SEEDS, vals)}
+                                               for n, vals in scores.items()}}
+    return r
+
+
+def test_stage_d_grid_and_rule_two():
+    assert len(se.D_GRID) == 8 and se.D_GRID["p0.3-L1-w4"] == (
+        "model.dropout=0.3", "model.transformer_layers=1", "model.window_past=4", "model.window_future=4")
+    assert se.shipped_setting("iemocap") == "p0.5-L2-all" and se.shipped_setting("meld") == "p0.5-L1-all"
+    # every cell is a config change that lands on top of the corpus's settings
+    for name, overrides in se.D_GRID.items():
+        m = se.rt.glnet_config("iemocap", "glnet", 0, overrides=overrides).model
+        window = "all" if m.window_past is None else f"w{m.window_past}"
+        assert f"p{m.dropout}-L{m.transformer_layers}-{window}" == name and m.window_future == m.window_past
+    flat = {n: F for n in se.D_GRID}
+    steady = [0.3, -0.3, 0.1, -0.1, 0.0]
+    d = se.decide_settings(d_results({**flat, "p0.3-L1-w4": [x + 1.5 + j for x, j in zip(F, steady)]}))
+    assert d["best"] == "p0.3-L1-w4" and d["decision"] == "adopt p0.3-L1-w4"
+    assert d["overrides"] == list(se.D_GRID["p0.3-L1-w4"]) and abs(d["paired_difference"] - 1.5) < 1e-9
+    d = se.decide_settings(d_results({**flat, "p0.3-L1-w4": [x + 0.8 for x in F]}))  # under IEMOCAP's margin
+    assert d["decision"] == "keep p0.5-L2-all" and d["overrides"] == []
+    # ties: the shipped cell among the best keeps it; otherwise fewer layers, then the window
+    up = [x + 2.0 for x in F]
+    assert se.decide_settings(d_results({**flat, "p0.5-L2-all": up, "p0.3-L1-all": up}))["best"] == "p0.5-L2-all"
+    d = se.decide_settings(d_results({**flat, "p0.3-L2-w4": up, "p0.3-L1-all": up, "p0.5-L1-w4": up}))
+    assert d["best"] == "p0.5-L1-w4" and d["decision"] == "adopt p0.5-L1-w4"
+    del flat["p0.3-L1-all"]
+    assert se.decide_settings(d_results(flat))["decision"] == "incomplete"
+
+
+def test_the_ensemble_averages_the_seeds_probabilities():
+    from sklearn.metrics import f1_score
+
+    labels = [0, 1, 2, 1]
+    a = [[0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.1, 0.1, 0.8], [0.2, 0.7, 0.1]]
+    b = [[0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.3, 0.4, 0.3], [0.1, 0.8, 0.1]]
+    m = se.ensemble([{"test_probs": a, "test_labels": labels}, {"test_probs": b, "test_labels": labels}],
+                    ["x", "y", "z"])
+    # by hand: the means' argmax is 1, 1, 2, 1 (the first: 0.4 / 0.5 / 0.1)
+    by_hand = 100 * f1_score(labels, [1, 1, 2, 1], average="weighted")
+    assert abs(m["weighted_f1"] - by_hand) < 1e-9
+    with pytest.raises(ValueError, match="same utterance order"):
+        se.ensemble([{"test_probs": a, "test_labels": labels}, {"test_probs": b, "test_labels": [1, 0, 2, 1]}],
+                    ["x", "y", "z"])
