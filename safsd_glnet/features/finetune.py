@@ -53,7 +53,9 @@ Outputs, all under one run folder (default ``<cache_dir>/finetune-<table>-<encod
 * ``finetune.json``: the settings, every encoder's record, the fold assignment, the
   classifier's scores per split and the timing. It is written last: a run folder without it
   is unfinished, and a new call with the same settings continues it, keeping every encoder
-  that already finished.
+  that already finished;
+* ``<job>.progress.pt`` while a job trains: its state after its last finished epoch, so an
+  interrupted job continues from there (:mod:`.finetune_resume`); removed when the job ends.
 
 Cache. The run folder is keyed (:func:`cache_key`) by the encoder's identity, every field of
 :class:`FinetuneConfig`, the precision actually used, and the data: the sentences, labels,
@@ -97,6 +99,7 @@ from .text import (DEFAULT_CACHE_DIR, MINILM_ALIASES, encode_texts, resolve_devi
 from ..data.atomic_files import read_json, write_json, write_text
 from ..model.metrics import compute_metrics
 from ..model.precision import PRECISIONS, autocast, resolve_precision
+from . import finetune_resume as resume
 from .layers import LAYER_HELP, check_layer, layer_indices
 from .utterance_inputs import Example, SpecialLayout, build_examples, special_layout
 
@@ -463,9 +466,14 @@ def _freeze(model: Any, freeze_below: int | None) -> None:
 
 def fit(model: Any, train: Sequence[Example], train_labels: np.ndarray, valid: Sequence[Example],
         valid_labels: np.ndarray, cfg: FinetuneConfig, tools: Tools, class_names: Sequence[str],
-        name: str = "encoder", eval_batch_size: int = 64) -> dict[str, Any]:
+        name: str = "encoder", eval_batch_size: int = 64, progress_file: Path | None = None,
+        key: str = "") -> dict[str, Any]:
     """Fine-tune ``model`` in place for ``cfg.epochs`` epochs and load the epoch with the best
     validation weighted F1. Only the training and validation labels are passed in.
+
+    With ``progress_file``, the state after every epoch but the last is saved there, and a saved
+    state of run ``key`` found there is loaded first: the job continues after its last finished
+    epoch with the same batches and random draws (:mod:`.finetune_resume`).
 
     Returns ``{"history": [per-epoch record], "chosen_epoch": e, "valid_weighted_f1": ...,
     "seconds": ...}``; a record holds the mean training loss and the running training weighted F1
@@ -489,7 +497,15 @@ def fit(model: Any, train: Sequence[Example], train_labels: np.ndarray, valid: S
     history: list[dict[str, Any]] = []
     best = {"epoch": 0, "valid_weighted_f1": -1.0}
     best_state = None
-    for epoch in range(1, cfg.epochs + 1):
+    first, earlier_seconds = 1, 0.0
+    saved = resume.load_progress(progress_file, key) if progress_file is not None else None
+    if saved is not None:
+        resume.restore(saved, model=model, optimizer=optimizer, scheduler=scheduler, shuffle=shuffle,
+                       device=tools.device)
+        history, best, best_state = list(saved["history"]), dict(saved["best"]), saved["best_state"]
+        first, earlier_seconds = saved["epoch"] + 1, saved["seconds"]
+        print(f"{name}: continuing after epoch {saved['epoch']} of {cfg.epochs} ({progress_file.name})", flush=True)
+    for epoch in range(first, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
         perm = torch.randperm(len(train), generator=shuffle).tolist()
@@ -525,10 +541,15 @@ def fit(model: Any, train: Sequence[Example], train_labels: np.ndarray, valid: S
         if record["valid_weighted_f1"] > best["valid_weighted_f1"]:
             best = {"epoch": epoch, "valid_weighted_f1": record["valid_weighted_f1"]}
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if progress_file is not None and epoch < cfg.epochs:
+            resume.save_progress(progress_file, key, epoch, model=model, optimizer=optimizer, scheduler=scheduler,
+                                 shuffle=shuffle, device=tools.device, history=history, best=best,
+                                 best_state=best_state, seconds=earlier_seconds + time.perf_counter() - started)
     model.load_state_dict(best_state)
     model.eval()
     return {"history": history, "chosen_epoch": best["epoch"], "valid_weighted_f1": best["valid_weighted_f1"],
-            "seconds": round(time.perf_counter() - started, 2)}
+            "seconds": round(earlier_seconds + time.perf_counter() - started, 2),
+            **({"continued_after_epoch": first - 1} if first > 1 else {})}
 
 
 # --------------------------------------------------------------------------------------------
@@ -638,7 +659,7 @@ def _claim(run_dir: Path, key: str, overwrite: bool) -> dict[str, Any] | None:
         raise ValueError(f"{run_dir}: exists and is not a fine-tuning run folder; choose an empty or new folder")
     if info_path.is_file() or (marker.is_file() and marker.read_text().strip() != key):
         for p in run_dir.iterdir():  # only what this module writes
-            if p.name in (RUN_INFO, UNFINISHED) or re.match(r"^(encoder|fold\d+)$", p.name):
+            if p.name in (RUN_INFO, UNFINISHED) or re.match(r"^(encoder|fold\d+)(\.progress\.pt)?$", p.name):
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(marker, key + "\n")  # atomic: a link planted as the marker is replaced, not followed
@@ -758,7 +779,8 @@ def finetune_corpus(table: Table, config: FinetuneConfig = FinetuneConfig(), *,
             train_rows = rows(job.trained_on)
             result = fit(model, [examples[i] for i in train_rows], labels[train_rows],
                          [examples[i] for i in valid_rows], labels[valid_rows], cfg, tools, table.class_names,
-                         name=job.name, eval_batch_size=encode_batch_size)
+                         name=job.name, eval_batch_size=encode_batch_size,
+                         progress_file=resume.progress_path(run_dir, job.name), key=key)
             t0 = time.perf_counter()
             enc_rows = rows(job.encodes)
             probs, feats = run_classifier(model, [examples[i] for i in enc_rows], tools, encode_batch_size,
@@ -773,6 +795,7 @@ def finetune_corpus(table: Table, config: FinetuneConfig = FinetuneConfig(), *,
             save_encoder(model, tokenizer, run_dir / job.name, job.record, weights=job.keep_weights,
                          arrays={"features": feats.astype(np.float32), "probs": probs.astype(np.float32)})
             outputs[job.name] = {"features": feats, "probs": probs}
+            resume.progress_path(run_dir, job.name).unlink(missing_ok=True)  # the saved encoder replaces it
             del model, encoder
 
     feats, probs = _combine(len(labels), len(table.class_names), [(rows(j.encodes), outputs[j.name]) for j in jobs],
