@@ -297,6 +297,8 @@ def decide(results: dict[str, Any]) -> dict[str, Any]:
     best = min(near, key=lambda n: (rows[n]["cost_s"], -rows[n]["mean"]))
     diff, se = rows[best]["diff"], rows[best]["se"]
     adopted = diff >= MARGIN[dataset] and diff >= 2 * se
+    if "stage_d" in results:
+        out["settings"] = decide_settings(results)
     # C3 (cross-fitting) is owed when the best is a new fine-tuned variant and has not run yet
     c3_owed = best in FINE_TUNED and "C3" not in done
     return {**out, "best": best, "paired_difference": diff, "paired_se": se, "c3_owed": c3_owed,
@@ -517,6 +519,51 @@ def _stage_b_lines(d: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+TARGET = {"iemocap": 62.8, "meld": 63.5}  # the plan's test weighted-F1 targets (EmoBERTa-base's figures)
+LR_GAP = 1.5  # SAFSD-GLNet must beat the utterance-alone logistic regression by this much
+
+
+def _stage_d_lines(s: dict[str, Any]) -> list[str]:
+    """Stage D's table (validation, seeds 0-4) and rule 2's decision."""
+    lines = [f"Stage D, on {s['features']} (SAFSD-GLNet settings; p = dropout, L = Transformer layers, window all or "
+             f"4 past / 4 future; the shipped setting is {s['shipped']}):", "",
+             "| setting | valid w-F1 (mean ± std) | paired diff vs shipped ± SE | per seed 0-4 |", "|---|---:|---:|---|"]
+    for n, r in s["rows"].items():
+        lines.append(f"| {n}{' (shipped)' if n == s['shipped'] else ''} | {r['mean']:.2f} ± {r['std']:.2f} | "
+                     f"{_pm(r, 'diff')} | {', '.join(f'{v:.2f}' for v in r['seeds'])} |")
+    if s["decision"] == "incomplete":
+        return lines + ["", "Rule 2: **incomplete** (not every setting has its five seeds).", ""]
+    why = ("" if s["best"] == s["shipped"] else f", paired difference {s['paired_difference']:+.2f} "
+           f"(SE {s['paired_se']:.2f})")
+    return lines + ["", f"Best setting: **{s['best']}**{why}. Rule 2: **{s['decision']}**.", ""]
+
+
+def _test_lines(t: dict[str, Any]) -> list[str]:
+    """Rule 3's single test reading: single models (mean ± std over seeds 0-4), the logistic
+    regressions, the targets, and the ensemble in its own table."""
+    def stats(runs, key="weighted_f1"):
+        v = np.array([r[key] for r in runs], dtype=float)
+        return v.mean(), (v.std(ddof=1) if len(v) > 1 else 0.0)
+    dataset = t["dataset"]
+    lines = [f"Test reading ({dataset}: features {t['features']}, settings {t['settings']}; read once, after the "
+             f"decisions; SAFSD-GLNet's epoch chosen on validation; LR fit on train + valid):", "",
+             "| model | test w-F1 (mean ± std) | accuracy | seeds |", "|---|---:|---:|---:|"]
+    for model, runs in t["models"].items():
+        (w, ws), (a, _) = stats(runs), stats(runs, "accuracy")
+        lines.append(f"| {model} | {w:.2f}" + (f" ± {ws:.2f}" if len(runs) > 1 else "") + f" | {a:.2f} | "
+                     f"{len(runs) if len(runs) > 1 else 'deterministic'} |")
+    glnet, _ = stats(t["models"]["glnet"])
+    lr, _ = stats(t["models"]["lr"])
+    lines += ["", f"Targets: test w-F1 >= {TARGET[dataset]}: **{'met' if glnet >= TARGET[dataset] else 'missed'}** "
+                  f"({glnet:.2f}); SAFSD-GLNet over the utterance-alone LR by >= {LR_GAP}: "
+                  f"**{'met' if glnet - lr >= LR_GAP else 'missed'}** ({glnet - lr:+.2f}).", ""]
+    if "ensemble" in t:
+        e = t["ensemble"]
+        lines += ["Reported apart, never mixed with the single-model rows: the 5-seed ensemble (mean of the seeds' "
+                  f"class probabilities) scores test w-F1 {e['weighted_f1']:.2f}, accuracy {e['accuracy']:.2f}.", ""]
+    return lines
+
+
 def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], files: list[str]) -> str:
     m = machines[0] if machines else {}
     lines = [
@@ -573,6 +620,10 @@ def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], file
             lines += [f"Best candidate of stages {stages}: **{d['best']}**, paired difference to "
                       f"{d['default']} {d['paired_difference']:+.2f} (SE {d['paired_se']:.2f}; the rule asks "
                       f">= {d['margin']} and >= 2 SE). Interim decision: **{d['decision']}**.", ""]
+        if "settings" in d:
+            lines += _stage_d_lines(d["settings"])
+        if "test" in d:
+            lines += _test_lines(d["test"])
     lines += ["## What remains", ""]
     for d in decisions:
         notes = d.get("notes", {})
@@ -625,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-out", required=True, help="where the test reading goes (refused if it exists)")
     p = sub.add_parser("decide", help="rule 1 on stages A and B; the interim report")
     p.add_argument("results", nargs="+")
+    p.add_argument("--test", nargs="*", default=[], help="test readings (test-reading's files) to report")
     p.add_argument("--md", help="write the report here")
     args = ap.parse_args(argv)
     import torch
@@ -643,7 +695,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         loaded = [read_json(f) for f in args.results]
         machines = [m for r in loaded for m in (r.get("machine", {}), r.get("machine_b"), r.get("machine_c")) if m]
-        text = report([decide(r) for r in loaded], machines, args.results)
+        tests = {t["dataset"]: t for t in (read_json(f) for f in args.test)}
+        decisions = [decide(r) for r in loaded]
+        for d in decisions:
+            if d["dataset"] in tests:
+                d["test"] = tests[d["dataset"]]
+        text = report(decisions, machines, [*args.results, *args.test])
         print(text)
         if args.md:
             write_text(args.md, text)

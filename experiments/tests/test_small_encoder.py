@@ -163,3 +163,23 @@ def test_the_ensemble_averages_the_seeds_probabilities():
     with pytest.raises(ValueError, match="same utterance order"):
         se.ensemble([{"test_probs": a, "test_labels": labels}, {"test_probs": b, "test_labels": [1, 0, 2, 1]}],
                     ["x", "y", "z"])
+
+
+def test_the_report_shows_stage_d_and_the_test_reading_with_the_targets():
+    steady = [0.3, -0.3, 0.1, -0.1, 0.0]
+    r = results({"F": F, "A1": [x + 2.0 + j for x, j in zip(F, steady)], "A2": F, "B1": F, "B2": F, "B1m": F,
+                 "B2m": F, "C1": F})
+    r["stage_d"] = d_results({n: F for n in se.D_GRID})["stage_d"]
+    d = se.decide(r)
+    assert d["settings"]["decision"] == "keep p0.5-L2-all"
+    d["test"] = {"dataset": "iemocap", "features": "A1", "settings": "keep p0.5-L2-all",
+                 "models": {"lr": [{"weighted_f1": 60.0, "accuracy": 61.0}],
+                            "glnet": [{"weighted_f1": v, "accuracy": 60.0} for v in (62.0, 63.0, 64.0, 63.0, 63.0)]},
+                 "ensemble": {"weighted_f1": 64.5, "accuracy": 65.0}}
+    text = se.report([d], [{}], ["r.json"])
+    assert "| p0.5-L2-all (shipped) | 60.00 ± 1.58 |" in text and "Rule 2: **keep p0.5-L2-all**" in text
+    assert "| glnet | 63.00 ± 0.71 | 60.00 | 5 |" in text and "| lr | 60.00 | 61.00 | deterministic |" in text
+    assert "test w-F1 >= 62.8: **met** (63.00)" in text and "by >= 1.5: **met** (+3.00)" in text
+    assert "ensemble (mean of the seeds' class probabilities) scores test w-F1 64.50" in text
+    d["test"]["models"]["lr"] = [{"weighted_f1": 62.0, "accuracy": 61.0}]
+    assert "by >= 1.5: **missed** (+1.00)" in se.report([d], [{}], ["r.json"])
