@@ -104,6 +104,17 @@ def finetune_settings(name: str, results: dict[str, Any]) -> tuple[dict[str, Any
         return FINETUNES[name], None
     if name == "C2":
         return {**fs.VARIANTS["V1"], **CONTEXT}, "V1"
+    if name == "C3":  # the leading fine-tuned variant cross-fitted, epochs fixed to the count it chose
+        d = decide(results)
+        if not d.get("c3_owed") and "C3" not in results["features"]:
+            raise SystemExit(f"small_encoder: {results['dataset']}: C3 is not owed (the best of stages A-C, "
+                             f"{d.get('best')}, is not a new fine-tuned variant)")
+        source = results["features"].get("C3", {}).get("settings_from") or d["best"]
+        src = results["features"][REREADS[source][0] if source in REREADS else source]
+        settings = {**src["settings"], "folds": 5, "heldout": "fold-mean", "epochs": int(src["chosen_epoch"])}
+        if source in REREADS:  # a re-read variant: cross-fit its source, read out at the same layer
+            settings["layer"] = REREADS[source][1]
+        return settings, source
     if name == "C1":
         scores = {n: seed_scores(results, n) for n in ("B1", "B2")}
         if any(v is None for v in scores.values()):
@@ -661,6 +672,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(fs.DEFAULT_DATA))
     p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
     p.add_argument("--out", required=True, help="stage A's results file of the corpus")
+    p = sub.add_parser("stage-c3", help="cross-fit (K = 5) the leading fine-tuned variant, score on validation")
+    p.add_argument("--dataset", choices=tuple(DEFAULT), required=True)
+    p.add_argument("--data", default=str(fs.DEFAULT_DATA))
+    p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
+    p.add_argument("--out", required=True, help="the corpus's results file")
     p = sub.add_parser("stage-d", help="the 8 SAFSD-GLNet settings on the adopted features, on validation")
     p.add_argument("--dataset", choices=tuple(DEFAULT), required=True)
     p.add_argument("--data", default=str(fs.DEFAULT_DATA))
@@ -688,6 +704,8 @@ def main(argv: list[str] | None = None) -> int:
         fine_tuned_stage(args, "B", STAGE_B if args.dataset in STAGE_B_DATASETS else ())
     elif args.command == "stage-c":
         fine_tuned_stage(args, "C", stage_c_candidates(args.dataset))
+    elif args.command == "stage-c3":
+        fine_tuned_stage(args, "C3", ("C3",))
     elif args.command == "stage-d":
         stage_d(args)
     elif args.command == "test-reading":

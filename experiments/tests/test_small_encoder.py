@@ -183,3 +183,18 @@ def test_the_report_shows_stage_d_and_the_test_reading_with_the_targets():
     assert "ensemble (mean of the seeds' class probabilities) scores test w-F1 64.50" in text
     d["test"]["models"]["lr"] = [{"weighted_f1": 62.0, "accuracy": 61.0}]
     assert "by >= 1.5: **missed** (+1.00)" in se.report([d], [{}], ["r.json"])
+
+
+def test_c3_cross_fits_the_leading_fine_tuned_variant_at_the_epochs_it_chose():
+    steady = [0.3, -0.3, 0.1, -0.1, 0.0]
+    r = results({"V1": F, "A1": F, "A2": F, "C2": [x + 0.2 + j for x, j in zip(F, steady)]}, dataset="meld")
+    r["features"]["C2"].update(settings={"lr": 2e-5, "epochs": 3, "context_past": 50, "context_future": 50},
+                               chosen_epoch=2)
+    settings, source = se.finetune_settings("C3", r)
+    assert source == "C2" and settings == {"lr": 2e-5, "epochs": 2, "context_past": 50, "context_future": 50,
+                                           "folds": 5, "heldout": "fold-mean"}
+    se.finetune_config(settings)  # a valid fine-tuning configuration
+    r["glnet"]["A1"] = r["glnet"].pop("C2")  # now a frozen read-out leads: nothing to cross-fit
+    r["glnet"]["C2"] = {str(s): {"valid_weighted_f1": v} for s, v in zip(se.SEEDS, F)}
+    with pytest.raises(SystemExit, match="C3 is not owed"):
+        se.finetune_settings("C3", r)
