@@ -646,9 +646,13 @@ def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], file
         if d.get("c3_owed"):
             lines.append(f"- {d['dataset']}: C3, the best candidate {d['best']} cross-fitted with K = 5 (it is a new "
                          "fine-tuned variant, so the plan owes it).")
-    lines += ["- Stage D (SAFSD-GLNet settings on the adopted features, `stage-d`), then rule 3: the single test "
-              "reading per corpus (`test-reading`).",
-              "- Nothing here changes the kit's defaults: an interim adoption becomes the user's path (the plan's "
+    for d in decisions:
+        if "test" not in d:
+            lines.append(f"- {d['dataset']}: " + ("stage D (SAFSD-GLNet settings on the adopted features, `stage-d`), "
+                                                  "then " if d.get("settings", {}).get("decision", "incomplete")
+                                                  == "incomplete" else "")
+                         + "rule 3: the single test reading (`test-reading`).")
+    lines += ["- Nothing here changes the kit's defaults: an interim adoption becomes the user's path (the plan's "
               "last section) only after the final decision.", ""]
     return "\n".join(lines)
 
