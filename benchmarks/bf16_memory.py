@@ -30,19 +30,23 @@ HERE = Path(__file__).resolve().parent
 
 
 def run_speed(precision: str, capacity: int | None, max_batches: int, threads: int, workdir: Path,
-              malloc: str = "glibc") -> dict:
-    """One speed.py epoch measurement in a fresh process; returns its epoch record, the capacity and
-    the heap setting (``SAFSD_GLNET_MALLOC``: ``glibc``, the default, or ``compact``)."""
-    out = workdir / f"{precision}_{capacity}_{malloc}.json"
+              malloc: str = "glibc", lru: int | None = None) -> dict:
+    """One speed.py epoch measurement in a fresh process; returns its epoch record, the capacity, the
+    heap setting (``SAFSD_GLNET_MALLOC``: ``glibc``, the default, or ``compact``) and ideep's cache
+    capacity (``LRU_CACHE_CAPACITY``; None: the kit's default)."""
+    out = workdir / f"{precision}_{capacity}_{malloc}_{lru}.json"
     env = dict(os.environ, SAFSD_GLNET_MALLOC=malloc)
     if capacity is not None:
         env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = str(capacity)
+    if lru is not None:
+        env["LRU_CACHE_CAPACITY"] = str(lru)
     cmd = [sys.executable, str(HERE / "speed.py"), "--corpus", "meld", "--configs", "full",
            "--precisions", precision, "--max-batches", str(max_batches), "--matmul-seconds", "0.05",
            "--threads", str(threads), "--out", str(out)]
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     epoch = json.loads(out.read_text())["epochs"][0]
     return {"precision": precision, "onednn_primitive_cache_capacity": capacity, "malloc": malloc,
+            "lru_cache_capacity": lru if lru is not None else "kit default",
             "peak_rss_gib": epoch["peak_rss_gib"], "train_epoch_s": epoch["train_epoch_s"],
             "batches_timed": epoch["batches_timed"], "batches_per_epoch": epoch["batches_per_epoch"]}
 
@@ -54,9 +58,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--compact-heap", action="store_true",
                    help="also measure fp32 and bf16 (capacity 128) with SAFSD_GLNET_MALLOC=compact")
+    p.add_argument("--lru-capacities", type=int, nargs="*", default=[],
+                   help="also bf16 (primitive cache 128) with ideep's LRU_CACHE_CAPACITY at these values (not 0: "
+                        "torch crashes)")
+    p.add_argument("--rounds", type=int, default=1, help="repeat the --lru-capacities rows, interleaved")
     p.add_argument("--out", default=None, help="write the rows as JSON here")
     args = p.parse_args(argv)
+    if any(n < 1 for n in args.lru_capacities):
+        p.error("--lru-capacities: 0 makes torch crash; give 1 or more")
     with tempfile.TemporaryDirectory() as tmp:
+        if args.lru_capacities:  # only these rows, interleaved over the rounds
+            rows = [dict(run_speed("bf16", 128, args.max_batches, args.threads, Path(tmp), lru=n), round=r + 1)
+                    for r in range(args.rounds) for n in args.lru_capacities]
+            for r in rows:
+                print(f"round {r['round']}: LRU_CACHE_CAPACITY {r['lru_cache_capacity']}: peak RSS "
+                      f"{r['peak_rss_gib']:.2f} GiB, epoch {r['train_epoch_s']:.1f} s (extrapolated)")
+            if args.out:
+                Path(args.out).write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=1))
+            return 0
         rows = [run_speed("fp32", None, args.max_batches, args.threads, Path(tmp))]
         rows += [run_speed("bf16", c, args.max_batches, args.threads, Path(tmp)) for c in args.capacities]
         if args.compact_heap:

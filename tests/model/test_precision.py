@@ -227,19 +227,21 @@ def test_amp_off_is_honoured_by_evaluation_on_cuda(corpus, monkeypatch):
     assert set(seen) == {"fp32"}
 
 
+@pytest.mark.parametrize("variable", ["ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"])
 @pytest.mark.parametrize("preset_value, expected", [(None, "128"), ("7", "7")])
-def test_import_bounds_onednn_primitive_cache_before_torch_loads(preset_value, expected):
-    """``import safsd_glnet`` sets oneDNN's primitive cache capacity (the cause of bf16's extra memory
-    on MELD-shaped batches, benchmarks/bf16_memory.py) before torch is loaded, and keeps a user's value."""
+def test_import_bounds_onednn_primitive_cache_before_torch_loads(variable, preset_value, expected):
+    """``import safsd_glnet`` bounds oneDNN's primitive cache and ideep's per-shape cache (the causes of
+    bf16's extra memory on MELD-shaped batches, benchmarks/bf16_memory.py and bf16_memory_profile.py)
+    before torch is loaded, and keeps a user's value."""
     import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    env = {k: v for k, v in os.environ.items() if k != variable}
     if preset_value is not None:
-        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset_value
+        env[variable] = preset_value
     code = ("import sys, os, safsd_glnet; "
-            "print('torch' in sys.modules, os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])")
+            f"print('torch' in sys.modules, os.environ['{variable}'])")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", expected]
 
