@@ -1,6 +1,5 @@
-"""Stages A and B of the pre-registered small-encoder plan (docs/small_encoder_plan.md): the frozen
-packaged MiniLM read out at other layers (A), and on IEMOCAP the fine-tuned MiniLM (B), scored on
-the **validation** split only.
+"""The pre-registered small-encoder plan (docs/small_encoder_plan.md), stage by stage: candidate
+features scored on the **validation** split only, the decisions, then one test reading per corpus.
 
 Candidates per corpus, each scored by SAFSD-GLNet text-only (seeds 0-4) as
 experiments/finetune_selection.py scores a feature set (``glnet_validation``: the
@@ -9,18 +8,19 @@ configuration of experiments/real_text.py, only validation numbers kept; the tes
 
 * the current default: ``F`` on IEMOCAP (frozen MiniLM, the encoder's own pipeline, as
   ``build_text_corpus`` makes it) and ``V1`` on MELD (the fine-tuned features file, ``--features``);
-* ``A1``: the frozen MiniLM read out at ``mean4`` (the mean of the last 4 layers' token states,
-  mean-pooled over the attention mask, then the pipeline's normalisation);
-* ``A2``: the frozen MiniLM read out at layer ``-2``.
+* stage A: ``A1``, the frozen MiniLM read out at ``mean4`` (the mean of the last 4 layers' token
+  states, mean-pooled over the attention mask, then the pipeline's normalisation); ``A2``, at ``-2``;
+* stage B (IEMOCAP only): ``B1`` fine-tunes all layers (lr 5e-5, 8 epochs), ``B2`` the last two
+  (lr 1e-4, 8 epochs), the kit's fine-tuning defaults otherwise, bf16 autocast where the CPU has it,
+  ``score_test=False``; ``B1m`` / ``B2m`` re-read their kept encoders at ``mean4``;
+* stage C: EmoBERTa's input (50 past / 50 future utterances with their speakers, far context cut
+  first): ``C1`` on IEMOCAP at the better of B1 / B2's settings, ``C2`` on MELD at V1's; ``C3`` the
+  leading new fine-tuned variant cross-fitted (K = 5, ``fold-mean``), when one leads.
 
-Stage B (IEMOCAP only): ``B1`` fine-tunes all layers (lr 5e-5, 8 epochs), ``B2`` the last two
-(lr 1e-4, 8 epochs), the kit's fine-tuning defaults otherwise, bf16 autocast where the CPU has it,
-``score_test=False``; ``B1m`` / ``B2m`` re-read their kept encoders at ``mean4``. They go into stage
-A's results file as further candidates.
-
-The frozen encodings run in fp32 on the CPU (what ``build_text_corpus`` does for F today), one
-torch thread. ``decide`` applies the plan's rule 1 over the stages run (A, and B where planned) and
-writes the interim report: stages C-D and the test reading are not run here.
+``decide`` applies rule 1 (features) and rule 2 (stage D's settings) and writes the report;
+``stage-d`` runs the 8 settings on the adopted features; ``test-reading`` reads the test split
+once, for the decided features and settings. The frozen encodings run in fp32 on the CPU (what
+``build_text_corpus`` does for F), one torch thread.
 
 Usage (results are rewritten after every run, so a stopped study continues where it stopped)::
 
@@ -294,7 +294,7 @@ def decide(results: dict[str, Any]) -> dict[str, Any]:
     missing = [n for n in (*stage_b_candidates(dataset), *stage_c_candidates(dataset)) if n not in done]
     out = {"dataset": dataset, "default": default, "margin": MARGIN[dataset], "rows": rows,
            "features": results["features"], "epoch_cap": cap, "missing": missing,
-           "notes": results.get("stage_b_notes", {})}
+           "notes": results.get("stage_b_notes", {}), "study_notes": results.get("study_notes", [])}
     for n in rows:
         if n != default and default in done:
             rows[n]["diff"], rows[n]["se"] = paired(done[n], done[default])
@@ -578,10 +578,13 @@ def _test_lines(t: dict[str, Any]) -> list[str]:
 def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], files: list[str]) -> str:
     m = machines[0] if machines else {}
     lines = [
-        "# Small-encoder frontier: results (INTERIM, stages A-C)", "",
-        f"Plan: [{PLAN}](small_encoder_plan.md), committed before any run and unchanged. This page holds "
-        "**stage A** (both corpora), **stage B** (IEMOCAP only, as planned) and the stage-C candidates that have "
-        "run; stage D and the test reading have not, so every decision below is interim.", "",
+        "# Small-encoder frontier: results", "",
+        f"Plan: [{PLAN}](small_encoder_plan.md), committed before any run and unchanged. Where each corpus "
+        "stands: " + "; ".join(
+            f"**{d['dataset']}** " + ("final: its decisions are made and its test split was read once"
+                                      if "test" in d else "interim: stages still to run (listed at the end), "
+                                                          "its test reading not done")
+            for d in decisions) + ".", "",
         "## Protocol", "",
         "- Candidates: the current default (F on IEMOCAP, V1 on MELD), A1 = the frozen packaged MiniLM "
         "(all-MiniLM-L6-v2) read out at `mean4` (mean of the last 4 layers' token states, mean-pooled over the "
@@ -630,9 +633,12 @@ def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], file
             stages = "A-C" if stage_b_candidates(d["dataset"]) else "A and C (B is IEMOCAP's only)"
             lines += [f"Best candidate of stages {stages}: **{d['best']}**, paired difference to "
                       f"{d['default']} {d['paired_difference']:+.2f} (SE {d['paired_se']:.2f}; the rule asks "
-                      f">= {d['margin']} and >= 2 SE). Interim decision: **{d['decision']}**.", ""]
+                      f">= {d['margin']} and >= 2 SE). {'Decision' if 'test' in d else 'Interim decision'}: "
+                      f"**{d['decision']}**.", ""]
         if "settings" in d:
             lines += _stage_d_lines(d["settings"])
+        if d.get("study_notes"):
+            lines += ["Notes:", "", *(f"- {n}" for n in d["study_notes"]), ""]
         if "test" in d:
             lines += _test_lines(d["test"])
     lines += ["## What remains", ""]
@@ -652,7 +658,7 @@ def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], file
                                                   "then " if d.get("settings", {}).get("decision", "incomplete")
                                                   == "incomplete" else "")
                          + "rule 3: the single test reading (`test-reading`).")
-    lines += ["- Nothing here changes the kit's defaults: an interim adoption becomes the user's path (the plan's "
+    lines += ["- An interim adoption becomes the user's path (the plan's "
               "last section) only after the final decision.", ""]
     return "\n".join(lines)
 
@@ -694,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", help="MELD's V1 features file (kit corpus .npz), when V1 stands adopted")
     p.add_argument("--out", required=True, help="the corpus's results file (stages A-D)")
     p.add_argument("--test-out", required=True, help="where the test reading goes (refused if it exists)")
-    p = sub.add_parser("decide", help="rule 1 on stages A and B; the interim report")
+    p = sub.add_parser("decide", help="rules 1 and 2 on the stages run; the report (with --test, the test readings)")
     p.add_argument("results", nargs="+")
     p.add_argument("--test", nargs="*", default=[], help="test readings (test-reading's files) to report")
     p.add_argument("--md", help="write the report here")

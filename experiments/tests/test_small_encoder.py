@@ -54,7 +54,7 @@ def test_scores_within_a_tenth_go_to_the_cheaper_and_missing_seeds_wait():
 def test_the_report_says_interim_and_shows_every_seed():
     d = se.decide(results({"F": F, "A1": [x + 1.5 for x in F], "A2": F}))
     text = se.report([d], [{"cpu_model": "cpu", "cpu_count": 2, "amx_bf16": True}], ["r.json"])
-    assert "INTERIM" in text and "stage B" in text.replace("Stage B", "stage B")
+    assert "**iemocap** interim: stages still to run" in text and "Interim decision: **adopt A1**" in text
     assert "| A1 | frozen MiniLM read out at `mean4` | 61.50 ± 1.58 | +1.50 ± 0.00 |  | 61.50, 62.50, 60.50, 63.50, 59.50 | ?/?, ?/?, ?/?, ?/?, ?/? | 60 |" in text
     assert "| A2 | frozen MiniLM read out at layer `-2` | 60.00 ± 1.58 | +0.00 ± 0.00 | -1.50 ± 0.00 |" in text
     assert "amx_bf16 present" in text and "test" not in text.split("## iemocap")[1].split("## What remains")[0].lower()
@@ -181,6 +181,7 @@ def test_the_report_shows_stage_d_and_the_test_reading_with_the_targets():
     assert "| glnet | 63.00 ± 0.71 | 60.00 | 5 |" in text and "| lr | 60.00 | 61.00 | deterministic |" in text
     assert "test w-F1 >= 62.8: **met** (63.00)" in text and "by >= 1.5: **met** (+3.00)" in text
     assert "ensemble (mean of the seeds' class probabilities) scores test w-F1 64.50" in text
+    assert "**iemocap** final: its decisions are made" in text and "Decision: **adopt A1**" in text
     d["test"]["models"]["lr"] = [{"weighted_f1": 62.0, "accuracy": 61.0}]
     assert "by >= 1.5: **missed** (+1.00)" in se.report([d], [{}], ["r.json"])
 
