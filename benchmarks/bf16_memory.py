@@ -60,12 +60,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="also measure fp32 and bf16 (capacity 128) with SAFSD_GLNET_MALLOC=compact")
     p.add_argument("--lru-capacities", type=int, nargs="*", default=[],
                    help="also bf16 (primitive cache 128) with ideep's LRU_CACHE_CAPACITY at these values (not 0: "
-                        "torch crashes)")
+                        "the profile run died with SIGSEGV at 0)")
     p.add_argument("--rounds", type=int, default=1, help="repeat the --lru-capacities rows, interleaved")
     p.add_argument("--out", default=None, help="write the rows as JSON here")
     args = p.parse_args(argv)
     if any(n < 1 for n in args.lru_capacities):
-        p.error("--lru-capacities: 0 makes torch crash; give 1 or more")
+        p.error("--lru-capacities: 0 crashed torch in the profile run; give 1 or more")
     with tempfile.TemporaryDirectory() as tmp:
         if args.lru_capacities:  # only these rows, interleaved over the rounds
             rows = [dict(run_speed("bf16", 128, args.max_batches, args.threads, Path(tmp), lru=n), round=r + 1)
