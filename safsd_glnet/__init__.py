@@ -54,7 +54,8 @@ _os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "128")
 # A second cache of the same kind sits in front of it: torch's oneDNN bindings (ideep) keep up to
 # LRU_CACHE_CAPACITY (default 1,024) of their own per-shape matmul objects. On MELD-shaped batches it
 # held about 0.25 GiB (bf16 peak RSS 2.73 GiB at 1,024, 2.49 at 128, 2.46 at 16;
-# benchmarks/bf16_memory_profile.py), so it gets the same bound. (Not 0: the MELD bf16 profile run died with SIGSEGV at 0.)
+# benchmarks/bf16_memory_profile.py), so it gets the same bound. (Not 0: the MELD bf16 profile run
+# died with SIGSEGV at 0.)
 _os.environ.setdefault("LRU_CACHE_CAPACITY", "128")
 
 
