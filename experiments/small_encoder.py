@@ -33,6 +33,7 @@ Usage (results are rewritten after every run, so a stopped study continues where
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import platform
 import sys
@@ -168,14 +169,23 @@ def score_seeds(corpus, dataset: str, name: str, results: dict[str, Any], out: P
               f"(epoch {r['chosen_epoch']} of {r['epochs_run']}, {r['seconds']:.0f} s)", flush=True)
 
 
+def corpus_results(out: Path, dataset: str, stage: str) -> dict[str, Any]:
+    """The corpus's results file, which stage A creates and every later stage adds to; a one-line exit
+    when it is missing or holds another corpus."""
+    if not out.exists():
+        raise SystemExit(f"{out}: stage {stage} adds to stage A's results file; run stage-a first")
+    results = read_json(out)
+    if results["dataset"] != dataset:
+        raise SystemExit(f"{out}: holds dataset {results['dataset']!r}, not {dataset!r}")
+    return results
+
+
 def stage_a(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    results = read_json(out) if out.exists() else {
+    results = corpus_results(out, args.dataset, "A") if out.exists() else {
         "plan": PLAN, "stage": "A", "dataset": args.dataset, "seeds": list(SEEDS), "default": DEFAULT[args.dataset],
         "features": {}, "glnet": {}, "machine": machine(),
         "note": "validation only: no test number of any run is kept"}
-    if results["dataset"] != args.dataset:
-        raise SystemExit(f"{out}: holds dataset {results['dataset']!r}, not {args.dataset!r}")
     table = load_table(args.dataset, Path(args.data))
     for name in candidates(args.dataset):
         if all(str(s) in results["glnet"].get(name, {}) for s in SEEDS):
@@ -236,11 +246,7 @@ def fine_tuned_stage(args: argparse.Namespace, stage: str, names: tuple[str, ...
     if not names:
         raise SystemExit(f"small_encoder: stage {stage} is not planned for {args.dataset}")
     out = Path(args.out)
-    if not out.exists():
-        raise SystemExit(f"{out}: stage {stage} adds to stage A's results file; run stage-a first")
-    results = read_json(out)
-    if results["dataset"] != args.dataset:
-        raise SystemExit(f"{out}: holds dataset {results['dataset']!r}, not {args.dataset!r}")
+    results = corpus_results(out, args.dataset, stage)
     results.setdefault(f"machine_{stage.lower()}", machine())
     table = load_table(args.dataset, Path(args.data))
     for name in names:
@@ -400,9 +406,7 @@ def stage_d(args: argparse.Namespace) -> None:
     """The 8 settings x seeds 0-4 on the adopted features (validation only), the shipped cell run too,
     into the corpus's results file; a stopped run continues where it stopped."""
     out = Path(args.out)
-    results = read_json(out)
-    if results["dataset"] != args.dataset:
-        raise SystemExit(f"{out}: holds dataset {results['dataset']!r}, not {args.dataset!r}")
+    results = corpus_results(out, args.dataset, "D")
     name = adopted_features(results)
     stage = results.setdefault("stage_d", {"features": name, "grid": D_GRID, "glnet": {}, "machine": machine()})
     if stage["features"] != name:
@@ -446,9 +450,7 @@ def test_reading(args: argparse.Namespace) -> None:
     out = Path(args.test_out)
     if out.exists():
         raise SystemExit(f"{out} exists: the test split is read once")
-    results = read_json(Path(args.out))
-    if results["dataset"] != args.dataset:
-        raise SystemExit(f"{args.out}: holds dataset {results['dataset']!r}, not {args.dataset!r}")
+    results = corpus_results(Path(args.out), args.dataset, "test-reading")
     name = adopted_features(results)
     settings = decide_settings(results)
     if settings["decision"] == "incomplete" or settings["features"] != name:
@@ -663,42 +665,36 @@ def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], file
     return "\n".join(lines)
 
 
+def _stage_parser(sub, name: str, help: str, datasets: tuple[str, ...], out_help: str,
+                  features: str | None = None) -> argparse.ArgumentParser:
+    """A stage command: --dataset, --data, --cache, --out (and --features where the stage may read V1)."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("--dataset", choices=datasets, required=True)
+    p.add_argument("--data", default=str(fs.DEFAULT_DATA))
+    p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
+    if features:
+        p.add_argument("--features", help=features)
+    p.add_argument("--out", required=True, help=out_help)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("stage-a", help="score the default, A1 and A2 on validation")
-    p.add_argument("--dataset", choices=tuple(DEFAULT), required=True)
-    p.add_argument("--data", default=str(fs.DEFAULT_DATA))
-    p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
-    p.add_argument("--features", help="MELD's V1 features file (kit corpus .npz)")
-    p.add_argument("--out", required=True)
-    p = sub.add_parser("stage-b", help="fine-tune B2, B1 (IEMOCAP), re-read them at mean4, score on validation")
-    p.add_argument("--dataset", choices=STAGE_B_DATASETS, required=True)
-    p.add_argument("--data", default=str(fs.DEFAULT_DATA))
-    p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
-    p.add_argument("--out", required=True, help="stage A's results file of the corpus")
-    p = sub.add_parser("stage-c", help="fine-tune on EmoBERTa's context input (C1 IEMOCAP, C2 MELD), score on validation")
-    p.add_argument("--dataset", choices=tuple(STAGE_C), required=True)
-    p.add_argument("--data", default=str(fs.DEFAULT_DATA))
-    p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
-    p.add_argument("--out", required=True, help="stage A's results file of the corpus")
-    p = sub.add_parser("stage-c3", help="cross-fit (K = 5) the leading fine-tuned variant, score on validation")
-    p.add_argument("--dataset", choices=tuple(DEFAULT), required=True)
-    p.add_argument("--data", default=str(fs.DEFAULT_DATA))
-    p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
-    p.add_argument("--out", required=True, help="the corpus's results file")
-    p = sub.add_parser("stage-d", help="the 8 SAFSD-GLNet settings on the adopted features, on validation")
-    p.add_argument("--dataset", choices=tuple(DEFAULT), required=True)
-    p.add_argument("--data", default=str(fs.DEFAULT_DATA))
-    p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
-    p.add_argument("--features", help="MELD's V1 features file (kit corpus .npz), when V1 stands adopted")
-    p.add_argument("--out", required=True, help="the corpus's results file")
-    p = sub.add_parser("test-reading", help="rule 3: the single test reading of the decided features and settings")
-    p.add_argument("--dataset", choices=tuple(DEFAULT), required=True)
-    p.add_argument("--data", default=str(fs.DEFAULT_DATA))
-    p.add_argument("--cache", default=str(fs.DEFAULT_CACHE))
-    p.add_argument("--features", help="MELD's V1 features file (kit corpus .npz), when V1 stands adopted")
-    p.add_argument("--out", required=True, help="the corpus's results file (stages A-D)")
+    stage = functools.partial(_stage_parser, sub)
+    stage("stage-a", "score the default, A1 and A2 on validation", tuple(DEFAULT), "the corpus's results file "
+          "(created)", features="MELD's V1 features file (kit corpus .npz)")
+    stage("stage-b", "fine-tune B2, B1 (IEMOCAP), re-read them at mean4, score on validation", STAGE_B_DATASETS,
+          "stage A's results file of the corpus")
+    stage("stage-c", "fine-tune on EmoBERTa's context input (C1 IEMOCAP, C2 MELD), score on validation",
+          tuple(STAGE_C), "stage A's results file of the corpus")
+    stage("stage-c3", "cross-fit (K = 5) the leading fine-tuned variant, score on validation", tuple(DEFAULT),
+          "the corpus's results file")
+    v1 = "MELD's V1 features file (kit corpus .npz), when V1 stands adopted"
+    stage("stage-d", "the 8 SAFSD-GLNet settings on the adopted features, on validation", tuple(DEFAULT),
+          "the corpus's results file", features=v1)
+    p = stage("test-reading", "rule 3: the single test reading of the decided features and settings", tuple(DEFAULT),
+              "the corpus's results file (stages A-D)", features=v1)
     p.add_argument("--test-out", required=True, help="where the test reading goes (refused if it exists)")
     p = sub.add_parser("decide", help="rules 1 and 2 on the stages run; the report (with --test, the test readings)")
     p.add_argument("results", nargs="+")
@@ -722,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
         test_reading(args)
     else:
         loaded = [read_json(f) for f in args.results]
-        machines = [m for r in loaded for m in (r.get("machine", {}), r.get("machine_b"), r.get("machine_c")) if m]
+        machines = [r[k] for r in loaded for k in sorted(r) if k.startswith("machine") and r[k]]
         tests = {t["dataset"]: t for t in (read_json(f) for f in args.test)}
         decisions = [decide(r) for r in loaded]
         for d in decisions:
