@@ -80,23 +80,12 @@ def measure(precision: str, steps: int, profiled: int, threads: int, data: Path)
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from benchmarks.speed import BATCH_SIZE, model_overrides, workload
-    from safsd_glnet.config import preset
-    from safsd_glnet.data import iterate_batches
-    from safsd_glnet.model.losses import LossComputer
-    from safsd_glnet.training.train import build_model, make_optimizer, seed_everything, training_step
+    from benchmarks.speed import paper_training
+    from safsd_glnet.training.train import training_step
 
-    torch.set_num_threads(threads)
     device = torch.device("cpu")
-    corpus, source = workload("meld", data)
-    config = preset("paper").replace(model=model_overrides("full", 0), train={"batch_size": BATCH_SIZE["meld"]})
-    seed_everything(0)
-    model = build_model(config, corpus, fast=True).train()
-    optimizer = make_optimizer(config.train, model.parameters(), device)
-    losses = LossComputer.from_counts(config.loss, corpus.class_counts("train"), corpus.class_names)
-    gen = torch.Generator().manual_seed(0)
-    batches = list(islice(iterate_batches(corpus.split("train"), BATCH_SIZE["meld"], shuffle=True, generator=gen),
-                          steps + 1))
+    model, optimizer, losses, batches, source = paper_training("meld", data, threads)
+    batches = list(islice(batches, steps + 1))
     training_step(model, optimizer, losses, batches[0], device, precision)  # warm-up: Adam's state
     rss_after_warmup = rss_peak_gib()
     for batch in batches[1:]:  # the process's own peak, before the profiler adds its records

@@ -35,24 +35,13 @@ def run_steps(corpus_name: str, steps: int, data: Path, precision: str) -> list[
     each batch's real utterance count."""
     import torch
 
-    from benchmarks.speed import BATCH_SIZE, model_overrides, workload
-    from safsd_glnet.config import preset
-    from safsd_glnet.data import iterate_batches
-    from safsd_glnet.model.losses import LossComputer
-    from safsd_glnet.training.train import build_model, make_optimizer, seed_everything, training_step
+    from benchmarks.speed import paper_training
+    from safsd_glnet.training.train import training_step
 
-    torch.set_num_threads(1)
     device = torch.device("cpu")
-    corpus, _ = workload(corpus_name, data)
-    size = BATCH_SIZE[corpus_name]
-    config = preset("paper").replace(model=model_overrides("full", 0), train={"batch_size": size})
-    seed_everything(0)
-    model = build_model(config, corpus, fast=True).train()
-    optimizer = make_optimizer(config.train, model.parameters(), device)
-    losses = LossComputer.from_counts(config.loss, corpus.class_counts("train"), corpus.class_names)
-    gen = torch.Generator().manual_seed(0)
+    model, optimizer, losses, batches, _ = paper_training(corpus_name, data, threads=1)
     rows = []
-    for batch in islice(iterate_batches(corpus.split("train"), size, shuffle=True, generator=gen), steps):
+    for batch in islice(batches, steps):
         rows.append(int(batch.real.sum()))
         training_step(model, optimizer, losses, batch, device, precision)
     return rows

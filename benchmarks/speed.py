@@ -211,6 +211,30 @@ def matmul_probe(rows: int, hidden: int, device, seconds: float = 0.6) -> dict[s
     return out
 
 
+def paper_training(corpus: str, data: Path, threads: int, seed: int = 0):
+    """The full model (hand kernels) at the paper preset on ``corpus``-shaped batches, on the CPU, with
+    train.py's optimiser and losses, and the training split's batches in one seeded shuffled order:
+    ``(model, optimizer, losses, batches, source)``; ``batches`` is an iterator that collates lazily.
+    For the scripts that look inside training steps (bf16_memory_profile.py, onednn_primitives.py)."""
+    import torch
+
+    from safsd_glnet.config import preset
+    from safsd_glnet.data import iterate_batches
+    from safsd_glnet.model.losses import LossComputer
+    from safsd_glnet.training.train import build_model, make_optimizer, seed_everything
+
+    torch.set_num_threads(threads)
+    dataset, source = workload(corpus, data, seed)
+    size = BATCH_SIZE[corpus]
+    config = preset("paper").replace(model=model_overrides("full", 0), train={"batch_size": size})
+    seed_everything(seed)
+    model = build_model(config, dataset, fast=True).train()
+    optimizer = make_optimizer(config.train, model.parameters(), torch.device("cpu"))
+    losses = LossComputer.from_counts(config.loss, dataset.class_counts("train"), dataset.class_names)
+    gen = torch.Generator().manual_seed(seed)
+    return model, optimizer, losses, iterate_batches(dataset.split("train"), size, shuffle=True, generator=gen), source
+
+
 def peak_memory(device) -> dict[str, float]:
     import torch
 
