@@ -207,6 +207,23 @@ def finetune_config(settings: dict[str, Any]):
     return FinetuneConfig(encoder="minilm", precision="auto", seed=0, **settings).check()
 
 
+def encoder_record(encoders: list[dict[str, Any]]) -> dict[str, Any]:
+    """The chosen epoch and the classifier's validation w-F1 (per epoch and at the chosen one) of one
+    fine-tuned encoder; for K cross-fitted ones (C3) the epochs chosen joined ("2, 2, 1, 2, 2"), the
+    scores averaged over the folds per epoch, and each fold's own under ``folds``."""
+    per_epoch = [[h["valid_weighted_f1"] for h in e["history"]] for e in encoders]
+    longest = max(len(p) for p in per_epoch)
+    mean_per_epoch = [float(np.mean([p[i] for p in per_epoch if len(p) > i])) for i in range(longest)]
+    record = {"chosen_epoch": ", ".join(str(e["chosen_epoch"]) for e in encoders) if len(encoders) > 1
+              else encoders[0]["chosen_epoch"],
+              "classifier_valid_wf1_per_epoch": [round(v, 2) for v in mean_per_epoch],
+              "classifier_valid_wf1": float(np.mean([e["valid_weighted_f1"] for e in encoders]))}
+    if len(encoders) > 1:
+        record["folds"] = {e["name"]: {"chosen_epoch": e["chosen_epoch"], "valid_wf1": e["valid_weighted_f1"]}
+                           for e in encoders}
+    return record
+
+
 def candidate_features(name: str, table, cache: Path, results: dict[str, Any]):
     """The corpus of stage-B candidate ``name`` and its record: for B1 / B2 the fine-tune and encode
     seconds, the classifier's validation w-F1 per epoch and the epoch chosen by it (the test split
@@ -218,16 +235,14 @@ def candidate_features(name: str, table, cache: Path, results: dict[str, Any]):
     if name not in REREADS:
         settings, settings_from = finetune_settings(name, results)
         res = finetune_corpus(table, finetune_config(settings), cache_dir=cache, score_test=False, progress=False)
-        (enc,) = res.info["encoders"]  # no cross-fitting: one encoder
+        encoders = res.info["encoders"]  # one, or one per fold when cross-fitted (C3)
         sec = res.info["seconds"]
         return res.corpus, {
             "run_dir": str(res.run_dir), "reused": res.reused, "settings": settings,
             **({"settings_from": settings_from} if settings_from else {}),
             "precision": res.info["precision"], "finetune_seconds": sec["train"], "encode_seconds": sec["encode"],
             "seconds": round(sec["train"] + sec["encode"], 1), "wall_seconds": round(time.perf_counter() - t0, 1),
-            "chosen_epoch": enc["chosen_epoch"],
-            "classifier_valid_wf1_per_epoch": [round(h["valid_weighted_f1"], 2) for h in enc["history"]],
-            "classifier_valid_wf1": enc["valid_weighted_f1"]}
+            **encoder_record(encoders)}
     source, layer = REREADS[name]
     src = results["features"].get(source)
     if src is None or "run_dir" not in src:

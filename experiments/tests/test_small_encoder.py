@@ -199,3 +199,19 @@ def test_c3_cross_fits_the_leading_fine_tuned_variant_at_the_epochs_it_chose():
     r["glnet"]["C2"] = {str(s): {"valid_weighted_f1": v} for s, v in zip(se.SEEDS, F)}
     with pytest.raises(SystemExit, match="C3 is not owed"):
         se.finetune_settings("C3", r)
+
+
+def test_encoder_record_of_one_encoder_and_of_cross_fitted_folds():
+    """One encoder: its own epoch and scores. Five folds (C3): the epochs joined, the per-epoch scores
+    averaged over the folds by hand, each fold kept."""
+    one = {"name": "all", "chosen_epoch": 2, "valid_weighted_f1": 51.0,
+           "history": [{"valid_weighted_f1": 48.0}, {"valid_weighted_f1": 51.0}]}
+    rec = se.encoder_record([one])
+    assert rec == {"chosen_epoch": 2, "classifier_valid_wf1_per_epoch": [48.0, 51.0], "classifier_valid_wf1": 51.0}
+    folds = [{"name": f"fold{k}", "chosen_epoch": 1 + (k % 2), "valid_weighted_f1": 50.0 + k,
+              "history": [{"valid_weighted_f1": 40.0 + k}, {"valid_weighted_f1": 50.0 + k}]} for k in range(5)]
+    rec = se.encoder_record(folds)
+    assert rec["chosen_epoch"] == "1, 2, 1, 2, 1"
+    assert rec["classifier_valid_wf1_per_epoch"] == [42.0, 52.0]  # (40+41+42+43+44)/5, (50+...+54)/5
+    assert rec["classifier_valid_wf1"] == 52.0
+    assert rec["folds"]["fold3"] == {"chosen_epoch": 2, "valid_wf1": 53.0}
