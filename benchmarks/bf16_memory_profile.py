@@ -74,9 +74,10 @@ def persistent_gib(model, optimizer) -> float:
     return sum(t.numel() * t.element_size() for t in tensors) / GIB
 
 
-def measure(precision: str, steps: int, profiled: int, threads: int, data: Path) -> dict:
+def measure(precision: str, steps: int, profiled: int, threads: int, data: Path, buckets: bool = True) -> dict:
     """One precision in this process: a warm-up step, ``steps`` training steps (the RSS peak), then the
-    first ``profiled`` of them again under torch's memory profiler (the split of torch's tensors)."""
+    first ``profiled`` of them again under torch's memory profiler (the split of torch's tensors);
+    ``buckets=False``: the model without its row buckets (``safsd_glnet.model.row_buckets``)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -84,7 +85,7 @@ def measure(precision: str, steps: int, profiled: int, threads: int, data: Path)
     from safsd_glnet.training.train import training_step
 
     device = torch.device("cpu")
-    model, optimizer, losses, batches, source = paper_training("meld", data, threads)
+    model, optimizer, losses, batches, source = paper_training("meld", data, threads, buckets=buckets)
     batches = list(islice(batches, steps + 1))
     training_step(model, optimizer, losses, batches[0], device, precision)  # warm-up: Adam's state
     rss_after_warmup = rss_peak_gib()
@@ -107,7 +108,7 @@ def measure(precision: str, steps: int, profiled: int, threads: int, data: Path)
             "step_rise_by_category_gib": torch_side["rise_by_category_gib"],
             "rss_peak_after_warmup_gib": rss_after_warmup, "rss_peak_gib": rss_peak, "profiled_steps": profiled,
             "onednn_primitive_cache_capacity": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "kit default"),
-            "malloc": os.environ.get("SAFSD_GLNET_MALLOC", "glibc")}
+            "malloc": os.environ.get("SAFSD_GLNET_MALLOC", "glibc"), "row_buckets": buckets}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,11 +121,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="the shared tables (for MELD's real dialogue lengths; synthetic lengths without them)")
     p.add_argument("--onednn-cache", type=int, default=None, help="ONEDNN_PRIMITIVE_CACHE_CAPACITY for every run")
     p.add_argument("--compact-heap", action="store_true", help="SAFSD_GLNET_MALLOC=compact for every run")
+    p.add_argument("--no-row-buckets", action="store_true", help="plain nn.Linear (safsd_glnet.model.row_buckets)")
     p.add_argument("--out", default=None, help="write the rows as JSON here (appended to an existing file)")
     p.add_argument("--one", choices=("fp32", "bf16"), help=argparse.SUPPRESS)  # the child process
     args = p.parse_args(argv)
     if args.one:
-        print(json.dumps(measure(args.one, args.steps, args.profiled, args.threads, Path(args.data))))
+        print(json.dumps(measure(args.one, args.steps, args.profiled, args.threads, Path(args.data),
+                                 buckets=not args.no_row_buckets)))
         return 0
     env = dict(os.environ)
     if args.onednn_cache is not None:
@@ -134,15 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for precision in args.precisions:
         cmd = [sys.executable, __file__, "--one", precision, "--steps", str(args.steps), "--profiled", str(args.profiled),
-               "--threads", str(args.threads), "--data", args.data]
+               "--threads", str(args.threads), "--data", args.data] + ["--no-row-buckets"] * args.no_row_buckets
         done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    print("precision  oneDNN cache  heap     params+Adam GiB  step's rise GiB  torch total  RSS peak GiB  "
+    print("precision  buckets  oneDNN cache  heap     params+Adam GiB  step's rise GiB  torch total  RSS peak GiB  "
           "outside torch  the rise by category (GiB)")
     for r in rows:
         split = ", ".join(f"{k} {v:+.2f}" for k, v in r["step_rise_by_category_gib"].items())
         total = r["persistent_gib"] + r["step_rise_gib"]
-        print(f"{r['precision']:9}  {r['onednn_primitive_cache_capacity']!s:>12}  {r['malloc']:7}  "
+        print(f"{r['precision']:9}  {'on' if r['row_buckets'] else 'off':7}  {r['onednn_primitive_cache_capacity']!s:>12}  {r['malloc']:7}  "
               f"{r['persistent_gib']:15.2f}  {r['step_rise_gib']:15.2f}  {total:11.2f}  {r['rss_peak_gib']:12.2f}  "
               f"{r['rss_peak_gib'] - total:13.2f}  {split}")
     if args.out:

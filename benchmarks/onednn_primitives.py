@@ -30,16 +30,17 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout
 
 
-def run_steps(corpus_name: str, steps: int, data: Path, precision: str) -> list[int]:
+def run_steps(corpus_name: str, steps: int, data: Path, precision: str, buckets: bool = True) -> list[int]:
     """The child: ``steps`` training steps (after none: the first step's compiles count too); returns
-    each batch's real utterance count."""
+    each batch's real utterance count. ``buckets=False``: without the row buckets
+    (``safsd_glnet.model.row_buckets``)."""
     import torch
 
     from benchmarks.speed import paper_training
     from safsd_glnet.training.train import training_step
 
     device = torch.device("cpu")
-    model, optimizer, losses, batches, _ = paper_training(corpus_name, data, threads=1)
+    model, optimizer, losses, batches, _ = paper_training(corpus_name, data, threads=1, buckets=buckets)
     rows = []
     for batch in islice(batches, steps):
         rows.append(int(batch.real.sum()))
@@ -80,11 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     p.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
+    p.add_argument("--no-row-buckets", action="store_true", help="plain nn.Linear (safsd_glnet.model.row_buckets)")
     p.add_argument("--out", default=None)
     p.add_argument("--child", choices=("meld", "iemocap"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        rows = run_steps(args.child, args.steps, Path(args.data), args.precision)
+        rows = run_steps(args.child, args.steps, Path(args.data), args.precision, buckets=not args.no_row_buckets)
         print("ROWS " + json.dumps(rows), file=sys.stderr)
         return 0
     results = []
@@ -93,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             env = dict(os.environ, ONEDNN_VERBOSE="profile_create,profile_exec",
                        ONEDNN_PRIMITIVE_CACHE_CAPACITY=str(capacity))
             cmd = [sys.executable, __file__, "--child", corpus, "--steps", str(args.steps), "--precision",
-                   args.precision, "--data", args.data]
+                   args.precision, "--data", args.data] + ["--no-row-buckets"] * args.no_row_buckets
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
             rows = json.loads(done.stderr.split("ROWS ", 1)[1].splitlines()[0])
             r = {"corpus": corpus, "capacity": capacity, "steps": args.steps, "precision": args.precision,
+                 "row_buckets": not args.no_row_buckets,
                  "distinct_row_counts": len(set(rows)), **parse_log(done.stdout)}
             results.append(r)
             print(f"{corpus:8} capacity {capacity:5}: {r['creates_missed']:5} compiles ({r['create_missed_ms']:8.0f} ms), "

@@ -31,7 +31,9 @@ Configurations: ``sdt`` (the Transformer half alone: ``model.use_gcn=false``; th
 model without its GCN, not SDT's own code), ``full`` (the paper model, dense GCN over the
 fully connected dialogue graph, the kit's default), ``full-window`` (the same with
 ``--window`` past / future utterances), ``full-readable`` (the readable model of
-``safsd_glnet/model/network.py`` without the speed kernels: PyTorch Geometric's edge-list layer).
+``safsd_glnet/model/network.py`` without the speed kernels: PyTorch Geometric's edge-list layer),
+``full-unbucketed`` (the kernels with plain ``nn.Linear`` for the row-bucketed layers of
+``safsd_glnet/model/row_buckets.py``: what bucketing buys).
 
 Rounds (``--rounds``) interleave every (corpus, configuration, precision) once per round, so
 that a slow spell of a shared machine hits fp32 and bf16 alike; the fastest round is kept and
@@ -99,7 +101,7 @@ DEFAULT_FIGURE = REPO / "figures" / "speed_dialogue_length_scaling"
 CORPORA = ("iemocap", "meld")
 BATCH_SIZE = {"iemocap": 16, "meld": 8}  # the reference scripts' batch sizes
 FEATURE_SIZES = {"iemocap": {"t": 1024, "a": 1582, "v": 342}, "meld": {"t": 1024, "a": 300, "v": 342}}
-CONFIGS = ("sdt", "full", "full-window", "full-readable", "full-compiled", "full-readable-compiled")
+CONFIGS = ("sdt", "full", "full-window", "full-readable", "full-compiled", "full-readable-compiled", "full-unbucketed")
 READABLE = ("full-readable", "full-readable-compiled")  # built without the speed kernels
 EAGER_TWIN = {"full-compiled": "full", "full-readable-compiled": "full-readable"}  # the same maths, eager
 PRECISIONS = ("fp32", "bf16")
@@ -118,6 +120,7 @@ def model_overrides(name: str, window: int) -> dict[str, Any]:
         "full-readable": {},  # the full model without kernels (build_model(fast=False))
         "full-compiled": {},  # the kernels, with train.compile's regions compiled (safsd_glnet.model.compiled)
         "full-readable-compiled": {},  # the readable model, its whole forward under torch.compile
+        "full-unbucketed": {},  # the kernels without row buckets (safsd_glnet.model.row_buckets.remove)
     }
     if name not in table:
         raise ValueError(f"unknown configuration {name!r}, expected one of {CONFIGS}")
@@ -211,15 +214,17 @@ def matmul_probe(rows: int, hidden: int, device, seconds: float = 0.6) -> dict[s
     return out
 
 
-def paper_training(corpus: str, data: Path, threads: int, seed: int = 0):
+def paper_training(corpus: str, data: Path, threads: int, seed: int = 0, buckets: bool = True):
     """The full model (hand kernels) at the paper preset on ``corpus``-shaped batches, on the CPU, with
     train.py's optimiser and losses, and the training split's batches in one seeded shuffled order:
-    ``(model, optimizer, losses, batches, source)``; ``batches`` is an iterator that collates lazily.
+    ``(model, optimizer, losses, batches, source)``; ``batches`` is an iterator that collates lazily;
+    ``buckets=False``: without the row buckets (``safsd_glnet.model.row_buckets``).
     For the scripts that look inside training steps (bf16_memory_profile.py, onednn_primitives.py)."""
     import torch
 
     from safsd_glnet.config import preset
     from safsd_glnet.data import iterate_batches
+    from safsd_glnet.model import row_buckets
     from safsd_glnet.model.losses import LossComputer
     from safsd_glnet.training.train import build_model, make_optimizer, seed_everything
 
@@ -229,6 +234,8 @@ def paper_training(corpus: str, data: Path, threads: int, seed: int = 0):
     config = preset("paper").replace(model=model_overrides("full", 0), train={"batch_size": size})
     seed_everything(seed)
     model = build_model(config, dataset, fast=True).train()
+    if not buckets:
+        row_buckets.remove(model)
     optimizer = make_optimizer(config.train, model.parameters(), torch.device("cpu"))
     losses = LossComputer.from_counts(config.loss, dataset.class_counts("train"), dataset.class_names)
     gen = torch.Generator().manual_seed(seed)
@@ -281,6 +288,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
 
     from safsd_glnet.config import preset
     from safsd_glnet.data import iterate_batches, num_batches
+    from safsd_glnet.model import row_buckets
     from safsd_glnet.model.losses import LossComputer
     from safsd_glnet.model.network import count_parameters
     from safsd_glnet.model.precision import bf16_supported, train_precision
@@ -297,6 +305,8 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
                                             train={"batch_size": batch_size})
     seed_everything(spec["seed"])
     model = build_model(config, corpus, fast=spec["config"] not in READABLE).to(device)
+    if spec["config"] == "full-unbucketed":
+        row_buckets.remove(model)
     compile_graphs = compile_model(model, spec["config"])
     # as train.py; --default-adam: torch's default step, to show what fusing saves
     optimizer = make_optimizer(config.train, model.parameters(), device,
