@@ -367,14 +367,14 @@ D_GRID: dict[str, tuple[str, ...]] = {
     for p in (0.3, 0.5) for n in (1, 2) for w in WINDOWS}
 
 
+# The cell that TEXT_SETTINGS held when the plan was committed (checked by the tests against the grid):
+# stage D is judged against it, also after rule 2 replaced TEXT_SETTINGS (MELD's, after this study).
+SHIPPED_AT_PLAN = {"iemocap": "p0.5-L2-all", "meld": "p0.5-L1-all"}
+
+
 def shipped_setting(dataset: str) -> str:
-    """The grid cell that TEXT_SETTINGS of ``dataset`` already is."""
-    m = rt.glnet_config(dataset, "glnet", 0).model
-    window = "all" if m.window_past is None and m.window_future is None else f"w{m.window_past}"
-    name = f"p{m.dropout}-L{m.transformer_layers}-{window}"
-    if name not in D_GRID:
-        raise SystemExit(f"small_encoder: TEXT_SETTINGS of {dataset} ({name}) are not a cell of the stage-D grid")
-    return name
+    """The grid cell that TEXT_SETTINGS of ``dataset`` was when the plan was committed."""
+    return SHIPPED_AT_PLAN[dataset]
 
 
 def _setting_cost(name: str) -> tuple[int, int]:

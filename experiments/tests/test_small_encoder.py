@@ -128,6 +128,7 @@ def test_stage_d_grid_and_rule_two():
     assert len(se.D_GRID) == 8 and se.D_GRID["p0.3-L1-w4"] == (
         "model.dropout=0.3", "model.transformer_layers=1", "model.window_past=4", "model.window_future=4")
     assert se.shipped_setting("iemocap") == "p0.5-L2-all" and se.shipped_setting("meld") == "p0.5-L1-all"
+    assert se.rt.glnet_config("meld", "glnet", 0).model.transformer_layers == 2  # MELD's rule 2 replaced it since
     # every cell is a config change that lands on top of the corpus's settings
     for name, overrides in se.D_GRID.items():
         m = se.rt.glnet_config("iemocap", "glnet", 0, overrides=overrides).model
