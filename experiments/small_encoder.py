@@ -528,7 +528,7 @@ def _pm(r: dict[str, Any], key: str) -> str:
 def _stage_b_lines(d: dict[str, Any]) -> list[str]:
     """The fine-tuned candidates' encoder record: epochs, the classifier's own validation w-F1 per
     epoch, and fine-tune plus encode seconds against the plan's 15-minute budget."""
-    names = [n for n in (*stage_b_candidates(d["dataset"]), *stage_c_candidates(d["dataset"]))
+    names = [n for n in (*stage_b_candidates(d["dataset"]), *stage_c_candidates(d["dataset"]), "C3")
              if n in d["features"]]
     if not names:
         return []
@@ -659,6 +659,7 @@ def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], file
         if "test" in d:
             lines += _test_lines(d["test"])
     lines += ["## What remains", ""]
+    start = len(lines)
     for d in decisions:
         notes = d.get("notes", {})
         if d.get("missing"):
@@ -675,6 +676,8 @@ def report(decisions: list[dict[str, Any]], machines: list[dict[str, Any]], file
                                                   "then " if d.get("settings", {}).get("decision", "incomplete")
                                                   == "incomplete" else "")
                          + "rule 3: the single test reading (`test-reading`).")
+    if len(lines) == start:
+        return "\n".join(lines + ["Nothing: every corpus's decisions are made and its test split was read once.", ""])
     lines += ["- An interim adoption becomes the user's path (the plan's "
               "last section) only after the final decision.", ""]
     return "\n".join(lines)

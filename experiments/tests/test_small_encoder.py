@@ -183,6 +183,10 @@ def test_the_report_shows_stage_d_and_the_test_reading_with_the_targets():
     assert "test w-F1 >= 62.8: **met** (63.00)" in text and "by >= 1.5: **met** (+3.00)" in text
     assert "ensemble (mean of the seeds' class probabilities) scores test w-F1 64.50" in text
     assert "**iemocap** final: its decisions are made" in text and "Decision: **adopt A1**" in text
+    assert "Nothing: every corpus's decisions are made" in text and "interim adoption" not in text
+    interim = dict(d)
+    del interim["test"]
+    assert "Nothing:" not in se.report([interim], [{}], ["r.json"])
     d["test"]["models"]["lr"] = [{"weighted_f1": 62.0, "accuracy": 61.0}]
     assert "by >= 1.5: **missed** (+1.00)" in se.report([d], [{}], ["r.json"])
 
