@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,10 +42,6 @@ GIB = 1024 ** 3
 # the profiler timeline's column order: index 0 is a tensor it could not place, then its categories
 CATEGORIES = ("unknown", "input", "temporary", "activation", "gradient", "autograd_detail", "parameter",
               "optimizer_state")
-
-
-def rss_peak_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB  # ru_maxrss: KiB on Linux
 
 
 def timeline_peak(times_sizes: list) -> dict:
@@ -81,17 +76,17 @@ def measure(precision: str, steps: int, profiled: int, threads: int, data: Path,
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from benchmarks.speed import paper_training
+    from benchmarks.speed import paper_training, peak_memory
     from safsd_glnet.training.train import training_step
 
     device = torch.device("cpu")
     model, optimizer, losses, batches, source = paper_training("meld", data, threads, buckets=buckets)
     batches = list(islice(batches, steps + 1))
     training_step(model, optimizer, losses, batches[0], device, precision)  # warm-up: Adam's state
-    rss_after_warmup = rss_peak_gib()
+    rss_after_warmup = peak_memory(device)["peak_rss_gib"]
     for batch in batches[1:]:  # the process's own peak, before the profiler adds its records
         training_step(model, optimizer, losses, batch, device, precision)
-    rss_peak = rss_peak_gib()
+    rss_peak = peak_memory(device)["peak_rss_gib"]
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
                  with_stack=True) as prof:  # torch's side: the same kind of steps, profiled
         for batch in batches[1:1 + profiled]:
